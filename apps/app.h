@@ -1,0 +1,50 @@
+/* apps/app.h: what a stage of the monosem command receives, and the stage table. */
+#ifndef MONOSEM_APP_H
+#define MONOSEM_APP_H
+
+#include "monosem/io.h"
+
+/* Everything a stage gets. main owns it: it initialises MPI, parses the command line, loads
+ * the job file on every rank (rank 0 reads it and broadcasts the bytes), and after the stage
+ * returns agrees on the verdict over all ranks, prints the error once (rank 0) and exits. */
+typedef struct ms_app {
+    ms_comm comm;
+    ms_config cfg; /* resolved job (valid when the stage needs_job) */
+    bool have_cfg;
+    const char *stage;
+    const char *job_path;
+    /* positional arguments after the stage name (the job file and --key=value overrides
+     * removed for job stages), and options not consumed by main (e.g. --hook NAME) */
+    int argc;
+    char **argv;
+    ms_runrec rec; /* run record; main writes it after the stage when have_cfg */
+} ms_app;
+
+/* A stage returns MS_OK or an error with err set. It must return on every rank (main agrees
+ * on the verdict collectively); errors raised on a subset of ranks must not leave other ranks
+ * blocked in a collective: agree (ms_comm_agree) before and after collective sections. */
+typedef ms_status (*ms_stage_fn)(ms_app *app, ms_err *err);
+
+typedef struct ms_stage {
+    const char *name;
+    const char *summary;
+    const char *usage;             /* after "monosem " */
+    bool needs_job;                /* first positional argument is a job file */
+    const char *const *required;   /* keys the job must set (NULL-terminated), or NULL */
+    ms_stage_fn run;               /* NULL: not built yet in this version */
+} ms_stage;
+
+extern const ms_stage ms_stages[];
+extern const int ms_n_stages;
+
+/* Finds an option "--name VALUE" or "--name=VALUE" in app->argv; NULL if absent. */
+const char *ms_app_option(const ms_app *app, const char *name);
+/* True if flag "--name" is present. */
+bool ms_app_flag(const ms_app *app, const char *name);
+/* The i-th positional argument (not an option or an option's value), or NULL. */
+const char *ms_app_positional(const ms_app *app, int i);
+
+/* Stage entry points (one file each under apps/). */
+ms_status ms_stage_config(ms_app *app, ms_err *err);
+
+#endif
