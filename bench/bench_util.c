@@ -1,5 +1,4 @@
 /* bench/bench_util.c: the machine's own limits, measured in the same run as the benchmark. */
-#define _GNU_SOURCE
 #include "bench_util.h"
 
 #include <cblas.h>
