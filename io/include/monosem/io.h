@@ -160,6 +160,7 @@ typedef struct ms_config {
         int n_compare;
     } analyze;
     char hash[17]; /* 16 hex digits: FNV-1a 64 of the canonical resolved dump */
+    int32_t *marks; /* private: (line, col) where each field was set; 0 = default */
 } ms_config;
 
 /* Fills cfg with every default (resolved as if from an empty job file). */
@@ -336,13 +337,350 @@ void ms_sha256_buf(const void *buf, size_t len, char out[65]);
 uint64_t ms_fnv1a64(const void *buf, size_t len, uint64_t h);
 
 /* ===================================================================== safetensors */
-/* (libmodel issue: reader/writer live in io/safetensors.c) */
+/* Reader and writer (io/safetensors.c): 8-byte little-endian header length N, N bytes of JSON
+ * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
+ * raw little-endian data (offsets relative to the end of the header). The reader validates
+ * the header fully (dtype, shape, offsets inside the data and matching dtype x shape, no
+ * overlaps) before any tensor is read. Not collective; one handle per thread. */
+
+typedef enum ms_st_dtype {
+    MS_ST_F32 = 0, MS_ST_F16, MS_ST_BF16, MS_ST_F64,
+    MS_ST_I64, MS_ST_I32, MS_ST_I16, MS_ST_I8, MS_ST_U8, MS_ST_BOOL,
+    MS_ST_DTYPE_COUNT
+} ms_st_dtype;
+
+#define MS_ST_MAX_DIMS 8
+#define MS_ST_MAX_HEADER (100u << 20) /* as the reference implementation */
+
+typedef struct ms_st_tensor {
+    char *name;
+    ms_st_dtype dtype;
+    int ndim;
+    int64_t shape[MS_ST_MAX_DIMS];
+    uint64_t numel;
+    uint64_t begin, end; /* byte offsets into the data section */
+} ms_st_tensor;
+
+typedef struct ms_safetensors {
+    char *path;            /* for messages */
+    FILE *f;               /* NULL for a header parsed from memory */
+    uint64_t data_start;   /* file offset of the data section (8 + N) */
+    uint64_t data_len;     /* bytes in the data section */
+    ms_st_tensor *tensors; /* n entries, in header order */
+    int n;
+    char **meta;           /* n_meta key/value pairs: meta[2i], meta[2i+1] */
+    int n_meta;
+} ms_safetensors;
+
+/* Bytes per element of a dtype; its safetensors name ("F32"...). */
+size_t ms_st_dtype_size(ms_st_dtype d);
+const char *ms_st_dtype_name(ms_st_dtype d);
+
+/* Parses a JSON header (not NUL-terminated, len bytes) for a data section of data_len bytes
+ * into st (st->f stays NULL). Pure: this is what the fuzzer drives. On error st is freed. */
+ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *json, size_t len,
+                             uint64_t data_len, ms_err *err);
+/* Opens path and parses its header. Caller closes with ms_st_close (also on a zeroed st). */
+ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err);
+void ms_st_close(ms_safetensors *st);
+/* The tensor called name, or NULL. */
+const ms_st_tensor *ms_st_find(const ms_safetensors *st, const char *name);
+/* Value of a __metadata__ key, or NULL. */
+const char *ms_st_meta(const ms_safetensors *st, const char *key);
+/* Reads tensor t converted to float32 into dst (t->numel floats). F32/F16/BF16/F64 only;
+ * other dtypes are MS_ERR_FORMAT naming the file and tensor. */
+ms_status ms_st_read_f32(const ms_safetensors *st, const ms_st_tensor *t, float *dst,
+                         ms_err *err);
+/* Finds `name`, checks it has exactly the given shape, reads it as float32. Errors: missing
+ * tensor, wrong shape, unsupported dtype, short read -- each naming file and tensor. */
+ms_status ms_st_read_f32_shaped(const ms_safetensors *st, const char *name, int ndim,
+                                const int64_t *shape, float *dst, ms_err *err);
+
+/* One tensor to write: data holds numel(shape) elements of dtype, little-endian. */
+typedef struct ms_st_item {
+    const char *name;
+    ms_st_dtype dtype;
+    int ndim;
+    int64_t shape[MS_ST_MAX_DIMS];
+    const void *data;
+} ms_st_item;
+/* Writes items (in order, data 8-byte aligned) and optional metadata key/value pairs to
+ * path.tmp.<pid>, fsyncs and renames to path. */
+ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
+                      const char *const *meta_kv, int n_meta, ms_err *err);
 
 /* ===================================================================== activations store */
-/* (activations.h5: io/actstore.c) */
+/* activations.h5 (io/actstore.c; layout in docs/formats.md): /acts (N,d) float16|float32
+ * chunked by rows, /tokens int32 (n_contexts, context), /index int32 (N,2) = (context,
+ * position) of each row, /progress uint8 (n_shards) = 1 when a shard's rows are written, and
+ * attributes; the root attribute `complete` (int 1) is written last by ms_actstore_finalize. */
+
+#define MS_ACTSTORE_VERSION 1
+
+/* What a store describes. Strings are copied by the store; config_text may be NULL. */
+typedef struct ms_actmeta {
+    int64_t n_rows;     /* N: sampled tokens */
+    int64_t d;          /* width of one activation vector */
+    int64_t n_contexts; /* rows of /tokens */
+    int64_t context;    /* tokens per context */
+    int64_t n_shards;   /* units of work recorded in /progress (>= 1) */
+    int dtype;          /* ms_store_dtype of /acts */
+    int64_t seed;
+    int64_t chunk_rows; /* rows per HDF5 chunk of /acts; 0 = about 1 MiB per chunk */
+    char hook[128];
+    char model_sha256[65];
+    char tokenizer_sha256[65];
+    char config_hash[17];
+    char version[32]; /* tool version that wrote it (MS_VERSION_STRING) */
+    const char *config_text;
+} ms_actmeta;
+
+/* ---- writer (generation stage). COLLECTIVE calls are over comm; comm == NULL means this
+ * process alone (serial HDF5 driver, no MPI needed: tests and small tools). With several
+ * ranks the file is opened through MPI-IO and each rank writes its own rows independently
+ * (independent MPI-IO measured faster than collective on this machine's disk). */
+typedef struct ms_actwriter ms_actwriter;
+
+/* COLLECTIVE. Creates path (truncating) with every dataset at full size (space allocated, never
+ * filled) and the attributes, flushed so a crash leaves a resumable file. *w freed by
+ * ms_actwriter_finalize or ms_actwriter_close. */
+ms_status ms_actwriter_create(ms_actwriter **w, const char *path, const ms_actmeta *meta,
+                              const ms_comm *comm, ms_err *err);
+/* COLLECTIVE. Reopens an incomplete store to continue: checks that d, N, n_contexts, context,
+ * n_shards, dtype, hook, model sha256 and config hash match `expect` (a clear MS_ERR_STATE
+ * naming the first difference otherwise) and fills done[n_shards] (caller's array) with
+ * /progress. A complete store is refused with MS_ERR_STATE ("already complete"). */
+ms_status ms_actwriter_resume(ms_actwriter **w, const char *path, const ms_actmeta *expect,
+                              uint8_t *done, const ms_comm *comm, ms_err *err);
+/* Independent. Rows [row0, row0+n) of /acts from acts (n,d) float32 (converted to the store
+ * dtype, round to nearest even) and of /index from index (n,2) (may be NULL). */
+ms_status ms_actwriter_write_rows(ms_actwriter *w, int64_t row0, int64_t n, const float *acts,
+                                  const int32_t *index, ms_err *err);
+/* Independent. Contexts [ctx0, ctx0+n) of /tokens from tokens (n, context). */
+ms_status ms_actwriter_write_tokens(ms_actwriter *w, int64_t ctx0, int64_t n,
+                                    const int32_t *tokens, ms_err *err);
+/* Independent. Marks a shard finished in /progress; call after its rows and tokens. */
+ms_status ms_actwriter_mark_done(ms_actwriter *w, int64_t shard, ms_err *err);
+/* COLLECTIVE. Checks /progress is all ones (MS_ERR_STATE otherwise), sets `complete`, closes
+ * and frees w (also on error). */
+ms_status ms_actwriter_finalize(ms_actwriter *w, ms_err *err);
+/* COLLECTIVE. Closes without marking complete (crash-like stop; resumable). NULL-safe. */
+void ms_actwriter_close(ms_actwriter *w);
+
+/* ---- reader (training, eval, dashboards). Not collective: every rank opens its own handle
+ * (serial driver, read-only; many readers may share the file). */
+typedef struct ms_actfile ms_actfile;
+
+/* Opens a complete store; an incomplete one (no `complete` attribute) is refused with
+ * MS_ERR_STATE naming the file and how many shards are done. meta (optional) receives the
+ * attributes; meta->config_text stays owned by the file handle. Caller frees with
+ * ms_actfile_close. */
+ms_status ms_actfile_open(ms_actfile **f, const char *path, ms_actmeta *meta, ms_err *err);
+void ms_actfile_close(ms_actfile *f);
+const ms_actmeta *ms_actfile_meta(const ms_actfile *f);
+const char *ms_actfile_path(const ms_actfile *f);
+/* Rows [row0, row0+n) of /acts into out (n,d) float32 (float16 converted exactly). */
+ms_status ms_actfile_read(ms_actfile *f, int64_t row0, int64_t n, float *out, ms_err *err);
+/* /index rows [row0, row0+n) into out (n,2); /tokens contexts [ctx0, ctx0+n) into (n,context). */
+ms_status ms_actfile_read_index(ms_actfile *f, int64_t row0, int64_t n, int32_t *out,
+                                ms_err *err);
+ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t *out,
+                                 ms_err *err);
+
+/* IEEE half <-> float conversion (float -> half rounds to nearest even; overflow -> inf). */
+float ms_half_to_float(uint16_t h);
+uint16_t ms_float_to_half(float f);
+void ms_half_to_float_n(float *out, const uint16_t *in, size_t n);
+void ms_float_to_half_n(uint16_t *out, const float *in, size_t n);
+
+/* ---- shuffled data-parallel row stream for training (io/actstream.c).
+ * The file's rows are cut into blocks of block_rows. Epoch e visits the blocks in a seeded
+ * permutation (identity when !shuffle); consecutive blocks form windows of about window_rows
+ * rows, and the rows of each window are permuted (seeded; identity when !shuffle). The stream
+ * is the concatenation of the windows of epochs 0, 1, ...; global batch k is stream positions
+ * [k*B, (k+1)*B) and rank r takes the contiguous slice ms_shard_range(B, r, size) of it. The
+ * stream does not depend on the rank count, so the set of rows in every global batch is the
+ * same for any number of ranks. A rank holds only its own rows of the current window (about
+ * window_rows/size rows plus one block of staging), so memory is bounded by the window, never
+ * by the file; every rank reads every block of a window (reads scale with ranks, not memory).
+ * Rows with NaN/Inf are an error naming the row range, or skipped (and counted) when
+ * skip_nonfinite: the whole window is scanned on every rank, so skipping is rank-agreed. */
+typedef struct ms_streampos {
+    int64_t epoch;       /* epoch of the current window */
+    int64_t window;      /* window index within the epoch */
+    int64_t window_start; /* stream position of the window's first row */
+    int64_t next;        /* next global stream position to hand out (= k*B at a batch start) */
+    int64_t skipped;     /* non-finite rows skipped so far (rank-agreed) */
+} ms_streampos;
+
+typedef struct ms_actstream_opts {
+    int64_t batch;       /* global batch B */
+    int64_t block_rows;  /* 0 = the file's chunk rows */
+    int64_t window_rows; /* shuffle window (global); rounded up to whole blocks */
+    bool shuffle;
+    bool skip_nonfinite;
+    bool repeat;         /* false: running past epoch 0 is an error (no repetition) */
+    uint64_t seed;
+} ms_actstream_opts;
+
+typedef struct ms_actstream ms_actstream;
+
+/* Opens the stream for this rank (rank, size as plain ints). f stays owned by the caller and
+ * must outlive the stream. pos == NULL starts at the beginning; otherwise resumes exactly at a
+ * position saved by ms_actstream_pos (same file, options and batch; any rank count). */
+ms_status ms_actstream_open(ms_actstream **s, ms_actfile *f, const ms_actstream_opts *o,
+                            int rank, int size, const ms_streampos *pos, ms_err *err);
+void ms_actstream_close(ms_actstream *s);
+/* This rank's number of rows per global batch (its slice of B). */
+int64_t ms_actstream_local_rows(const ms_actstream *s);
+/* Next global batch: this rank's rows into out (local_rows, d) float32. */
+ms_status ms_actstream_next(ms_actstream *s, float *out, ms_err *err);
+/* Position to save (at a batch boundary it is identical on every rank). */
+ms_streampos ms_actstream_pos(const ms_actstream *s);
+/* Bytes read from the file so far by this rank (for throughput reports). */
+int64_t ms_actstream_bytes_read(const ms_actstream *s);
+
+/* Pure index logic (unit-tested without MPI or files). */
+/* Fisher-Yates permutation of [0,n) from a counter-based generator keyed by (seed, a, b). */
+void ms_perm_seeded(int64_t *perm, int64_t n, uint64_t seed, uint64_t a, uint64_t b);
+/* splitmix64 step: returns the next value and advances *state. */
+uint64_t ms_splitmix64(uint64_t *state);
 
 /* ===================================================================== corpus */
-/* (io/corpus.c) */
+/* (io/corpus.c) Documents are read one at a time (memory bounded by the largest document);
+ * token shards are read by range with pread. Not collective unless stated. */
+
+/* Token shard file (little-endian): 32-byte header
+ *   char magic[8] = "MSTOKENS"; uint32 version = 1; uint32 dtype = bytes per token (2 or 4);
+ *   uint64 count (tokens); uint64 reserved = 0
+ * then count tokens of dtype bytes each. A document is preceded by <|endoftext|>. */
+#define MS_TOKSHARD_MAGIC "MSTOKENS"
+#define MS_TOKSHARD_VERSION 1u
+#define MS_TOKSHARD_HEADER 32
+/* Manifest written by `monosem tokenize` into corpus.token_dir. */
+#define MS_TOKENS_MANIFEST "manifest.json"
+
+/* Expands glob patterns into malloc'd paths: each pattern's matches sorted, in pattern order,
+ * duplicates dropped; a pattern matching nothing is an error (MS_ERR_IO naming it). Caller
+ * frees with ms_corpus_paths_free. */
+ms_status ms_corpus_expand(const char *const *patterns, int n_patterns, char ***paths,
+                           int *n_paths, ms_err *err);
+void ms_corpus_paths_free(char **paths, int n);
+
+/* How to cut a file into documents. */
+typedef struct ms_doc_opts {
+    int format;             /* ms_corpus_format */
+    const char *delimiter;  /* text: a line equal to this ends a document; NULL/"" = whole file */
+    const char *text_field; /* jsonl: string field holding the document (default "text") */
+    int32_t eot;            /* tokens: id separating documents (-1 = whole file is one doc) */
+} ms_doc_opts;
+
+/* One document. text/len for text and jsonl, ids/n_ids for token files; both point into the
+ * reader and stay valid until the next ms_doc_reader_next. */
+typedef struct ms_doc {
+    const char *text;
+    size_t len;
+    const int32_t *ids;
+    size_t n_ids;
+    int64_t index; /* 0-based document index within its file */
+    int64_t line;  /* 1-based line where it starts (text, jsonl); 0 for token files */
+} ms_doc;
+
+typedef struct ms_doc_reader ms_doc_reader;
+/* Opens path; on error *r is NULL. Caller closes. */
+ms_status ms_doc_reader_open(ms_doc_reader **r, const char *path, const ms_doc_opts *opts,
+                             ms_err *err);
+/* Next non-empty document: *got = false at the end. jsonl errors name file:line. */
+ms_status ms_doc_reader_next(ms_doc_reader *r, ms_doc *doc, bool *got, ms_err *err);
+void ms_doc_reader_close(ms_doc_reader *r);
+
+/* Seeded held-out split by document: a pure function of (seed, file basename, document index
+ * within the file), so it does not depend on rank count, file order or path prefix. */
+bool ms_corpus_is_heldout(uint64_t seed, const char *path, int64_t doc_index, double fraction);
+
+/* --- token shard writer: writes path.tmp.<pid>, ms_tokshard_commit fixes the header count,
+ * fsyncs and renames into place (and frees w); ms_tokshard_abort removes the temp file. */
+typedef struct ms_tokshard_writer ms_tokshard_writer;
+ms_status ms_tokshard_create(ms_tokshard_writer **w, const char *path, int dtype_bytes,
+                             ms_err *err);
+/* Appends n ids; an id that does not fit dtype is MS_ERR_FORMAT. */
+ms_status ms_tokshard_append(ms_tokshard_writer *w, const int32_t *ids, size_t n, ms_err *err);
+int64_t ms_tokshard_writer_count(const ms_tokshard_writer *w);
+ms_status ms_tokshard_commit(ms_tokshard_writer *w, ms_err *err);
+void ms_tokshard_abort(ms_tokshard_writer *w);
+
+/* --- token shard reader (header validated against the file size). */
+typedef struct ms_tokshard {
+    int fd;
+    char *path;
+    int dtype_bytes;
+    int64_t count;
+} ms_tokshard;
+ms_status ms_tokshard_open(ms_tokshard *s, const char *path, ms_err *err);
+/* Reads tokens [start, start+n) widened to int32. */
+ms_status ms_tokshard_read(const ms_tokshard *s, int64_t start, int64_t n, int32_t *out,
+                           ms_err *err);
+void ms_tokshard_close(ms_tokshard *s); /* safe on a zeroed struct */
+
+/* --- a tokenized split (train or heldout) from token_dir/manifest.json: the shards of the
+ * split concatenated into one stream of tokens. */
+typedef struct ms_tokset {
+    int n_shards;
+    ms_tokshard *shards;
+    int64_t *offsets; /* n_shards + 1: first token of each shard in the stream */
+    int64_t count;    /* tokens in the split */
+    int64_t n_docs;
+    int32_t vocab_size, eot;
+    char tokenizer_sha256[65];
+} ms_tokset;
+/* split is "train" or "heldout". An empty split opens with count 0. */
+ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split, ms_err *err);
+void ms_tokset_close(ms_tokset *ts); /* safe on a zeroed struct */
+/* Reads tokens [start, start+n) of the stream. */
+ms_status ms_tokset_read(const ms_tokset *ts, int64_t start, int64_t n, int32_t *out,
+                         ms_err *err);
+/* Contexts: non-overlapping windows of `context` tokens; window i starts at i*context. With
+ * `target` the window carries one more token (the next-token target of its last position),
+ * so n = floor((count - 1) / context) instead of floor(count / context). */
+int64_t ms_tokset_n_contexts(const ms_tokset *ts, int64_t context, bool target);
+ms_status ms_tokset_context(const ms_tokset *ts, int64_t i, int64_t context, bool target,
+                            int32_t *out, ms_err *err);
+
+/* --- tokenizing a corpus into shards (the core of `monosem tokenize`, MPI-free so it can be
+ * tested by simulating ranks). Documents are grouped in order into chunks of about
+ * chunk_bytes of input; chunk c is written by rank c % size as <out_dir>/train-<c>.bin and
+ * heldout-<c>.bin, so the files do not depend on the rank count. */
+typedef ms_status (*ms_encode_fn)(void *ctx, const char *text, size_t len, int32_t **ids,
+                                  size_t *n, size_t *cap, ms_err *err);
+typedef struct ms_tokenize_job {
+    char **paths; /* expanded input files */
+    int n_paths;
+    ms_doc_opts doc;
+    double heldout_fraction;
+    uint64_t seed;
+    int64_t chunk_bytes; /* input bytes per chunk (token files: 4 per id) */
+    const char *out_dir;
+    int32_t eot, vocab_size;
+    ms_encode_fn encode; /* text formats */
+    void *encode_ctx;
+} ms_tokenize_job;
+/* Per chunk, 4 counts: train tokens, train docs, heldout tokens, heldout docs. */
+#define MS_CHUNK_STATS 4
+/* Tokenizes this rank's chunks. *stats (malloc'd, caller frees) has MS_CHUNK_STATS entries per
+ * chunk, zero for chunks of other ranks: sum them over ranks (allreduce) for the manifest. */
+ms_status ms_corpus_tokenize_part(const ms_tokenize_job *job, int rank, int size,
+                                  int64_t **stats, int64_t *n_chunks, ms_err *err);
+/* Writes <out_dir>/manifest.json atomically from the summed stats. fingerprint identifies the
+ * inputs and settings (see ms_corpus_fingerprint). */
+ms_status ms_corpus_manifest_write(const ms_tokenize_job *job, const int64_t *stats,
+                                   int64_t n_chunks, const char *tokenizer_sha256,
+                                   const char *fingerprint, ms_err *err);
+/* 16 hex digits over the input paths, sizes and mtimes, the split/chunk settings and the
+ * tokenizer hash: a manifest with the same fingerprint means the shards are up to date. */
+void ms_corpus_fingerprint(const ms_tokenize_job *job, const char *tokenizer_sha256,
+                           char out[17]);
+/* Reads the fingerprint of an existing manifest into out; false if none or unreadable. */
+bool ms_corpus_manifest_fingerprint(const char *token_dir, char out[17]);
 
 #ifdef __cplusplus
 }

@@ -38,7 +38,213 @@ const char *ms_tokenizer_token_bytes(const ms_tokenizer *tok, int32_t id, size_t
 /* (declared by the tokenizer work: ms_bpe_train ...) */
 
 /* ===================================================================== model */
-/* (config, weights, forward, hooks: libmodel/model.c, kernels.c) */
+/* GPT-2 / TransformerLens style transformer (libmodel/model.c, kernels.c). Shapes use
+ * B batch, T positions, C d_model, H n_heads, D d_head, M d_mlp, V d_vocab, L n_layers.
+ * Nothing here is collective; nothing allocates inside ms_model_forward. */
+
+#define MS_MODEL_MAX_NAME 64
+
+typedef struct ms_model_config {
+    int n_layers, d_model, d_mlp, n_heads, d_head, n_ctx, d_vocab;
+    int act_fn;        /* ms_act_fn (io.h): relu, gelu (erf), gelu_new (tanh), solu_ln */
+    int normalization; /* ms_norm_type (io.h): LN (w,b), LNPre (no w,b), none */
+    float eps;         /* LayerNorm eps, default 1e-5 */
+} ms_model_config;
+
+/* Reads config.json with TransformerLens keys (n_layers, d_model, d_mlp, n_heads, d_head,
+ * n_ctx, d_vocab, act_fn, normalization_type, eps) or HF GPT-2 keys (n_layer, n_embd, n_head,
+ * n_positions, vocab_size, activation_function, layer_norm_epsilon, n_inner). Validates. */
+ms_status ms_model_config_load(ms_model_config *cfg, const char *path, ms_err *err);
+/* Range checks (all sizes > 0, known act_fn/normalization). */
+ms_status ms_model_config_check(const ms_model_config *cfg, const char *where, ms_err *err);
+/* config.json text (TransformerLens keys), malloc'd, caller frees; NULL on OOM. */
+char *ms_model_config_json(const ms_model_config *cfg);
+
+/* One parameter tensor of the slab, by TransformerLens name, in slab order. */
+typedef struct ms_model_tensor {
+    char name[MS_MODEL_MAX_NAME]; /* e.g. "blocks.0.attn.W_Q" */
+    int ndim;
+    int64_t shape[3];
+    size_t offset; /* floats from the start of the slab */
+    size_t numel;
+} ms_model_tensor;
+
+/* Views of one layer's parameters into a slab (params, grads or Adam moments alike). */
+typedef struct ms_layer_params {
+    float *ln1_w, *ln1_b;     /* (C); NULL unless normalization is LN */
+    float *W_Q, *W_K, *W_V;   /* (H,C,D) */
+    float *b_Q, *b_K, *b_V;   /* (H,D) */
+    float *W_O;               /* (H,D,C) */
+    float *b_O;               /* (C) */
+    float *ln2_w, *ln2_b;     /* (C); NULL unless LN */
+    float *W_in;              /* (C,M) */
+    float *b_in;              /* (M) */
+    float *ln_mid_w, *ln_mid_b; /* (M); solu_ln with LN only (blocks.L.mlp.ln.w/b), else NULL */
+    float *W_out;             /* (M,C) */
+    float *b_out;             /* (C) */
+} ms_layer_params;
+
+typedef struct ms_model_params {
+    float *W_E;               /* (V,C)  embed.W_E */
+    float *W_pos;             /* (n_ctx,C) pos_embed.W_pos */
+    ms_layer_params *blocks;  /* n_layers entries, malloc'd by ms_model_params_bind */
+    float *lnf_w, *lnf_b;     /* (C); NULL unless LN */
+    float *W_U;               /* (C,V)  unembed.W_U */
+    float *b_U;               /* (V)    unembed.b_U */
+} ms_model_params;
+
+/* Number of floats in a parameter slab for cfg. */
+size_t ms_model_params_numel(const ms_model_config *cfg);
+/* The tensor table in slab order: *out malloc'd (caller frees), *n entries. */
+ms_status ms_model_tensors(const ms_model_config *cfg, ms_model_tensor **out, int *n,
+                           ms_err *err);
+/* Points views into slab (ms_model_params_numel floats), e.g. a grads or Adam slab laid out
+ * like the params. views->blocks is malloc'd: release with ms_model_params_unbind. */
+ms_status ms_model_params_bind(const ms_model_config *cfg, float *slab, ms_model_params *views,
+                               ms_err *err);
+void ms_model_params_unbind(ms_model_params *views);
+
+/* A model: config, one contiguous parameter slab, named views into it. */
+typedef struct ms_model {
+    ms_model_config cfg;
+    float *params;      /* (n_params) one slab, 64-byte aligned, owned */
+    size_t n_params;
+    ms_model_params w;  /* views into params */
+    ms_model_tensor *tensors; /* n_tensors entries, slab order */
+    int n_tensors;
+} ms_model;
+
+/* Allocates a zeroed slab for cfg (the trainer then initialises or loads it). */
+ms_status ms_model_init(ms_model *m, const ms_model_config *cfg, ms_err *err);
+/* GPT-2 style init: weights N(0, std), W_out and W_O scaled by 1/sqrt(2 L), biases 0, LN
+ * weights 1. Deterministic for a seed. */
+void ms_model_init_random(ms_model *m, uint64_t seed, float std);
+/* Loads dir/config.json + dir/model.safetensors. Tensor names: TransformerLens, or HF GPT-2
+ * (wte/wpe/h.L.ln_1/attn.c_attn/attn.c_proj/ln_2/mlp.c_fc/mlp.c_proj/ln_f/lm_head, optional
+ * "transformer." prefix; c_attn is split into W_Q/W_K/W_V; W_U = lm_head^T, or wte^T when
+ * tied). dtypes F32/F16/BF16/F64. Errors name the file and the tensor. On error m is freed. */
+ms_status ms_model_load(ms_model *m, const char *dir, ms_err *err);
+/* Same with explicit paths. */
+ms_status ms_model_load_files(ms_model *m, const char *config_path, const char *weights_path,
+                              ms_err *err);
+/* Writes dir/config.json and dir/model.safetensors (F32, TransformerLens names), each to a
+ * temporary name then renamed. Creates dir. */
+ms_status ms_model_save(const ms_model *m, const char *dir, ms_err *err);
+void ms_model_free(ms_model *m);
+
+/* ---- hooks (TransformerLens names) */
+typedef enum ms_hook_kind {
+    MS_HOOK_RESID_PRE = 0, /* blocks.L.hook_resid_pre   (B,T,C) */
+    MS_HOOK_ATTN_OUT,      /* blocks.L.hook_attn_out    (B,T,C) */
+    MS_HOOK_RESID_MID,     /* blocks.L.hook_resid_mid   (B,T,C) */
+    MS_HOOK_MLP_PRE,       /* blocks.L.mlp.hook_pre     (B,T,M) */
+    MS_HOOK_MLP_MID,       /* blocks.L.mlp.hook_mid     (B,T,M) solu_ln only: x*softmax(x) */
+    MS_HOOK_MLP_POST,      /* blocks.L.mlp.hook_post    (B,T,M) the neurons */
+    MS_HOOK_MLP_OUT,       /* blocks.L.hook_mlp_out     (B,T,C) */
+    MS_HOOK_RESID_POST,    /* blocks.L.hook_resid_post  (B,T,C) */
+    MS_HOOK_KIND_COUNT
+} ms_hook_kind;
+
+typedef struct ms_hook {
+    int layer;
+    ms_hook_kind kind;
+} ms_hook;
+
+/* Parses "blocks.L.<...>" for cfg (layer in range, hook_mid only for solu_ln). */
+ms_status ms_hook_parse(ms_hook *h, const char *name, const ms_model_config *cfg, ms_err *err);
+/* Writes the TransformerLens name of h into buf. */
+void ms_hook_name(ms_hook h, char *buf, size_t n);
+/* Width of the activation at h (C or M). */
+int ms_hook_dim(const ms_model_config *cfg, ms_hook h);
+
+/* A replace callback: act (B,T,d) holds the activation at `hook`; the callback overwrites it
+ * in place with what the rest of the forward should see (an SAE reconstruction, zeros, ...).
+ * Return MS_OK, or an error (with err set) to abort the forward. */
+typedef ms_status (*ms_hook_fn)(void *user, ms_hook hook, float *act, int B, int T, int d,
+                                ms_err *err);
+/* Ready-made callback: zero-ablation. */
+ms_status ms_hook_fn_zero(void *user, ms_hook hook, float *act, int B, int T, int d,
+                          ms_err *err);
+
+typedef struct ms_hook_capture {
+    ms_hook hook;
+    float *dst; /* (B,T,d) caller-owned, contiguous */
+} ms_hook_capture;
+
+typedef struct ms_hook_replace {
+    ms_hook hook;
+    ms_hook_fn fn;
+    void *user;
+} ms_hook_replace;
+
+typedef struct ms_forward_opts {
+    /* (B,T) next-token targets or NULL; a negative target means "no loss here" (loss 0).
+     * With targets the forward fills acts->losses and acts->mean_loss. */
+    const int32_t *targets;
+    /* Stop right after this hook (its replaces and captures run; nothing after: no later
+     * layers, no unembed). NULL runs to the logits. */
+    const ms_hook *stop_after;
+    const ms_hook_capture *captures; /* copies taken after any replace at the same hook */
+    int n_captures;
+    const ms_hook_replace *replaces; /* run in order at their hook */
+    int n_replaces;
+} ms_forward_opts;
+
+/* Activations of one forward, one slab allocated once for (B,T) (llm.c style): everything a
+ * backward needs. Tensors are packed for the (B,T) of the last forward call (B*T rows). */
+typedef struct ms_layer_acts {
+    float *resid_pre;            /* (B,T,C) hook_resid_pre (aliases the previous resid_post) */
+    float *ln1;                  /* (B,T,C) LayerNorm output (after w,b) */
+    float *ln1_mean, *ln1_rstd;  /* (B,T) */
+    float *qkv;                  /* (B,T,3,H,D) q, k, v with biases */
+    float *att;                  /* (B,H,T,T) softmax pattern; upper triangle is zero */
+    float *z;                    /* (B,T,H,D) attention-weighted values (hook_z) */
+    float *attn_out;             /* (B,T,C) hook_attn_out (z W_O + b_O) */
+    float *resid_mid;            /* (B,T,C) */
+    float *ln2;                  /* (B,T,C) */
+    float *ln2_mean, *ln2_rstd;  /* (B,T) */
+    float *mlp_pre;              /* (B,T,M) hook_pre */
+    float *mlp_mid;              /* (B,T,M) solu_ln: x*softmax(x); NULL otherwise */
+    float *mid_mean, *mid_rstd;  /* (B,T) solu_ln LayerNorm stats; NULL otherwise */
+    float *mlp_post;             /* (B,T,M) hook_post */
+    float *mlp_out;              /* (B,T,C) hook_mlp_out */
+    float *resid_post;           /* (B,T,C) hook_resid_post */
+} ms_layer_acts;
+
+#define MS_ACTS_NO_LOGITS 1u /* do not allocate lnf/logits/lse/losses (forward must stop early) */
+
+typedef struct ms_model_acts {
+    int B, T;                    /* capacity */
+    int b, t;                    /* shape of the last forward */
+    unsigned flags;
+    float *mem;                  /* the slab, owned */
+    size_t n_floats;
+    ms_layer_acts *layers;       /* n_layers entries */
+    float *lnf;                  /* (B,T,C) final LayerNorm output */
+    float *lnf_mean, *lnf_rstd;  /* (B,T) */
+    float *logits;               /* (B,T,V) */
+    float *lse;                  /* (B,T) logsumexp of each logits row (for loss and backward) */
+    float *losses;               /* (B,T) per-token cross-entropy (0 where target < 0) */
+    double mean_loss;            /* over positions with a target; NaN if none */
+    int64_t n_loss;              /* positions with a target */
+} ms_model_acts;
+
+/* Allocates and first-touches activations for up to B contexts of T <= n_ctx positions. */
+ms_status ms_model_acts_init(ms_model_acts *a, const ms_model_config *cfg, int B, int T,
+                             unsigned flags, ms_err *err);
+void ms_model_acts_free(ms_model_acts *a);
+
+/* targets[b,t] = tokens[b,t+1], and -1 at t = T-1: the usual next-token loss. */
+void ms_model_next_targets(int32_t *targets, const int32_t *tokens, int B, int T);
+
+/* Forward of tokens (B,T) with B <= acts->B, T <= acts->T. Token ids must lie in [0,V).
+ * opts may be NULL (full forward, no loss). Threads: those of OpenBLAS. */
+ms_status ms_model_forward(const ms_model *m, ms_model_acts *acts, const int32_t *tokens,
+                           int B, int T, const ms_forward_opts *opts, ms_err *err);
+
+/* The buffer holding activation h in acts after a forward ((b,t,d) packed); NULL if h is not
+ * stored (hook_mid outside solu_ln). */
+float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h);
 
 /* ===================================================================== model trainer */
 
