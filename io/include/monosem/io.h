@@ -241,11 +241,17 @@ int64_t ms_queue_remaining(const ms_queue *q);
 void ms_queue_serve(const ms_comm *comm, ms_queue *q);
 void ms_queue_drain(const ms_comm *comm, ms_queue *q);
 int64_t ms_queue_request(const ms_comm *comm);
+/* A worker that stops early (after an error) tells rank 0 so its drain does not wait for it.
+ * Call at most once, and not after ms_queue_request returned -1. */
+void ms_queue_quit(const ms_comm *comm);
 /* Rank 0's own next item (does not serve). */
 int64_t ms_queue_take(ms_queue *q);
 
 /* --- sharding: contiguous split of n items over size ranks (first n%size get one more). */
 void ms_shard_range(int64_t n, int rank, int size, int64_t *begin, int64_t *end);
+
+/* The MPI library's version line. */
+void ms_comm_library_version(char *buf, size_t n);
 
 /* Sets OpenBLAS threads for this rank: requested > 0 wins, else cores / ranks-on-node. */
 int ms_blas_threads_set(const ms_comm *comm, int64_t requested);
@@ -681,6 +687,9 @@ void ms_corpus_fingerprint(const ms_tokenize_job *job, const char *tokenizer_sha
                            char out[17]);
 /* Reads the fingerprint of an existing manifest into out; false if none or unreadable. */
 bool ms_corpus_manifest_fingerprint(const char *token_dir, char out[17]);
+/* Identity of a tokenizer's files: sha256 of "<sha256(vocab)>\n<sha256(merges)>\n" (hex). */
+ms_status ms_tokenizer_files_sha256(const char *vocab_path, const char *merges_path,
+                                    char out[65], ms_err *err);
 
 #ifdef __cplusplus
 }

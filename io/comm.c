@@ -1,0 +1,251 @@
+/* The MPI module: the only file that calls MPI. Init/finalize, verdict agreement, chunked
+ * reductions and broadcasts, BLAS thread sizing, and rank 0's dynamic work queue. */
+#include "monosem/io.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define COMM(c) (*(MPI_Comm *)(c)->mpi_comm)
+/* Largest element count handed to one MPI call: counts are int. */
+#define MS_MPI_CHUNK ((size_t)1 << 30)
+
+enum { TAG_REQUEST = 7101, TAG_REPLY = 7102 };
+
+static MPI_Comm g_world = MPI_COMM_NULL;
+static MPI_Comm g_node = MPI_COMM_NULL;
+static int g_we_initialised = 0;
+
+ms_status ms_comm_init(ms_comm *comm, int *argc, char ***argv, ms_err *err)
+{
+    memset(comm, 0, sizeof *comm);
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        if (MPI_Init(argc, argv) != MPI_SUCCESS) return ms_err_set(err, MS_ERR_MPI, "MPI_Init failed");
+        g_we_initialised = 1;
+    }
+    if (g_world == MPI_COMM_NULL) {
+        MPI_Comm_dup(MPI_COMM_WORLD, &g_world);
+        /* errors come back as codes so every rank can report and exit together */
+        MPI_Comm_set_errhandler(g_world, MPI_ERRORS_RETURN);
+        MPI_Comm_split_type(g_world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &g_node);
+    }
+    comm->mpi_comm = &g_world;
+    MPI_Comm_rank(g_world, &comm->rank);
+    MPI_Comm_size(g_world, &comm->size);
+    MPI_Comm_rank(g_node, &comm->node_rank);
+    MPI_Comm_size(g_node, &comm->node_size);
+    return MS_OK;
+}
+
+void ms_comm_finalize(ms_comm *comm)
+{
+    (void)comm;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (fin) return;
+    if (g_node != MPI_COMM_NULL) MPI_Comm_free(&g_node);
+    if (g_world != MPI_COMM_NULL) MPI_Comm_free(&g_world);
+    if (g_we_initialised) MPI_Finalize();
+}
+
+void ms_comm_abort(const ms_comm *comm, int code)
+{
+    MPI_Abort(comm && comm->mpi_comm ? COMM(comm) : MPI_COMM_WORLD, code);
+}
+
+ms_status ms_comm_agree(const ms_comm *comm, ms_status local, ms_err *err)
+{
+    /* worst status wins; the message travels from the lowest failing rank */
+    int mine[2] = {(int)local, local != MS_OK ? comm->rank : INT_MAX}, all[2];
+    int worst_status, first_rank;
+    MPI_Allreduce(&mine[0], &all[0], 1, MPI_INT, MPI_MAX, COMM(comm));
+    MPI_Allreduce(&mine[1], &all[1], 1, MPI_INT, MPI_MIN, COMM(comm));
+    worst_status = all[0];
+    first_rank = all[1];
+    if (worst_status == MS_OK) return MS_OK;
+    ms_err tmp;
+    if (comm->rank == first_rank && err) tmp = *err;
+    else memset(&tmp, 0, sizeof tmp);
+    MPI_Bcast(&tmp, (int)sizeof tmp, MPI_BYTE, first_rank, COMM(comm));
+    if (err) {
+        if (err->status == MS_OK || comm->rank != first_rank) *err = tmp;
+        if (err->status == MS_OK)
+            ms_err_set(err, (ms_status)worst_status, "rank %d failed (%s)", first_rank,
+                       ms_status_str((ms_status)worst_status));
+    }
+    return err ? err->status : (ms_status)worst_status;
+}
+
+static ms_status allreduce(const ms_comm *comm, void *buf, size_t n, size_t elem, MPI_Datatype t,
+                           ms_err *err)
+{
+    if (comm->size == 1) return MS_OK;
+    char *p = buf;
+    for (size_t off = 0; off < n; off += MS_MPI_CHUNK) {
+        size_t cnt = n - off < MS_MPI_CHUNK ? n - off : MS_MPI_CHUNK;
+        if (MPI_Allreduce(MPI_IN_PLACE, p + off * elem, (int)cnt, t, MPI_SUM, COMM(comm)) != MPI_SUCCESS)
+            return ms_err_set(err, MS_ERR_MPI, "MPI_Allreduce of %zu elements failed", cnt);
+    }
+    return MS_OK;
+}
+
+ms_status ms_comm_allreduce_f32(const ms_comm *comm, float *buf, size_t n, ms_err *err)
+{
+    return allreduce(comm, buf, n, sizeof(float), MPI_FLOAT, err);
+}
+
+ms_status ms_comm_allreduce_f64(const ms_comm *comm, double *buf, size_t n, ms_err *err)
+{
+    return allreduce(comm, buf, n, sizeof(double), MPI_DOUBLE, err);
+}
+
+ms_status ms_comm_allreduce_i64(const ms_comm *comm, int64_t *buf, size_t n, ms_err *err)
+{
+    return allreduce(comm, buf, n, sizeof(int64_t), MPI_INT64_T, err);
+}
+
+ms_status ms_comm_bcast(const ms_comm *comm, void *buf, size_t n, int root, ms_err *err)
+{
+    if (comm->size == 1) return MS_OK;
+    char *p = buf;
+    for (size_t off = 0; off < n || (n == 0 && off == 0); off += MS_MPI_CHUNK) {
+        size_t cnt = n - off < MS_MPI_CHUNK ? n - off : MS_MPI_CHUNK;
+        if (MPI_Bcast(p + off, (int)cnt, MPI_BYTE, root, COMM(comm)) != MPI_SUCCESS)
+            return ms_err_set(err, MS_ERR_MPI, "MPI_Bcast of %zu bytes failed", cnt);
+        if (n == 0) break;
+    }
+    return MS_OK;
+}
+
+void ms_comm_barrier(const ms_comm *comm)
+{
+    if (comm->size > 1) MPI_Barrier(COMM(comm));
+}
+
+void ms_comm_minavgmax(const ms_comm *comm, double v, double *mn, double *avg, double *mx)
+{
+    double a = v, b = v, s = v;
+    if (comm->size > 1) {
+        MPI_Allreduce(&v, &a, 1, MPI_DOUBLE, MPI_MIN, COMM(comm));
+        MPI_Allreduce(&v, &b, 1, MPI_DOUBLE, MPI_MAX, COMM(comm));
+        MPI_Allreduce(&v, &s, 1, MPI_DOUBLE, MPI_SUM, COMM(comm));
+    }
+    *mn = a;
+    *mx = b;
+    *avg = s / comm->size;
+}
+
+void ms_comm_gather_f64(const ms_comm *comm, double v, double *out, int root)
+{
+    MPI_Gather(&v, 1, MPI_DOUBLE, out, 1, MPI_DOUBLE, root, COMM(comm));
+}
+
+int ms_blas_threads_set(const ms_comm *comm, int64_t requested)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    int per_node = comm && comm->node_size > 0 ? comm->node_size : 1;
+    int t = requested > 0 ? (int)requested : (int)(cores / per_node);
+    if (t < 1) t = 1;
+    openblas_set_num_threads(t);
+    return t;
+}
+
+/* ------------------------------------------------------------------ sharding and the queue */
+
+void ms_shard_range(int64_t n, int rank, int size, int64_t *begin, int64_t *end)
+{
+    int64_t base = n / size, extra = n % size;
+    int64_t r = rank;
+    *begin = r * base + (r < extra ? r : extra);
+    *end = *begin + base + (r < extra ? 1 : 0);
+}
+
+void ms_queue_init(ms_queue *q, int64_t n_items, const uint8_t *skip, int n_remote_workers)
+{
+    q->n_items = n_items;
+    q->next = 0;
+    q->skip = skip;
+    q->n_workers_left = n_remote_workers;
+}
+
+int64_t ms_queue_next(ms_queue *q)
+{
+    while (q->next < q->n_items && q->skip && q->skip[q->next]) q->next++;
+    if (q->next >= q->n_items) return -1;
+    return q->next++;
+}
+
+int64_t ms_queue_remaining(const ms_queue *q)
+{
+    int64_t n = 0;
+    for (int64_t i = q->next; i < q->n_items; i++)
+        if (!q->skip || !q->skip[i]) n++;
+    return n;
+}
+
+int64_t ms_queue_take(ms_queue *q) { return ms_queue_next(q); }
+
+static void serve_one(const ms_comm *comm, ms_queue *q, int src)
+{
+    int64_t msg;
+    MPI_Recv(&msg, 1, MPI_INT64_T, src, TAG_REQUEST, COMM(comm), MPI_STATUS_IGNORE);
+    if (msg < 0) { /* the worker quits (after an error): no reply expected */
+        q->n_workers_left--;
+        return;
+    }
+    int64_t item = ms_queue_next(q);
+    if (item < 0) q->n_workers_left--;
+    MPI_Send(&item, 1, MPI_INT64_T, src, TAG_REPLY, COMM(comm));
+}
+
+void ms_queue_serve(const ms_comm *comm, ms_queue *q)
+{
+    if (comm->size == 1) return;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_REQUEST, COMM(comm), &flag, &st);
+        if (!flag) return;
+        serve_one(comm, q, st.MPI_SOURCE);
+    }
+}
+
+void ms_queue_drain(const ms_comm *comm, ms_queue *q)
+{
+    while (comm->size > 1 && q->n_workers_left > 0) {
+        MPI_Status st;
+        MPI_Probe(MPI_ANY_SOURCE, TAG_REQUEST, COMM(comm), &st);
+        serve_one(comm, q, st.MPI_SOURCE);
+    }
+}
+
+int64_t ms_queue_request(const ms_comm *comm)
+{
+    int64_t req = comm->rank, item = -1;
+    MPI_Send(&req, 1, MPI_INT64_T, 0, TAG_REQUEST, COMM(comm));
+    MPI_Recv(&item, 1, MPI_INT64_T, 0, TAG_REPLY, COMM(comm), MPI_STATUS_IGNORE);
+    return item;
+}
+
+void ms_queue_quit(const ms_comm *comm)
+{
+    int64_t msg = -1;
+    if (comm->size > 1 && comm->rank != 0) MPI_Send(&msg, 1, MPI_INT64_T, 0, TAG_REQUEST, COMM(comm));
+}
+
+void ms_comm_library_version(char *buf, size_t n)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    /* first line only: Open MPI appends build details */
+    char *nl = strchr(v, '\n');
+    if (nl) *nl = '\0';
+    snprintf(buf, n, "%s", v);
+}

@@ -1,0 +1,937 @@
+/* Job-file parser: libyaml document → typed ms_config through one field table (types, ranges,
+ * defaults), with file:line:col errors, --key=value overrides, canonical dump and hash. */
+#include "monosem/io.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "config_emit.h"
+
+typedef enum { F_STR, F_INT, F_REAL, F_BOOL, F_ENUM, F_STRLIST, F_INTLIST } ftype;
+
+typedef struct field {
+    const char *key; /* dotted, as in the job file */
+    ftype type;
+    size_t off;   /* offset of the value in ms_config */
+    size_t off_n; /* lists: offset of the int element count */
+    double min, max;
+    const char *def; /* default as scalar text; lists: comma-separated items */
+    const char *const *choices; /* enums: names, index = value */
+    const char *help;
+} field;
+
+#define OFF(m) offsetof(ms_config, m)
+#define BIG 9.0e18
+#define INF HUGE_VAL
+
+static const char *const corpus_formats[] = {"text", "jsonl", "tokens", NULL};
+static const char *const act_fns[] = {"relu", "gelu", "gelu_new", "solu_ln", NULL};
+static const char *const norm_types[] = {"LN", "LNPre", "none", NULL};
+static const char *const store_dtypes[] = {"float16", "float32", NULL};
+static const char *const sae_archs[] = {"relu-l1", "topk", "batchtopk", "jumprelu", "april-2024",
+                                        NULL};
+
+/* The job file, key by key. Order = dump order; keys of one section stay contiguous. */
+static const field ms_fields[] = {
+    /* run */
+    {"run.name", F_STR, OFF(run.name), 0, 0, 0, "monosem", NULL, "run name"},
+    {"run.out_dir", F_STR, OFF(run.out_dir), 0, 0, 0, "", NULL, "output directory (default runs/<name>)"},
+    {"run.seed", F_INT, OFF(run.seed), 0, 0, BIG, "1234", NULL, "seed of every random choice"},
+    {"run.blas_threads", F_INT, OFF(run.blas_threads), 0, 0, 1024, "0", NULL, "OpenBLAS threads per rank (0 = cores/ranks)"},
+    {"run.log_every_s", F_REAL, OFF(run.log_every_s), 0, 0.01, 86400, "30", NULL, "seconds between progress lines in batch logs"},
+    /* corpus */
+    {"corpus.format", F_ENUM, OFF(corpus.format), 0, 0, 0, "text", corpus_formats, "text | jsonl | tokens"},
+    {"corpus.paths", F_STRLIST, OFF(corpus.paths), OFF(corpus.n_paths), 0, 0, "", NULL, "files or globs"},
+    {"corpus.delimiter", F_STR, OFF(corpus.delimiter), 0, 0, 0, "", NULL, "text: document separator line (empty: one document per file)"},
+    {"corpus.text_field", F_STR, OFF(corpus.text_field), 0, 0, 0, "text", NULL, "jsonl: field holding the text"},
+    {"corpus.context", F_INT, OFF(corpus.context), 0, 2, 1048576, "128", NULL, "tokens per context"},
+    {"corpus.heldout_fraction", F_REAL, OFF(corpus.heldout_fraction), 0, 0, 0.5, "0.01", NULL, "documents held out for evaluation"},
+    {"corpus.token_dir", F_STR, OFF(corpus.token_dir), 0, 0, 0, "", NULL, "token shards (default <out_dir>/tokens)"},
+    {"corpus.shard_tokens", F_INT, OFF(corpus.shard_tokens), 0, 1024, BIG, "1048576", NULL, "tokens per token shard"},
+    /* tokenizer */
+    {"tokenizer.vocab", F_STR, OFF(tokenizer.vocab), 0, 0, 0, "", NULL, "encoder.json / vocab.json (default <out_dir>/tokenizer/vocab.json)"},
+    {"tokenizer.merges", F_STR, OFF(tokenizer.merges), 0, 0, 0, "", NULL, "vocab.bpe / merges.txt (default <out_dir>/tokenizer/merges.txt)"},
+    {"tokenizer.train_merges", F_INT, OFF(tokenizer.train_merges), 0, 1, 1000000, "4000", NULL, "merges the BPE trainer learns"},
+    {"tokenizer.train_max_bytes", F_INT, OFF(tokenizer.train_max_bytes), 0, 0, BIG, "0", NULL, "corpus bytes the trainer reads (0 = all)"},
+    /* model */
+    {"model.dir", F_STR, OFF(model.dir), 0, 0, 0, "", NULL, "model directory: config.json + model.safetensors (default <out_dir>/model)"},
+    {"model.hook", F_STR, OFF(model.hook), 0, 0, 0, "blocks.0.mlp.hook_post", NULL, "activation the SAE reads (TransformerLens name)"},
+    {"model.n_layers", F_INT, OFF(model.n_layers), 0, 1, 1024, "1", NULL, "layers (for train-model)"},
+    {"model.d_model", F_INT, OFF(model.d_model), 0, 1, 1048576, "128", NULL, "residual width"},
+    {"model.d_mlp", F_INT, OFF(model.d_mlp), 0, 1, 1048576, "512", NULL, "MLP width"},
+    {"model.n_heads", F_INT, OFF(model.n_heads), 0, 1, 4096, "4", NULL, "attention heads"},
+    {"model.d_head", F_INT, OFF(model.d_head), 0, 1, 65536, "32", NULL, "head width"},
+    {"model.n_ctx", F_INT, OFF(model.n_ctx), 0, 1, 1048576, "128", NULL, "positions"},
+    {"model.act_fn", F_ENUM, OFF(model.act_fn), 0, 0, 0, "relu", act_fns, "relu | gelu | gelu_new | solu_ln"},
+    {"model.normalization", F_ENUM, OFF(model.normalization), 0, 0, 0, "LN", norm_types, "LN | LNPre | none"},
+    {"model.eps", F_REAL, OFF(model.eps), 0, 1e-30, 1, "1e-05", NULL, "LayerNorm epsilon"},
+    /* train_model */
+    {"train_model.steps", F_INT, OFF(train_model.steps), 0, 1, BIG, "3000", NULL, "optimizer steps"},
+    {"train_model.batch", F_INT, OFF(train_model.batch), 0, 1, 1048576, "32", NULL, "contexts per global step"},
+    {"train_model.lr", F_REAL, OFF(train_model.lr), 0, 1e-30, 10, "0.001", NULL, "peak learning rate"},
+    {"train_model.min_lr_frac", F_REAL, OFF(train_model.min_lr_frac), 0, 0, 1, "0.1", NULL, "cosine floor as a fraction of lr"},
+    {"train_model.weight_decay", F_REAL, OFF(train_model.weight_decay), 0, 0, 10, "0.1", NULL, "AdamW decay (matrices only)"},
+    {"train_model.grad_clip", F_REAL, OFF(train_model.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip (0 = off)"},
+    {"train_model.beta1", F_REAL, OFF(train_model.beta1), 0, 0, 0.999999, "0.9", NULL, "Adam beta1"},
+    {"train_model.beta2", F_REAL, OFF(train_model.beta2), 0, 0, 0.999999999, "0.95", NULL, "Adam beta2"},
+    {"train_model.warmup_steps", F_INT, OFF(train_model.warmup_steps), 0, 0, BIG, "100", NULL, "linear warm-up steps"},
+    {"train_model.checkpoint_every", F_INT, OFF(train_model.checkpoint_every), 0, 0, BIG, "500", NULL, "steps between checkpoints (0 = end only)"},
+    {"train_model.eval_every", F_INT, OFF(train_model.eval_every), 0, 0, BIG, "250", NULL, "steps between held-out evaluations (0 = end only)"},
+    {"train_model.eval_batches", F_INT, OFF(train_model.eval_batches), 0, 1, BIG, "8", NULL, "held-out batches per evaluation"},
+    {"train_model.log_every", F_INT, OFF(train_model.log_every), 0, 1, BIG, "10", NULL, "steps between metric lines"},
+    /* generate */
+    {"generate.out", F_STR, OFF(generate.out), 0, 0, 0, "", NULL, "activations file (default <out_dir>/activations.h5)"},
+    {"generate.tokens", F_INT, OFF(generate.tokens), 0, 0, BIG, "0", NULL, "corpus tokens to run (0 = all)"},
+    {"generate.sample_per_context", F_INT, OFF(generate.sample_per_context), 0, 1, 1048576, "64", NULL, "positions sampled per context"},
+    {"generate.dtype", F_ENUM, OFF(generate.dtype), 0, 0, 0, "float16", store_dtypes, "float16 | float32"},
+    {"generate.shard_contexts", F_INT, OFF(generate.shard_contexts), 0, 1, BIG, "256", NULL, "contexts per work item"},
+    {"generate.batch", F_INT, OFF(generate.batch), 0, 1, 65536, "32", NULL, "contexts per forward"},
+    /* sae */
+    {"sae.activations", F_STR, OFF(sae.activations), 0, 0, 0, "", NULL, "activations file (default generate.out)"},
+    {"sae.out_dir", F_STR, OFF(sae.out_dir), 0, 0, 0, "", NULL, "SAE outputs (default <out_dir>/sae)"},
+    {"sae.arch", F_ENUM, OFF(sae.arch), 0, 0, 0, "relu-l1", sae_archs, "relu-l1 | topk | batchtopk | jumprelu | april-2024"},
+    {"sae.d_in", F_INT, OFF(sae.d_in), 0, 0, 1048576, "0", NULL, "input width (0 = from the activations file)"},
+    {"sae.d_sae", F_INT, OFF(sae.d_sae), 0, 1, 1073741824, "4096", NULL, "dictionary size"},
+    {"sae.batch", F_INT, OFF(sae.batch), 0, 1, 1073741824, "8192", NULL, "global batch (activations per step)"},
+    {"sae.steps", F_INT, OFF(sae.steps), 0, 1, BIG, "20000", NULL, "optimizer steps"},
+    {"sae.lr", F_REAL, OFF(sae.lr), 0, 1e-30, 10, "0.0001", NULL, "Adam learning rate"},
+    {"sae.beta1", F_REAL, OFF(sae.beta1), 0, 0, 0.999999, "0.9", NULL, "Adam beta1"},
+    {"sae.beta2", F_REAL, OFF(sae.beta2), 0, 0, 0.999999999, "0.999", NULL, "Adam beta2"},
+    {"sae.adam_eps", F_REAL, OFF(sae.adam_eps), 0, 1e-30, 1, "1e-08", NULL, "Adam epsilon"},
+    {"sae.l1_coeff", F_REAL, OFF(sae.l1_coeff), 0, 0, INF, "0.004", NULL, "sparsity coefficient (relu-l1, april-2024)"},
+    {"sae.k", F_INT, OFF(sae.k), 0, 1, 1073741824, "32", NULL, "active latents (topk, batchtopk)"},
+    {"sae.k_aux", F_INT, OFF(sae.k_aux), 0, 0, 1073741824, "256", NULL, "AuxK dead latents (topk)"},
+    {"sae.aux_coeff", F_REAL, OFF(sae.aux_coeff), 0, 0, INF, "0.03125", NULL, "AuxK loss coefficient"},
+    {"sae.dead_tokens", F_INT, OFF(sae.dead_tokens), 0, 1, BIG, "10000000", NULL, "tokens without firing before a latent is dead (topk)"},
+    {"sae.threshold_init", F_REAL, OFF(sae.threshold_init), 0, 0, INF, "0.001", NULL, "initial threshold (jumprelu)"},
+    {"sae.bandwidth", F_REAL, OFF(sae.bandwidth), 0, 1e-30, INF, "0.001", NULL, "straight-through kernel width (jumprelu)"},
+    {"sae.l0_coeff", F_REAL, OFF(sae.l0_coeff), 0, 0, INF, "0.001", NULL, "L0 penalty (jumprelu)"},
+    {"sae.lambda_warmup_frac", F_REAL, OFF(sae.lambda_warmup_frac), 0, 0, 1, "0.05", NULL, "sparsity warm-up share of steps (april-2024)"},
+    {"sae.lr_decay_frac", F_REAL, OFF(sae.lr_decay_frac), 0, 0, 1, "0.2", NULL, "final share of steps with lr decaying to 0 (april-2024)"},
+    {"sae.grad_clip", F_REAL, OFF(sae.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip (april-2024; 0 = off)"},
+    {"sae.resample.at", F_INTLIST, OFF(sae.resample.at), OFF(sae.resample.n_at), 1, BIG, "", NULL, "steps at which dead neurons are resampled (relu-l1)"},
+    {"sae.resample.window", F_INT, OFF(sae.resample.window), 0, 1, BIG, "12500", NULL, "steps without firing that make a neuron dead"},
+    {"sae.resample.inputs", F_INT, OFF(sae.resample.inputs), 0, 1, BIG, "819200", NULL, "inputs whose loss weights the resampling"},
+    {"sae.checkpoint_every", F_INT, OFF(sae.checkpoint_every), 0, 0, BIG, "1000", NULL, "steps between checkpoints (0 = end only)"},
+    {"sae.log_every", F_INT, OFF(sae.log_every), 0, 1, BIG, "100", NULL, "steps between metric lines"},
+    {"sae.shuffle", F_BOOL, OFF(sae.shuffle), 0, 0, 0, "true", NULL, "shuffle rows (false: file order)"},
+    {"sae.shuffle_buffer", F_INT, OFF(sae.shuffle_buffer), 0, 1, BIG, "262144", NULL, "rows in each rank's shuffle buffer"},
+    {"sae.init", F_STR, OFF(sae.init), 0, 0, 0, "", NULL, "SAELens directory to start from"},
+    {"sae.median_samples", F_INT, OFF(sae.median_samples), 0, 1, BIG, "16384", NULL, "rows for the geometric-median b_dec"},
+    {"sae.ultralow_density", F_REAL, OFF(sae.ultralow_density), 0, 0, 1, "1e-06", NULL, "density below which a feature is ultralow"},
+    {"sae.skip_nonfinite", F_BOOL, OFF(sae.skip_nonfinite), 0, 0, 0, "false", NULL, "skip NaN/Inf rows (counted) instead of failing"},
+    /* eval */
+    {"eval.tokens", F_INT, OFF(eval.tokens), 0, 1, BIG, "200000", NULL, "held-out tokens for loss recovered"},
+    {"eval.batch", F_INT, OFF(eval.batch), 0, 1, 65536, "32", NULL, "contexts per forward"},
+    /* analyze */
+    {"analyze.top_k", F_INT, OFF(analyze.top_k), 0, 1, 100000, "20", NULL, "top-activating contexts per feature"},
+    {"analyze.context_window", F_INT, OFF(analyze.context_window), 0, 0, 4096, "8", NULL, "tokens of context each side"},
+    {"analyze.intervals", F_INT, OFF(analyze.intervals), 0, 1, 1000, "11", NULL, "activation intervals sampled per feature"},
+    {"analyze.n_features", F_INT, OFF(analyze.n_features), 0, 1, BIG, "256", NULL, "features in the dashboard"},
+    {"analyze.tokens", F_INT, OFF(analyze.tokens), 0, 1, BIG, "1000000", NULL, "tokens scanned for top activations"},
+    {"analyze.dashboard", F_BOOL, OFF(analyze.dashboard), 0, 0, 0, "true", NULL, "write the HTML dashboard"},
+    {"analyze.compare", F_STRLIST, OFF(analyze.compare), OFF(analyze.n_compare), 0, 0, "", NULL, "other SAE directories (feature splitting)"},
+};
+#define N_FIELDS ((int)(sizeof ms_fields / sizeof ms_fields[0]))
+
+/* ------------------------------------------------------------------ field access */
+
+#define AT(cfg, off, T) ((T *)((char *)(cfg) + (off)))
+
+static const field *field_find(const char *key)
+{
+    for (int i = 0; i < N_FIELDS; i++)
+        if (strcmp(ms_fields[i].key, key) == 0) return &ms_fields[i];
+    return NULL;
+}
+
+static int field_index(const field *f) { return (int)(f - ms_fields); }
+
+/* True if some field key starts with prefix + "." (prefix names a section). */
+static bool is_section(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (int i = 0; i < N_FIELDS; i++)
+        if (strncmp(ms_fields[i].key, prefix, n) == 0 && ms_fields[i].key[n] == '.') return true;
+    return false;
+}
+
+static void field_clear(ms_config *cfg, const field *f)
+{
+    switch (f->type) {
+    case F_STR:
+        free(*AT(cfg, f->off, char *));
+        *AT(cfg, f->off, char *) = NULL;
+        break;
+    case F_STRLIST: {
+        char **v = *AT(cfg, f->off, char **);
+        int n = *AT(cfg, f->off_n, int);
+        for (int i = 0; i < n; i++) free(v[i]);
+        free(v);
+        *AT(cfg, f->off, char **) = NULL;
+        *AT(cfg, f->off_n, int) = 0;
+        break;
+    }
+    case F_INTLIST:
+        free(*AT(cfg, f->off, int64_t *));
+        *AT(cfg, f->off, int64_t *) = NULL;
+        *AT(cfg, f->off_n, int) = 0;
+        break;
+    default:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ scalar conversion */
+
+/* What a field expects, for messages: "a positive integer", "a number in [0, 0.5]", ... */
+static void describe(const field *f, char *buf, size_t n)
+{
+    switch (f->type) {
+    case F_STR:
+        snprintf(buf, n, "a string");
+        break;
+    case F_STRLIST:
+        snprintf(buf, n, "a string or a list of strings");
+        break;
+    case F_BOOL:
+        snprintf(buf, n, "true or false");
+        break;
+    case F_ENUM: {
+        size_t k = (size_t)snprintf(buf, n, "one of");
+        for (int i = 0; f->choices[i] && k < n; i++)
+            k += (size_t)snprintf(buf + k, n - k, "%s %s", i ? "," : "", f->choices[i]);
+        break;
+    }
+    case F_INT:
+    case F_INTLIST: {
+        const char *what = f->type == F_INT ? "integer" : "list of integers";
+        if (f->min == 1 && f->max >= BIG)
+            snprintf(buf, n, "a positive %s", what);
+        else if (f->min == 0 && f->max >= BIG)
+            snprintf(buf, n, "a non-negative %s", what);
+        else if (f->max >= BIG)
+            snprintf(buf, n, "an %s >= %.0f", what, f->min);
+        else
+            snprintf(buf, n, "an %s in [%.0f, %.0f]", what, f->min, f->max);
+        if (f->type == F_INTLIST && f->min == 1) snprintf(buf, n, "a list of positive integers");
+        break;
+    }
+    case F_REAL:
+        if (f->max == INF && f->min == 0)
+            snprintf(buf, n, "a non-negative number");
+        else if (f->max == INF)
+            snprintf(buf, n, "a number >= %g", f->min);
+        else if (f->min > 0 && f->min < 1e-20)
+            snprintf(buf, n, "a number in (0, %g]", f->max);
+        else
+            snprintf(buf, n, "a number in [%g, %g]", f->min, f->max);
+        break;
+    }
+}
+
+static bool parse_int(const char *s, int64_t *out)
+{
+    char clean[64];
+    size_t k = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '_') continue; /* YAML 1.1 digit separators: 1_000_000 */
+        if (k + 1 >= sizeof clean) return false;
+        clean[k++] = *p;
+    }
+    clean[k] = '\0';
+    if (k == 0) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(clean, &end, 10);
+    if (*end == '\0' && errno == 0) {
+        *out = v;
+        return true;
+    }
+    /* token budgets are often written 2e6: accept a float literal that is an exact integer */
+    errno = 0;
+    double d = strtod(clean, &end);
+    if (*end != '\0' || errno != 0 || !isfinite(d) || d != floor(d) || fabs(d) > 9.0e18)
+        return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+static bool parse_real(const char *s, double *out)
+{
+    if (!*s) return false;
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (*end != '\0' || errno == ERANGE || !isfinite(d)) return false;
+    *out = d;
+    return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", NULL}, *const no[] = {"false", "no", "off", NULL};
+    for (int i = 0; yes[i]; i++)
+        if (strcasecmp(s, yes[i]) == 0) return (*out = true), true;
+    for (int i = 0; no[i]; i++)
+        if (strcasecmp(s, no[i]) == 0) return (*out = false), true;
+    return false;
+}
+
+typedef struct where {
+    const char *name; /* file name, or "command line" */
+    int line, col;    /* 1-based; 0 = no position */
+} where;
+
+static ms_status where_err(ms_err *err, const where *w, const char *fmt, ...) MS_PRINTF(3, 4);
+static ms_status where_err(ms_err *err, const where *w, const char *fmt, ...)
+{
+    char body[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    if (w->line > 0) return ms_err_set(err, MS_ERR_CONFIG, "%s:%d:%d: %s", w->name, w->line, w->col, body);
+    return ms_err_set(err, MS_ERR_CONFIG, "%s: %s", w->name, body);
+}
+
+static ms_status bad_value(ms_err *err, const where *w, const field *f, const char *got)
+{
+    char exp[256];
+    describe(f, exp, sizeof exp);
+    return where_err(err, w, "key '%s': expected %s, got \"%s\"", f->key, exp, got);
+}
+
+/* Converts one scalar into field f (for lists: appends one element). */
+static ms_status set_scalar(ms_config *cfg, const field *f, const char *s, const where *w,
+                            ms_err *err)
+{
+    switch (f->type) {
+    case F_STR: {
+        char *d = strdup(s);
+        if (!d) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        free(*AT(cfg, f->off, char *));
+        *AT(cfg, f->off, char *) = d;
+        return MS_OK;
+    }
+    case F_INT:
+    case F_INTLIST: {
+        int64_t v;
+        if (!parse_int(s, &v) || (double)v < f->min || (double)v > f->max) return bad_value(err, w, f, s);
+        if (f->type == F_INT) {
+            *AT(cfg, f->off, int64_t) = v;
+            return MS_OK;
+        }
+        int n = *AT(cfg, f->off_n, int);
+        int64_t *a = realloc(*AT(cfg, f->off, int64_t *), sizeof(int64_t) * (size_t)(n + 1));
+        if (!a) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        a[n] = v;
+        *AT(cfg, f->off, int64_t *) = a;
+        *AT(cfg, f->off_n, int) = n + 1;
+        return MS_OK;
+    }
+    case F_REAL: {
+        double v;
+        if (!parse_real(s, &v) || v < f->min || v > f->max) return bad_value(err, w, f, s);
+        *AT(cfg, f->off, double) = v;
+        return MS_OK;
+    }
+    case F_BOOL: {
+        bool v;
+        if (!parse_bool(s, &v)) return bad_value(err, w, f, s);
+        *AT(cfg, f->off, bool) = v;
+        return MS_OK;
+    }
+    case F_ENUM:
+        for (int i = 0; f->choices[i]; i++)
+            if (strcmp(s, f->choices[i]) == 0) {
+                *AT(cfg, f->off, int) = i;
+                return MS_OK;
+            }
+        return bad_value(err, w, f, s);
+    case F_STRLIST: {
+        int n = *AT(cfg, f->off_n, int);
+        char **a = realloc(*AT(cfg, f->off, char **), sizeof(char *) * (size_t)(n + 1));
+        if (!a) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        *AT(cfg, f->off, char **) = a;
+        if (!(a[n] = strdup(s))) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        *AT(cfg, f->off_n, int) = n + 1;
+        return MS_OK;
+    }
+    }
+    return MS_OK;
+}
+
+static ms_status set_default(ms_config *cfg, const field *f, ms_err *err)
+{
+    where w = {"defaults", 0, 0};
+    field_clear(cfg, f);
+    if (f->type != F_STRLIST && f->type != F_INTLIST) return set_scalar(cfg, f, f->def, &w, err);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", f->def);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        ms_status st = set_scalar(cfg, f, tok, &w, err);
+        if (st) return st;
+    }
+    return MS_OK;
+}
+
+/* ------------------------------------------------------------------ YAML walk */
+
+typedef struct walk {
+    ms_config *cfg;
+    yaml_document_t *doc;
+    const char *name;
+    ms_err *err;
+} walk;
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    return n->type == YAML_MAPPING_NODE ? "a mapping" : n->type == YAML_SEQUENCE_NODE ? "a sequence" : "a scalar";
+}
+
+static bool is_null_scalar(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
+    const char *s = (const char *)n->data.scalar.value;
+    return !*s || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+static int lev(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+static ms_status unknown_key(walk *wk, const where *w, const char *key)
+{
+    const char *best = NULL;
+    int bd = 3;
+    for (int i = 0; i < N_FIELDS; i++) {
+        int d = lev(key, ms_fields[i].key);
+        if (d < bd) bd = d, best = ms_fields[i].key;
+    }
+    if (best) return where_err(wk->err, w, "unknown key '%s' (did you mean '%s'?)", key, best);
+    return where_err(wk->err, w, "unknown key '%s'", key);
+}
+
+static ms_status set_node(walk *wk, const field *f, yaml_node_t *v, const where *kw)
+{
+    ms_config *cfg = wk->cfg;
+    where w = {wk->name, (int)v->start_mark.line + 1, (int)v->start_mark.column + 1};
+    int idx = field_index(f);
+    if (cfg->marks[2 * idx] != 0)
+        return where_err(wk->err, kw, "duplicate key '%s' (first set at %d:%d)", f->key, cfg->marks[2 * idx],
+                         cfg->marks[2 * idx + 1]);
+    cfg->marks[2 * idx] = kw->line;
+    cfg->marks[2 * idx + 1] = kw->col;
+    bool list = f->type == F_STRLIST || f->type == F_INTLIST;
+    if (list) field_clear(cfg, f);
+    if (v->type == YAML_SCALAR_NODE) {
+        if (is_null_scalar(v)) {
+            if (f->type == F_STR) return set_scalar(cfg, f, "", &w, wk->err);
+            if (list) return MS_OK; /* empty list */
+            return bad_value(wk->err, &w, f, "null");
+        }
+        return set_scalar(cfg, f, (const char *)v->data.scalar.value, &w, wk->err);
+    }
+    if (v->type == YAML_SEQUENCE_NODE && list) {
+        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+            yaml_node_t *e = yaml_document_get_node(wk->doc, *it);
+            where ew = {wk->name, (int)e->start_mark.line + 1, (int)e->start_mark.column + 1};
+            if (e->type != YAML_SCALAR_NODE) {
+                char exp[256];
+                describe(f, exp, sizeof exp);
+                return where_err(wk->err, &ew, "key '%s': expected %s, got %s inside the list", f->key, exp, node_kind(e));
+            }
+            ms_status st = set_scalar(cfg, f, (const char *)e->data.scalar.value, &ew, wk->err);
+            if (st) return st;
+        }
+        return MS_OK;
+    }
+    char exp[256];
+    describe(f, exp, sizeof exp);
+    return where_err(wk->err, &w, "key '%s': expected %s, got %s", f->key, exp, node_kind(v));
+}
+
+static ms_status walk_mapping(walk *wk, yaml_node_t *map, const char *prefix)
+{
+    /* duplicate keys inside one mapping are caught here even for sections */
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(wk->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(wk->doc, p->value);
+        where kw = {wk->name, (int)k->start_mark.line + 1, (int)k->start_mark.column + 1};
+        if (k->type != YAML_SCALAR_NODE) return where_err(wk->err, &kw, "expected a key name, got %s", node_kind(k));
+        const char *kname = (const char *)k->data.scalar.value;
+        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+            yaml_node_t *k2 = yaml_document_get_node(wk->doc, q->key);
+            if (k2->type == YAML_SCALAR_NODE && strcmp((const char *)k2->data.scalar.value, kname) == 0)
+                return where_err(wk->err, &kw, "duplicate key '%s%s%s' (first set at %d:%d)", prefix, *prefix ? "." : "",
+                                 kname, (int)k2->start_mark.line + 1, (int)k2->start_mark.column + 1);
+        }
+        char full[256];
+        snprintf(full, sizeof full, "%s%s%s", prefix, *prefix ? "." : "", kname);
+        const field *f = field_find(full);
+        if (f) {
+            ms_status st = set_node(wk, f, v, &kw);
+            if (st) return st;
+        } else if (is_section(full)) {
+            if (is_null_scalar(v)) continue; /* "eval:" with nothing under it: all defaults */
+            if (v->type != YAML_MAPPING_NODE)
+                return where_err(wk->err, &kw, "key '%s': expected a mapping of its keys, got %s", full, node_kind(v));
+            ms_status st = walk_mapping(wk, v, full);
+            if (st) return st;
+        } else {
+            return unknown_key(wk, &kw, full);
+        }
+    }
+    return MS_OK;
+}
+
+static ms_status yaml_error(const yaml_parser_t *p, const char *name, ms_err *err)
+{
+    where w = {name, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1};
+    const char *prob = p->problem ? p->problem : "cannot parse";
+    if (p->context)
+        return where_err(err, &w, "malformed YAML: %s %s", prob, p->context);
+    return where_err(err, &w, "malformed YAML: %s", prob);
+}
+
+/* ------------------------------------------------------------------ resolve and validate */
+
+static ms_status derive(char **dst, const char *a, const char *b, ms_err *err)
+{
+    if (*dst && **dst) return MS_OK;
+    free(*dst);
+    *dst = b ? ms_path_join(a, b) : strdup(a);
+    return *dst ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+}
+
+static where where_of(const ms_config *cfg, const char *key)
+{
+    where w = {cfg->path ? cfg->path : "job", 0, 0};
+    ms_config_where(cfg, key, &w.line, &w.col);
+    return w;
+}
+
+static ms_status resolve(ms_config *cfg, ms_err *err)
+{
+    ms_status st = MS_OK;
+    if (!cfg->run.out_dir || !*cfg->run.out_dir) {
+        char *d = ms_path_join("runs", cfg->run.name);
+        if (!d) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        free(cfg->run.out_dir);
+        cfg->run.out_dir = d;
+    }
+    const char *o = cfg->run.out_dir;
+    if ((st = derive(&cfg->corpus.token_dir, o, "tokens", err))) return st;
+    if ((st = derive(&cfg->tokenizer.vocab, o, "tokenizer/vocab.json", err))) return st;
+    if ((st = derive(&cfg->tokenizer.merges, o, "tokenizer/merges.txt", err))) return st;
+    if ((st = derive(&cfg->model.dir, o, "model", err))) return st;
+    if ((st = derive(&cfg->generate.out, o, "activations.h5", err))) return st;
+    if ((st = derive(&cfg->sae.activations, cfg->generate.out, NULL, err))) return st;
+    if ((st = derive(&cfg->sae.out_dir, o, "sae", err))) return st;
+
+    /* relations between keys, checked the same way on every rank */
+    if (cfg->generate.sample_per_context > cfg->corpus.context) {
+        where w = where_of(cfg, "generate.sample_per_context");
+        return where_err(err, &w, "key 'generate.sample_per_context': expected at most corpus.context (%lld), got %lld",
+                         (long long)cfg->corpus.context, (long long)cfg->generate.sample_per_context);
+    }
+    if (cfg->corpus.context > cfg->model.n_ctx && cfg->marks[2 * field_index(field_find("model.n_ctx"))] != 0) {
+        where w = where_of(cfg, "corpus.context");
+        return where_err(err, &w, "key 'corpus.context': expected at most model.n_ctx (%lld), got %lld",
+                         (long long)cfg->model.n_ctx, (long long)cfg->corpus.context);
+    }
+    if ((cfg->sae.arch == MS_SAE_TOPK || cfg->sae.arch == MS_SAE_BATCHTOPK) && cfg->sae.k > cfg->sae.d_sae) {
+        where w = where_of(cfg, "sae.k");
+        return where_err(err, &w, "key 'sae.k': expected at most sae.d_sae (%lld), got %lld", (long long)cfg->sae.d_sae,
+                         (long long)cfg->sae.k);
+    }
+    for (int i = 1; i < cfg->sae.resample.n_at; i++)
+        if (cfg->sae.resample.at[i] <= cfg->sae.resample.at[i - 1]) {
+            where w = where_of(cfg, "sae.resample.at");
+            return where_err(err, &w, "key 'sae.resample.at': expected increasing steps, got %lld after %lld",
+                             (long long)cfg->sae.resample.at[i], (long long)cfg->sae.resample.at[i - 1]);
+        }
+    if (strncmp(cfg->model.hook, "blocks.", 7) != 0 && strncmp(cfg->model.hook, "hook_", 5) != 0 &&
+        strncmp(cfg->model.hook, "ln_final.", 9) != 0) {
+        where w = where_of(cfg, "model.hook");
+        return where_err(err, &w, "key 'model.hook': expected a TransformerLens hook name such as blocks.0.mlp.hook_post, got \"%s\"",
+                         cfg->model.hook);
+    }
+    return MS_OK;
+}
+
+/* ------------------------------------------------------------------ public API */
+
+void ms_config_free(ms_config *cfg)
+{
+    if (!cfg) return;
+    for (int i = 0; i < N_FIELDS; i++) field_clear(cfg, &ms_fields[i]);
+    free(cfg->path);
+    free(cfg->marks);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+static ms_status config_start(ms_config *cfg, const char *name, ms_err *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->path = strdup(name ? name : "job");
+    cfg->marks = calloc(2 * (size_t)N_FIELDS, sizeof(int32_t));
+    if (!cfg->path || !cfg->marks) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < N_FIELDS; i++) {
+        ms_status st = set_default(cfg, &ms_fields[i], err);
+        if (st) return st;
+    }
+    return MS_OK;
+}
+
+static ms_status finish(ms_config *cfg, ms_err *err)
+{
+    ms_status st = resolve(cfg, err);
+    if (st) return st;
+    char *dump = ms_config_dump_string(cfg);
+    if (!dump) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    snprintf(cfg->hash, sizeof cfg->hash, "%016llx", (unsigned long long)ms_fnv1a64(dump, strlen(dump), 0));
+    free(dump);
+    return MS_OK;
+}
+
+ms_status ms_config_init_defaults(ms_config *cfg, ms_err *err)
+{
+    ms_status st = config_start(cfg, "defaults", err);
+    if (!st) st = finish(cfg, err);
+    if (st) ms_config_free(cfg);
+    return st;
+}
+
+/* Parses one YAML text into a document; the caller deletes it. */
+static ms_status load_doc(yaml_document_t *doc, const char *name, const char *text, size_t len, ms_err *err)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    ms_status st = MS_OK;
+    if (!yaml_parser_load(&parser, doc)) {
+        st = yaml_error(&parser, name, err);
+        yaml_parser_delete(&parser);
+        return st;
+    }
+    /* a second document would be silently ignored: refuse it */
+    yaml_document_t extra;
+    if (yaml_parser_load(&parser, &extra)) {
+        if (yaml_document_get_root_node(&extra)) {
+            where w = {name, (int)extra.start_mark.line + 1, (int)extra.start_mark.column + 1};
+            st = where_err(err, &w, "expected a single YAML document, found another");
+        }
+        yaml_document_delete(&extra);
+    } else {
+        st = yaml_error(&parser, name, err);
+    }
+    yaml_parser_delete(&parser);
+    if (st) yaml_document_delete(doc);
+    return st;
+}
+
+static ms_status apply_override(ms_config *cfg, const char *ov, ms_err *err)
+{
+    const char *s = ov;
+    while (*s == '-') s++;
+    const char *eq = strchr(s, '=');
+    where w = {"command line", 0, 0};
+    if (!eq || eq == s) return where_err(err, &w, "override '%s': expected --key=value", ov);
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - s), s);
+    const field *f = field_find(key);
+    if (!f) {
+        walk wk = {cfg, NULL, "command line", err};
+        return unknown_key(&wk, &w, key);
+    }
+    const char *val = eq + 1;
+    yaml_document_t doc;
+    char name[300];
+    snprintf(name, sizeof name, "command line (--%s)", key);
+    ms_status st = load_doc(&doc, name, val, strlen(val), err);
+    if (st) return st;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    int idx = field_index(f);
+    int32_t saved[2] = {cfg->marks[2 * idx], cfg->marks[2 * idx + 1]};
+    cfg->marks[2 * idx] = 0; /* an override replaces the file's value: not a duplicate */
+    walk wk = {cfg, &doc, "command line", err};
+    if (!root) {
+        yaml_node_t empty = {.type = YAML_SCALAR_NODE};
+        empty.data.scalar.value = (yaml_char_t *)"";
+        empty.data.scalar.style = YAML_PLAIN_SCALAR_STYLE;
+        st = set_node(&wk, f, &empty, &w);
+    } else {
+        st = set_node(&wk, f, root, &w);
+    }
+    /* keep the file position if there was one; -1 marks "set on the command line" */
+    cfg->marks[2 * idx] = saved[0] ? saved[0] : -1;
+    cfg->marks[2 * idx + 1] = saved[1];
+    yaml_document_delete(&doc);
+    return st;
+}
+
+ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, size_t len,
+                          const char *const *overrides, int n_overrides, const char *const *required,
+                          ms_err *err)
+{
+    ms_status st = config_start(cfg, name, err);
+    if (st) goto fail;
+    yaml_document_t doc;
+    if ((st = load_doc(&doc, cfg->path, text, len, err))) goto fail;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root && !is_null_scalar(root)) {
+        if (root->type != YAML_MAPPING_NODE) {
+            where w = {cfg->path, (int)root->start_mark.line + 1, (int)root->start_mark.column + 1};
+            st = where_err(err, &w, "expected a mapping of sections (run:, corpus:, sae:, ...), got %s", node_kind(root));
+        } else {
+            walk wk = {cfg, &doc, cfg->path, err};
+            st = walk_mapping(&wk, root, "");
+        }
+    }
+    yaml_document_delete(&doc);
+    if (st) goto fail;
+    for (int i = 0; i < n_overrides; i++)
+        if ((st = apply_override(cfg, overrides[i], err))) goto fail;
+    for (int i = 0; required && required[i]; i++) {
+        const field *f = field_find(required[i]);
+        if (!f) continue;
+        bool empty = (f->type == F_STRLIST || f->type == F_INTLIST) ? *AT(cfg, f->off_n, int) == 0
+                     : f->type == F_STR                            ? !**AT(cfg, f->off, char *)
+                                                                    : cfg->marks[2 * field_index(f)] == 0;
+        if (empty) {
+            where w = {cfg->path, 0, 0};
+            st = where_err(err, &w, "missing required key '%s' (%s)", f->key, f->help);
+            goto fail;
+        }
+    }
+    if ((st = finish(cfg, err))) goto fail;
+    return MS_OK;
+fail:
+    ms_config_free(cfg);
+    return st;
+}
+
+void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col)
+{
+    *line = *col = 0;
+    const field *f = field_find(key);
+    if (!f || !cfg->marks) return;
+    int idx = field_index(f);
+    if (cfg->marks[2 * idx] > 0) {
+        *line = cfg->marks[2 * idx];
+        *col = cfg->marks[2 * idx + 1];
+    }
+}
+
+const char *ms_enum_name(const char *key, int value)
+{
+    const field *f = field_find(key);
+    if (!f || f->type != F_ENUM || value < 0) return "?";
+    for (int i = 0; f->choices[i]; i++)
+        if (i == value) return f->choices[i];
+    return "?";
+}
+
+/* ------------------------------------------------------------------ dump */
+
+/* Shortest decimal text that reads back as the same double. */
+static void fmt_real(double v, char *buf, size_t n)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    /* keep it a float in YAML's eyes */
+    if (!strpbrk(buf, ".eEn")) strncat(buf, ".0", n - strlen(buf) - 1);
+}
+
+typedef struct emit_ctx {
+    yaml_emitter_t *em;
+    bool ok;
+} emit_ctx;
+
+static void ev_scalar(emit_ctx *e, const char *s, bool plain)
+{
+    yaml_event_t ev;
+    if (!e->ok) return;
+    yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), plain, plain,
+                                 plain ? YAML_ANY_SCALAR_STYLE : YAML_SINGLE_QUOTED_SCALAR_STYLE);
+    e->ok = yaml_emitter_emit(e->em, &ev) != 0;
+}
+
+static void ev_simple(emit_ctx *e, int kind)
+{
+    yaml_event_t ev;
+    if (!e->ok) return;
+    switch (kind) {
+    case 0: yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE); break;
+    case 1: yaml_mapping_end_event_initialize(&ev); break;
+    case 2: yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE); break;
+    default: yaml_sequence_end_event_initialize(&ev); break;
+    }
+    e->ok = yaml_emitter_emit(e->em, &ev) != 0;
+}
+
+/* A string that a YAML reader would take for a non-string must be quoted. */
+static bool needs_quotes(const char *s)
+{
+    if (!*s) return true;
+    int64_t i;
+    double d;
+    bool b;
+    return parse_int(s, &i) || parse_real(s, &d) || parse_bool(s, &b) || strcmp(s, "~") == 0 ||
+           strcasecmp(s, "null") == 0;
+}
+
+static void emit_value(emit_ctx *e, const ms_config *cfg, const field *f)
+{
+    char buf[64];
+    switch (f->type) {
+    case F_STR: {
+        const char *s = *AT(cfg, f->off, char *const);
+        ev_scalar(e, s, !needs_quotes(s));
+        break;
+    }
+    case F_INT:
+        snprintf(buf, sizeof buf, "%lld", (long long)*AT(cfg, f->off, const int64_t));
+        ev_scalar(e, buf, true);
+        break;
+    case F_REAL:
+        fmt_real(*AT(cfg, f->off, const double), buf, sizeof buf);
+        ev_scalar(e, buf, true);
+        break;
+    case F_BOOL:
+        ev_scalar(e, *AT(cfg, f->off, const bool) ? "true" : "false", true);
+        break;
+    case F_ENUM:
+        ev_scalar(e, f->choices[*AT(cfg, f->off, const int)], true);
+        break;
+    case F_STRLIST: {
+        char *const *v = *AT(cfg, f->off, char **const);
+        int n = *AT(cfg, f->off_n, const int);
+        ev_simple(e, 2);
+        for (int i = 0; i < n; i++) ev_scalar(e, v[i], !needs_quotes(v[i]));
+        ev_simple(e, 3);
+        break;
+    }
+    case F_INTLIST: {
+        const int64_t *v = *AT(cfg, f->off, int64_t *const);
+        int n = *AT(cfg, f->off_n, const int);
+        ev_simple(e, 2);
+        for (int i = 0; i < n; i++) {
+            snprintf(buf, sizeof buf, "%lld", (long long)v[i]);
+            ev_scalar(e, buf, true);
+        }
+        ev_simple(e, 3);
+        break;
+    }
+    }
+}
+
+static int write_handler(void *data, unsigned char *buf, size_t size)
+{
+    FILE *f = data;
+    return fwrite(buf, 1, size, f) == size;
+}
+
+/* Emits the fields as nested block mappings, opening/closing levels as the dotted prefix
+ * changes between consecutive keys. */
+bool ms_config_emit_mapping(const ms_config *cfg, yaml_emitter_t *em)
+{
+    emit_ctx e = {.em = em, .ok = true};
+    ev_simple(&e, 0);
+    char open[8][64];
+    int depth = 0;
+    for (int i = 0; i < N_FIELDS && e.ok; i++) {
+        char parts[8][64];
+        int np = 0;
+        char tmp[256];
+        snprintf(tmp, sizeof tmp, "%s", ms_fields[i].key);
+        for (char *save = NULL, *t = strtok_r(tmp, ".", &save); t && np < 8; t = strtok_r(NULL, ".", &save))
+            snprintf(parts[np++], 64, "%s", t);
+        int common = 0;
+        while (common < depth && common < np - 1 && strcmp(open[common], parts[common]) == 0) common++;
+        while (depth > common) ev_simple(&e, 1), depth--;
+        while (depth < np - 1) {
+            ev_scalar(&e, parts[depth], true);
+            ev_simple(&e, 0);
+            snprintf(open[depth], 64, "%s", parts[depth]);
+            depth++;
+        }
+        ev_scalar(&e, parts[np - 1], true);
+        emit_value(&e, cfg, &ms_fields[i]);
+    }
+    while (depth > 0) ev_simple(&e, 1), depth--;
+    ev_simple(&e, 1);
+    return e.ok;
+}
+
+static bool emit_config(const ms_config *cfg, yaml_emitter_t *em)
+{
+    emit_ctx e = {.em = em, .ok = true};
+    yaml_event_t ev;
+    yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+    e.ok = yaml_emitter_emit(e.em, &ev) != 0;
+    if (e.ok) {
+        yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+        e.ok = yaml_emitter_emit(e.em, &ev) != 0;
+    }
+    e.ok = e.ok && ms_config_emit_mapping(cfg, em);
+    if (e.ok) {
+        yaml_document_end_event_initialize(&ev, 1);
+        e.ok = yaml_emitter_emit(e.em, &ev) != 0;
+    }
+    if (e.ok) {
+        yaml_stream_end_event_initialize(&ev);
+        e.ok = yaml_emitter_emit(e.em, &ev) != 0;
+    }
+    return e.ok;
+}
+
+ms_status ms_config_dump(const ms_config *cfg, FILE *f, ms_err *err)
+{
+    yaml_emitter_t em;
+    if (!yaml_emitter_initialize(&em)) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    yaml_emitter_set_output(&em, write_handler, f);
+    yaml_emitter_set_width(&em, 1000);
+    yaml_emitter_set_unicode(&em, 1);
+    bool ok = emit_config(cfg, &em);
+    yaml_emitter_delete(&em);
+    return ok ? MS_OK : ms_err_set(err, MS_ERR_IO, "cannot write the resolved config");
+}
+
+char *ms_config_dump_string(const ms_config *cfg)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f) return NULL;
+    ms_status st = ms_config_dump(cfg, f, NULL);
+    if (fclose(f) != 0 || st != MS_OK) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
