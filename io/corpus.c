@@ -917,3 +917,15 @@ bool ms_corpus_manifest_fingerprint(const char *token_dir, char out[17])
     free(p);
     return ok;
 }
+
+ms_status ms_tokenizer_files_sha256(const char *vocab_path, const char *merges_path,
+                                    char out[65], ms_err *err)
+{
+    char a[65], b[65], both[132];
+    ms_status st = ms_sha256_file(vocab_path, a, err);
+    if (st == MS_OK) st = ms_sha256_file(merges_path, b, err);
+    if (st != MS_OK) return st;
+    snprintf(both, sizeof both, "%s\n%s\n", a, b);
+    ms_sha256_buf(both, strlen(both), out);
+    return MS_OK;
+}
