@@ -1,0 +1,462 @@
+/* safetensors reader (validated header via cJSON, F32/F16/BF16/F64 -> f32) and atomic writer. */
+#include "monosem/io.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const struct {
+    const char *name;
+    size_t size;
+} st_dtypes[MS_ST_DTYPE_COUNT] = {
+    [MS_ST_F32] = {"F32", 4}, [MS_ST_F16] = {"F16", 2}, [MS_ST_BF16] = {"BF16", 2},
+    [MS_ST_F64] = {"F64", 8}, [MS_ST_I64] = {"I64", 8}, [MS_ST_I32] = {"I32", 4},
+    [MS_ST_I16] = {"I16", 2}, [MS_ST_I8] = {"I8", 1},   [MS_ST_U8] = {"U8", 1},
+    [MS_ST_BOOL] = {"BOOL", 1},
+};
+
+size_t ms_st_dtype_size(ms_st_dtype d)
+{
+    return (unsigned)d < MS_ST_DTYPE_COUNT ? st_dtypes[d].size : 0;
+}
+
+const char *ms_st_dtype_name(ms_st_dtype d)
+{
+    return (unsigned)d < MS_ST_DTYPE_COUNT ? st_dtypes[d].name : "?";
+}
+
+void ms_st_close(ms_safetensors *st)
+{
+    if (!st) return;
+    if (st->f) fclose(st->f);
+    for (int i = 0; i < st->n; i++) free(st->tensors[i].name);
+    free(st->tensors);
+    for (int i = 0; i < 2 * st->n_meta; i++) free(st->meta[i]);
+    free(st->meta);
+    free(st->path);
+    memset(st, 0, sizeof *st);
+}
+
+/* A JSON number that is a non-negative integer exactly representable (< 2^53). */
+static bool json_uint(const cJSON *j, uint64_t *out)
+{
+    if (!cJSON_IsNumber(j)) return false;
+    double v = j->valuedouble;
+    if (!(v >= 0) || v > 9007199254740992.0 || v != floor(v)) return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+static int cmp_begin(const void *a, const void *b)
+{
+    const ms_st_tensor *x = *(const ms_st_tensor *const *)a, *y = *(const ms_st_tensor *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
+}
+
+ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *json, size_t len,
+                             uint64_t data_len, ms_err *err)
+{
+    memset(st, 0, sizeof *st);
+    ms_status rc = MS_OK;
+    st->path = strdup(path ? path : "(memory)");
+    if (!st->path) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+    st->data_len = data_len;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    ms_st_tensor **order = NULL;
+    if (!root || !cJSON_IsObject(root)) {
+        rc = ms_err_set(err, MS_ERR_FORMAT, "%s: safetensors header: expected a JSON object", path);
+        goto done;
+    }
+    int count = cJSON_GetArraySize(root);
+    st->tensors = calloc((size_t)count + 1, sizeof *st->tensors);
+    if (!st->tensors) {
+        rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (const cJSON *e = root->child; e; e = e->next) {
+        const char *key = e->string ? e->string : "";
+        if (strcmp(key, "__metadata__") == 0) {
+            if (!cJSON_IsObject(e)) {
+                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: __metadata__: expected an object of strings", path);
+                goto done;
+            }
+            int nm = cJSON_GetArraySize(e);
+            free(st->meta);
+            st->meta = calloc(2 * (size_t)nm + 1, sizeof *st->meta);
+            if (!st->meta) {
+                rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            for (const cJSON *m = e->child; m; m = m->next) {
+                if (!cJSON_IsString(m)) {
+                    rc = ms_err_set(err, MS_ERR_FORMAT, "%s: __metadata__ key '%s': expected a string value",
+                                    path, m->string ? m->string : "");
+                    goto done;
+                }
+                st->meta[2 * st->n_meta] = strdup(m->string ? m->string : "");
+                st->meta[2 * st->n_meta + 1] = strdup(m->valuestring);
+                st->n_meta++;
+                if (!st->meta[2 * st->n_meta - 2] || !st->meta[2 * st->n_meta - 1]) {
+                    rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+                    goto done;
+                }
+            }
+            continue;
+        }
+        for (int i = 0; i < st->n; i++) {
+            if (strcmp(st->tensors[i].name, key) == 0) {
+                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': duplicate name", path, key);
+                goto done;
+            }
+        }
+        ms_st_tensor *t = &st->tensors[st->n];
+        t->name = strdup(key);
+        if (!t->name) {
+            rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        st->n++;
+        if (!cJSON_IsObject(e)) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected an object", path, key);
+            goto done;
+        }
+        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+        if (!cJSON_IsString(dt)) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected a string 'dtype'", path, key);
+            goto done;
+        }
+        int d = -1;
+        for (int k = 0; k < MS_ST_DTYPE_COUNT; k++)
+            if (strcmp(dt->valuestring, st_dtypes[k].name) == 0) d = k;
+        if (d < 0) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.32s'", path, key,
+                            dt->valuestring);
+            goto done;
+        }
+        t->dtype = (ms_st_dtype)d;
+        if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MS_ST_MAX_DIMS) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected 'shape' as an array of at most %d integers",
+                            path, key, MS_ST_MAX_DIMS);
+            goto done;
+        }
+        uint64_t numel = 1;
+        for (const cJSON *s = sh->child; s; s = s->next) {
+            uint64_t v;
+            if (!json_uint(s, &v)) {
+                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape entries must be non-negative integers",
+                                path, key);
+                goto done;
+            }
+            /* overflow guard: the product must fit the data section anyway */
+            if (v != 0 && numel > (UINT64_MAX / 16) / v) {
+                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape too large", path, key);
+                goto done;
+            }
+            numel *= v;
+            t->shape[t->ndim++] = (int64_t)v;
+        }
+        t->numel = numel;
+        uint64_t b, en;
+        if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || !json_uint(off->child, &b) ||
+            !json_uint(off->child->next, &en)) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected 'data_offsets' [begin, end]", path, key);
+            goto done;
+        }
+        if (b > en || en > data_len) {
+            rc = ms_err_set(err, MS_ERR_FORMAT,
+                            "%s: tensor '%s': data_offsets [%llu, %llu] outside the data section (%llu bytes)",
+                            path, key, (unsigned long long)b, (unsigned long long)en,
+                            (unsigned long long)data_len);
+            goto done;
+        }
+        if (en - b != numel * st_dtypes[d].size) {
+            rc = ms_err_set(err, MS_ERR_FORMAT,
+                            "%s: tensor '%s': data_offsets span %llu bytes, shape x %s needs %llu", path, key,
+                            (unsigned long long)(en - b), st_dtypes[d].name,
+                            (unsigned long long)(numel * st_dtypes[d].size));
+            goto done;
+        }
+        t->begin = b;
+        t->end = en;
+    }
+    /* overlap check: sort by begin, each empty-or-not range must start at or after the last end */
+    order = malloc(((size_t)st->n + 1) * sizeof *order);
+    if (!order) {
+        rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
+    qsort(order, (size_t)st->n, sizeof *order, cmp_begin);
+    for (int i = 1; i < st->n; i++) {
+        if (order[i]->begin < order[i - 1]->end) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': data overlaps tensor '%s'", path,
+                            order[i]->name, order[i - 1]->name);
+            goto done;
+        }
+    }
+done:
+    free(order);
+    cJSON_Delete(root);
+    if (rc != MS_OK) ms_st_close(st);
+    return rc;
+}
+
+ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err)
+{
+    memset(st, 0, sizeof *st);
+    FILE *f = fopen(path, "rb");
+    if (!f) return ms_err_set(err, MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        fclose(f);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    uint64_t fsize = (uint64_t)sb.st_size;
+    unsigned char lenb[8];
+    if (fsize < 8 || fread(lenb, 1, 8, f) != 8) {
+        fclose(f);
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: not a safetensors file: shorter than the 8-byte header length", path);
+    }
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | lenb[i];
+    if (n > MS_ST_MAX_HEADER || n > fsize - 8) {
+        fclose(f);
+        return ms_err_set(err, MS_ERR_FORMAT,
+                          "%s: safetensors header length %llu runs past the end of the file (%llu bytes) or the %u-byte limit",
+                          path, (unsigned long long)n, (unsigned long long)fsize, MS_ST_MAX_HEADER);
+    }
+    char *hdr = malloc(n + 1);
+    if (!hdr) {
+        fclose(f);
+        return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory for a %llu-byte header", path, (unsigned long long)n);
+    }
+    if (fread(hdr, 1, n, f) != n) {
+        free(hdr);
+        fclose(f);
+        return ms_err_set(err, MS_ERR_IO, "%s: short read of the header", path);
+    }
+    ms_status rc = ms_st_parse_header(st, path, hdr, n, fsize - 8 - n, err);
+    free(hdr);
+    if (rc != MS_OK) {
+        fclose(f);
+        return rc;
+    }
+    st->f = f;
+    st->data_start = 8 + n;
+    return MS_OK;
+}
+
+const ms_st_tensor *ms_st_find(const ms_safetensors *st, const char *name)
+{
+    for (int i = 0; i < st->n; i++)
+        if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
+    return NULL;
+}
+
+const char *ms_st_meta(const ms_safetensors *st, const char *key)
+{
+    for (int i = 0; i < st->n_meta; i++)
+        if (strcmp(st->meta[2 * i], key) == 0) return st->meta[2 * i + 1];
+    return NULL;
+}
+
+static float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | man << 13;
+    } else {
+        bits = sign | (exp + 112) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+ms_status ms_st_read_f32(const ms_safetensors *st, const ms_st_tensor *t, float *dst, ms_err *err)
+{
+    if (!st->f) return ms_err_set(err, MS_ERR_STATE, "%s: tensor '%s': no file to read from", st->path, t->name);
+    if (t->dtype != MS_ST_F32 && t->dtype != MS_ST_F16 && t->dtype != MS_ST_BF16 && t->dtype != MS_ST_F64)
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': dtype %s, expected F32, F16, BF16 or F64",
+                          st->path, t->name, ms_st_dtype_name(t->dtype));
+    size_t es = ms_st_dtype_size(t->dtype);
+    if (fseeko(st->f, (off_t)(st->data_start + t->begin), SEEK_SET) != 0)
+        return ms_err_set(err, MS_ERR_IO, "%s: tensor '%s': seek failed: %s", st->path, t->name, strerror(errno));
+    if (t->dtype == MS_ST_F32) {
+        if (fread(dst, 4, t->numel, st->f) != t->numel)
+            return ms_err_set(err, MS_ERR_IO, "%s: tensor '%s': short read (file truncated?)", st->path, t->name);
+        return MS_OK; /* little-endian host assumed (x86-64, aarch64) */
+    }
+    /* convert in chunks through a small buffer */
+    unsigned char buf[1 << 16];
+    size_t per = sizeof buf / es, done = 0;
+    while (done < t->numel) {
+        size_t k = t->numel - done < per ? t->numel - done : per;
+        if (fread(buf, es, k, st->f) != k)
+            return ms_err_set(err, MS_ERR_IO, "%s: tensor '%s': short read (file truncated?)", st->path, t->name);
+        for (size_t i = 0; i < k; i++) {
+            if (t->dtype == MS_ST_F16) {
+                uint16_t h;
+                memcpy(&h, buf + 2 * i, 2);
+                dst[done + i] = f16_to_f32(h);
+            } else if (t->dtype == MS_ST_BF16) {
+                uint16_t h;
+                memcpy(&h, buf + 2 * i, 2);
+                uint32_t bits = (uint32_t)h << 16;
+                memcpy(&dst[done + i], &bits, 4);
+            } else {
+                double v;
+                memcpy(&v, buf + 8 * i, 8);
+                dst[done + i] = (float)v;
+            }
+        }
+        done += k;
+    }
+    return MS_OK;
+}
+
+ms_status ms_st_read_f32_shaped(const ms_safetensors *st, const char *name, int ndim,
+                                const int64_t *shape, float *dst, ms_err *err)
+{
+    const ms_st_tensor *t = ms_st_find(st, name);
+    if (!t) return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s' is missing", st->path, name);
+    bool ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char got[160] = "", want[160] = "";
+        size_t g = 0, w = 0;
+        for (int i = 0; i < t->ndim && g < sizeof got; i++)
+            g += (size_t)snprintf(got + g, sizeof got - g, "%s%lld", i ? "," : "", (long long)t->shape[i]);
+        for (int i = 0; i < ndim && w < sizeof want; i++)
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s%lld", i ? "," : "", (long long)shape[i]);
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape (%s), expected (%s)", st->path, name,
+                          got, want);
+    }
+    return ms_st_read_f32(st, t, dst, err);
+}
+
+/* The header text is built by hand so tensors keep the caller's order. */
+static bool buf_put(char **b, size_t *n, size_t *cap, const char *s, size_t len)
+{
+    if (*n + len + 1 > *cap) {
+        size_t nc = (*cap ? *cap : 256);
+        while (*n + len + 1 > nc) nc *= 2;
+        char *nb = realloc(*b, nc);
+        if (!nb) return false;
+        *b = nb;
+        *cap = nc;
+    }
+    memcpy(*b + *n, s, len);
+    *n += len;
+    (*b)[*n] = 0;
+    return true;
+}
+
+static bool buf_json_str(char **b, size_t *n, size_t *cap, const char *s)
+{
+    /* small hand escaper: quotes, backslash, control characters */
+    if (!buf_put(b, n, cap, "\"", 1)) return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char tmp[8];
+        size_t k;
+        if (*p == '"' || *p == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)*p;
+            k = 2;
+        } else if (*p < 0x20) {
+            k = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", *p);
+        } else {
+            tmp[0] = (char)*p;
+            k = 1;
+        }
+        if (!buf_put(b, n, cap, tmp, k)) return false;
+    }
+    return buf_put(b, n, cap, "\"", 1);
+}
+
+ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
+                      const char *const *meta_kv, int n_meta, ms_err *err)
+{
+    char *h = NULL;
+    size_t hn = 0, hcap = 0;
+    bool ok = buf_put(&h, &hn, &hcap, "{", 1);
+    if (n_meta > 0) {
+        ok = ok && buf_put(&h, &hn, &hcap, "\"__metadata__\":{", 16);
+        for (int i = 0; i < n_meta && ok; i++) {
+            if (i) ok = buf_put(&h, &hn, &hcap, ",", 1);
+            ok = ok && buf_json_str(&h, &hn, &hcap, meta_kv[2 * i]) && buf_put(&h, &hn, &hcap, ":", 1) &&
+                 buf_json_str(&h, &hn, &hcap, meta_kv[2 * i + 1]);
+        }
+        ok = ok && buf_put(&h, &hn, &hcap, "}", 1);
+    }
+    uint64_t off = 0;
+    uint64_t *sizes = calloc((size_t)n_items + 1, sizeof *sizes);
+    if (!sizes) ok = false;
+    for (int i = 0; i < n_items && ok; i++) {
+        const ms_st_item *it = &items[i];
+        uint64_t numel = 1;
+        for (int k = 0; k < it->ndim; k++) numel *= (uint64_t)it->shape[k];
+        sizes[i] = numel * ms_st_dtype_size(it->dtype);
+        char tmp[128];
+        if (i || n_meta > 0) ok = buf_put(&h, &hn, &hcap, ",", 1);
+        ok = ok && buf_json_str(&h, &hn, &hcap, it->name);
+        int k = snprintf(tmp, sizeof tmp, ":{\"dtype\":\"%s\",\"shape\":[", ms_st_dtype_name(it->dtype));
+        ok = ok && buf_put(&h, &hn, &hcap, tmp, (size_t)k);
+        for (int d = 0; d < it->ndim && ok; d++) {
+            k = snprintf(tmp, sizeof tmp, "%s%lld", d ? "," : "", (long long)it->shape[d]);
+            ok = buf_put(&h, &hn, &hcap, tmp, (size_t)k);
+        }
+        k = snprintf(tmp, sizeof tmp, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                     (unsigned long long)(off + sizes[i]));
+        ok = ok && buf_put(&h, &hn, &hcap, tmp, (size_t)k);
+        off += sizes[i];
+    }
+    ok = ok && buf_put(&h, &hn, &hcap, "}", 1);
+    /* pad the header with spaces so the data starts 8-byte aligned */
+    while (ok && (8 + hn) % 8) ok = buf_put(&h, &hn, &hcap, " ", 1);
+    if (!ok) {
+        free(h);
+        free(sizes);
+        return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory building the header", path);
+    }
+    char tmpname[4096];
+    snprintf(tmpname, sizeof tmpname, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmpname, "wb");
+    if (!f) {
+        free(h);
+        free(sizes);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot create: %s", tmpname, strerror(errno));
+    }
+    unsigned char lenb[8];
+    for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)hn >> (8 * i));
+    ok = fwrite(lenb, 1, 8, f) == 8 && fwrite(h, 1, hn, f) == hn;
+    for (int i = 0; i < n_items && ok; i++)
+        ok = sizes[i] == 0 || fwrite(items[i].data, 1, sizes[i], f) == sizes[i];
+    free(h);
+    free(sizes);
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f) != 0) ok = false;
+    if (!ok || rename(tmpname, path) != 0) {
+        int e = errno;
+        unlink(tmpname);
+        return ms_err_set(err, MS_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    return MS_OK;
+}

@@ -1,0 +1,52 @@
+/* libmodel/kernels.h: private forward kernels of the transformer (llm.c style: outputs, inputs,
+ * sizes). The model trainer adds the matching *_backward kernels beside them. */
+#ifndef MONOSEM_KERNELS_H
+#define MONOSEM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Switch every kernel with a BLAS path to its naive loop version (tests compare the two).
+ * Process-wide; not thread-safe to flip during a forward. */
+void ms_kernels_set_naive(int on);
+int ms_kernels_naive(void);
+
+/* exp(x) for x in float range, ~2 ulp, vectorisable (no libm call). */
+float ms_expf(float x);
+
+/* out (N,M) row stride ldo = inp (N,K) stride ldi @ w (K,M) stride ldw + bias (M, may be NULL). */
+void ms_matmul_forward(float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
+                       const float *bias, int N, int K, int M);
+void ms_matmul_forward_naive(float *out, int ldo, const float *inp, int ldi, const float *w,
+                             int ldw, const float *bias, int N, int K, int M);
+
+/* out (B,T,C) = W_E[tokens[b,t]] + W_pos[t]. Tokens must be validated by the caller. */
+void ms_embed_forward(float *out, const int32_t *tokens, const float *W_E, const float *W_pos,
+                      int B, int T, int C);
+
+/* out (N,C) = (inp - mean) * rstd [* w + b]; mean, rstd (N) kept for the backward.
+ * w, b may be NULL (LNPre). */
+void ms_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *w, const float *b, int N, int C, float eps);
+
+/* Causal multi-head attention. qkv (B,T,3,H,D) -> att (B,H,T,T) softmax pattern (upper
+ * triangle zero), z (B,T,H,D). Scale 1/sqrt(D). */
+void ms_attention_forward(float *z, float *att, const float *qkv, int B, int T, int H, int D);
+void ms_attention_forward_naive(float *z, float *att, const float *qkv, int B, int T, int H,
+                                int D);
+
+/* out (N) = act(inp): act is MS_ACT_RELU, MS_ACT_GELU or MS_ACT_GELU_NEW. out may equal inp. */
+void ms_act_forward(float *out, const float *inp, size_t n, int act);
+/* SoLU core: out (N,M) = x * softmax(x) per row. */
+void ms_solu_forward(float *out, const float *inp, int N, int M);
+
+/* out (n) = a + b. */
+void ms_residual_forward(float *out, const float *a, const float *b, size_t n);
+
+/* Per-row logsumexp of logits (N,V) into lse (N); losses (N) = lse - logits[target], 0 where
+ * targets is NULL or target < 0. Returns the sum of the losses over rows with a target and
+ * their count in *n_loss. */
+double ms_crossentropy_forward(float *losses, float *lse, const float *logits,
+                               const int32_t *targets, int N, int V, int64_t *n_loss);
+
+#endif
