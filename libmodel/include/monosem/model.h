@@ -35,7 +35,36 @@ ms_status ms_tokenizer_decode(const ms_tokenizer *tok, const int32_t *ids, size_
 const char *ms_tokenizer_token_bytes(const ms_tokenizer *tok, int32_t id, size_t *len);
 
 /* ===================================================================== BPE trainer */
-/* (declared by the tokenizer work: ms_bpe_train ...) */
+/* Learns byte-level BPE merges GPT-2 style (libmodel/bpe_train.c). Text is cut into pre-tokens
+ * with the tokenizer's GPT-2 pattern and counted in a hash table (memory grows with distinct
+ * pre-tokens, not with corpus size); merges never cross pre-tokens. Each step merges the most
+ * frequent adjacent pair; ties go to the pair whose (first token bytes, second token bytes) is
+ * lexicographically smallest, so results are deterministic. Nothing here is collective. */
+typedef struct ms_bpe_counter ms_bpe_counter;
+
+/* Empty counter; caller frees with ms_bpe_counter_free. */
+ms_status ms_bpe_counter_init(ms_bpe_counter **c, ms_err *err);
+void ms_bpe_counter_free(ms_bpe_counter *c);
+/* Counts the pre-tokens of len bytes of text (any bytes; one document: pre-tokens never span
+ * two calls). */
+ms_status ms_bpe_counter_add(ms_bpe_counter *c, const char *text, size_t len, ms_err *err);
+/* Distinct pre-tokens and total pre-tokens counted so far. */
+size_t ms_bpe_counter_distinct(const ms_bpe_counter *c);
+int64_t ms_bpe_counter_total(const ms_bpe_counter *c);
+
+typedef struct ms_bpe_result {
+    int64_t n_merges;  /* merges learned (fewer than asked when no pair is left) */
+    int32_t vocab_size; /* 256 byte tokens + distinct merged tokens + <|endoftext|> */
+    double seconds;
+} ms_bpe_result;
+
+/* Learns up to n_merges merges from the counted words and writes vocab_path (JSON token ->
+ * id: the 256 byte tokens in GPT-2's order, then merged tokens in order of creation, then
+ * <|endoftext|> last) and merges_path ("#version: 0.2" then one "a b" line per merge), each
+ * atomically (temporary name, then rename). A merge whose result already exists as a token
+ * (other split of the same bytes) adds no new id. res may be NULL. */
+ms_status ms_bpe_train(const ms_bpe_counter *c, int64_t n_merges, const char *vocab_path,
+                       const char *merges_path, ms_bpe_result *res, ms_err *err);
 
 /* ===================================================================== model */
 /* GPT-2 / TransformerLens style transformer (libmodel/model.c, kernels.c). Shapes use
