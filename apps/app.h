@@ -7,7 +7,10 @@
 /* Everything a stage gets. main owns it: it initialises MPI, parses the command line, loads
  * the job file on every rank (rank 0 reads it and broadcasts the bytes), and after the stage
  * returns agrees on the verdict over all ranks, prints the error once (rank 0) and exits. */
+typedef struct ms_stage ms_stage;
+
 typedef struct ms_app {
+    const ms_stage *def; /* the stage being run */
     ms_comm comm;
     ms_config cfg; /* resolved job (valid when the stage needs_job) */
     bool have_cfg;
@@ -25,14 +28,17 @@ typedef struct ms_app {
  * blocked in a collective: agree (ms_comm_agree) before and after collective sections. */
 typedef ms_status (*ms_stage_fn)(ms_app *app, ms_err *err);
 
-typedef struct ms_stage {
+struct ms_stage {
     const char *name;
     const char *summary;
     const char *usage;             /* after "monosem " */
     bool needs_job;                /* first positional argument is a job file */
+    bool job_optional;             /* ... which may be absent (defaults are used) */
+    bool record;                   /* main writes <run.out_dir>/run-<stage>.yaml afterwards */
     const char *const *required;   /* keys the job must set (NULL-terminated), or NULL */
+    const char *const *options;    /* options that take a value ("--hook NAME"), or NULL */
     ms_stage_fn run;               /* NULL: not built yet in this version */
-} ms_stage;
+};
 
 extern const ms_stage ms_stages[];
 extern const int ms_n_stages;
@@ -46,5 +52,6 @@ const char *ms_app_positional(const ms_app *app, int i);
 
 /* Stage entry points (one file each under apps/). */
 ms_status ms_stage_config(ms_app *app, ms_err *err);
+ms_status ms_stage_tokenize(ms_app *app, ms_err *err);
 
 #endif

@@ -192,7 +192,7 @@ static void field_clear(ms_config *cfg, const field *f)
 /* ------------------------------------------------------------------ scalar conversion */
 
 /* What a field expects, for messages: "a positive integer", "a number in [0, 0.5]", ... */
-static void describe(const field *f, char *buf, size_t n)
+static void describe_x(const field *f, char *buf, size_t n, bool exact_range)
 {
     switch (f->type) {
     case F_STR:
@@ -213,11 +213,12 @@ static void describe(const field *f, char *buf, size_t n)
     case F_INT:
     case F_INTLIST: {
         const char *what = f->type == F_INT ? "integer" : "list of integers";
-        if (f->min == 1 && f->max >= BIG)
+        bool open = f->max >= 1e9 && !exact_range; /* huge caps are sanity bounds, not advice */
+        if (f->min == 1 && open)
             snprintf(buf, n, "a positive %s", what);
-        else if (f->min == 0 && f->max >= BIG)
+        else if (f->min == 0 && open)
             snprintf(buf, n, "a non-negative %s", what);
-        else if (f->max >= BIG)
+        else if (open)
             snprintf(buf, n, "an %s >= %.0f", what, f->min);
         else
             snprintf(buf, n, "an %s in [%.0f, %.0f]", what, f->min, f->max);
@@ -236,6 +237,8 @@ static void describe(const field *f, char *buf, size_t n)
         break;
     }
 }
+
+static void describe(const field *f, char *buf, size_t n) { describe_x(f, buf, n, false); }
 
 static bool parse_int(const char *s, int64_t *out)
 {
@@ -305,7 +308,8 @@ static ms_status where_err(ms_err *err, const where *w, const char *fmt, ...)
 static ms_status bad_value(ms_err *err, const where *w, const field *f, const char *got)
 {
     char exp[256];
-    describe(f, exp, sizeof exp);
+    int64_t v;
+    describe_x(f, exp, sizeof exp, (f->type == F_INT || f->type == F_INTLIST) && parse_int(got, &v) && (double)v > f->max);
     return where_err(err, w, "key '%s': expected %s, got \"%s\"", f->key, exp, got);
 }
 
@@ -390,6 +394,7 @@ typedef struct walk {
     yaml_document_t *doc;
     const char *name;
     ms_err *err;
+    bool no_positions; /* command-line values: line:col would be meaningless */
 } walk;
 
 static const char *node_kind(const yaml_node_t *n)
@@ -423,13 +428,21 @@ static int lev(const char *a, const char *b)
 
 static ms_status unknown_key(walk *wk, const where *w, const char *key)
 {
+    /* suggest a known name with as many dotted parts as the unknown one */
+    int parts = 1;
+    for (const char *p = key; *p; p++) parts += *p == '.';
     const char *best = NULL;
-    int bd = 3;
+    int best_len = 0, bd = 3;
     for (int i = 0; i < N_FIELDS; i++) {
-        int d = lev(key, ms_fields[i].key);
-        if (d < bd) bd = d, best = ms_fields[i].key;
+        const char *k = ms_fields[i].key;
+        int seen = 0, len = 0;
+        while (k[len] && !(k[len] == '.' && ++seen == parts)) len++;
+        char cand[128];
+        snprintf(cand, sizeof cand, "%.*s", len, k);
+        int d = lev(key, cand);
+        if (d < bd) bd = d, best = k, best_len = len;
     }
-    if (best) return where_err(wk->err, w, "unknown key '%s' (did you mean '%s'?)", key, best);
+    if (best) return where_err(wk->err, w, "unknown key '%s' (did you mean '%.*s'?)", key, best_len, best);
     return where_err(wk->err, w, "unknown key '%s'", key);
 }
 
@@ -437,6 +450,7 @@ static ms_status set_node(walk *wk, const field *f, yaml_node_t *v, const where 
 {
     ms_config *cfg = wk->cfg;
     where w = {wk->name, (int)v->start_mark.line + 1, (int)v->start_mark.column + 1};
+    if (wk->no_positions) w.line = w.col = 0;
     int idx = field_index(f);
     if (cfg->marks[2 * idx] != 0)
         return where_err(wk->err, kw, "duplicate key '%s' (first set at %d:%d)", f->key, cfg->marks[2 * idx],
@@ -457,6 +471,7 @@ static ms_status set_node(walk *wk, const field *f, yaml_node_t *v, const where 
         for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
             yaml_node_t *e = yaml_document_get_node(wk->doc, *it);
             where ew = {wk->name, (int)e->start_mark.line + 1, (int)e->start_mark.column + 1};
+            if (wk->no_positions) ew.line = ew.col = 0;
             if (e->type != YAML_SCALAR_NODE) {
                 char exp[256];
                 describe(f, exp, sizeof exp);
@@ -663,7 +678,7 @@ static ms_status apply_override(ms_config *cfg, const char *ov, ms_err *err)
     snprintf(key, sizeof key, "%.*s", (int)(eq - s), s);
     const field *f = field_find(key);
     if (!f) {
-        walk wk = {cfg, NULL, "command line", err};
+        walk wk = {cfg, NULL, "command line", err, true};
         return unknown_key(&wk, &w, key);
     }
     const char *val = eq + 1;
@@ -676,7 +691,7 @@ static ms_status apply_override(ms_config *cfg, const char *ov, ms_err *err)
     int idx = field_index(f);
     int32_t saved[2] = {cfg->marks[2 * idx], cfg->marks[2 * idx + 1]};
     cfg->marks[2 * idx] = 0; /* an override replaces the file's value: not a duplicate */
-    walk wk = {cfg, &doc, "command line", err};
+    walk wk = {cfg, &doc, "command line", err, true};
     if (!root) {
         yaml_node_t empty = {.type = YAML_SCALAR_NODE};
         empty.data.scalar.value = (yaml_char_t *)"";
@@ -706,7 +721,7 @@ ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, si
             where w = {cfg->path, (int)root->start_mark.line + 1, (int)root->start_mark.column + 1};
             st = where_err(err, &w, "expected a mapping of sections (run:, corpus:, sae:, ...), got %s", node_kind(root));
         } else {
-            walk wk = {cfg, &doc, cfg->path, err};
+            walk wk = {cfg, &doc, cfg->path, err, false};
             st = walk_mapping(&wk, root, "");
         }
     }
@@ -776,7 +791,7 @@ static void ev_scalar(emit_ctx *e, const char *s, bool plain)
 {
     yaml_event_t ev;
     if (!e->ok) return;
-    yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), plain, plain,
+    yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), plain, 1,
                                  plain ? YAML_ANY_SCALAR_STYLE : YAML_SINGLE_QUOTED_SCALAR_STYLE);
     e->ok = yaml_emitter_emit(e->em, &ev) != 0;
 }
@@ -934,4 +949,15 @@ char *ms_config_dump_string(const ms_config *cfg)
         return NULL;
     }
     return buf;
+}
+
+void ms_config_describe(FILE *f)
+{
+    for (int i = 0; i < N_FIELDS; i++) {
+        const field *fl = &ms_fields[i];
+        char exp[256];
+        describe(fl, exp, sizeof exp);
+        const char *d = fl->def;
+        fprintf(f, "  %-28s %-14s %s (%s)\n", fl->key, (fl->type == F_STRLIST || fl->type == F_INTLIST) ? (*d ? d : "[]") : (*d ? d : "\"\""), fl->help, exp);
+    }
 }

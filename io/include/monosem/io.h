@@ -185,7 +185,9 @@ char *ms_config_dump_string(const ms_config *cfg);
 /* Line and column (1-based) where a key was set in the job file; 0,0 if defaulted. */
 void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col);
 
-const char *ms_enum_name(const char *key, int value); /* e.g. ("sae.arch", 0) -> "relu-l1" */
+const char *ms_enum_name(const char *key, int value);
+/* Prints every key with its type, default and meaning (for --help). */
+void ms_config_describe(FILE *f); /* e.g. ("sae.arch", 0) -> "relu-l1" */
 
 /* ===================================================================== MPI communicator */
 

@@ -1,0 +1,154 @@
+/* monosem: thin main — MPI up, command line, job file read on rank 0 and parsed on every rank,
+ * the stage, one agreed verdict, the run record, MPI down. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: monosem <stage> [job.yaml] [--section.key=value ...] [options]\n"
+               "       monosem --help | --version\n\nstages:\n");
+    for (int i = 0; i < ms_n_stages; i++)
+        fprintf(f, "  %-16s %s%s\n", ms_stages[i].name, ms_stages[i].summary,
+                ms_stages[i].run ? "" : "  [not built yet]");
+    fprintf(f, "\nEvery stage runs under mpirun (monosem <stage> works as 1 rank). Job keys and\n"
+               "their defaults (override any with --key=value):\n\n");
+    ms_config_describe(f);
+}
+
+/* Rank 0 reads the job file; every rank gets the bytes (or the read error) and parses them
+ * identically, so a bad file fails on all ranks with the same message: no rank hangs. */
+static ms_status load_job(ms_app *app, const char *path, const char *const *ovr, int n_ovr, ms_err *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ms_status st = MS_OK;
+    if (app->comm.rank == 0) st = ms_file_read_all(path, &text, &len, err);
+    st = ms_comm_agree(&app->comm, st, err);
+    if (st) return st;
+    uint64_t n = len;
+    ms_comm_bcast(&app->comm, &n, sizeof n, 0, NULL);
+    if (app->comm.rank != 0 && !(text = malloc(n + 1))) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if ((st = ms_comm_agree(&app->comm, st, err))) return st;
+    st = ms_comm_bcast(&app->comm, text, n, 0, err);
+    text[n] = '\0';
+    if (!st) st = ms_config_parse(&app->cfg, path, text, n, ovr, n_ovr, app->def->required, err);
+    free(text);
+    st = ms_comm_agree(&app->comm, st, err);
+    app->have_cfg = st == MS_OK;
+    return st;
+}
+
+static bool is_override(const char *a)
+{
+    if (strncmp(a, "--", 2) != 0) return false;
+    const char *eq = strchr(a, '='), *dot = strchr(a, '.');
+    return eq && dot && dot < eq;
+}
+
+int main(int argc, char **argv)
+{
+    ms_app app;
+    memset(&app, 0, sizeof app);
+    ms_err err = {0};
+    if (ms_comm_init(&app.comm, &argc, &argv, &err) != MS_OK) {
+        fprintf(stderr, "monosem: %s\n", err.msg);
+        return 1;
+    }
+    ms_log_init(app.comm.rank);
+    ms_status st = MS_OK;
+    const char *stage_name = argc > 1 ? argv[1] : NULL;
+    char **ovr = NULL, **rest = NULL;
+    int n_ovr = 0, n_rest = 0;
+
+    if (!stage_name || strcmp(stage_name, "--help") == 0 || strcmp(stage_name, "-h") == 0 ||
+        strcmp(stage_name, "help") == 0) {
+        if (app.comm.rank == 0) usage(stdout);
+        if (!stage_name) st = MS_ERR_USAGE;
+        goto out;
+    }
+    if (strcmp(stage_name, "--version") == 0) {
+        ms_log("monosem %s", MS_VERSION_STRING);
+        goto out;
+    }
+    for (int i = 0; i < ms_n_stages; i++)
+        if (strcmp(ms_stages[i].name, stage_name) == 0) app.def = &ms_stages[i];
+    if (!app.def) {
+        st = ms_err_set(&err, MS_ERR_USAGE, "monosem: unknown stage '%s' (monosem --help lists them)", stage_name);
+        goto out;
+    }
+    app.stage = app.def->name;
+    if (!app.def->run) {
+        st = ms_err_set(&err, MS_ERR_UNSUPPORTED, "monosem %s: this stage is not built yet in monosem %s", app.stage,
+                        MS_VERSION_STRING);
+        goto out;
+    }
+    /* split the remaining arguments: --section.key=value overrides vs the stage's own */
+    ovr = calloc((size_t)argc, sizeof *ovr);
+    rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (!ovr || !rest) {
+        st = ms_err_set(&err, MS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            ms_log("usage: monosem %s\n%s", app.def->usage, app.def->summary);
+            goto out;
+        }
+        if (app.def->needs_job && is_override(argv[i]))
+            ovr[n_ovr++] = argv[i];
+        else
+            rest[n_rest++] = argv[i];
+    }
+    app.argc = n_rest;
+    app.argv = rest;
+    if (app.def->needs_job) {
+        app.job_path = ms_app_positional(&app, 0);
+        if (app.job_path) {
+            /* the stage sees its own positionals from index 0 */
+            for (int i = 0; i < app.argc; i++)
+                if (app.argv[i] == app.job_path) {
+                    memmove(&app.argv[i], &app.argv[i + 1], sizeof *app.argv * (size_t)(app.argc - i));
+                    app.argc--;
+                    break;
+                }
+            st = load_job(&app, app.job_path, (const char *const *)ovr, n_ovr, &err);
+        } else if (app.def->job_optional) {
+            st = ms_config_init_defaults(&app.cfg, &err);
+            if (!st) {
+                const char *empty = "";
+                ms_config_free(&app.cfg);
+                st = ms_config_parse(&app.cfg, "defaults", empty, 0, (const char *const *)ovr, n_ovr, NULL, &err);
+            }
+            app.have_cfg = st == MS_OK;
+        } else {
+            st = ms_err_set(&err, MS_ERR_USAGE, "usage: monosem %s", app.def->usage);
+        }
+        if (st) goto out;
+    }
+    ms_blas_threads_set(&app.comm, app.have_cfg ? app.cfg.run.blas_threads : 0);
+    ms_runrec_init(&app.rec, app.stage);
+    st = app.def->run(&app, &err);
+    st = ms_comm_agree(&app.comm, st, &err);
+    if (app.have_cfg && app.def->record) {
+        ms_err rerr = {0};
+        ms_status rst = ms_runrec_write(&app.rec, &app.comm, &app.cfg, app.cfg.run.out_dir, st, &rerr);
+        rst = ms_comm_agree(&app.comm, rst, &rerr);
+        if (rst && !st) st = rst, err = rerr;
+    }
+out:
+    if (st != MS_OK && app.comm.rank == 0) {
+        if (err.msg[0])
+            fprintf(stderr, "%s\n", err.msg);
+        else if (st == MS_ERR_USAGE)
+            usage(stderr);
+        fflush(stderr);
+    }
+    int code = ms_status_exit_code(st);
+    ms_config_free(&app.cfg);
+    free(ovr);
+    free(rest);
+    ms_comm_finalize(&app.comm);
+    return code;
+}

@@ -1,0 +1,12 @@
+/* `monosem config [job.yaml]`: print the fully resolved job (every default filled in) once. */
+#include "app.h"
+
+ms_status ms_stage_config(ms_app *app, ms_err *err)
+{
+    if (app->comm.rank != 0) return MS_OK;
+    printf("# monosem %s resolved config of %s (hash %s)\n", MS_VERSION_STRING,
+           app->job_path ? app->job_path : "defaults", app->cfg.hash);
+    ms_status st = ms_config_dump(&app->cfg, stdout, err);
+    fflush(stdout);
+    return st;
+}
