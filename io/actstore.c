@@ -152,6 +152,7 @@ static char *attr_read_str(hid_t obj, const char *name)
         if (H5Tis_variable_str(ft) > 0) {
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(ft));
             char *p = NULL;
             if (H5Aread(a, mt, &p) >= 0 && p) {
                 out = strdup(p);
@@ -165,6 +166,7 @@ static char *attr_read_str(hid_t obj, const char *name)
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, n + 1);
             H5Tset_strpad(mt, H5T_STR_NULLTERM);
+            H5Tset_cset(mt, H5Tget_cset(ft));
             out = calloc(n + 2, 1);
             if (out && H5Aread(a, mt, out) < 0) {
                 free(out);

@@ -138,7 +138,7 @@ ms_status ms_actstream_open(ms_actstream **out, ms_actfile *f, const ms_actstrea
         ms_actstream_close(s);
         return ms_err_set(err, MS_ERR_NOMEM,
                           "%s: out of memory for a shuffle window of %lld rows x %lld", path,
-                          (long long)W, (long long)s->d);
+                          (long long)W, (long long)m->d);
     }
     s->bperm_epoch = -1;
     if (pos) {
