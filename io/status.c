@@ -26,6 +26,7 @@ int ms_status_exit_code(ms_status s)
 {
     if (s == MS_OK) return 0;
     if (s == MS_ERR_USAGE || s == MS_ERR_CONFIG) return 2;
+    if (s == MS_ERR_UNSUPPORTED) return 3; /* scripts tell "not built" from a failure */
     return 1;
 }
 

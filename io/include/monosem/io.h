@@ -38,7 +38,8 @@ typedef enum ms_status {
 
 /* Static string naming the status ("ok", "config error", ...). Never NULL. */
 const char *ms_status_str(ms_status s);
-/* Process exit code for a status: 0 ok, 2 usage/config errors, 1 otherwise. */
+/* Process exit code for a status: 0 ok, 2 usage/config errors, 3 unsupported (e.g. a stage
+ * not built in this version), 1 otherwise. */
 int ms_status_exit_code(ms_status s);
 
 /* An error: a status plus one line of text that names the file, the place and what was
