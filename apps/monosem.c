@@ -24,7 +24,11 @@ static ms_status load_job(ms_app *app, const char *path, const char *const *ovr,
     char *text = NULL;
     size_t len = 0;
     ms_status st = MS_OK;
-    if (app->comm.rank == 0) st = ms_file_read_all(path, &text, &len, err);
+    if (app->comm.rank == 0) {
+        ms_err rerr = {0};
+        /* an unreadable job file is a job-file error like the others: exit code 2 */
+        if (ms_file_read_all(path, &text, &len, &rerr)) st = ms_err_set(err, MS_ERR_CONFIG, "%s", rerr.msg);
+    }
     st = ms_comm_agree(&app->comm, st, err);
     if (st) return st;
     uint64_t n = len;
