@@ -276,6 +276,66 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *acts, const int32_t
 float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h);
 
 /* ===================================================================== model trainer */
+/* (libmodel/train.c, libmodel/kernels_backward.c) Backward pass, AdamW with warm-up + cosine
+ * decay, global-norm clipping, and a data-parallel trainer with exact checkpoint/resume. The
+ * backward supports LN / LNPre / none and relu / gelu / gelu_new (not solu_ln). */
+
+/* Scratch for one backward of up to (B,T) (allocated and first-touched once). */
+typedef struct ms_model_backbuf {
+    int B, T;
+    float *mem;
+    size_t n_floats;
+    float *dresid;      /* (B,T,C) gradient of the residual stream */
+    float *dtmp;        /* (B,T,C) gradient of a LayerNorm output / the attention's z input */
+    float *dqkv;        /* (B,T,3,H,D) */
+    float *dz;          /* (B,T,H,D) */
+    float *datt;        /* (T,T) one head's dP / dS */
+    float *dpost, *dpre; /* (B,T,M) */
+} ms_model_backbuf;
+ms_status ms_model_backbuf_init(ms_model_backbuf *b, const ms_model_config *cfg, int B, int T,
+                                ms_err *err);
+void ms_model_backbuf_free(ms_model_backbuf *b);
+
+/* Backward of the last ms_model_forward on acts (run to the logits with opts->targets).
+ * ACCUMULATES into grads (views of a slab laid out like the params: zero it first).
+ * The loss differentiated is loss_scale * sum of per-token losses (loss_scale = 1 / tokens
+ * with a target in the global batch gives the mean). Overwrites acts->logits with dlogits. */
+ms_status ms_model_backward(const ms_model *m, ms_model_acts *acts, ms_model_backbuf *buf,
+                            const ms_model_params *grads, const int32_t *tokens,
+                            const int32_t *targets, float loss_scale, ms_err *err);
+
+/* Learning rate at step (0-based): linear warm-up to lr over `warmup` steps, then cosine decay
+ * to lr * min_frac at step `total`. */
+double ms_lr_schedule(int64_t step, int64_t warmup, int64_t total, double lr, double min_frac);
+/* Global L2 norm of n floats (accumulated in double). */
+double ms_grad_norm(const float *g, size_t n);
+/* True for tensors that get weight decay: the matrices (TransformerLens leaf W_*), not
+ * biases or LayerNorm weights. */
+bool ms_model_tensor_decays(const ms_model_tensor *t);
+/* One AdamW step (PyTorch semantics, decoupled decay) over n entries; t is the 1-based step
+ * count for bias correction. */
+void ms_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                     float beta1, float beta2, float eps, float weight_decay, int64_t t);
+
+/* Unigram baseline: log-probabilities (V) from token counts with add-one smoothing. */
+void ms_unigram_logprobs(double *logp, const int64_t *counts, int V);
+
+/* Checkpoint of a training run: one safetensors file with the weights under their
+ * TransformerLens names, the Adam moments as "adam_m.<name>" / "adam_v.<name>", and metadata
+ * (step, data position, fingerprint of the settings, rank count). Written atomically. */
+typedef struct ms_train_ckpt_info {
+    int64_t step;     /* optimizer steps done */
+    int64_t data_pos; /* training contexts consumed (global) */
+    char fingerprint[17];
+    int n_ranks;
+} ms_train_ckpt_info;
+ms_status ms_train_checkpoint_save(const char *path, const ms_model *m, const float *adam_m,
+                                   const float *adam_v, const ms_train_ckpt_info *info,
+                                   ms_err *err);
+/* m must be initialised (ms_model_init) with the run's config; adam_m/adam_v have
+ * m->n_params floats. Shapes are checked against m. */
+ms_status ms_train_checkpoint_load(const char *path, ms_model *m, float *adam_m, float *adam_v,
+                                   ms_train_ckpt_info *info, ms_err *err);
 
 #ifdef __cplusplus
 }
