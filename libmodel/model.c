@@ -806,3 +806,67 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
     }
     return MS_OK;
 }
+
+/* ===================================================================== token text files */
+
+ms_status ms_tokens_load_text(const char *path, int32_t **tokens, int *B, int *T, ms_err *err)
+{
+    *tokens = NULL;
+    *B = *T = 0;
+    char *text = NULL;
+    size_t len = 0;
+    ms_status rc = ms_file_read_all(path, &text, &len, err);
+    if (rc) return rc;
+    size_t n = 0, cap = 0;
+    int32_t *ids = NULL;
+    int rows = 0, width = -1, line = 1;
+    char *p = text, *end = text + len;
+    while (p < end && rc == MS_OK) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        int cnt = 0;
+        char *q = p;
+        while (q < eol) {
+            while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r' || *q == ',')) q++;
+            if (q >= eol) break;
+            char *e;
+            long long v = strtoll(q, &e, 10);
+            if (e == q || (e < eol && !(*e == ' ' || *e == '\t' || *e == '\r' || *e == ',')) || v < 0 ||
+                v > INT32_MAX) {
+                rc = ms_err_set(err, MS_ERR_FORMAT, "%s:%d: expected non-negative integer token ids", path, line);
+                break;
+            }
+            if (n == cap) {
+                cap = cap ? 2 * cap : 4096;
+                int32_t *ni = realloc(ids, cap * sizeof *ids);
+                if (!ni) {
+                    rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+                    break;
+                }
+                ids = ni;
+            }
+            ids[n++] = (int32_t)v;
+            cnt++;
+            q = e;
+        }
+        if (rc == MS_OK && cnt > 0) {
+            if (width >= 0 && cnt != width)
+                rc = ms_err_set(err, MS_ERR_FORMAT, "%s:%d: %d tokens, expected %d like the first context", path,
+                                line, cnt, width);
+            width = cnt;
+            rows++;
+        }
+        p = eol + 1;
+        line++;
+    }
+    free(text);
+    if (rc == MS_OK && rows == 0) rc = ms_err_set(err, MS_ERR_FORMAT, "%s: no token ids", path);
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    *tokens = ids;
+    *B = rows;
+    *T = width;
+    return MS_OK;
+}

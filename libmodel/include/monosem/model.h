@@ -271,6 +271,11 @@ void ms_model_next_targets(int32_t *targets, const int32_t *tokens, int B, int T
 ms_status ms_model_forward(const ms_model *m, ms_model_acts *acts, const int32_t *tokens,
                            int B, int T, const ms_forward_opts *opts, ms_err *err);
 
+/* Reads a text file of whitespace-separated token ids, one context per line (blank lines
+ * skipped, every line the same length). *tokens (B,T) malloc'd, caller frees. Errors name the
+ * file and line. */
+ms_status ms_tokens_load_text(const char *path, int32_t **tokens, int *B, int *T, ms_err *err);
+
 /* The buffer holding activation h in acts after a forward ((b,t,d) packed); NULL if h is not
  * stored (hook_mid outside solu_ln). */
 float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h);
