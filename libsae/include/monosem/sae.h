@@ -215,10 +215,11 @@ void ms_sae_loss_per_input(ms_sae *sae, const float *x, int64_t n, float *out);
 
 /* The paper's resampling, a pure function of its inputs (identical on all ranks when the
  * inputs and rng are): for each dead latent j (ascending j) draw an input i with probability
- * ∝ loss[i]²; W_dec row j := x̃_i/‖x̃_i‖ with x̃_i = s·x_i − b_dec (the paper: the input); W_enc
+ * ∝ loss[i]²; W_dec row j := s·x_i/‖s·x_i‖ (the paper: the input, normalised); W_enc
  * column j := that unit vector × 0.2 × mean norm of the alive W_enc columns (1 if none alive);
  * b_enc_j := 0; Adam m and v zeroed for those entries; since_fired_j := 0. If every loss is 0,
- * inputs are drawn uniformly. Returns the number resampled. */
+ * inputs are drawn uniformly; a zero input leaves its latent as it was. One rng draw per dead
+ * latent. Returns the number resampled, -1 if out of memory (nothing changed then). */
 int64_t ms_sae_resample(ms_sae *sae, const uint8_t *dead, const float *x, const float *loss,
                         int64_t n, ms_rng *rng);
 
@@ -238,6 +239,40 @@ void ms_sae_export(const ms_sae *sae, float *W_enc, float *b_enc, float *W_dec, 
  * 0/threshold_init). Resets Adam state, step and since_fired. */
 void ms_sae_import(ms_sae *sae, const float *W_enc, const float *b_enc, const float *W_dec,
                    const float *b_dec, const float *threshold);
+
+/* ===================================================================== trainer (libsae/train.c) */
+
+/* The `monosem train` loop, data parallel: each rank reads its slice of every global batch
+ * (ms_actstream), forward_backward, ONE allreduce of the grads slab and one of the stats,
+ * the identical step on every rank. Resampling at sae.resample.at, metrics JSON lines every
+ * sae.log_every steps (<sae.out_dir>/metrics.jsonl), checkpoints every sae.checkpoint_every
+ * steps and at the end (<sae.out_dir>/checkpoint.safetensors, written by rank 0, temp name +
+ * rename); rerunning resumes from it, bitwise identical to an uninterrupted run on the same
+ * rank and thread counts. Final outputs: <sae.out_dir>/sae.h5 and <sae.out_dir>/saelens/
+ * (cfg.json, sae_weights.safetensors, sparsity.safetensors). COLLECTIVE; returns the same
+ * status on every rank (err filled everywhere). */
+typedef struct ms_train_result {
+    int64_t steps;         /* steps completed */
+    int64_t resumed_from;  /* step of the checkpoint resumed from, -1 if fresh */
+    double loss, mse, fvu, l0, l1; /* last step's global metrics */
+    int64_t dead, ultralow;
+    int64_t skipped_rows;  /* non-finite rows skipped */
+    double tokens_per_s;   /* over the steps run in this process */
+    double t_read, t_compute, t_allreduce, t_step; /* seconds in this process (this rank) */
+} ms_train_result;
+
+ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec,
+                       ms_train_result *res, ms_err *err);
+
+/* SAELens directory I/O (not collective). Save writes cfg.json, sae_weights.safetensors and,
+ * if log10_density is non-NULL, sparsity.safetensors (tensor "sparsity" (d_sae)). `extra_json`
+ * is inserted into cfg.json as additional members (may be NULL; e.g. "\"hook_name\": ..."). */
+ms_status ms_sae_save_saelens(const ms_sae *sae, const char *dir, const float *log10_density,
+                              const char *extra_json, ms_err *err);
+/* Reads DIR/cfg.json's d_in and d_sae into *d_in, *d_sae (either may be NULL). */
+ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err);
+/* Loads DIR/sae_weights.safetensors into an initialised sae of matching shapes (import). */
+ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,97 @@
+/* libsae/sae_internal.h: private workspace and kernel declarations shared by sae.c,
+ * sae_kernels.c and the white-box tests (tests/sae). */
+#ifndef MONOSEM_SAE_INTERNAL_H
+#define MONOSEM_SAE_INTERNAL_H
+
+#include "monosem/sae.h"
+
+/* Which matmul implementation forward_backward uses: BLAS (production) or the naive loops
+ * kept beside it as the reference the tests compare against. */
+enum { SAE_KERNEL_BLAS = 0, SAE_KERNEL_NAIVE = 1 };
+/* Path choice: by measured density (auto) or forced, for tests and benchmarks. */
+enum { SAE_PATH_AUTO = 0, SAE_PATH_DENSE = 1, SAE_PATH_SPARSE = 2 };
+
+/* Built-in dense/sparse crossover: active fraction of f at or below which the sparse kernels
+ * win (measured by bench_sae on this machine; hp.sparse_density overrides). */
+#define SAE_SPARSE_CROSSOVER 0.06
+
+/* A sparse matrix in compressed rows (per input row b: features j) or compressed columns
+ * (per feature j: rows b). `val` is f, `grad` is ∂L/∂z at the entry. Capacity `cap`. */
+typedef struct sae_sparse {
+    int64_t *ptr;  /* (n_outer+1) */
+    int32_t *idx;  /* (cap) inner index */
+    float *val;    /* (cap) */
+    float *grad;   /* (cap) */
+    int64_t cap;
+} sae_sparse;
+
+struct ms_sae_ws {
+    int64_t B;           /* capacity in rows */
+    int nthreads_max;    /* per-thread scratch allocated for this many threads */
+    int kernel;          /* SAE_KERNEL_* */
+    int path;            /* SAE_PATH_* */
+    int last_sparse;     /* path taken by the last forward_backward (1 = sparse) */
+    float *xbar;         /* (B,d_in)  s·x − b_dec */
+    float *xhat;         /* (B,d_in) */
+    float *dxhat;        /* (B,d_in)  ∂L/∂x̂ */
+    float *Z;            /* (B,d_sae) pre-activations; -inf where topk did not select */
+    float *F;            /* (B,d_sae) f, then ∂L/∂f, then ∂L/∂z (dense path); scratch */
+    double *fsum;        /* (d_sae) Σ_b f_bj */
+    double *dbsum;       /* (d_sae) Σ_b ∂L/∂z_bj in double */
+    float *zeros;        /* (d_in) zero bias for the AuxK decode */
+    double *partials;    /* (n_params/4096+1) fixed-block partial sums for the grad norm */
+    int64_t tmp_stride;  /* floats of tmp per thread */
+    float *colnorm;      /* (d_sae) ‖W_dec,j‖ */
+    int32_t *dead_idx;   /* (d_sae) indices of dead latents */
+    sae_sparse csr, csc; /* active entries (+ jumprelu window entries with val 0) */
+    /* AuxK (topk, batchtopk): k_aux entries per row among dead latents */
+    sae_sparse acsr, acsc;
+    float *ehat;         /* (B,d_in) AuxK reconstruction ê, then ∂L/∂ê */
+    float *tmp;          /* (nthreads_max, 16*d_in) per-thread scratch */
+    int32_t *heap_idx;   /* (nthreads_max, max(k,k_aux)) */
+    float *heap_val;     /* (nthreads_max, max(k,k_aux)) */
+};
+
+/* Test hooks. */
+void sae_set_kernel(ms_sae *sae, int kernel);
+void sae_set_path(ms_sae *sae, int path);
+int sae_last_sparse(const ms_sae *sae);
+int sae_nthreads(void);
+
+/* ---- kernels (sae_kernels.c). Row-major; naive selects the reference loops. */
+
+/* C (M,N) = alpha·op(A)·op(B) + beta·C, op = transpose when tA/tB. */
+void sae_sgemm(int naive, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *Bm, int64_t ldb, float beta, float *C,
+               int64_t ldc);
+/* y (M) = alpha·op(A)·x + beta·y, A (M,N) or its transpose (tA: A is (N,M)). */
+void sae_sgemv(int naive, int tA, int64_t M, int64_t N, float alpha, const float *A,
+               int64_t lda, const float *x, float beta, float *y);
+
+/* Indices of the k largest of v[cand[i]] (cand NULL: v[0..n)), ties to the lower index;
+ * written to out_idx in no particular order. Scratch heap_val (k). Returns min(k, n). */
+int64_t sae_topk(int32_t *out_idx, float *heap_val, const float *v, const int32_t *cand,
+                 int64_t n, int64_t k);
+/* The k-th largest value of v (n) (1-based k ≤ n); scratch (n) is clobbered. */
+float sae_kth_largest(float *scratch, const float *v, int64_t n, int64_t k);
+
+/* xhat (B,d_in) = b_dec + Σ_{entries of row b} val·W_dec[idx] (CSR over rows). */
+void sae_sparse_decode(float *xhat, const sae_sparse *csr, const float *W_dec, const float *b_dec,
+                       int64_t B, int64_t d_in, int nt);
+/* out[e] = A[b]·W_dec[idx[e]] for every entry e of row b (CSR). */
+void sae_sparse_rowdot(float *out, const sae_sparse *csr, const float *A, const float *W_dec,
+                       int64_t B, int64_t d_in, int nt);
+/* CSR (n_rows) -> CSC (n_cols), entries of a column in increasing row order. */
+void sae_csr_to_csc(sae_sparse *csc, const sae_sparse *csr, int64_t n_rows, int64_t n_cols);
+/* out[j] = Σ_{e in column j} coef[e]·A[row e] (+ the same over a second CSC if given) for
+ * every j (rows with no entries become 0). out (n_cols,d), A (n_rows,d). coef is val or grad. */
+void sae_csc_rows(float *out, const sae_sparse *c1, const float *coef1, const float *A1,
+                  const sae_sparse *c2, const float *coef2, const float *A2, int64_t n_cols,
+                  int64_t d, int nt, float *tmp);
+/* Same but written transposed into out (d, n_cols): column j of out. tmp: per-thread scratch
+ * of 16·d floats. */
+void sae_csc_cols(float *out, const sae_sparse *c1, const float *coef1, const sae_sparse *c2,
+                  const float *coef2, const float *A, int64_t n_cols, int64_t d, int nt,
+                  float *tmp, int64_t tmp_stride);
+
+#endif

@@ -1,0 +1,258 @@
+/* libsae/sae_kernels.c: the SAE's compute kernels — BLAS wrappers with naive twins, top-k
+ * selection, and the sparse kernels used once f is sparse. */
+#include "sae_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The hot sparse loops are axpy/dot over d_in floats: build them for AVX2+FMA as well as the
+ * baseline, picked at load time (the build does not assume -march). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SAE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SAE_CLONES
+#endif
+
+/* ===================================================================== BLAS and naive twins */
+
+void sae_sgemm(int naive, int tA, int tB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *Bm, int64_t ldb, float beta, float *C,
+               int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (!naive) {
+        cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans,
+                    (int)M, (int)N, (int)K, alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int64_t p = 0; p < K; p++) {
+                double a = tA ? A[p * lda + i] : A[i * lda + p];
+                double b = tB ? Bm[j * ldb + p] : Bm[p * ldb + j];
+                acc += a * b;
+            }
+            float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+            C[i * ldc + j] = c + alpha * (float)acc;
+        }
+    }
+}
+
+void sae_sgemv(int naive, int tA, int64_t M, int64_t N, float alpha, const float *A,
+               int64_t lda, const float *x, float beta, float *y)
+{
+    if (M <= 0) return;
+    if (!naive) {
+        /* y (M): no-trans A is (M,N); trans A is (N,M) */
+        if (!tA)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)M, (int)N, alpha, A, (int)lda, x, 1,
+                        beta, y, 1);
+        else
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)N, (int)M, alpha, A, (int)lda, x, 1, beta,
+                        y, 1);
+        return;
+    }
+    for (int64_t i = 0; i < M; i++) {
+        double acc = 0.0;
+        for (int64_t p = 0; p < N; p++) acc += (double)(tA ? A[p * lda + i] : A[i * lda + p]) * x[p];
+        y[i] = (beta == 0.0f ? 0.0f : beta * y[i]) + alpha * (float)acc;
+    }
+}
+
+/* ===================================================================== selection */
+
+/* Min-heap on (value, -index): the root is the weakest kept element; a candidate replaces it
+ * when larger, or equal with a lower index (so ties keep the lowest indices). */
+static inline int heap_less(float va, int32_t ia, float vb, int32_t ib)
+{
+    return va < vb || (va == vb && ia > ib);
+}
+
+static void heap_sift_down(float *hv, int32_t *hi, int64_t n, int64_t i)
+{
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && heap_less(hv[l], hi[l], hv[m], hi[m])) m = l;
+        if (r < n && heap_less(hv[r], hi[r], hv[m], hi[m])) m = r;
+        if (m == i) return;
+        float tv = hv[i];
+        hv[i] = hv[m], hv[m] = tv;
+        int32_t ti = hi[i];
+        hi[i] = hi[m], hi[m] = ti;
+        i = m;
+    }
+}
+
+int64_t sae_topk(int32_t *out_idx, float *heap_val, const float *v, const int32_t *cand,
+                 int64_t n, int64_t k)
+{
+    if (k > n) k = n;
+    if (k <= 0) return 0;
+    int64_t i = 0;
+    for (; i < k; i++) {
+        int32_t j = cand ? cand[i] : (int32_t)i;
+        out_idx[i] = j;
+        heap_val[i] = v[j];
+    }
+    for (int64_t h = k / 2 - 1; h >= 0; h--) heap_sift_down(heap_val, out_idx, k, h);
+    for (; i < n; i++) {
+        int32_t j = cand ? cand[i] : (int32_t)i;
+        float x = v[j];
+        if (heap_less(heap_val[0], out_idx[0], x, j)) {
+            heap_val[0] = x;
+            out_idx[0] = j;
+            heap_sift_down(heap_val, out_idx, k, 0);
+        }
+    }
+    return k;
+}
+
+float sae_kth_largest(float *a, const float *v, int64_t n, int64_t k)
+{
+    memcpy(a, v, sizeof(float) * (size_t)n);
+    /* quickselect for position k-1 in descending order; median-of-three pivot */
+    int64_t lo = 0, hi = n - 1, target = k - 1;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        float x = a[lo], y = a[mid], z = a[hi];
+        float pivot = (x > y) ? ((y > z) ? y : (x > z ? z : x)) : ((x > z) ? x : (y > z ? z : y));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j], a[j] = t;
+                i++, j--;
+            }
+        }
+        if (target <= j)
+            hi = j;
+        else if (target >= i)
+            lo = i;
+        else
+            return a[target];
+    }
+    return a[target];
+}
+
+/* ===================================================================== sparse kernels */
+
+SAE_CLONES
+static void axpy(float *restrict y, float a, const float *restrict x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+SAE_CLONES
+static float dot(const float *restrict a, const float *restrict b, int64_t n)
+{
+    /* 8 partial sums so the compiler can vectorise without -ffast-math */
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) s[l] += a[i + l] * b[i + l];
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+void sae_sparse_decode(float *xhat, const sae_sparse *csr, const float *W_dec, const float *b_dec,
+                       int64_t B, int64_t d_in, int nt)
+{
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        float *y = xhat + b * d_in;
+        memcpy(y, b_dec, sizeof(float) * (size_t)d_in);
+        for (int64_t e = csr->ptr[b]; e < csr->ptr[b + 1]; e++)
+            if (csr->val[e] != 0.0f) axpy(y, csr->val[e], W_dec + (int64_t)csr->idx[e] * d_in, d_in);
+    }
+}
+
+void sae_sparse_rowdot(float *out, const sae_sparse *csr, const float *A, const float *W_dec,
+                       int64_t B, int64_t d_in, int nt)
+{
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        const float *a = A + b * d_in;
+        for (int64_t e = csr->ptr[b]; e < csr->ptr[b + 1]; e++)
+            out[e] = dot(a, W_dec + (int64_t)csr->idx[e] * d_in, d_in);
+    }
+}
+
+void sae_csr_to_csc(sae_sparse *csc, const sae_sparse *csr, int64_t n_rows, int64_t n_cols)
+{
+    int64_t *cp = csc->ptr;
+    memset(cp, 0, sizeof(int64_t) * (size_t)(n_cols + 1));
+    int64_t nnz = csr->ptr[n_rows];
+    for (int64_t e = 0; e < nnz; e++) cp[csr->idx[e] + 1]++;
+    for (int64_t j = 0; j < n_cols; j++) cp[j + 1] += cp[j];
+    /* fill using ptr[j] as a cursor, then shift back */
+    for (int64_t b = 0; b < n_rows; b++) {
+        for (int64_t e = csr->ptr[b]; e < csr->ptr[b + 1]; e++) {
+            int64_t p = cp[csr->idx[e]]++;
+            csc->idx[p] = (int32_t)b;
+            csc->val[p] = csr->val[e];
+            csc->grad[p] = csr->grad[e];
+        }
+    }
+    for (int64_t j = n_cols; j > 0; j--) cp[j] = cp[j - 1];
+    cp[0] = 0;
+}
+
+void sae_csc_rows(float *out, const sae_sparse *c1, const float *coef1, const float *A1,
+                  const sae_sparse *c2, const float *coef2, const float *A2, int64_t n_cols,
+                  int64_t d, int nt, float *tmp)
+{
+    (void)tmp;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
+    for (int64_t j = 0; j < n_cols; j++) {
+        float *y = out + j * d;
+        memset(y, 0, sizeof(float) * (size_t)d);
+        for (int64_t e = c1->ptr[j]; e < c1->ptr[j + 1]; e++)
+            if (coef1[e] != 0.0f) axpy(y, coef1[e], A1 + (int64_t)c1->idx[e] * d, d);
+        if (c2)
+            for (int64_t e = c2->ptr[j]; e < c2->ptr[j + 1]; e++)
+                if (coef2[e] != 0.0f) axpy(y, coef2[e], A2 + (int64_t)c2->idx[e] * d, d);
+    }
+}
+
+void sae_csc_cols(float *out, const sae_sparse *c1, const float *coef1, const sae_sparse *c2,
+                  const float *coef2, const float *A, int64_t n_cols, int64_t d, int nt,
+                  float *tmp, int64_t tmp_stride)
+{
+    enum { BLK = 16 };
+    int64_t nblk = (n_cols + BLK - 1) / BLK;
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *T = tmp + (int64_t)t * tmp_stride; /* (BLK,d) */
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            int64_t j0 = blk * BLK, nj = n_cols - j0 < BLK ? n_cols - j0 : BLK;
+            memset(T, 0, sizeof(float) * (size_t)(BLK * d));
+            for (int64_t jj = 0; jj < nj; jj++) {
+                float *y = T + jj * d;
+                int64_t j = j0 + jj;
+                for (int64_t e = c1->ptr[j]; e < c1->ptr[j + 1]; e++)
+                    if (coef1[e] != 0.0f) axpy(y, coef1[e], A + (int64_t)c1->idx[e] * d, d);
+                if (c2)
+                    for (int64_t e = c2->ptr[j]; e < c2->ptr[j + 1]; e++)
+                        if (coef2[e] != 0.0f) axpy(y, coef2[e], A + (int64_t)c2->idx[e] * d, d);
+            }
+            for (int64_t i = 0; i < d; i++) {
+                float *o = out + i * n_cols + j0;
+                for (int64_t jj = 0; jj < nj; jj++) o[jj] = T[jj * d + i];
+            }
+        }
+    }
+}
