@@ -778,6 +778,12 @@ static void fmt_real(double v, char *buf, size_t n)
         snprintf(buf, n, "%.*g", prec, v);
         if (strtod(buf, NULL) == v) break;
     }
+    /* 30 prints as "3e+01" above; people write 30.0 */
+    if (strchr(buf, 'e') && fabs(v) >= 1e-4 && fabs(v) < 1e15)
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, n, "%.*f", prec, v);
+            if (strtod(buf, NULL) == v) break;
+        }
     /* keep it a float in YAML's eyes */
     if (!strpbrk(buf, ".eEn")) strncat(buf, ".0", n - strlen(buf) - 1);
 }
