@@ -24,7 +24,7 @@ const ms_stage ms_stages[] = {
     {"inspect", "describe an activations file (shape, provenance, statistics)", "inspect activations.h5", false, false,
      false, NULL, NULL, NULL},
     {"train", "train a sparse autoencoder on the activations (data parallel)", "train job.yaml", true, false, true, NULL,
-     NULL, NULL},
+     NULL, ms_stage_train},
     {"eval", "loss recovered, MSE/FVU, L0, dead and ultralow features, density histogram", "eval job.yaml", true, false,
      true, NULL, NULL, NULL},
     {"analyze", "top-activating contexts, logit effects, feature splitting, HTML dashboard", "analyze job.yaml", true,

@@ -7,6 +7,8 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ half <-> float */
 
@@ -737,4 +739,55 @@ ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t
 {
     return read_rows(f, f->tokens, H5T_NATIVE_INT32, f->meta.n_contexts, ctx0, n,
                      f->meta.context, out, "/tokens", err);
+}
+
+/* ------------------------------------------------------------------ small tensor files */
+
+ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
+                              const char *const *attr_kv, int n_attr, ms_err *err)
+{
+    quiet_hdf5();
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create", tmp);
+    herr_t r = 0;
+    for (int i = 0; i < n_items && r >= 0; i++) {
+        const ms_st_item *it = &items[i];
+        hsize_t dims[MS_ST_MAX_DIMS];
+        for (int k = 0; k < it->ndim; k++) dims[k] = (hsize_t)it->shape[k];
+        hid_t ft, mt;
+        switch (it->dtype) {
+        case MS_ST_F32: ft = H5T_IEEE_F32LE, mt = H5T_NATIVE_FLOAT; break;
+        case MS_ST_I64: ft = H5T_STD_I64LE, mt = H5T_NATIVE_INT64; break;
+        case MS_ST_U8: ft = H5T_STD_U8LE, mt = H5T_NATIVE_UINT8; break;
+        default:
+            H5Fclose(file);
+            unlink(tmp);
+            return ms_err_set(err, MS_ERR_USAGE, "%s: tensor %s: only F32, I64, U8 supported",
+                              path, it->name);
+        }
+        hid_t sp = it->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(it->ndim, dims, NULL);
+        hid_t ds = H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        r = ds < 0 ? -1 : H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, it->data);
+        if (ds >= 0) H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    for (int i = 0; i < n_attr && r >= 0; i++)
+        r = attr_write_str(file, attr_kv[2 * i], attr_kv[2 * i + 1]);
+    if (H5Fclose(file) < 0) r = -1;
+    if (r < 0) {
+        unlink(tmp);
+        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed", tmp);
+    }
+    int fd = open(tmp, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s", path, tmp);
+    }
+    return MS_OK;
 }

@@ -549,6 +549,12 @@ ms_streampos ms_actstream_pos(const ms_actstream *s);
 /* Bytes read from the file so far by this rank (for throughput reports). */
 int64_t ms_actstream_bytes_read(const ms_actstream *s);
 
+/* Writes tensors (F32, I64 or U8 items, any shape) as root datasets of an HDF5 file, plus
+ * string attributes (key/value pairs) on the root, to path.tmp.<pid> then renames it to path.
+ * Not collective (serial driver): call on one rank. (io/actstore.c) */
+ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
+                              const char *const *attr_kv, int n_attr, ms_err *err);
+
 /* Pure index logic (unit-tested without MPI or files). */
 /* Fisher-Yates permutation of [0,n) from a counter-based generator keyed by (seed, a, b). */
 void ms_perm_seeded(int64_t *perm, int64_t n, uint64_t seed, uint64_t a, uint64_t b);

@@ -1,0 +1,750 @@
+/* The data-parallel SAE training loop: data stream, one grads allreduce per step, resampling,
+ * metrics, exact checkpoints and resume, final HDF5 + SAELens outputs. */
+#include "monosem/sae.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CKPT_VERSION 1
+#define BLOWUP_FACTOR 1e3 /* loss above this x the first step's loss = divergence */
+
+/* Everything besides the ms_sae that a resumed run needs to continue exactly. */
+typedef struct train_state {
+    ms_rng rng;           /* init + resampling draws (identical on every rank) */
+    ms_streampos pos;     /* reader position at the checkpointed step */
+    int64_t tokens;       /* rows trained on */
+    double loss_ref;      /* first step's loss, for blow-up detection */
+    int64_t *fire_count;  /* (d_sae) rows on which feature j fired since fire_start[j] */
+    int64_t *fire_start;  /* (d_sae) tokens at which feature j's count was (re)started */
+    int64_t *history;     /* (n_hist, 2): (step, n_resampled) */
+    int64_t n_hist;
+} train_state;
+
+static const char *arch_saelens(int arch)
+{
+    switch (arch) {
+    case MS_SAE_TOPK: return "topk";
+    case MS_SAE_BATCHTOPK: /* saved as JumpReLU with its inference threshold (as SAELens) */
+    case MS_SAE_JUMPRELU: return "jumprelu";
+    default: return "standard";
+    }
+}
+
+/* ------------------------------------------------------------------ SAELens directory */
+
+ms_status ms_sae_save_saelens(const ms_sae *sae, const char *dir, const float *log10_density,
+                              const char *extra_json, ms_err *err)
+{
+    ms_status st = ms_mkdirs(dir, err);
+    if (st) return st;
+    const int64_t din = sae->hp.d_in, dsae = sae->hp.d_sae;
+    float *buf = malloc(sae->layout.n_params * sizeof *buf);
+    if (!buf) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", dir);
+    float *We = buf, *be = We + din * dsae, *Wd = be + dsae, *bd = Wd + dsae * din,
+          *th = bd + din;
+    bool has_th = sae->hp.arch == MS_SAE_JUMPRELU || sae->hp.arch == MS_SAE_BATCHTOPK;
+    ms_sae_export(sae, We, be, Wd, bd, has_th ? th : NULL);
+    ms_st_item items[5] = {
+        {"W_enc", MS_ST_F32, 2, {din, dsae}, We},
+        {"b_enc", MS_ST_F32, 1, {dsae}, be},
+        {"W_dec", MS_ST_F32, 2, {dsae, din}, Wd},
+        {"b_dec", MS_ST_F32, 1, {din}, bd},
+        {"threshold", MS_ST_F32, 1, {dsae}, th},
+    };
+    char *p = ms_path_join(dir, "sae_weights.safetensors");
+    const char *meta[] = {"format", "pt"};
+    st = p ? ms_st_write(p, items, has_th ? 5 : 4, meta, 1, err)
+           : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    free(p);
+    free(buf);
+    if (!st && log10_density) {
+        ms_st_item sp = {"sparsity", MS_ST_F32, 1, {dsae}, log10_density};
+        p = ms_path_join(dir, "sparsity.safetensors");
+        st = p ? ms_st_write(p, &sp, 1, meta, 1, err)
+               : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        free(p);
+    }
+    if (st) return st;
+    char json[8192];
+    int n = snprintf(json, sizeof json,
+                     "{\n  \"d_in\": %lld,\n  \"d_sae\": %lld,\n  \"architecture\": \"%s\",\n"
+                     "  \"dtype\": \"float32\",\n  \"device\": \"cpu\",\n"
+                     "  \"apply_b_dec_to_input\": true,\n  \"normalize_activations\": \"none\",\n"
+                     "  \"activation_fn_str\": \"%s\",\n  \"activation_fn_kwargs\": {%s},\n"
+                     "  \"monosem_arch\": \"%s\",\n  \"monosem_version\": \"%s\"%s%s\n}\n",
+                     (long long)din, (long long)dsae, arch_saelens(sae->hp.arch),
+                     sae->hp.arch == MS_SAE_TOPK ? "topk" : "relu",
+                     sae->hp.arch == MS_SAE_TOPK ? "\"k\": " : "",
+                     ms_enum_name("sae.arch", sae->hp.arch), MS_VERSION_STRING,
+                     extra_json && *extra_json ? ",\n  " : "", extra_json ? extra_json : "");
+    if (sae->hp.arch == MS_SAE_TOPK) { /* k value inside the kwargs braces */
+        char k[32];
+        snprintf(k, sizeof k, "\"k\": %lld", (long long)sae->hp.k);
+        char *at = strstr(json, "\"k\": }");
+        if (at) {
+            char rest[8192];
+            snprintf(rest, sizeof rest, "%s", at + 6);
+            n = (int)(at - json) + snprintf(at, sizeof json - (size_t)(at - json), "%s}%s", k, rest);
+        }
+    }
+    if (n < 0 || (size_t)n >= sizeof json)
+        return ms_err_set(err, MS_ERR_USAGE, "%s: cfg.json too long", dir);
+    p = ms_path_join(dir, "cfg.json");
+    st = p ? ms_file_write_atomic(p, json, strlen(json), err)
+           : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    free(p);
+    return st;
+}
+
+/* Value of a top-level integer member "key" in a small JSON text, or -1. */
+static int64_t json_int(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(json, pat);
+    if (!p) return -1;
+    p += strlen(pat);
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p != ':') return -1;
+    char *end;
+    long long v = strtoll(p + 1, &end, 10);
+    return end == p + 1 ? -1 : v;
+}
+
+ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err)
+{
+    char *p = ms_path_join(dir, "cfg.json"), *text = NULL;
+    if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    ms_status st = ms_file_read_all(p, &text, NULL, err);
+    if (!st) {
+        int64_t a = json_int(text, "d_in"), b = json_int(text, "d_sae");
+        if (a < 1 || b < 1)
+            st = ms_err_set(err, MS_ERR_FORMAT, "%s: expected positive integers d_in and d_sae",
+                            p);
+        if (d_in) *d_in = a;
+        if (d_sae) *d_sae = b;
+    }
+    free(text);
+    free(p);
+    return st;
+}
+
+ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err)
+{
+    char *p = ms_path_join(dir, "sae_weights.safetensors");
+    if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    ms_safetensors st_file;
+    memset(&st_file, 0, sizeof st_file);
+    ms_status st = ms_st_open(&st_file, p, err);
+    const int64_t din = sae->hp.d_in, dsae = sae->hp.d_sae;
+    float *buf = malloc(sae->layout.n_params * sizeof *buf + sizeof(float));
+    if (!st && !buf) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if (!st) {
+        float *We = buf, *be = We + din * dsae, *Wd = be + dsae, *bd = Wd + dsae * din,
+              *th = bd + din;
+        int64_t s_we[2] = {din, dsae}, s_wd[2] = {dsae, din}, s_be[1] = {dsae}, s_bd[1] = {din};
+        st = ms_st_read_f32_shaped(&st_file, "W_enc", 2, s_we, We, err);
+        if (!st) st = ms_st_read_f32_shaped(&st_file, "b_enc", 1, s_be, be, err);
+        if (!st) st = ms_st_read_f32_shaped(&st_file, "W_dec", 2, s_wd, Wd, err);
+        if (!st) st = ms_st_read_f32_shaped(&st_file, "b_dec", 1, s_bd, bd, err);
+        bool th_ok = false;
+        if (!st && ms_st_find(&st_file, "threshold")) {
+            st = ms_st_read_f32_shaped(&st_file, "threshold", 1, s_be, th, err);
+            th_ok = !st;
+        }
+        if (!st) ms_sae_import(sae, We, be, Wd, bd, th_ok ? th : NULL);
+    }
+    ms_st_close(&st_file);
+    free(buf);
+    free(p);
+    return st;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static void state_free(train_state *t)
+{
+    free(t->fire_count);
+    free(t->fire_start);
+    free(t->history);
+    memset(t, 0, sizeof *t);
+}
+
+static ms_status state_alloc(train_state *t, int64_t d_sae, ms_err *err)
+{
+    t->fire_count = calloc((size_t)d_sae, sizeof *t->fire_count);
+    t->fire_start = calloc((size_t)d_sae, sizeof *t->fire_start);
+    if (!t->fire_count || !t->fire_start)
+        return ms_err_set(err, MS_ERR_NOMEM, "out of memory for %lld firing counters",
+                          (long long)d_sae);
+    return MS_OK;
+}
+
+static ms_status history_add(train_state *t, int64_t step, int64_t n, ms_err *err)
+{
+    int64_t *h = realloc(t->history, (size_t)(t->n_hist + 1) * 2 * sizeof *h);
+    if (!h) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    t->history = h;
+    h[2 * t->n_hist] = step;
+    h[2 * t->n_hist + 1] = n;
+    t->n_hist++;
+    return MS_OK;
+}
+
+enum {
+    CK_VERSION, CK_STEP, CK_RNG_KEY, CK_RNG_CTR, CK_EPOCH, CK_WINDOW, CK_WSTART, CK_NEXT,
+    CK_SKIPPED, CK_THRESH_SET, CK_TOKENS, CK_SCALE_BITS, CK_LOSSREF_BITS, CK_BATCH, CK_D_IN,
+    CK_D_SAE, CK_ARCH, CK_N
+};
+
+static ms_status ckpt_write(const char *path, const ms_sae *sae, const train_state *t,
+                            const ms_config *cfg, int n_ranks, ms_err *err)
+{
+    int64_t s[CK_N] = {0};
+    s[CK_VERSION] = CKPT_VERSION;
+    s[CK_STEP] = sae->step;
+    s[CK_RNG_KEY] = (int64_t)t->rng.key;
+    s[CK_RNG_CTR] = (int64_t)t->rng.counter;
+    s[CK_EPOCH] = t->pos.epoch;
+    s[CK_WINDOW] = t->pos.window;
+    s[CK_WSTART] = t->pos.window_start;
+    s[CK_NEXT] = t->pos.next;
+    s[CK_SKIPPED] = t->pos.skipped;
+    s[CK_THRESH_SET] = sae->threshold_set;
+    s[CK_TOKENS] = t->tokens;
+    uint32_t fb;
+    memcpy(&fb, &sae->input_scale, 4);
+    s[CK_SCALE_BITS] = fb;
+    memcpy(&s[CK_LOSSREF_BITS], &t->loss_ref, 8);
+    s[CK_BATCH] = cfg->sae.batch;
+    s[CK_D_IN] = sae->hp.d_in;
+    s[CK_D_SAE] = sae->hp.d_sae;
+    s[CK_ARCH] = sae->hp.arch;
+    const int64_t np = (int64_t)sae->layout.n_params, ds = sae->hp.d_sae;
+    int64_t hist0[2] = {0, 0};
+    ms_st_item items[] = {
+        {"params", MS_ST_F32, 1, {np}, sae->params},
+        {"adam_m", MS_ST_F32, 1, {np}, sae->adam_m},
+        {"adam_v", MS_ST_F32, 1, {np}, sae->adam_v},
+        {"since_fired", MS_ST_I64, 1, {ds}, sae->since_fired},
+        {"fire_count", MS_ST_I64, 1, {ds}, t->fire_count},
+        {"fire_start", MS_ST_I64, 1, {ds}, t->fire_start},
+        {"state", MS_ST_I64, 1, {CK_N}, s},
+        {"resample_history", MS_ST_I64, 2, {t->n_hist, 2}, t->n_hist ? t->history : hist0},
+    };
+    char ranks[16];
+    snprintf(ranks, sizeof ranks, "%d", n_ranks);
+    const char *meta[] = {"config_hash", cfg->hash, "arch", ms_enum_name("sae.arch", sae->hp.arch),
+                          "n_ranks", ranks, "version", MS_VERSION_STRING};
+    return ms_st_write(path, items, (int)(sizeof items / sizeof items[0]), meta, 4, err);
+}
+
+/* Reads an I64 tensor of exactly n elements. */
+static ms_status st_read_i64(const ms_safetensors *f, const char *name, int64_t n, int64_t *dst,
+                             ms_err *err)
+{
+    const ms_st_tensor *t = ms_st_find(f, name);
+    if (!t || t->dtype != MS_ST_I64 || (int64_t)t->numel != n)
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor %s: expected I64 with %lld elements",
+                          f->path, name, (long long)n);
+    if (n == 0) return MS_OK;
+    if (fseeko(f->f, (off_t)(f->data_start + t->begin), SEEK_SET) != 0 ||
+        fread(dst, 8, (size_t)n, f->f) != (size_t)n)
+        return ms_err_set(err, MS_ERR_IO, "%s: tensor %s: short read", f->path, name);
+    return MS_OK;
+}
+
+static ms_status ckpt_read(const char *path, ms_sae *sae, train_state *t, const ms_config *cfg,
+                           ms_err *err)
+{
+    ms_safetensors f;
+    memset(&f, 0, sizeof f);
+    ms_status st = ms_st_open(&f, path, err);
+    if (st) return st;
+    const char *h = ms_st_meta(&f, "config_hash");
+    int64_t s[CK_N];
+    if (!h || strcmp(h, cfg->hash) != 0)
+        st = ms_err_set(err, MS_ERR_STATE,
+                        "%s: checkpoint from another job configuration (hash %s, this job %s): "
+                        "remove it or use another sae.out_dir",
+                        path, h ? h : "none", cfg->hash);
+    if (!st) st = st_read_i64(&f, "state", CK_N, s, err);
+    if (!st && (s[CK_VERSION] != CKPT_VERSION || s[CK_D_IN] != sae->hp.d_in ||
+                s[CK_D_SAE] != sae->hp.d_sae || s[CK_ARCH] != sae->hp.arch ||
+                s[CK_BATCH] != cfg->sae.batch))
+        st = ms_err_set(err, MS_ERR_STATE,
+                        "%s: checkpoint shape (version %lld, d_in %lld, d_sae %lld, batch %lld) "
+                        "does not match this run (d_in %lld, d_sae %lld, batch %lld)",
+                        path, (long long)s[CK_VERSION], (long long)s[CK_D_IN],
+                        (long long)s[CK_D_SAE], (long long)s[CK_BATCH], (long long)sae->hp.d_in,
+                        (long long)sae->hp.d_sae, (long long)cfg->sae.batch);
+    const int64_t np = (int64_t)sae->layout.n_params, ds = sae->hp.d_sae;
+    const ms_st_tensor *tt;
+    const char *fl[3] = {"params", "adam_m", "adam_v"};
+    float *dst[3] = {sae->params, sae->adam_m, sae->adam_v};
+    for (int i = 0; i < 3 && !st; i++) {
+        tt = ms_st_find(&f, fl[i]);
+        if (!tt || tt->dtype != MS_ST_F32 || (int64_t)tt->numel != np)
+            st = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor %s: expected F32 with %lld elements",
+                            path, fl[i], (long long)np);
+        else
+            st = ms_st_read_f32(&f, tt, dst[i], err);
+    }
+    if (!st) st = st_read_i64(&f, "since_fired", ds, sae->since_fired, err);
+    if (!st) st = st_read_i64(&f, "fire_count", ds, t->fire_count, err);
+    if (!st) st = st_read_i64(&f, "fire_start", ds, t->fire_start, err);
+    if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
+        int64_t nh = tt->shape[0];
+        free(t->history);
+        t->history = malloc((size_t)(nh + 1) * 2 * sizeof *t->history);
+        t->n_hist = nh;
+        if (!t->history) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        if (!st) st = st_read_i64(&f, "resample_history", 2 * nh, t->history, err);
+    }
+    if (!st) {
+        sae->step = s[CK_STEP];
+        t->rng.key = (uint64_t)s[CK_RNG_KEY];
+        t->rng.counter = (uint64_t)s[CK_RNG_CTR];
+        t->pos.epoch = s[CK_EPOCH];
+        t->pos.window = s[CK_WINDOW];
+        t->pos.window_start = s[CK_WSTART];
+        t->pos.next = s[CK_NEXT];
+        t->pos.skipped = s[CK_SKIPPED];
+        sae->threshold_set = s[CK_THRESH_SET] != 0;
+        t->tokens = s[CK_TOKENS];
+        uint32_t fb = (uint32_t)s[CK_SCALE_BITS];
+        memcpy(&sae->input_scale, &fb, 4);
+        memcpy(&t->loss_ref, &s[CK_LOSSREF_BITS], 8);
+    }
+    ms_st_close(&f);
+    return st;
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+/* Feature densities (fired rows / rows since the counter started) and counts of dead (not
+ * fired for dead_tokens) and ultralow (alive, density < ultralow_density) features. */
+static void densities(const ms_sae *sae, const train_state *t, double ultralow, int64_t dead_tokens,
+                      float *log10_density, int64_t *n_dead, int64_t *n_ultralow)
+{
+    int64_t dead = 0, low = 0;
+    for (int64_t j = 0; j < sae->hp.d_sae; j++) {
+        int64_t span = t->tokens - t->fire_start[j];
+        double dens = span > 0 ? (double)t->fire_count[j] / (double)span : 0.0;
+        bool is_dead = sae->since_fired[j] >= dead_tokens;
+        dead += is_dead;
+        low += !is_dead && dens < ultralow;
+        if (log10_density) log10_density[j] = (float)log10(dens + 1e-10);
+    }
+    *n_dead = dead;
+    *n_ultralow = low;
+}
+
+/* Keeps the lines of metrics.jsonl with step <= last_step (a resumed run rewrites the rest). */
+static void metrics_truncate(const char *path, int64_t last_step)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (ms_file_read_all(path, &text, &len, NULL) != MS_OK) return;
+    size_t keep = 0;
+    for (char *line = text; line < text + len;) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        if (!nl) break; /* a partial last line (killed mid-write) is dropped */
+        long long step = -1;
+        if (sscanf(line, "{\"step\": %lld", &step) != 1 || step > last_step) break;
+        keep = (size_t)(nl + 1 - text);
+        line = nl + 1;
+    }
+    ms_file_write_atomic(path, text, keep, NULL);
+    free(text);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Reads the first n rows of a seeded stream (rank 0 of 1: every rank gets the same rows). */
+static ms_status read_sample(ms_actfile *f, const ms_config *cfg, uint64_t seed, int64_t n,
+                             float *out, ms_err *err)
+{
+    ms_actstream_opts o = {.batch = n,
+                           .block_rows = 0,
+                           .window_rows = cfg->sae.shuffle_buffer > n ? cfg->sae.shuffle_buffer : n,
+                           .shuffle = true,
+                           .skip_nonfinite = cfg->sae.skip_nonfinite,
+                           .repeat = true,
+                           .seed = seed};
+    ms_actstream *s;
+    ms_status st = ms_actstream_open(&s, f, &o, 0, 1, NULL, err);
+    if (st) return st;
+    st = ms_actstream_next(s, out, err);
+    ms_actstream_close(s);
+    return st;
+}
+
+static bool contains(const int64_t *a, int n, int64_t v)
+{
+    for (int i = 0; i < n; i++)
+        if (a[i] == v) return true;
+    return false;
+}
+
+/* Dead-neuron resampling at this step: every rank reads the same inputs, computes the loss
+ * of its share, one allreduce gives all losses everywhere; the draw uses the shared rng. */
+static ms_status resample(ms_sae *sae, train_state *t, ms_actfile *f, const ms_config *cfg,
+                          const ms_comm *comm, int64_t *n_done, ms_err *err)
+{
+    const int64_t d = sae->hp.d_in, N = ms_actfile_meta(f)->n_rows;
+    int64_t n = cfg->sae.resample.inputs < N ? cfg->sae.resample.inputs : N;
+    float *x = malloc((size_t)(n * d) * sizeof *x);
+    float *loss = calloc((size_t)n, sizeof *loss);
+    uint8_t *dead = malloc((size_t)sae->hp.d_sae);
+    ms_status st = (!x || !loss || !dead) ? ms_err_set(err, MS_ERR_NOMEM,
+                                                        "resampling: out of memory for %lld "
+                                                        "inputs",
+                                                        (long long)n)
+                                          : MS_OK;
+    if (!st)
+        st = read_sample(f, cfg, (uint64_t)cfg->run.seed ^ (0x7e5a3b1eull * (uint64_t)(sae->step + 1)),
+                         n, x, err);
+    if (!st) {
+        int64_t lo, hi;
+        ms_shard_range(n, comm->rank, comm->size, &lo, &hi);
+        ms_sae_loss_per_input(sae, x + lo * d, hi - lo, loss + lo);
+    }
+    st = ms_comm_agree(comm, st, err);
+    if (!st) st = ms_comm_allreduce_f32(comm, loss, (size_t)n, err);
+    if (!st) {
+        int64_t window_tokens = cfg->sae.resample.window * cfg->sae.batch;
+        int64_t n_dead = ms_sae_dead_mask(sae, window_tokens, dead);
+        *n_done = n_dead > 0 ? ms_sae_resample(sae, dead, x, loss, n, &t->rng) : 0;
+        for (int64_t j = 0; j < sae->hp.d_sae; j++)
+            if (dead[j]) t->fire_count[j] = 0, t->fire_start[j] = t->tokens;
+        st = history_add(t, sae->step, *n_done, err);
+    }
+    free(x);
+    free(loss);
+    free(dead);
+    return st;
+}
+
+/* ------------------------------------------------------------------ the loop */
+
+ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec,
+                       ms_train_result *res, ms_err *err)
+{
+    memset(res, 0, sizeof *res);
+    res->resumed_from = -1;
+    const int64_t B = cfg->sae.batch, steps = cfg->sae.steps;
+    const char *out_dir = cfg->sae.out_dir;
+    char *ckpt_path = ms_path_join(out_dir, "checkpoint.safetensors");
+    char *metrics_path = ms_path_join(out_dir, "metrics.jsonl");
+    char *h5_path = ms_path_join(out_dir, "sae.h5");
+    char *lens_dir = ms_path_join(out_dir, "saelens");
+    ms_actfile *f = NULL;
+    ms_actstream *stream = NULL;
+    ms_sae sae;
+    memset(&sae, 0, sizeof sae);
+    train_state t;
+    memset(&t, 0, sizeof t);
+    float *x = NULL, *log10d = NULL;
+    double *stats = NULL;
+    FILE *metrics = NULL;
+    ms_actmeta meta;
+    memset(&meta, 0, sizeof meta);
+    ms_status st = MS_OK;
+    if (!ckpt_path || !metrics_path || !h5_path || !lens_dir)
+        st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+
+    /* ---- data file, shapes */
+    if (!st) st = ms_actfile_open(&f, cfg->sae.activations, &meta, err);
+    if (!st && cfg->sae.d_in != 0 && cfg->sae.d_in != meta.d)
+        st = ms_err_set(err, MS_ERR_STATE,
+                        "%s: activations have d = %lld but sae.d_in is %lld (set sae.d_in: 0 to "
+                        "take it from the file)",
+                        cfg->sae.activations, (long long)meta.d, (long long)cfg->sae.d_in);
+    if (!st && B < comm->size)
+        st = ms_err_set(err, MS_ERR_CONFIG, "sae.batch %lld is smaller than the %d ranks",
+                        (long long)B, comm->size);
+    if (!st && steps > meta.n_rows / B)
+        st = ms_err_set(err, MS_ERR_STATE,
+                        "%s: %lld rows cannot feed sae.steps %lld x sae.batch %lld = %lld rows "
+                        "without repeating data: lower sae.steps or sae.batch, or generate more",
+                        cfg->sae.activations, (long long)meta.n_rows, (long long)steps,
+                        (long long)B, (long long)(steps * B));
+    if (!st && cfg->sae.init && *cfg->sae.init) {
+        int64_t di = 0, dsae = 0;
+        st = ms_sae_saelens_dims(cfg->sae.init, &di, &dsae, err);
+        if (!st && (di != meta.d || dsae != cfg->sae.d_sae))
+            st = ms_err_set(err, MS_ERR_STATE,
+                            "%s/cfg.json: d_in %lld, d_sae %lld; this run has d_in %lld (from "
+                            "%s), sae.d_sae %lld",
+                            cfg->sae.init, (long long)di, (long long)dsae, (long long)meta.d,
+                            cfg->sae.activations, (long long)cfg->sae.d_sae);
+    }
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
+
+    /* ---- the SAE, fresh or from a checkpoint */
+    int64_t lo, hi;
+    ms_shard_range(B, comm->rank, comm->size, &lo, &hi);
+    const int64_t b = hi - lo, d = meta.d;
+    ms_sae_hparams hp;
+    ms_sae_hparams_from_config(&hp, cfg, d, b);
+    st = ms_sae_hparams_check(&hp, err);
+    if (!st) st = ms_sae_init(&sae, &hp, err);
+    if (!st) st = state_alloc(&t, hp.d_sae, err);
+    const size_t n_stats = st ? 0 : ms_sae_stats_len(&sae);
+    if (!st) {
+        x = malloc((size_t)(b * d) * sizeof *x);
+        stats = calloc(n_stats + 1, sizeof *stats); /* + 1: "some rank failed" flag */
+        log10d = malloc((size_t)hp.d_sae * sizeof *log10d);
+        if (!x || !stats || !log10d) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    }
+    if (!st) st = ms_mkdirs(out_dir, err);
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
+    bool resumed = ms_path_exists(ckpt_path);
+    if (resumed) {
+        st = ckpt_read(ckpt_path, &sae, &t, cfg, err);
+        res->resumed_from = sae.step;
+    } else {
+        ms_rng_init(&t.rng, (uint64_t)cfg->run.seed, 0x5ae);
+        ms_sae_init_params(&sae, &t.rng);
+        if (cfg->sae.init && *cfg->sae.init) {
+            st = ms_sae_load_saelens(&sae, cfg->sae.init, err);
+        } else {
+            /* b_dec = geometric median of a sample every rank reads identically */
+            int64_t n = cfg->sae.median_samples < meta.n_rows ? cfg->sae.median_samples
+                                                               : meta.n_rows;
+            float *smp = malloc((size_t)(n * d) * sizeof *smp);
+            if (!smp) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory for the median sample");
+            if (!st) st = read_sample(f, cfg, (uint64_t)cfg->run.seed ^ 0x3ed1a4ull, n, smp, err);
+            if (!st) {
+                if (hp.arch == MS_SAE_APRIL_2024) {
+                    sae.input_scale =
+                        (float)ms_sae_input_scale(ms_sae_norm_sum(smp, n, d), (double)n, d);
+                    for (int64_t i = 0; i < n * d; i++) smp[i] *= sae.input_scale;
+                }
+                ms_sae_geometric_median(sae.p.b_dec, smp, n, d, 100, 1e-6);
+            }
+            free(smp);
+        }
+    }
+    if (!st && sae.step > steps)
+        st = ms_err_set(err, MS_ERR_STATE, "%s: checkpoint at step %lld is past sae.steps %lld",
+                        ckpt_path, (long long)sae.step, (long long)steps);
+    ms_actstream_opts so = {.batch = B,
+                            .block_rows = 0,
+                            .window_rows = cfg->sae.shuffle_buffer,
+                            .shuffle = cfg->sae.shuffle,
+                            .skip_nonfinite = cfg->sae.skip_nonfinite,
+                            .repeat = false,
+                            .seed = (uint64_t)cfg->run.seed};
+    if (!st) st = ms_actstream_open(&stream, f, &so, comm->rank, comm->size,
+                                    resumed ? &t.pos : NULL, err);
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
+    if (comm->rank == 0) {
+        if (resumed) metrics_truncate(metrics_path, sae.step);
+        metrics = fopen(metrics_path, resumed ? "a" : "w");
+        if (!metrics)
+            st = ms_err_set(err, MS_ERR_IO, "%s: cannot open: %s", metrics_path, strerror(errno));
+    }
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
+    if (resumed)
+        ms_log("train: resuming from %s at step %lld of %lld", ckpt_path, (long long)sae.step,
+               (long long)steps);
+    ms_log("train: %s d_in %lld d_sae %lld, batch %lld over %d rank(s), %lld steps, %lld rows "
+           "in %s",
+           ms_enum_name("sae.arch", hp.arch), (long long)d, (long long)hp.d_sae, (long long)B,
+           comm->size, (long long)steps, (long long)meta.n_rows, cfg->sae.activations);
+
+    /* ---- steps */
+    ms_progress prog;
+    ms_progress_init(&prog, "train", "steps", (double)steps, cfg->run.log_every_s);
+    const int64_t start_step = sae.step;
+    double t_begin = ms_time_now(), t_last_log = t_begin;
+    int64_t step_last_log = sae.step;
+    int64_t last_ckpt = resumed ? sae.step : -1;
+    while (sae.step < steps) {
+        const int64_t step = sae.step;
+        if (contains(cfg->sae.resample.at, cfg->sae.resample.n_at, step) && step > 0) {
+            int64_t nr = 0;
+            double t0 = ms_time_now();
+            st = resample(&sae, &t, f, cfg, comm, &nr, err);
+            st = ms_comm_agree(comm, st, err);
+            if (st) break;
+            ms_log("train: step %lld: resampled %lld dead neuron(s) (%.2fs)", (long long)step,
+                   (long long)nr, ms_time_now() - t0);
+        }
+        double t0 = ms_time_now();
+        ms_status local = ms_actstream_next(stream, x, err);
+        double t1 = ms_time_now();
+        if (!local) local = ms_sae_forward_backward(&sae, x, b, B, stats, err);
+        double t2 = ms_time_now();
+        stats[n_stats] = local != MS_OK; /* travels with the stats: no extra collective */
+        st = ms_comm_allreduce_f32(comm, sae.grads, sae.layout.n_params, err);
+        if (!st) st = ms_comm_allreduce_f64(comm, stats, n_stats + 1, err);
+        double t3 = ms_time_now();
+        res->t_read += t1 - t0;
+        res->t_compute += t2 - t1;
+        res->t_allreduce += t3 - t2;
+        if (st) break; /* MPI failure: nothing more can be agreed */
+        if (stats[n_stats] != 0.0) {
+            st = ms_comm_agree(comm, local ? local : MS_OK, err);
+            if (!st) st = ms_err_set(err, MS_ERR_MPI, "a rank failed at step %lld", (long long)step);
+            break;
+        }
+        const double loss = stats[MS_SAE_STAT_LOSS];
+        if (step == 0 || t.loss_ref == 0.0) t.loss_ref = loss;
+        if (!isfinite(loss) || (t.loss_ref > 0 && loss > BLOWUP_FACTOR * t.loss_ref)) {
+            st = ms_err_set(err, MS_ERR_NUMERIC,
+                            "training diverged at step %lld: loss %g (first step %g); the last "
+                            "good checkpoint (%s) is kept: lower sae.lr",
+                            (long long)step, loss, t.loss_ref,
+                            last_ckpt >= 0 ? ckpt_path : "none written yet");
+            break;
+        }
+        double lr = ms_sae_lr_at(&sae.hp, step);
+        ms_sae_step_info info;
+        st = ms_sae_step(&sae, lr, stats, &info, err);
+        res->t_step += ms_time_now() - t3;
+        if (st) {
+            ms_err_clear(err);
+            st = ms_err_set(err, MS_ERR_NUMERIC,
+                            "training diverged at step %lld: the update is not finite; the "
+                            "last good checkpoint (%s) is kept: lower sae.lr",
+                            (long long)step, last_ckpt >= 0 ? ckpt_path : "none written yet");
+            break;
+        }
+        const double *fired = stats + MS_SAE_STAT_FIXED;
+        for (int64_t j = 0; j < hp.d_sae; j++) t.fire_count[j] += (int64_t)fired[j];
+        t.tokens += (int64_t)stats[MS_SAE_STAT_ROWS];
+        t.pos = ms_actstream_pos(stream);
+        res->loss = loss;
+        res->mse = ms_sae_stats_mse(&sae, stats);
+        res->fvu = ms_sae_stats_fvu(&sae, stats);
+        res->l0 = ms_sae_stats_l0(stats);
+        res->l1 = stats[MS_SAE_STAT_L1] / stats[MS_SAE_STAT_ROWS];
+        const bool last = sae.step == steps;
+        if (sae.step % cfg->sae.log_every == 0 || last) {
+            double now = ms_time_now();
+            double tps = (double)(sae.step - step_last_log) * (double)B / (now - t_last_log);
+            t_last_log = now;
+            step_last_log = sae.step;
+            densities(&sae, &t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, NULL, &res->dead,
+                      &res->ultralow);
+            if (metrics) {
+                fprintf(metrics,
+                        "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.9g, \"mse\": %.9g, "
+                        "\"fvu\": %.9g, \"l0\": %.6g, \"l1\": %.9g, \"dead\": %lld, "
+                        "\"ultralow\": %lld, \"lr\": %.9g, \"tokens_per_s\": %.1f, "
+                        "\"skipped\": %lld}\n",
+                        (long long)sae.step, (long long)t.tokens, loss, res->mse, res->fvu,
+                        res->l0, res->l1, (long long)res->dead, (long long)res->ultralow, lr, tps,
+                        (long long)t.pos.skipped);
+                fflush(metrics);
+            }
+        }
+        ms_progress_update(&prog, (double)sae.step);
+        bool ck = last || (cfg->sae.checkpoint_every > 0 && sae.step % cfg->sae.checkpoint_every == 0);
+        if (ck) {
+            double c0 = ms_time_now();
+            ms_status cs = comm->rank == 0 ? ckpt_write(ckpt_path, &sae, &t, cfg, comm->size, err)
+                                           : MS_OK;
+            st = ms_comm_agree(comm, cs, err);
+            if (rec) ms_runrec_time(rec, "checkpoint", ms_time_now() - c0);
+            if (st) break;
+            last_ckpt = sae.step;
+        }
+    }
+    if (st) goto done;
+    ms_progress_finish(&prog);
+    double t_total = ms_time_now() - t_begin;
+    res->steps = sae.step;
+    res->skipped_rows = t.pos.skipped;
+    res->tokens_per_s = sae.step > start_step ? (double)(sae.step - start_step) * (double)B / t_total
+                                              : 0.0;
+
+    /* ---- final outputs (rank 0) */
+    densities(&sae, &t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, log10d, &res->dead,
+              &res->ultralow);
+    if (comm->rank == 0) {
+        const int64_t ds = hp.d_sae;
+        float *buf = malloc(sae.layout.n_params * sizeof *buf);
+        if (!buf) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        if (!st) {
+            float *We = buf, *be = We + d * ds, *Wd = be + ds, *bd = Wd + ds * d, *th = bd + d;
+            ms_sae_export(&sae, We, be, Wd, bd, th);
+            char steps_s[32], dsae_s[32], scale_s[32];
+            snprintf(steps_s, sizeof steps_s, "%lld", (long long)sae.step);
+            snprintf(dsae_s, sizeof dsae_s, "%lld", (long long)ds);
+            snprintf(scale_s, sizeof scale_s, "%.9g", (double)sae.input_scale);
+            ms_st_item items[] = {
+                {"W_enc", MS_ST_F32, 2, {d, ds}, We},     {"b_enc", MS_ST_F32, 1, {ds}, be},
+                {"W_dec", MS_ST_F32, 2, {ds, d}, Wd},     {"b_dec", MS_ST_F32, 1, {d}, bd},
+                {"threshold", MS_ST_F32, 1, {ds}, th},    {"log10_density", MS_ST_F32, 1, {ds}, log10d},
+                {"resample_history", MS_ST_I64, 2, {t.n_hist, 2}, t.history ? t.history : (int64_t *)buf},
+            };
+            const char *attrs[] = {"arch", ms_enum_name("sae.arch", hp.arch), "hook", meta.hook,
+                                   "activations", cfg->sae.activations, "config_hash", cfg->hash,
+                                   "steps", steps_s, "d_sae", dsae_s, "input_scale", scale_s,
+                                   "version", MS_VERSION_STRING};
+            st = ms_h5_write_tensors(h5_path, items, 7, attrs, 8, err);
+        }
+        free(buf);
+        if (!st) {
+            char extra[2048];
+            const char *model = cfg->model.dir && *cfg->model.dir ? cfg->model.dir : cfg->run.name;
+            const char *base = strrchr(model, '/');
+            snprintf(extra, sizeof extra,
+                     "\"hook_name\": \"%s\",\n  \"hook_layer\": 0,\n  \"context_size\": %lld,\n"
+                     "  \"model_name\": \"%s\",\n  \"dataset_path\": \"%s\",\n"
+                     "  \"l1_coefficient\": %.9g,\n  \"training_tokens\": %lld",
+                     meta.hook, (long long)meta.context, base && base[1] ? base + 1 : model,
+                     cfg->sae.activations, cfg->sae.l1_coeff, (long long)t.tokens);
+            st = ms_sae_save_saelens(&sae, lens_dir, log10d, extra, err);
+        }
+    }
+    st = ms_comm_agree(comm, st, err);
+    if (!st && rec) {
+        ms_runrec_time(rec, "read", res->t_read);
+        ms_runrec_time(rec, "forward_backward", res->t_compute);
+        ms_runrec_time(rec, "allreduce", res->t_allreduce);
+        ms_runrec_time(rec, "step", res->t_step);
+        ms_runrec_fact(rec, "sae.final_loss", "%.9g", res->loss);
+        ms_runrec_fact(rec, "sae.final_mse", "%.9g", res->mse);
+        ms_runrec_fact(rec, "sae.final_fvu", "%.9g", res->fvu);
+        ms_runrec_fact(rec, "sae.final_l0", "%.6g", res->l0);
+        ms_runrec_fact(rec, "sae.dead", "%lld", (long long)res->dead);
+        ms_runrec_fact(rec, "sae.ultralow", "%lld", (long long)res->ultralow);
+        ms_runrec_fact(rec, "sae.tokens_per_s", "%.1f", res->tokens_per_s);
+        ms_runrec_fact(rec, "sae.skipped_rows", "%lld", (long long)res->skipped_rows);
+        ms_runrec_fact(rec, "sae.resumed_from", "%lld", (long long)res->resumed_from);
+        ms_runrec_fact(rec, "sae.out", "%s", h5_path);
+        ms_runrec_fact(rec, "sae.saelens", "%s", lens_dir);
+    }
+    if (!st)
+        ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f, dead %lld, "
+               "ultralow %lld; %s, %s",
+               (long long)sae.step, res->loss, res->mse, res->fvu, res->l0, (long long)res->dead,
+               (long long)res->ultralow, h5_path, lens_dir);
+done:
+    if (metrics) fclose(metrics);
+    ms_actstream_close(stream);
+    ms_actfile_close(f);
+    ms_sae_free(&sae);
+    state_free(&t);
+    free(x);
+    free(stats);
+    free(log10d);
+    free(ckpt_path);
+    free(metrics_path);
+    free(h5_path);
+    free(lens_dir);
+    return st;
+}
