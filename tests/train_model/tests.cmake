@@ -2,3 +2,9 @@
 # checkpoints, data-parallel training (ranks agree, 1 vs 2 ranks, kill -9 / resume identity).
 ms_unit_test(test_train_backward SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_backward.c LIBS msmodel m)
 set_tests_properties(test_train_backward PROPERTIES FIXTURES_REQUIRED tmpdir)
+# NumPy reference of every parameter gradient (independent float64 backprop in ref_grads.py).
+add_executable(train_model_dump_grads ${CMAKE_CURRENT_LIST_DIR}/dump_grads.c)
+target_link_libraries(train_model_dump_grads PRIVATE msmodel)
+ms_script_test(train_model_ref_grads LABELS ref DEPENDS tmpdir
+  COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/ref_grads.py $<TARGET_FILE:train_model_dump_grads>
+          ${CMAKE_CURRENT_BINARY_DIR}/tmp/ref_grads)
