@@ -926,7 +926,9 @@ ms_status ms_sae_step(ms_sae *sae, double lr, const double *stats, ms_sae_step_i
 
     /* Adam, bias-corrected, t = step + 1 */
     const double t = (double)(sae->step + 1);
+    /* 1−β in double first: (1.0f − 0.999f) is off by 1.3e-5 relative */
     const float b1 = (float)hp->beta1, b2 = (float)hp->beta2;
+    const float omb1 = (float)(1.0 - hp->beta1), omb2 = (float)(1.0 - hp->beta2);
     const float bc1 = (float)(1.0 - pow(hp->beta1, t)), bc2 = (float)(1.0 - pow(hp->beta2, t));
     const float lrf = (float)lr, eps = (float)hp->adam_eps;
     const size_t n_main = L->threshold; /* everything before the threshold block */
@@ -934,8 +936,8 @@ ms_status ms_sae_step(ms_sae *sae, double lr, const double *stats, ms_sae_step_i
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
     for (size_t e = 0; e < n_main; e++) {
         float gi = g[e];
-        float mi = b1 * mm[e] + (1.0f - b1) * gi;
-        float vi = b2 * vv[e] + (1.0f - b2) * gi * gi;
+        float mi = b1 * mm[e] + omb1 * gi;
+        float vi = b2 * vv[e] + omb2 * gi * gi;
         mm[e] = mi, vv[e] = vi;
         float pi = p[e] - lrf * (mi / bc1) / (sqrtf(vi / bc2) + eps);
         bad |= !isfinite(pi);
@@ -946,8 +948,8 @@ ms_status ms_sae_step(ms_sae *sae, double lr, const double *stats, ms_sae_step_i
         for (int64_t j = 0; j < m; j++) {
             size_t e = L->threshold + (size_t)j;
             float gi = g[e];
-            float mi = b1 * mm[e] + (1.0f - b1) * gi;
-            float vi = b2 * vv[e] + (1.0f - b2) * gi * gi;
+            float mi = b1 * mm[e] + omb1 * gi;
+            float vi = b2 * vv[e] + omb2 * gi * gi;
             mm[e] = mi, vv[e] = vi;
             float delta = lrf * (mi / bc1) / (sqrtf(vi / bc2) + eps);
             p[e] *= expf(-delta);
