@@ -3,13 +3,106 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "monosem/io.h"
 
 static int g_naive = 0;
+static int g_threads = 0;
 void ms_kernels_set_naive(int on) { g_naive = on; }
 int ms_kernels_naive(void) { return g_naive; }
+void ms_kernels_set_threads(int n) { g_threads = n; }
+
+int ms_kernels_threads(void)
+{
+    int nt = g_threads > 0 ? g_threads : openblas_get_num_threads();
+    return nt < 1 ? 1 : nt > 64 ? 64 : nt;
+}
+
+/* ------------------------------------------------------------------ parallel for */
+
+typedef struct par_job {
+    ms_par_fn fn;
+    void *ctx;
+    int64_t b, e;
+} par_job;
+
+static void *par_run(void *p)
+{
+    par_job *j = p;
+    j->fn(j->ctx, j->b, j->e);
+    return NULL;
+}
+
+void ms_parallel_for(int64_t n, int64_t grain, ms_par_fn fn, void *ctx)
+{
+    int nt = ms_kernels_threads();
+    if (grain < 1) grain = 1;
+    if (nt > n / grain) nt = (int)(n / grain);
+    if (nt <= 1) {
+        if (n > 0) fn(ctx, 0, n);
+        return;
+    }
+    pthread_t th[64];
+    par_job jobs[64];
+    bool started[64] = {false};
+    for (int t = 0; t < nt; t++) jobs[t] = (par_job){fn, ctx, n * t / nt, n * (t + 1) / nt};
+    for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, par_run, &jobs[t]) == 0;
+    par_run(&jobs[0]);
+    for (int t = 1; t < nt; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            par_run(&jobs[t]); /* could not start a thread: do its share here */
+    }
+}
+
+/* ------------------------------------------------------------------ 8-lane vectors */
+/* GCC/clang vector extensions: AVX registers in the x86-64-v3 clones, SSE pairs otherwise.
+ * The helpers are static inline, so the psabi note about passing 32-byte vectors is moot. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8f ld8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void st8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+static inline v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+static inline v8f sel8(v8i m, v8f a, v8f b) { return (v8f)((m & (v8i)a) | (~m & (v8i)b)); }
+static inline v8f max8(v8f a, v8f b) { return sel8(a > b, a, b); }
+static inline float hsum8(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+static inline float hmax8(v8f v)
+{
+    float m = v[0];
+    for (int k = 1; k < 8; k++) m = v[k] > m ? v[k] : m;
+    return m;
+}
+
+/* 8-lane exp, same method and constants as expf_inl below. */
+static inline v8f exp8(v8f x)
+{
+    x = max8(x, splat8(-87.3f));
+    x = sel8(x > splat8(88.7f), splat8(88.7f), x);
+    v8f r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v8f f = (x - r * 0.693145751953125f) - r * 1.428606765330187045e-06f;
+    v8f p = splat8(1.9841269841269841e-4f);
+    p = p * f + 1.3888888888888889e-3f;
+    p = p * f + 8.3333333333333333e-3f;
+    p = p * f + 4.1666666666666667e-2f;
+    p = p * f + 1.6666666666666667e-1f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    v8i n = __builtin_convertvector(r, v8i);
+    return p * (v8f)((n + 127) << 23);
+}
 
 /* Hot elementwise loops get an AVX2+FMA clone picked at load time (ifunc); the default clone
  * keeps the binary portable. */
@@ -19,22 +112,22 @@ int ms_kernels_naive(void) { return g_naive; }
 #define MS_HOT
 #endif
 
-/* exp via 2^n * 2^f: n = round(x log2 e), polynomial for 2^f on [-0.5, 0.5]. Written with
- * plain float ops so loops calling it vectorise. */
+/* exp as 2^n e^f: n = round(x log2 e), f = x - n ln2 by Cody-Waite (ln2 split in a 12-bit head,
+ * so n*head is exact), e^f by its Taylor series to degree 7 on |f| <= 0.35 (error < 1e-8).
+ * Plain float ops, so loops calling it vectorise. */
 static inline float expf_inl(float x)
 {
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.7f ? 88.7f : x;
-    float t = x * 1.44269504088896341f;
-    float r = (t + 12582912.0f) - 12582912.0f; /* round to nearest (no -ffast-math here) */
-    float f = t - r;                           /* [-0.5, 0.5] */
-    /* 2^f = e^(f ln2): minimax-ish Taylor to degree 6 (rel err < 2e-7 on the range) */
-    float p = 1.5403530393381606e-4f;
-    p = p * f + 1.3333558146428443e-3f;
-    p = p * f + 9.6181291076284772e-3f;
-    p = p * f + 5.5504108664821580e-2f;
-    p = p * f + 2.4022650695910071e-1f;
-    p = p * f + 6.9314718055994531e-1f;
+    float r = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float f = (x - r * 0.693145751953125f) - r * 1.428606765330187045e-06f;
+    float p = 1.9841269841269841e-4f;
+    p = p * f + 1.3888888888888889e-3f;
+    p = p * f + 8.3333333333333333e-3f;
+    p = p * f + 4.1666666666666667e-2f;
+    p = p * f + 1.6666666666666667e-1f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
     p = p * f + 1.0f;
     int32_t n = (int32_t)r;
     union {
@@ -93,30 +186,51 @@ void ms_embed_forward(float *out, const int32_t *tokens, const float *W_E, const
         }
 }
 
+typedef struct ln_ctx {
+    float *out, *mean, *rstd;
+    const float *inp, *w, *b;
+    int C;
+    float eps;
+} ln_ctx;
+
 MS_HOT
+static void layernorm_range(void *vctx, int64_t n0, int64_t n1)
+{
+    const ln_ctx *x = vctx;
+    const int C = x->C, C8 = C & ~7;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *in = x->inp + (size_t)n * C;
+        float *o = x->out + (size_t)n * C;
+        v8f acc = splat8(0.0f);
+        for (int c = 0; c < C8; c += 8) acc += ld8(in + c);
+        float s = hsum8(acc);
+        for (int c = C8; c < C; c++) s += in[c];
+        const float m = s / (float)C;
+        acc = splat8(0.0f);
+        for (int c = 0; c < C8; c += 8) {
+            v8f d = ld8(in + c) - m;
+            acc += d * d;
+        }
+        float v = hsum8(acc);
+        for (int c = C8; c < C; c++) v += (in[c] - m) * (in[c] - m);
+        const float r = 1.0f / sqrtf(v / (float)C + x->eps);
+        if (x->w) {
+            for (int c = 0; c < C8; c += 8) st8(o + c, (ld8(in + c) - m) * r * ld8(x->w + c) + ld8(x->b + c));
+            for (int c = C8; c < C; c++) o[c] = (in[c] - m) * r * x->w[c] + x->b[c];
+        } else {
+            for (int c = 0; c < C8; c += 8) st8(o + c, (ld8(in + c) - m) * r);
+            for (int c = C8; c < C; c++) o[c] = (in[c] - m) * r;
+        }
+        x->mean[n] = m;
+        x->rstd[n] = r;
+    }
+}
+
 void ms_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                           const float *w, const float *b, int N, int C, float eps)
 {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        float s = 0.0f;
-        for (int c = 0; c < C; c++) s += x[c];
-        float m = s / (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) {
-            float d = x[c] - m;
-            v += d * d;
-        }
-        float r = 1.0f / sqrtf(v / (float)C + eps);
-        if (w) {
-            for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
-        } else {
-            for (int c = 0; c < C; c++) o[c] = (x[c] - m) * r;
-        }
-        mean[n] = m;
-        rstd[n] = r;
-    }
+    ln_ctx x = {out, mean, rstd, inp, w, b, C, eps};
+    ms_parallel_for(N, 256, layernorm_range, &x);
 }
 
 /* ------------------------------------------------------------------ attention */
@@ -156,29 +270,66 @@ void ms_attention_forward_naive(float *z, float *att, const float *qkv, int B, i
         }
 }
 
-/* Softmax of rows r0..r1-1 of a causal pattern: row i uses columns 0..i, the rest zeroed. */
-MS_HOT
-static void causal_softmax_rows(float *P, int T, int r0, int r1)
+/* Softmax of one row's first n entries (the causal prefix) in place; the rest up to T zeroed. */
+static inline void softmax_prefix(float *p, int n, int T)
 {
-    for (int i = r0; i < r1; i++) {
-        float *p = P + (size_t)i * T;
-        float mx = p[0];
-        for (int j = 1; j <= i; j++) mx = p[j] > mx ? p[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j <= i; j++) {
-            float e = expf_inl(p[j] - mx);
-            p[j] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
-        for (int j = 0; j <= i; j++) p[j] *= inv;
-        for (int j = i + 1; j < T; j++) p[j] = 0.0f;
+    const int n8 = n & ~7;
+    v8f mv = splat8(-INFINITY);
+    for (int j = 0; j < n8; j += 8) mv = max8(mv, ld8(p + j));
+    float mx = hmax8(mv);
+    for (int j = n8; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+    v8f sv = splat8(0.0f);
+    for (int j = 0; j < n8; j += 8) {
+        v8f e = exp8(ld8(p + j) - mx);
+        st8(p + j, e);
+        sv += e;
     }
+    float sum = hsum8(sv);
+    for (int j = n8; j < n; j++) {
+        p[j] = expf_inl(p[j] - mx);
+        sum += p[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int j = 0; j < n8; j += 8) st8(p + j, ld8(p + j) * inv);
+    for (int j = n8; j < n; j++) p[j] *= inv;
+    for (int j = n; j < T; j++) p[j] = 0.0f;
 }
 
 /* Row blocks of the pattern: each block multiplies only the columns up to its last row, so the
  * upper triangle is (mostly) never computed. */
 #define ATT_BLOCK 32
+
+typedef struct att_ctx {
+    float *z, *att;
+    const float *qkv;
+    int T, H, D;
+} att_ctx;
+
+MS_HOT
+static void attention_range(void *vctx, int64_t p0, int64_t p1)
+{
+    const att_ctx *x = vctx;
+    const int T = x->T, H = x->H, D = x->D, HD = H * D, ld = 3 * HD;
+    const float scale = 1.0f / sqrtf((float)D);
+    for (int64_t bh = p0; bh < p1; bh++) {
+        const int b = (int)(bh / H), h = (int)(bh % H);
+        const float *Q = x->qkv + (size_t)b * T * ld + h * D;
+        const float *K = Q + HD;
+        const float *V = Q + 2 * HD;
+        float *P = x->att + (size_t)bh * T * T;
+        float *Z = x->z + (size_t)b * T * HD + h * D;
+        for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+            int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+            /* P[r0:r1, 0:r1] = scale * Q[r0:r1] K[0:r1]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, D, scale, Q + (size_t)r0 * ld, ld, K,
+                        ld, 0.0f, P + (size_t)r0 * T, T);
+            for (int i = r0; i < r1; i++) softmax_prefix(P + (size_t)i * T, i + 1, T);
+            /* Z[r0:r1] = P[r0:r1, 0:r1] V[0:r1] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, D, r1, 1.0f, P + (size_t)r0 * T, T, V, ld,
+                        0.0f, Z + (size_t)r0 * HD, HD);
+        }
+    }
+}
 
 void ms_attention_forward(float *z, float *att, const float *qkv, int B, int T, int H, int D)
 {
@@ -186,123 +337,164 @@ void ms_attention_forward(float *z, float *att, const float *qkv, int B, int T, 
         ms_attention_forward_naive(z, att, qkv, B, T, H, D);
         return;
     }
-    const int HD = H * D, ld = 3 * HD;
-    const float scale = 1.0f / sqrtf((float)D);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *Q = qkv + (size_t)b * T * ld + h * D;
-            const float *K = Q + HD;
-            const float *V = Q + 2 * HD;
-            float *P = att + ((size_t)b * H + h) * T * T;
-            float *Z = z + (size_t)b * T * HD + h * D;
-            for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
-                int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
-                /* P[r0:r1, 0:r1] = scale * Q[r0:r1] K[0:r1]^T */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, D, scale,
-                            Q + (size_t)r0 * ld, ld, K, ld, 0.0f, P + (size_t)r0 * T, T);
-                causal_softmax_rows(P, T, r0, r1);
-                /* Z[r0:r1] = P[r0:r1, 0:r1] V[0:r1] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, D, r1, 1.0f,
-                            P + (size_t)r0 * T, T, V, ld, 0.0f, Z + (size_t)r0 * HD, HD);
-            }
-        }
+    att_ctx x = {z, att, qkv, T, H, D};
+    /* (b,h) pairs split over threads; each pair's small GEMMs run in its thread */
+    ms_parallel_for((int64_t)B * H, 1, attention_range, &x);
 }
 
 /* ------------------------------------------------------------------ MLP activations */
 
-MS_HOT
-static void relu_forward(float *out, const float *inp, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
-}
-
-static void gelu_forward(float *out, const float *inp, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * 0.70710678118654752f));
-}
+typedef struct ew_ctx {
+    float *out;
+    const float *a, *b;
+    int act;
+} ew_ctx;
 
 MS_HOT
-static void gelu_new_forward(float *out, const float *inp, size_t n)
+static void act_range(void *vctx, int64_t i0, int64_t i1)
 {
-    /* tanh(u) = 1 - 2 / (exp(2u) + 1), with the vectorisable exp */
-    const float k = 0.79788456080286536f; /* sqrt(2/pi) */
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = k * (x + 0.044715f * x * x * x);
-        float th = 1.0f - 2.0f / (expf_inl(2.0f * u) + 1.0f);
-        out[i] = 0.5f * x * (1.0f + th);
+    const ew_ctx *x = vctx;
+    float *out = x->out;
+    const float *in = x->a;
+    int64_t i = i0;
+    switch (x->act) {
+    case MS_ACT_RELU:
+        for (; i + 8 <= i1; i += 8) st8(out + i, max8(ld8(in + i), splat8(0.0f)));
+        for (; i < i1; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+        break;
+    case MS_ACT_GELU: /* exact erf: libm */
+        for (; i < i1; i++) out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * 0.70710678118654752f));
+        break;
+    default: { /* gelu_new: tanh(u) = 1 - 2 / (exp(2u) + 1) */
+        const float k = 0.79788456080286536f; /* sqrt(2/pi) */
+        for (; i + 8 <= i1; i += 8) {
+            v8f v = ld8(in + i);
+            v8f u = k * (v + 0.044715f * v * v * v);
+            v8f th = 1.0f - 2.0f / (exp8(2.0f * u) + 1.0f);
+            st8(out + i, 0.5f * v * (1.0f + th));
+        }
+        for (; i < i1; i++) {
+            float v = in[i];
+            float u = k * (v + 0.044715f * v * v * v);
+            float th = 1.0f - 2.0f / (expf_inl(2.0f * u) + 1.0f);
+            out[i] = 0.5f * v * (1.0f + th);
+        }
+    }
     }
 }
 
 void ms_act_forward(float *out, const float *inp, size_t n, int act)
 {
-    switch (act) {
-    case MS_ACT_RELU: relu_forward(out, inp, n); break;
-    case MS_ACT_GELU: gelu_forward(out, inp, n); break;
-    default: gelu_new_forward(out, inp, n); break;
+    ew_ctx x = {out, inp, NULL, act};
+    ms_parallel_for((int64_t)n, 1 << 16, act_range, &x);
+}
+
+typedef struct solu_ctx {
+    float *out;
+    const float *inp;
+    int M;
+} solu_ctx;
+
+MS_HOT
+static void solu_range(void *vctx, int64_t n0, int64_t n1)
+{
+    const solu_ctx *x = vctx;
+    const int M = x->M;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *in = x->inp + (size_t)n * M;
+        float *o = x->out + (size_t)n * M;
+        memcpy(o, in, (size_t)M * sizeof(float));
+        softmax_prefix(o, M, M);
+        for (int m = 0; m < M; m++) o[m] *= in[m];
     }
 }
 
-MS_HOT
 void ms_solu_forward(float *out, const float *inp, int N, int M)
 {
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * M;
-        float *o = out + (size_t)n * M;
-        float mx = x[0];
-        for (int m = 1; m < M; m++) mx = x[m] > mx ? x[m] : mx;
-        float sum = 0.0f;
-        for (int m = 0; m < M; m++) {
-            float e = expf_inl(x[m] - mx);
-            o[m] = e;
-            sum += e;
+    solu_ctx x = {out, inp, M};
+    ms_parallel_for(N, 64, solu_range, &x);
+}
+
+MS_HOT
+static void residual_range(void *vctx, int64_t i0, int64_t i1)
+{
+    const ew_ctx *x = vctx;
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8) st8(x->out + i, ld8(x->a + i) + ld8(x->b + i));
+    for (; i < i1; i++) x->out[i] = x->a[i] + x->b[i];
+}
+
+void ms_residual_forward(float *out, const float *a, const float *b, size_t n)
+{
+    ew_ctx x = {out, a, b, 0};
+    ms_parallel_for((int64_t)n, 1 << 16, residual_range, &x);
+}
+
+/* ------------------------------------------------------------------ logits, loss */
+
+/* logsumexp of one row; if bias, adds it to the row first (same pass). */
+MS_HOT
+static float row_bias_lse(float *x, const float *bias, int V)
+{
+    const int V8 = V & ~7;
+    v8f mv = splat8(-INFINITY);
+    if (bias) {
+        for (int v = 0; v < V8; v += 8) {
+            v8f y = ld8(x + v) + ld8(bias + v);
+            st8(x + v, y);
+            mv = max8(mv, y);
         }
-        float inv = 1.0f / sum;
-        for (int m = 0; m < M; m++) o[m] = x[m] * o[m] * inv;
+        for (int v = V8; v < V; v++) x[v] += bias[v];
+    } else {
+        for (int v = 0; v < V8; v += 8) mv = max8(mv, ld8(x + v));
+    }
+    float mx = hmax8(mv);
+    for (int v = V8; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    v8f sv = splat8(0.0f);
+    for (int v = 0; v < V8; v += 8) sv += exp8(ld8(x + v) - mx);
+    double s = hsum8(sv);
+    for (int v = V8; v < V; v++) s += expf_inl(x[v] - mx);
+    return mx + (float)log(s);
+}
+
+typedef struct lse_ctx {
+    float *logits, *lse;
+    const float *bias;
+    int V;
+} lse_ctx;
+
+MS_HOT
+static void bias_lse_range(void *vctx, int64_t n0, int64_t n1)
+{
+    const lse_ctx *x = vctx;
+    const int V = x->V;
+    for (int64_t n = n0; n < n1; n++) {
+        float *row = x->logits + (size_t)n * V;
+        if (x->lse) {
+            x->lse[n] = row_bias_lse(row, x->bias, V);
+        } else if (x->bias) {
+            int v = 0;
+            for (; v + 8 <= V; v += 8) st8(row + v, ld8(row + v) + ld8(x->bias + v));
+            for (; v < V; v++) row[v] += x->bias[v];
+        }
     }
 }
 
-MS_HOT
-void ms_residual_forward(float *out, const float *a, const float *b, size_t n)
+void ms_logits_bias_lse_forward(float *logits, float *lse, const float *bias, int N, int V)
 {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-/* ------------------------------------------------------------------ loss */
-
-/* Max and sum of exp over one row, 8 independent lanes so the loops vectorise without
- * -ffast-math. */
-MS_HOT
-static float row_lse(const float *x, int V)
-{
-    float m8[8];
-    for (int k = 0; k < 8; k++) m8[k] = -INFINITY;
-    int v = 0;
-    for (; v + 8 <= V; v += 8)
-        for (int k = 0; k < 8; k++) m8[k] = x[v + k] > m8[k] ? x[v + k] : m8[k];
-    float mx = -INFINITY;
-    for (int k = 0; k < 8; k++) mx = m8[k] > mx ? m8[k] : mx;
-    for (; v < V; v++) mx = x[v] > mx ? x[v] : mx;
-    float s8[8] = {0};
-    v = 0;
-    for (; v + 8 <= V; v += 8)
-        for (int k = 0; k < 8; k++) s8[k] += expf_inl(x[v + k] - mx);
-    double s = 0;
-    for (int k = 0; k < 8; k++) s += s8[k];
-    for (; v < V; v++) s += expf_inl(x[v] - mx);
-    return mx + (float)log(s);
+    lse_ctx x = {logits, lse, bias, V};
+    ms_parallel_for(N, 8, bias_lse_range, &x);
 }
 
 double ms_crossentropy_forward(float *losses, float *lse, const float *logits,
                                const int32_t *targets, int N, int V, int64_t *n_loss)
 {
+    ms_logits_bias_lse_forward((float *)logits, lse, NULL, N, V); /* bias NULL: logits untouched */
     double total = 0;
     int64_t cnt = 0;
     for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * V;
-        lse[n] = row_lse(x, V);
         if (targets && targets[n] >= 0) {
-            losses[n] = lse[n] - x[targets[n]];
+            losses[n] = lse[n] - logits[(size_t)n * V + targets[n]];
             total += losses[n];
             cnt++;
         } else {

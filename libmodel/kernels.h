@@ -11,6 +11,14 @@
 void ms_kernels_set_naive(int on);
 int ms_kernels_naive(void);
 
+/* Threads for the non-BLAS kernels: n > 0 fixes it, 0 (default) follows OpenBLAS's count. */
+void ms_kernels_set_threads(int n);
+int ms_kernels_threads(void);
+/* Runs fn(ctx, begin, end) over [0,n) split into contiguous ranges of at least `grain` items,
+ * one per thread (the caller's thread takes the first). */
+typedef void (*ms_par_fn)(void *ctx, int64_t begin, int64_t end);
+void ms_parallel_for(int64_t n, int64_t grain, ms_par_fn fn, void *ctx);
+
 /* exp(x) for x in float range, ~2 ulp, vectorisable (no libm call). */
 float ms_expf(float x);
 
@@ -42,6 +50,10 @@ void ms_solu_forward(float *out, const float *inp, int N, int M);
 
 /* out (n) = a + b. */
 void ms_residual_forward(float *out, const float *a, const float *b, size_t n);
+
+/* logits (N,V) += bias (V, may be NULL) and, if lse is non-NULL, lse (N) = logsumexp of each
+ * row, in one pass over the logits. */
+void ms_logits_bias_lse_forward(float *logits, float *lse, const float *bias, int N, int V);
 
 /* Per-row logsumexp of logits (N,V) into lse (N); losses (N) = lse - logits[target], 0 where
  * targets is NULL or target < 0. Returns the sum of the losses over rows with a target and

@@ -634,6 +634,8 @@ ms_status ms_model_acts_init(ms_model_acts *a, const ms_model_config *c, int B, 
             TAKE(L->mlp_out, N * C);
             TAKE(L->resid_post, N * C);
         }
+        TAKE(a->wqkv, C * 3 * HD);
+        TAKE(a->bqkv, 3 * HD);
         if (!(flags & MS_ACTS_NO_LOGITS)) {
             TAKE(a->lnf, N * C);
             TAKE(a->lnf_mean, N);
@@ -754,12 +756,16 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
             memcpy(L->ln1, L->resid_pre, N * C * sizeof(float));
         else
             ms_layernorm_forward(L->ln1, L->ln1_mean, L->ln1_rstd, L->resid_pre, p->ln1_w, p->ln1_b, (int)N, C, c->eps);
-        /* q, k, v per head: (N,C) @ (C,D) into the strided (N,3,H,D) buffer */
+        /* q, k, v: W_Q/W_K/W_V (H,C,D) packed into (C,3,H,D) so one GEMM fills (N,3,H,D) */
         const float *Wqkv[3] = {p->W_Q, p->W_K, p->W_V}, *bqkv[3] = {p->b_Q, p->b_K, p->b_V};
-        for (int which = 0; which < 3; which++)
+        for (int which = 0; which < 3; which++) {
             for (int h = 0; h < H; h++)
-                ms_matmul_forward(L->qkv + (size_t)which * HD + (size_t)h * D, 3 * HD, L->ln1, C,
-                                  Wqkv[which] + (size_t)h * C * D, D, bqkv[which] + (size_t)h * D, (int)N, C, D);
+                for (int r = 0; r < C; r++)
+                    memcpy(a->wqkv + (size_t)r * 3 * HD + (size_t)which * HD + (size_t)h * D,
+                           Wqkv[which] + ((size_t)h * C + r) * D, (size_t)D * sizeof(float));
+            memcpy(a->bqkv + (size_t)which * HD, bqkv[which], (size_t)HD * sizeof(float));
+        }
+        ms_matmul_forward(L->qkv, 3 * HD, L->ln1, C, a->wqkv, 3 * HD, a->bqkv, (int)N, C, 3 * HD);
         ms_attention_forward(L->z, L->att, L->qkv, B, T, H, D);
         ms_matmul_forward(L->attn_out, C, L->z, HD, p->W_O, C, p->b_O, (int)N, HD, C);
         HOOK(MS_HOOK_ATTN_OUT);
@@ -793,16 +799,29 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
         memcpy(a->lnf, resid, N * C * sizeof(float));
     else
         ms_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, m->w.lnf_w, m->w.lnf_b, (int)N, C, c->eps);
-    ms_matmul_forward(a->logits, V, a->lnf, C, m->w.W_U, V, m->w.b_U, (int)N, C, V);
     const int32_t *tg = opts ? opts->targets : NULL;
     if (tg)
         for (size_t i = 0; i < N; i++)
             if (tg[i] >= V)
                 return ms_err_set(err, MS_ERR_USAGE, "model forward: target %d at (%zu,%zu) outside the vocabulary",
                                   tg[i], i / (size_t)T, i % (size_t)T);
+    /* the bias is added in the same pass over the logits that computes the logsumexp */
+    ms_matmul_forward(a->logits, V, a->lnf, C, m->w.W_U, V, NULL, (int)N, C, V);
+    ms_logits_bias_lse_forward(a->logits, tg ? a->lse : NULL, m->w.b_U, (int)N, V);
     if (tg) {
-        double total = ms_crossentropy_forward(a->losses, a->lse, a->logits, tg, (int)N, V, &a->n_loss);
-        a->mean_loss = a->n_loss ? total / (double)a->n_loss : NAN;
+        double total = 0;
+        int64_t cnt = 0;
+        for (size_t i = 0; i < N; i++) {
+            if (tg[i] >= 0) {
+                a->losses[i] = a->lse[i] - a->logits[i * V + tg[i]];
+                total += a->losses[i];
+                cnt++;
+            } else {
+                a->losses[i] = 0.0f;
+            }
+        }
+        a->n_loss = cnt;
+        a->mean_loss = cnt ? total / (double)cnt : NAN;
     }
     return MS_OK;
 }

@@ -252,9 +252,10 @@ typedef struct ms_model_acts {
     float *lnf;                  /* (B,T,C) final LayerNorm output */
     float *lnf_mean, *lnf_rstd;  /* (B,T) */
     float *logits;               /* (B,T,V) */
-    float *lse;                  /* (B,T) logsumexp of each logits row (for loss and backward) */
+    float *lse;                  /* (B,T) logsumexp of each logits row (filled with targets) */
     float *losses;               /* (B,T) per-token cross-entropy (0 where target < 0) */
     double mean_loss;            /* over positions with a target; NaN if none */
+    float *wqkv, *bqkv;          /* scratch: W_Q|W_K|W_V packed (C,3,H,D) and biases (3,H,D) */
     int64_t n_loss;              /* positions with a target */
 } ms_model_acts;
 

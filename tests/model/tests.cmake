@@ -1,0 +1,9 @@
+# Model tests: safetensors, kernels vs naive twins, hooks, save/load (unit); the C forward vs an
+# independent NumPy forward incl. bad weight files (ref); the forward CLI writing HDF5 (e2e).
+ms_unit_test(test_model SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_model.c LIBS msmodel)
+set_tests_properties(test_model PROPERTIES FIXTURES_REQUIRED tmpdir)
+add_executable(model_driver ${CMAKE_CURRENT_LIST_DIR}/model_driver.c)
+target_link_libraries(model_driver PRIVATE msmodel)
+ms_script_test(model_ref_forward LABELS ref
+  COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/ref_forward.py $<TARGET_FILE:model_driver> ${CMAKE_CURRENT_BINARY_DIR}/tmp/model_ref
+  DEPENDS tmpdir)
