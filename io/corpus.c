@@ -548,10 +548,15 @@ ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split
     if (!mpath) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     char *text = NULL;
     size_t len = 0;
+    if (!ms_path_exists(mpath)) {
+        ms_status st = ms_err_set(err, MS_ERR_STATE, "%s: no token manifest (run `monosem tokenize` first)", mpath);
+        free(mpath);
+        return st;
+    }
     ms_status st = ms_file_read_all(mpath, &text, &len, err);
     if (st != MS_OK) {
         free(mpath);
-        return st == MS_ERR_IO ? MS_ERR_STATE : st;
+        return st;
     }
     cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);

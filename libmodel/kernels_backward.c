@@ -254,10 +254,33 @@ void ms_residual_backward(float *da, float *db, const float *dout, size_t n)
 
 /* ------------------------------------------------------------------ loss */
 
+/* exp for x <= 0 (logits minus their logsumexp): 2^n * 2^f with a degree-6 polynomial on
+ * f in [-0.5, 0.5]; inline so the row loop vectorises (rel. error < 2e-7, as ms_expf). */
+static inline float exp_neg(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    float t = x * 1.44269504088896341f;
+    float r = (t + 12582912.0f) - 12582912.0f;
+    float f = t - r;
+    float p = 1.5403530393381606e-4f;
+    p = p * f + 1.3333558146428443e-3f;
+    p = p * f + 9.6181291076284772e-3f;
+    p = p * f + 5.5504108664821580e-2f;
+    p = p * f + 2.4022650695910071e-1f;
+    p = p * f + 6.9314718055994531e-1f;
+    p = p * f + 1.0f;
+    union {
+        uint32_t u;
+        float f;
+    } s;
+    s.u = (uint32_t)((int32_t)r + 127) << 23;
+    return p * s.f;
+}
+
 MS_HOT_B
 static void ce_row(float *d, const float *x, float lse, int32_t t, int V, float scale)
 {
-    for (int v = 0; v < V; v++) d[v] = scale * ms_expf(x[v] - lse);
+    for (int v = 0; v < V; v++) d[v] = scale * exp_neg(x[v] - lse);
     d[t] -= scale;
 }
 
