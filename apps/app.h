@@ -52,6 +52,7 @@ const char *ms_app_positional(const ms_app *app, int i);
 
 /* Stage entry points (one file each under apps/). */
 ms_status ms_stage_config(ms_app *app, ms_err *err);
+ms_status ms_stage_forward(ms_app *app, ms_err *err);
 ms_status ms_stage_tokenize(ms_app *app, ms_err *err);
 ms_status ms_stage_tokenizer_train(ms_app *app, ms_err *err);
 ms_status ms_stage_encode(ms_app *app, ms_err *err);

@@ -4,6 +4,7 @@
 #include "app.h"
 
 static const char *const need_corpus[] = {"corpus.paths", NULL};
+static const char *const forward_opts[] = {"hook", "out", "batch", NULL};
 
 const ms_stage ms_stages[] = {
     {"config", "print the fully resolved job file", "config [job.yaml] [--key=value ...]", true, true, false, NULL, NULL,
@@ -19,7 +20,8 @@ const ms_stage ms_stages[] = {
     {"train-model", "train the transformer (data parallel)", "train-model job.yaml", true, false, true, NULL, NULL,
      ms_stage_train_model},
     {"forward", "run a model on token ids and write logits, loss and a hook to HDF5",
-     "forward MODEL_DIR TOKENS --hook NAME --out out.h5", false, false, false, NULL, NULL, NULL},
+     "forward MODEL_DIR TOKENS --hook NAME --out out.h5 [--batch N]", false, false, false, NULL, forward_opts,
+     ms_stage_forward},
     {"generate", "write MLP activations of the corpus into one parallel HDF5 file", "generate job.yaml", true, false, true,
      NULL, NULL, NULL},
     {"inspect", "describe an activations file (shape, provenance, statistics)", "inspect activations.h5", false, false,

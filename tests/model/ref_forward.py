@@ -16,8 +16,7 @@ import sys
 
 import numpy as np
 
-DRIVER, WORK = sys.argv[1], sys.argv[2]
-os.makedirs(WORK, exist_ok=True)
+DRIVER = WORK = None
 FAILS = []
 
 
@@ -258,27 +257,6 @@ def to_hf(cfg, W):
     return out
 
 
-# ---------------------------------------------------------------- forward agreement
-case("relu_1l", base_cfg(), 3, 16, "blocks.0.mlp.hook_post")
-case("relu_1l_T1", base_cfg(), 4, 1, "blocks.0.mlp.hook_post", seed=1)
-case("relu_1l_Tctx", base_cfg(), 2, 24, "blocks.0.hook_resid_post", seed=2)
-case("relu_1l_naive", base_cfg(), 2, 24, "blocks.0.mlp.hook_post", extra=["--naive"], seed=3)
-case("gelu_2l", base_cfg(n_layers=2, act_fn="gelu"), 3, 24, "blocks.1.mlp.hook_post", seed=4)
-case("gelu_2l_resid_mid", base_cfg(n_layers=2, act_fn="gelu"), 2, 11, "blocks.0.hook_resid_mid", seed=5)
-case("gelu_new_1l", base_cfg(act_fn="gelu_new"), 3, 20, "blocks.0.mlp.hook_pre", seed=6)
-case("gelu_new_2l_T1", base_cfg(n_layers=2, act_fn="gelu_new"), 3, 1, "blocks.1.hook_mlp_out", seed=7)
-case("solu_ln_2l", base_cfg(n_layers=2, act_fn="solu_ln"), 2, 24, "blocks.0.mlp.hook_post", seed=8)
-case("solu_ln_mid", base_cfg(act_fn="solu_ln"), 2, 9, "blocks.0.mlp.hook_mid", seed=9)
-case("lnpre_gelu", base_cfg(act_fn="gelu", normalization_type="LNPre"), 2, 12, "blocks.0.hook_attn_out", seed=10)
-case("nonorm_relu_2l", base_cfg(n_layers=2, normalization_type=None), 2, 12, "blocks.1.hook_resid_pre", seed=11)
-case("f16_weights", base_cfg(), 2, 16, "blocks.0.mlp.hook_post", dtype="F16", seed=12)
-case("bf16_weights", base_cfg(act_fn="gelu_new"), 2, 16, "blocks.0.mlp.hook_post", dtype="BF16", seed=13)
-case("hf_gpt2_names", base_cfg(n_layers=2, act_fn="gelu_new"), 2, 16, "blocks.1.mlp.hook_post", hf=True, seed=14)
-case("zero_ablate_mlp", base_cfg(), 3, 16, "blocks.0.hook_resid_post", zero="blocks.0.mlp.hook_post", seed=15)
-case("zero_ablate_2l", base_cfg(n_layers=2, act_fn="gelu"), 2, 10, "blocks.1.mlp.hook_post",
-     zero="blocks.0.hook_attn_out", seed=16)
-case("stop_after_hook_post", base_cfg(n_layers=2), 3, 24, "blocks.0.mlp.hook_post", extra=["--stop"], seed=17)
-
 # ---------------------------------------------------------------- bad weights
 def bad_case(name, mutate, expect):
     cfg = base_cfg()
@@ -365,14 +343,43 @@ def offsets_mismatch(path, W):
     open(path, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-bad_case("missing_tensor", drop, ["blocks.0.mlp.W_in", "missing"])
-bad_case("wrong_shape", reshape, ["blocks.0.attn.W_Q", "shape"])
-bad_case("wrong_dtype", int_dtype, ["blocks.0.mlp.b_in", "I32"])
-bad_case("truncated", truncated, ["outside the data section"])
-bad_case("header_past_eof", header_past_eof, ["header length"])
-bad_case("not_json", not_json, ["JSON"])
-bad_case("overlap", overlap, ["blocks.0.attn.b_O", "overlaps"])
-bad_case("offsets_vs_shape", offsets_mismatch, ["unembed.b_U", "data_offsets"])
+def main():
+    global DRIVER, WORK
+    DRIVER, WORK = sys.argv[1], sys.argv[2]
+    os.makedirs(WORK, exist_ok=True)
+    # forward agreement
+    case("relu_1l", base_cfg(), 3, 16, "blocks.0.mlp.hook_post")
+    case("relu_1l_T1", base_cfg(), 4, 1, "blocks.0.mlp.hook_post", seed=1)
+    case("relu_1l_Tctx", base_cfg(), 2, 24, "blocks.0.hook_resid_post", seed=2)
+    case("relu_1l_naive", base_cfg(), 2, 24, "blocks.0.mlp.hook_post", extra=["--naive"], seed=3)
+    case("gelu_2l", base_cfg(n_layers=2, act_fn="gelu"), 3, 24, "blocks.1.mlp.hook_post", seed=4)
+    case("gelu_2l_resid_mid", base_cfg(n_layers=2, act_fn="gelu"), 2, 11, "blocks.0.hook_resid_mid", seed=5)
+    case("gelu_new_1l", base_cfg(act_fn="gelu_new"), 3, 20, "blocks.0.mlp.hook_pre", seed=6)
+    case("gelu_new_2l_T1", base_cfg(n_layers=2, act_fn="gelu_new"), 3, 1, "blocks.1.hook_mlp_out", seed=7)
+    case("solu_ln_2l", base_cfg(n_layers=2, act_fn="solu_ln"), 2, 24, "blocks.0.mlp.hook_post", seed=8)
+    case("solu_ln_mid", base_cfg(act_fn="solu_ln"), 2, 9, "blocks.0.mlp.hook_mid", seed=9)
+    case("lnpre_gelu", base_cfg(act_fn="gelu", normalization_type="LNPre"), 2, 12, "blocks.0.hook_attn_out", seed=10)
+    case("nonorm_relu_2l", base_cfg(n_layers=2, normalization_type=None), 2, 12, "blocks.1.hook_resid_pre", seed=11)
+    case("f16_weights", base_cfg(), 2, 16, "blocks.0.mlp.hook_post", dtype="F16", seed=12)
+    case("bf16_weights", base_cfg(act_fn="gelu_new"), 2, 16, "blocks.0.mlp.hook_post", dtype="BF16", seed=13)
+    case("hf_gpt2_names", base_cfg(n_layers=2, act_fn="gelu_new"), 2, 16, "blocks.1.mlp.hook_post", hf=True, seed=14)
+    case("zero_ablate_mlp", base_cfg(), 3, 16, "blocks.0.hook_resid_post", zero="blocks.0.mlp.hook_post", seed=15)
+    case("zero_ablate_2l", base_cfg(n_layers=2, act_fn="gelu"), 2, 10, "blocks.1.mlp.hook_post",
+         zero="blocks.0.hook_attn_out", seed=16)
+    case("stop_after_hook_post", base_cfg(n_layers=2), 3, 24, "blocks.0.mlp.hook_post", extra=["--stop"], seed=17)
+    # bad weights
+    bad_case("missing_tensor", drop, ["blocks.0.mlp.W_in", "missing"])
+    bad_case("wrong_shape", reshape, ["blocks.0.attn.W_Q", "shape"])
+    bad_case("wrong_dtype", int_dtype, ["blocks.0.mlp.b_in", "I32"])
+    bad_case("truncated", truncated, ["outside the data section"])
+    bad_case("header_past_eof", header_past_eof, ["header length"])
+    bad_case("not_json", not_json, ["JSON"])
+    bad_case("overlap", overlap, ["blocks.0.attn.b_O", "overlaps"])
+    bad_case("offsets_vs_shape", offsets_mismatch, ["unembed.b_U", "data_offsets"])
 
-print(f"{len(FAILS)} failure(s)")
-sys.exit(1 if FAILS else 0)
+    print(f"{len(FAILS)} failure(s)")
+    sys.exit(1 if FAILS else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,3 +7,6 @@ target_link_libraries(model_driver PRIVATE msmodel)
 ms_script_test(model_ref_forward LABELS ref
   COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/ref_forward.py $<TARGET_FILE:model_driver> ${CMAKE_CURRENT_BINARY_DIR}/tmp/model_ref
   DEPENDS tmpdir)
+ms_script_test(model_forward_cli LABELS e2e mpi
+  COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/forward_cli.py ${CMAKE_CURRENT_BINARY_DIR}/tmp/model_forward_cli
+  DEPENDS tmpdir)
