@@ -15,6 +15,17 @@ extern "C" {
  * vocab.bpe/merges.txt. Encoding never turns literal "<|endoftext|>" text into the special
  * token (as the reference GPT-2 encoder); callers insert ms_tokenizer_eot() between documents.
  * A tokenizer holds a cache: use one per thread. */
+/* Behaviour (libmodel/tokenizer.c): text is cut with the GPT-2 pattern
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * (PCRE2, Unicode properties; \s is the ECMAScript whitespace set of the reference npm
+ * gpt-3-encoder, which includes U+FEFF and not U+0085 / U+001C-U+001F), then each piece's bytes are
+ * merged by rank. Invalid UTF-8: each byte that is not part of a valid sequence is cut as one
+ * "other" character (what the U+FFFD a UTF-8 decoder puts there is), so valid text around it is
+ * cut exactly as the reference cuts the decoded string; the byte itself is kept and encoded with
+ * byte-level tokens, so decode(encode(x)) == x for any bytes. Merging follows the reference loop
+ * exactly (the lowest-ranked pair, all its occurrences left to right, repeat), also for long
+ * pieces (O(n log n) there). Streaming callers may split text at a space that follows a printable
+ * ASCII byte without changing the ids. */
 typedef struct ms_tokenizer ms_tokenizer;
 
 /* Loads; on error *tok is NULL and err names the file and the place. Caller frees. */
