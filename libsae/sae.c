@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -144,6 +145,22 @@ double ms_sae_l1_at(const ms_sae_hparams *hp, int64_t step)
     return lam * (double)(step + 1) / (double)n_warm;
 }
 
+/* ===================================================================== profiling */
+
+/* Phase timers (ws->prof) for bench_sae --profile: a clock read per phase, negligible. */
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+#define PROF(k)                                                                                    \
+    do {                                                                                           \
+        double tn_ = prof_now();                                                                   \
+        w->prof[k] += tn_ - tp;                                                                    \
+        tp = tn_;                                                                                  \
+    } while (0)
+
 /* ===================================================================== allocation */
 
 int sae_nthreads(void)
@@ -209,7 +226,7 @@ void ms_sae_free(ms_sae *sae)
     if (w) {
         free(w->xbar), free(w->xhat), free(w->dxhat), free(w->Z), free(w->F);
         free(w->fsum), free(w->colnorm), free(w->dead_idx), free(w->ehat), free(w->tmp);
-        free(w->heap_idx), free(w->heap_val), free(w->zeros), free(w->partials), free(w->dbsum);
+        free(w->heap_idx), free(w->heap_val), free(w->zeros), free(w->partials), free(w->dbsum), free(w->zerom), free(w->addv);
         sparse_free(&w->csr), sparse_free(&w->csc), sparse_free(&w->acsr), sparse_free(&w->acsc);
         free(w);
     }
@@ -261,15 +278,17 @@ ms_status ms_sae_init(ms_sae *sae, const ms_sae_hparams *hp, ms_err *err)
     w->colnorm = zalloc(sizeof(float) * m);
     w->dead_idx = zalloc(sizeof(int32_t) * m);
     w->zeros = zalloc(sizeof(float) * d);
+    w->zerom = zalloc(sizeof(float) * m);
+    w->addv = zalloc(sizeof(float) * m);
     w->partials = zalloc(sizeof(double) * (P / CLIP_BLOCK + 1));
-    w->tmp_stride = (int64_t)(16 * d);
+    w->tmp_stride = (int64_t)(16 * d > 2 * m ? 16 * d : 2 * m) + 16;
     w->tmp = zalloc(sizeof(float) * (size_t)nt * (size_t)w->tmp_stride);
     int64_t kh = hp->k > hp->k_aux ? hp->k : hp->k_aux;
     if (kh < 1) kh = 1;
     w->heap_idx = zalloc(sizeof(int32_t) * (size_t)nt * (size_t)kh);
     w->heap_val = zalloc(sizeof(float) * (size_t)nt * (size_t)kh);
     if (!w->xbar || !w->xhat || !w->dxhat || !w->Z || !w->F || !w->fsum || !w->dbsum || !w->colnorm ||
-        !w->dead_idx || !w->zeros || !w->partials || !w->tmp || !w->heap_idx || !w->heap_val)
+        !w->dead_idx || !w->zeros || !w->zerom || !w->addv || !w->partials || !w->tmp || !w->heap_idx || !w->heap_val)
         goto nomem;
     /* sparse capacity: every entry for small problems (tests), else what the sparse path can
      * use: B·k for topk archs, the crossover density for the others */
@@ -585,9 +604,11 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     double *fsum = w->fsum;
     float *th = sae->p.threshold;
 
+    double tp = prof_now();
     /* 1. encoder: xbar, Z (GEMM 1) */
     encoder_gemm(sae, x, B, nt, &stats[MS_SAE_STAT_X_SQ], xsum);
 
+    PROF(0);
     /* 2. activation: bias, AuxK selection among dead latents, topk/batchtopk selection */
     int64_t n_dead = 0, kx = 0;
     if (aux_enabled(hp)) {
@@ -601,39 +622,18 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
         if (isfinite(mn)) stats[MS_SAE_STAT_THRESH_SUM] = mn, stats[MS_SAE_STAT_THRESH_N] = 1.0;
     }
 
-    /* 3. per-feature counts and Σf (column blocks: no races); jumprelu window entries */
-    int64_t nwin = 0;
-#pragma omp parallel num_threads(nt) reduction(+ : nwin)
-    {
-        int t = 0;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
-        int64_t c0, c1;
-        col_range(m, nt, t, &c0, &c1);
-        for (int64_t j = c0; j < c1; j++) cnt[j] = 0.0, fsum[j] = 0.0;
-        for (int64_t b = 0; b < B; b++) {
-            const float *z = w->Z + b * m;
-            for (int64_t j = c0; j < c1; j++) {
-                if (is_active(arch, z[j], th[j])) cnt[j] += 1.0, fsum[j] += z[j];
-                else if (arch == MS_SAE_JUMPRELU && fabsf(z[j] - th[j]) < 0.5f * eps_bw) nwin++;
-            }
-        }
-    }
-    double nnz = 0.0, l1 = 0.0;
-    for (int64_t j = 0; j < m; j++) nnz += cnt[j], l1 += fsum[j];
-    stats[MS_SAE_STAT_L0] = nnz;
-    stats[MS_SAE_STAT_L1] = l1;
-    if (arch == MS_SAE_APRIL_2024)
-        for (int64_t j = 0; j < m; j++) {
-            const float *wr = sae->p.W_dec + j * d;
-            double q = 0.0;
-            for (int64_t i = 0; i < d; i++) q += (double)wr[i] * wr[i];
-            w->colnorm[j] = (float)sqrt(q);
-        }
-
-    /* 4. path */
-    int64_t entries = (int64_t)nnz + nwin;
+    PROF(1);
+    /* 3. entries per row (active, + jumprelu's window) -> path by measured density */
+    const float *thm = arch == MS_SAE_JUMPRELU ? th : w->zerom; /* active: z > thm_j */
+    const float hb = 0.5f * eps_bw;
+    int64_t *rp = w->csr.ptr;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        rp[b + 1] = arch == MS_SAE_JUMPRELU ? sae_count_window(w->Z + b * m, th, hb, m)
+                                            : sae_count_above(w->Z + b * m, thm, m);
+    rp[0] = 0;
+    for (int64_t b = 0; b < B; b++) rp[b + 1] += rp[b];
+    int64_t entries = rp[B];
     double dens_thr = hp->sparse_density > 0.0 ? hp->sparse_density : SAE_SPARSE_CROSSOVER;
     bool sparse;
     if (w->path == SAE_PATH_DENSE || hp->sparse_density < 0.0)
@@ -645,48 +645,63 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     if (entries > w->csr.cap) sparse = false;
     w->last_sparse = sparse;
     stats[MS_SAE_STAT_SPARSE] = sparse ? 1.0 : 0.0;
+    if (arch == MS_SAE_APRIL_2024)
+        for (int64_t j = 0; j < m; j++) {
+            const float *wr = sae->p.W_dec + j * d;
+            double q = 0.0;
+            for (int64_t i = 0; i < d; i++) q += (double)wr[i] * wr[i];
+            w->colnorm[j] = (float)sqrt(q);
+        }
 
-    /* 5. decoder: x̂ = f·W_dec + b_dec */
+    PROF(2);
+    /* 4. f, per-feature firing counts and Σf; 5. decoder x̂ = f·W_dec + b_dec */
     if (sparse) {
         /* CSR of active entries (+ jumprelu window entries with f = 0), rows in parallel */
-        int64_t *rp = w->csr.ptr;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t b = 0; b < B; b++) {
-            const float *z = w->Z + b * m;
-            int64_t c = 0;
-            for (int64_t j = 0; j < m; j++)
-                c += is_active(arch, z[j], th[j]) ||
-                     (arch == MS_SAE_JUMPRELU && fabsf(z[j] - th[j]) < 0.5f * eps_bw);
-            rp[b + 1] = c;
-        }
-        rp[0] = 0;
-        for (int64_t b = 0; b < B; b++) rp[b + 1] += rp[b];
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t b = 0; b < B; b++) {
             const float *z = w->Z + b * m;
             int64_t e = rp[b];
             for (int64_t j = 0; j < m; j++) {
-                bool a = is_active(arch, z[j], th[j]);
-                if (a || (arch == MS_SAE_JUMPRELU && fabsf(z[j] - th[j]) < 0.5f * eps_bw)) {
+                bool a = z[j] > thm[j];
+                if (a || (arch == MS_SAE_JUMPRELU && fabsf(z[j] - th[j]) < hb)) {
                     w->csr.idx[e] = (int32_t)j;
                     w->csr.val[e] = a ? z[j] : 0.0f;
                     e++;
                 }
             }
         }
+        for (int64_t j = 0; j < m; j++) cnt[j] = 0.0, fsum[j] = 0.0;
+        for (int64_t e = 0; e < entries; e++) { /* nnz is small here: serial is fine */
+            float v = w->csr.val[e];
+            cnt[w->csr.idx[e]] += v > 0.0f;
+            fsum[w->csr.idx[e]] += v;
+        }
         sae_sparse_decode(w->xhat, &w->csr, sae->p.W_dec, sae->p.b_dec, B, d, nt);
     } else {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t b = 0; b < B; b++) {
-            const float *z = w->Z + b * m;
-            float *f = w->F + b * m;
-            for (int64_t j = 0; j < m; j++) f[j] = is_active(arch, z[j], th[j]) ? z[j] : 0.0f;
-            memcpy(w->xhat + b * d, sae->p.b_dec, sizeof(float) * (size_t)d);
+        /* column blocks: F and the per-feature sums without races */
+#pragma omp parallel num_threads(nt)
+        {
+            int t = 0;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+#endif
+            int64_t c0, c1;
+            col_range(m, nt, t, &c0, &c1);
+            if (c1 > c0)
+                sae_mask_fill_stats(w->F, w->Z, B, m, c0, c1, thm, cnt, fsum,
+                                    w->tmp + (int64_t)t * w->tmp_stride);
         }
+        for (int64_t b = 0; b < B; b++)
+            memcpy(w->xhat + b * d, sae->p.b_dec, sizeof(float) * (size_t)d);
         /* GEMM 2: (B,m)·(m,d) */
         sae_sgemm(w->kernel, 0, 0, B, d, m, 1.0f, w->F, m, sae->p.W_dec, d, 1.0f, w->xhat, d);
     }
+    double nnz = 0.0, l1 = 0.0;
+    for (int64_t j = 0; j < m; j++) nnz += cnt[j], l1 += fsum[j];
+    stats[MS_SAE_STAT_L0] = nnz;
+    stats[MS_SAE_STAT_L1] = l1;
 
+    PROF(3);
     /* 6. reconstruction loss and ∂L/∂x̂ (x̂ − s·x kept in dxhat for AuxK first) */
     double sse = 0.0;
     const float gscale = (float)(2.0 * c_mse * inv);
@@ -727,6 +742,7 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     }
     for (int64_t e = 0; e < B * d; e++) w->dxhat[e] *= gscale;
 
+    PROF(4);
     /* 8. sparsity term */
     double loss_sp = 0.0;
     if (arch == MS_SAE_RELU_L1)
@@ -758,36 +774,36 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
         sae_sgemm(w->kernel, 1, 0, m, d, B, 1.0f, w->F, m, w->dxhat, d, 0.0f, sae->g.W_dec, d);
         /* GEMM 4: F := ∂L/∂f = dx̂·W_decᵀ (B,d)·(d,m) */
         sae_sgemm(w->kernel, 0, 1, B, m, d, 1.0f, w->dxhat, d, sae->p.W_dec, d, 0.0f, w->F, m);
-#pragma omp parallel num_threads(nt)
-        {
-            int t = 0;
-#ifdef _OPENMP
-            t = omp_get_thread_num();
-#endif
-            int64_t c0, c1;
-            col_range(m, nt, t, &c0, &c1);
+        PROF(5);
+        /* ∂L/∂z = (z active) ? df + addv_j : 0, and db_enc = Σ_b ∂L/∂z (column blocks) */
+        float *addv = w->addv;
+        for (int64_t j = 0; j < m; j++)
+            addv[j] = arch == MS_SAE_RELU_L1 ? l1g
+                      : arch == MS_SAE_APRIL_2024 ? l1g * w->colnorm[j] : 0.0f;
+        if (arch == MS_SAE_JUMPRELU) /* θ's STE needs df at the window entries: before masking */
             for (int64_t b = 0; b < B; b++) {
-                const float *z = w->Z + b * m;
-                float *g = w->F + b * m;
-                for (int64_t j = c0; j < c1; j++) {
-                    float df = g[j], dz = 0.0f;
-                    if (is_active(arch, z[j], th[j])) {
-                        dz = df;
-                        if (arch == MS_SAE_RELU_L1) dz += l1g;
-                        else if (arch == MS_SAE_APRIL_2024) dz += l1g * w->colnorm[j];
-                    }
-                    if (arch == MS_SAE_JUMPRELU && fabsf(z[j] - th[j]) < 0.5f * eps_bw)
-                        gth[j] += -(th[j] * inv_eps) * df - l0g * inv_eps;
-                    g[j] = dz;
-                }
+                const float *z = w->Z + b * m, *g = w->F + b * m;
+                for (int64_t j = 0; j < m; j++)
+                    if (fabsf(z[j] - th[j]) < hb) gth[j] += -(th[j] * inv_eps) * g[j] - l0g * inv_eps;
             }
-        }
-        /* AuxK's ∂L/∂z joins the main one before the encoder GEMM */
-        if (kx > 0)
+        if (kx > 0) { /* AuxK's ∂L/∂z joins after the mask (its entries need not be active) */
+#pragma omp parallel num_threads(nt)
+            {
+                int t = 0;
+#ifdef _OPENMP
+                t = omp_get_thread_num();
+#endif
+                int64_t c0, c1;
+                col_range(m, nt, t, &c0, &c1);
+                if (c1 > c0)
+                    sae_dz_dense(w->F, w->Z, B, m, c0, c1, thm, addv, NULL,
+                                 w->tmp + (int64_t)t * w->tmp_stride);
+            }
             for (int64_t b = 0; b < B; b++)
                 for (int64_t e = w->acsr.ptr[b]; e < w->acsr.ptr[b + 1]; e++)
                     w->F[b * m + w->acsr.idx[e]] += w->acsr.grad[e];
-        /* db_enc = Σ_b dz (column blocks) */
+            for (int64_t j = 0; j < m; j++) addv[j] = 0.0f;
+        }
 #pragma omp parallel num_threads(nt)
         {
             int t = 0;
@@ -796,14 +812,12 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
 #endif
             int64_t c0, c1;
             col_range(m, nt, t, &c0, &c1);
-            double *db = w->dbsum;
-            for (int64_t j = c0; j < c1; j++) db[j] = 0.0;
-            for (int64_t b = 0; b < B; b++) {
-                const float *g = w->F + b * m;
-                for (int64_t j = c0; j < c1; j++) db[j] += g[j];
-            }
-            for (int64_t j = c0; j < c1; j++) sae->g.b_enc[j] = (float)db[j];
+            if (c1 > c0)
+                sae_dz_dense(w->F, kx > 0 ? NULL : w->Z, B, m, c0, c1, thm, addv, w->dbsum,
+                             w->tmp + (int64_t)t * w->tmp_stride);
+            for (int64_t j = c0; j < c1; j++) sae->g.b_enc[j] = (float)w->dbsum[j];
         }
+        PROF(6);
         /* GEMM 5: dW_enc = x̄ᵀ·dz (d,B)·(B,m) */
         sae_sgemm(w->kernel, 1, 0, d, m, B, 1.0f, w->xbar, d, w->F, m, 0.0f, sae->g.W_enc, m);
     } else {
@@ -820,7 +834,7 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
                 else if (arch == MS_SAE_APRIL_2024) dz += l1g * w->colnorm[j];
                 else if (arch == MS_SAE_JUMPRELU) {
                     float z = w->Z[(int64_t)w->csc.idx[e] * m + j];
-                    if (fabsf(z - th[j]) < 0.5f * eps_bw)
+                    if (fabsf(z - th[j]) < hb)
                         gt += -(th[j] * inv_eps) * df - l0g * inv_eps;
                     if (!(z > th[j])) dz = 0.0f;
                 }
@@ -832,13 +846,16 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
             sae->g.b_enc[j] = (float)gb;
             gth[j] = (float)gt;
         }
+        PROF(5);
         /* dW_dec_j = Σ f·dx̂ (+ Σ f_aux·∂L/∂ê) */
         sae_csc_rows(sae->g.W_dec, &w->csc, w->csc.val, w->dxhat, kx > 0 ? &w->acsc : NULL,
                      w->acsc.val, w->ehat, m, d, nt, w->tmp);
+        PROF(6);
         /* dW_enc[:,j] = Σ dz·x̄ */
         sae_csc_cols(sae->g.W_enc, &w->csc, w->csc.grad, kx > 0 ? &w->acsc : NULL, w->acsc.grad,
                      w->xbar, m, d, nt, w->tmp, w->tmp_stride);
     }
+    PROF(7);
     if (!sparse && kx > 0) {
         /* dense path: AuxK's contribution to dW_dec rows */
         for (int64_t b = 0; b < B; b++)
@@ -870,6 +887,7 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
         gbd[i] = (float)q;
     }
     sae_sgemv(w->kernel, 0, d, m, -1.0f, sae->p.W_enc, m, sae->g.b_enc, 1.0f, gbd);
+    PROF(8);
     return MS_OK;
 }
 
@@ -884,6 +902,8 @@ ms_status ms_sae_step(ms_sae *sae, double lr, const double *stats, ms_sae_step_i
     const ms_sae_layout *L = &sae->layout;
     float *g = sae->grads, *p = sae->params, *mm = sae->adam_m, *vv = sae->adam_v;
     if (info) info->lr = lr, info->grad_norm = 0.0;
+    double tp = prof_now();
+    ms_sae_ws *w = sae->ws;
 
     /* relu-l1: remove the component of each W_dec row's gradient along the row */
     if (hp->arch == MS_SAE_RELU_L1) {
@@ -979,6 +999,7 @@ ms_status ms_sae_step(ms_sae *sae, double lr, const double *stats, ms_sae_step_i
     int64_t rows = (int64_t)stats[MS_SAE_STAT_ROWS];
     for (int64_t j = 0; j < m; j++) sae->since_fired[j] = cnt[j] > 0.0 ? 0 : sae->since_fired[j] + rows;
     sae->step++;
+    PROF(9);
     return MS_OK;
 }
 

@@ -39,6 +39,8 @@ struct ms_sae_ws {
     double *fsum;        /* (d_sae) Σ_b f_bj */
     double *dbsum;       /* (d_sae) Σ_b ∂L/∂z_bj in double */
     float *zeros;        /* (d_in) zero bias for the AuxK decode */
+    float *zerom;        /* (d_sae) zero thresholds (relu-type masks) */
+    float *addv;         /* (d_sae) per-feature constant added to ∂L/∂z at active entries */
     double *partials;    /* (n_params/4096+1) fixed-block partial sums for the grad norm */
     int64_t tmp_stride;  /* floats of tmp per thread */
     float *colnorm;      /* (d_sae) ‖W_dec,j‖ */
@@ -48,6 +50,10 @@ struct ms_sae_ws {
     sae_sparse acsr, acsc;
     float *ehat;         /* (B,d_in) AuxK reconstruction ê, then ∂L/∂ê */
     float *tmp;          /* (nthreads_max, 16*d_in) per-thread scratch */
+    /* phase seconds, accumulated: 0 encoder GEMM, 1 activation/selection, 2 feature stats,
+     * 3 decoder, 4 residual+AuxK, 5 GEMM3+4 | rowdot+CSC+dz, 6 dz pass | dW_dec rows,
+     * 7 GEMM5 | dW_enc cols, 8 tail (db_dec GEMV), 9 step */
+    double prof[10];
     int32_t *heap_idx;   /* (nthreads_max, max(k,k_aux)) */
     float *heap_val;     /* (nthreads_max, max(k,k_aux)) */
 };
@@ -93,5 +99,19 @@ void sae_csc_rows(float *out, const sae_sparse *c1, const float *coef1, const fl
 void sae_csc_cols(float *out, const sae_sparse *c1, const float *coef1, const sae_sparse *c2,
                   const float *coef2, const float *A, int64_t n_cols, int64_t d, int nt,
                   float *tmp, int64_t tmp_stride);
+
+
+/* Dense elementwise passes (vectorised). count_above: #{z_j > th_j}; count_window: #{z_j > th_j
+ * or |z_j − th_j| < hb}. */
+int64_t sae_count_above(const float *z, const float *th, int64_t m);
+int64_t sae_count_window(const float *z, const float *th, float hb, int64_t m);
+/* Columns [c0,c1) of B rows (leading dimension ld): F = z > th ? z : 0; cnt_j, fsum_j :=
+ * Σ_b [z > th], Σ_b f. scratch: 2·(c1−c0) floats. */
+void sae_mask_fill_stats(float *F, const float *Z, int64_t B, int64_t ld, int64_t c0, int64_t c1,
+                         const float *th, double *cnt, double *fsum, float *scratch);
+/* Columns [c0,c1): G := z > th ? G + addv_j : 0 (Z NULL: G unchanged); db_j := Σ_b G if db.
+ * scratch: (c1−c0) floats. */
+void sae_dz_dense(float *G, const float *Z, int64_t B, int64_t ld, int64_t c0, int64_t c1,
+                  const float *th, const float *addv, double *db, float *scratch);
 
 #endif

@@ -89,6 +89,7 @@ static void heap_sift_down(float *hv, int32_t *hi, int64_t n, int64_t i)
     }
 }
 
+SAE_CLONES
 int64_t sae_topk(int32_t *out_idx, float *heap_val, const float *v, const int32_t *cand,
                  int64_t n, int64_t k)
 {
@@ -101,6 +102,26 @@ int64_t sae_topk(int32_t *out_idx, float *heap_val, const float *v, const int32_
         heap_val[i] = v[j];
     }
     for (int64_t h = k / 2 - 1; h >= 0; h--) heap_sift_down(heap_val, out_idx, k, h);
+    /* Later indices never win ties (candidates ascend), so only x > root replaces. Most
+     * blocks hold no such x once the heap has filled: skip them with a vector compare. */
+    if (!cand)
+        while (i + 16 <= n) {
+            float root = heap_val[0];
+            int any = 0;
+            for (int l = 0; l < 16; l++) any |= v[i + l] > root;
+            if (!any) {
+                i += 16;
+                continue;
+            }
+            for (int64_t e = i + 16; i < e; i++) {
+                float x = v[i];
+                if (x > heap_val[0]) {
+                    heap_val[0] = x;
+                    out_idx[0] = (int32_t)i;
+                    heap_sift_down(heap_val, out_idx, k, 0);
+                }
+            }
+        }
     for (; i < n; i++) {
         int32_t j = cand ? cand[i] : (int32_t)i;
         float x = v[j];
@@ -254,5 +275,86 @@ void sae_csc_cols(float *out, const sae_sparse *c1, const float *coef1, const sa
                 for (int64_t jj = 0; jj < nj; jj++) o[jj] = T[jj * d + i];
             }
         }
+    }
+}
+
+/* ===================================================================== dense elementwise passes */
+
+SAE_CLONES
+int64_t sae_count_above(const float *restrict z, const float *restrict th, int64_t m)
+{
+    int32_t c = 0;
+    for (int64_t j = 0; j < m; j++) c += z[j] > th[j];
+    return c;
+}
+
+SAE_CLONES
+int64_t sae_count_window(const float *restrict z, const float *restrict th, float hb, int64_t m)
+{
+    int32_t c = 0;
+    for (int64_t j = 0; j < m; j++) c += (z[j] > th[j]) | (fabsf(z[j] - th[j]) < hb);
+    return c;
+}
+
+/* Float partial sums over at most this many rows, then into double: vectorisable and exact
+ * enough (counts are exact in float up to 2^24). */
+#define SAE_FLUSH_ROWS 256
+
+SAE_CLONES
+void sae_mask_fill_stats(float *restrict F, const float *restrict Z, int64_t B, int64_t ld,
+                         int64_t c0, int64_t c1, const float *restrict th, double *restrict cnt,
+                         double *restrict fsum, float *restrict scratch)
+{
+    int64_t n = c1 - c0;
+    float *ac = scratch, *af = scratch + n;
+    for (int64_t j = c0; j < c1; j++) cnt[j] = 0.0, fsum[j] = 0.0;
+    for (int64_t b0 = 0; b0 < B; b0 += SAE_FLUSH_ROWS) {
+        int64_t b1 = b0 + SAE_FLUSH_ROWS < B ? b0 + SAE_FLUSH_ROWS : B;
+        for (int64_t q = 0; q < n; q++) ac[q] = 0.0f, af[q] = 0.0f;
+        for (int64_t b = b0; b < b1; b++) {
+            const float *restrict z = Z + b * ld + c0;
+            float *restrict f = F + b * ld + c0;
+            const float *restrict t = th + c0;
+            for (int64_t q = 0; q < n; q++) {
+                float a = z[q] > t[q] ? 1.0f : 0.0f;
+                float v = z[q] > t[q] ? z[q] : 0.0f;
+                f[q] = v;
+                ac[q] += a;
+                af[q] += v;
+            }
+        }
+        for (int64_t q = 0; q < n; q++) cnt[c0 + q] += ac[q], fsum[c0 + q] += af[q];
+    }
+}
+
+SAE_CLONES
+void sae_dz_dense(float *restrict G, const float *restrict Z, int64_t B, int64_t ld, int64_t c0,
+                  int64_t c1, const float *restrict th, const float *restrict addv,
+                  double *restrict db, float *restrict scratch)
+{
+    int64_t n = c1 - c0;
+    float *acc = scratch;
+    if (db)
+        for (int64_t j = c0; j < c1; j++) db[j] = 0.0;
+    for (int64_t b0 = 0; b0 < B; b0 += SAE_FLUSH_ROWS) {
+        int64_t b1 = b0 + SAE_FLUSH_ROWS < B ? b0 + SAE_FLUSH_ROWS : B;
+        for (int64_t q = 0; q < n; q++) acc[q] = 0.0f;
+        for (int64_t b = b0; b < b1; b++) {
+            float *restrict g = G + b * ld + c0;
+            if (Z) {
+                const float *restrict z = Z + b * ld + c0;
+                const float *restrict t = th + c0;
+                const float *restrict a = addv + c0;
+                for (int64_t q = 0; q < n; q++) {
+                    float v = z[q] > t[q] ? g[q] + a[q] : 0.0f;
+                    g[q] = v;
+                    acc[q] += v;
+                }
+            } else {
+                for (int64_t q = 0; q < n; q++) acc[q] += g[q];
+            }
+        }
+        if (db)
+            for (int64_t q = 0; q < n; q++) db[c0 + q] += acc[q];
     }
 }

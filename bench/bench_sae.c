@@ -1,0 +1,191 @@
+/* bench/bench_sae.c: steady-state SAE training throughput (forward_backward + Adam step) for the
+ * issue's shapes on 1 and 2 threads, dense and sparse regimes, against the sgemm peak measured
+ * in the same run and (with --torch) PyTorch CPU running the same relu-l1 step.
+ *
+ * usage: bench_sae [--steps N] [--batch B] [--threads 1,2] [--shapes all|small] [--torch]
+ *                  [--path auto|dense|sparse]
+ * Regimes: "dense"  relu-l1 from a fresh init (about half the features fire);
+ *          "sparse" relu-l1 on a trained-like dictionary: inputs are sparse sums of L true
+ *                   directions (L ≈ 0.5% of d_sae), W_dec = the true directions, W_enc = W_decᵀ,
+ *                   negative b_enc, so f has L0 near L as after training;
+ *          "topk"   topk (k = 32) on the same data.
+ * FLOP/s are dense-equivalent (10·d_in·d_sae per activation) in every regime. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "monosem/sae.h"
+#include "sae_internal.h"
+
+#ifndef BENCH_SOURCE_DIR
+#define BENCH_SOURCE_DIR "."
+#endif
+
+typedef struct {
+    int64_t d, m;
+} shape;
+
+static int g_profile = 0;
+
+/* Sparse synthetic data from a random unit dictionary D (m,d): each row a sum of L
+ * directions with coefficients in [0.5,1.5]. */
+static void make_sparse_data(float *x, float *D, int64_t B, int64_t d, int64_t m, int64_t L,
+                             ms_rng *r)
+{
+    for (int64_t e = 0; e < m * d; e++) D[e] = (float)ms_rng_normal(r);
+    for (int64_t j = 0; j < m; j++) {
+        double q = 0.0;
+        for (int64_t i = 0; i < d; i++) q += (double)D[j * d + i] * D[j * d + i];
+        float s = (float)(1.0 / sqrt(q));
+        for (int64_t i = 0; i < d; i++) D[j * d + i] *= s;
+    }
+    memset(x, 0, sizeof(float) * (size_t)(B * d));
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t l = 0; l < L; l++) {
+            int64_t j = (int64_t)(ms_rng_uniform(r) * (double)m);
+            float c = (float)(0.5 + ms_rng_uniform(r));
+            for (int64_t i = 0; i < d; i++) x[b * d + i] += c * D[j * d + i];
+        }
+}
+
+static double run(int arch, shape sh, int64_t B, int steps, int regime, int path, double *l0_out,
+                  int *sparse_out)
+{
+    ms_sae_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.arch = arch;
+    hp.d_in = sh.d, hp.d_sae = sh.m, hp.max_batch = B;
+    hp.k = 32, hp.k_aux = 256, hp.aux_coeff = 1.0 / 32, hp.dead_tokens = 10000000;
+    hp.l1_coeff = 0.004, hp.lr = 1e-4, hp.beta1 = 0.9, hp.beta2 = 0.999, hp.adam_eps = 1e-8;
+    hp.steps = 1000;
+    ms_sae sae;
+    ms_err err = {0};
+    if (ms_sae_init(&sae, &hp, &err) != MS_OK) {
+        fprintf(stderr, "bench_sae: %s\n", err.msg);
+        exit(1);
+    }
+    sae_set_path(&sae, path);
+    ms_rng r;
+    ms_rng_init(&r, 1, 2);
+    float *x = malloc(sizeof(float) * (size_t)(B * sh.d));
+    float *D = malloc(sizeof(float) * (size_t)(sh.m * sh.d));
+    if (regime == 0) {
+        ms_sae_init_params(&sae, &r);
+        for (int64_t e = 0; e < B * sh.d; e++) x[e] = (float)ms_rng_normal(&r);
+    } else {
+        int64_t L = sh.m / 200 > 1 ? sh.m / 200 : 1;
+        make_sparse_data(x, D, B, sh.d, sh.m, L, &r);
+        memcpy(sae.p.W_dec, D, sizeof(float) * (size_t)(sh.m * sh.d));
+        for (int64_t j = 0; j < sh.m; j++)
+            for (int64_t i = 0; i < sh.d; i++) sae.p.W_enc[i * sh.m + j] = D[j * sh.d + i];
+        /* interference of L random unit directions ~ √(L/d): cut at 3σ */
+        float cut = (float)(3.0 * sqrt((double)L / (double)sh.d) * 0.75 + 0.25);
+        for (int64_t j = 0; j < sh.m; j++) sae.p.b_enc[j] = -cut;
+    }
+    size_t S = ms_sae_stats_len(&sae);
+    double *st = malloc(sizeof(double) * S);
+    double best = 1e30, l0 = 0.0;
+    for (int it = 0; it < steps + 1; it++) { /* first step is warm-up */
+        double t0 = bench_now();
+        if (ms_sae_forward_backward(&sae, x, B, B, st, &err) != MS_OK ||
+            ms_sae_step(&sae, 1e-6, st, NULL, &err) != MS_OK) {
+            fprintf(stderr, "bench_sae: %s\n", err.msg);
+            exit(1);
+        }
+        double dt = bench_now() - t0;
+        if (it > 0 && dt < best) best = dt;
+        l0 = ms_sae_stats_l0(st);
+    }
+    if (g_profile) {
+        const char *nm[10] = {"enc", "act", "stats", "dec", "resid", "bwd1", "bwd2", "bwd3", "tail", "step"};
+        fprintf(stderr, "  profile ms/step:");
+        for (int k = 0; k < 10; k++) fprintf(stderr, " %s %.1f", nm[k], 1e3 * sae.ws->prof[k] / (steps + 1));
+        fprintf(stderr, "\n");
+    }
+    *l0_out = l0;
+    *sparse_out = sae_last_sparse(&sae);
+    free(st), free(x), free(D);
+    ms_sae_free(&sae);
+    return (double)B / best;
+}
+
+/* Runs the PyTorch twin and returns its activations/s (0 if unavailable). */
+static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/bench_sae_torch.py --d %lld --m %lld --batch %lld --threads %d "
+             "--regime %s --steps %d 2>/dev/null",
+             BENCH_SOURCE_DIR, (long long)sh.d, (long long)sh.m, (long long)B, threads,
+             regime == 0 ? "dense" : regime == 1 ? "sparse" : "topk", steps);
+    FILE *p = popen(cmd, "r");
+    if (!p) return 0.0;
+    char line[512];
+    double rate = 0.0;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "torch_act_per_s %lf", &rate) == 1) break;
+    pclose(p);
+    return rate;
+}
+
+int main(int argc, char **argv)
+{
+    int steps = 3, torch = 0, path = SAE_PATH_AUTO, small = 0;
+    int64_t B = 4096;
+    int threads[2] = {1, 2}, n_threads = 2;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--torch")) torch = 1;
+        else if (!strcmp(argv[i], "--profile")) g_profile = 1;
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) small = !strcmp(argv[++i], "small");
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            const char *t = argv[++i];
+            n_threads = sscanf(t, "%d,%d", &threads[0], &threads[1]);
+        } else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
+            const char *p = argv[++i];
+            path = !strcmp(p, "dense") ? SAE_PATH_DENSE : !strcmp(p, "sparse") ? SAE_PATH_SPARSE
+                                                                                 : SAE_PATH_AUTO;
+        } else {
+            fprintf(stderr, "usage: bench_sae [--steps N] [--batch B] [--threads 1,2] "
+                            "[--shapes all|small] [--torch] [--path auto|dense|sparse] [--profile]\n");
+            return 2;
+        }
+    }
+    shape shapes[3] = {{512, 4096}, {512, 16384}, {128, 1024}};
+    int n_shapes = small ? 1 : 3;
+    if (small) shapes[0] = (shape){128, 1024};
+    const char *rname[3] = {"dense", "sparse", "topk"};
+    printf("# bench_sae: batch %lld, best of %d steps after a warm-up; FLOP/s dense-equivalent "
+           "(10·d_in·d_sae per activation)\n",
+           (long long)B, steps);
+    printf("%-8s %-12s %-7s %8s %6s %11s %9s %9s %6s %11s %7s\n", "threads", "shape", "regime",
+           "L0", "path", "act/s", "GFLOP/s", "peak", "%peak", "torch act/s", "vs torch");
+    for (int ti = 0; ti < n_threads; ti++) {
+        int nt = threads[ti];
+        openblas_set_num_threads(nt);
+        for (int s = 0; s < n_shapes; s++) {
+            shape sh = shapes[s];
+            double peak = bench_sgemm_flops((int)B, (int)sh.m, (int)sh.d, 3);
+            for (int regime = 0; regime < 3; regime++) {
+                double l0;
+                int sp;
+                int arch = regime == 2 ? MS_SAE_TOPK : MS_SAE_RELU_L1;
+                double rate = run(arch, sh, B, steps, regime, path, &l0, &sp);
+                double flops = rate * 10.0 * (double)sh.d * (double)sh.m;
+                double tr = torch && regime < 2 ? torch_rate(sh, B, nt, regime, steps) : 0.0;
+                char shs[32], trs[16] = "-", vs[16] = "-";
+                snprintf(shs, sizeof shs, "%lldx%lld", (long long)sh.d, (long long)sh.m);
+                if (tr > 0) snprintf(trs, sizeof trs, "%.0f", tr), snprintf(vs, sizeof vs, "%.2fx", rate / tr);
+                printf("%-8d %-12s %-7s %8.1f %6s %11.0f %9.1f %9.1f %5.1f%% %11s %7s\n", nt, shs,
+                       rname[regime], l0, sp ? "sparse" : "dense", rate, flops / 1e9, peak / 1e9,
+                       100.0 * flops / peak, trs, vs);
+                fflush(stdout);
+            }
+        }
+    }
+    return 0;
+}
