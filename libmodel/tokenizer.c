@@ -407,6 +407,12 @@ static ms_status load_vocab(ms_tokenizer *t, const char *path, ms_err *err)
         st = ms_err_set(err, MS_ERR_FORMAT, "%s: expected at least one token, found an empty object", path);
         goto out;
     }
+    /* ids index arrays: refuse absurdly sparse ones rather than allocate gigabytes */
+    if ((size_t)max_id >= 2 * n_entries + 1024) {
+        st = ms_err_set(err, MS_ERR_FORMAT, "%s: id %d is far beyond the %zu tokens: expected ids 0..n-1 "
+                        "(a dense vocabulary)", path, max_id, n_entries);
+        goto out;
+    }
     t->n_ids = max_id + 1;
     t->tok_off = malloc((size_t)t->n_ids * sizeof *t->tok_off);
     t->tok_len = calloc((size_t)t->n_ids, sizeof *t->tok_len);

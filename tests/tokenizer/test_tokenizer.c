@@ -364,18 +364,12 @@ static void test_heap_matches_naive(void **state)
     free(y);
 }
 
-/* A merges table where a merge's product takes part in a lower-ranked pair: the reference
- * merges every occurrence of the lowest pair before looking at new pairs, so "abab" becomes
- * [ab, ab], not [aba, b] (which merging one occurrence at a time would give). */
-static void test_merge_all_occurrences(void **state)
+/* 256 byte tokens (GPT-2 alphabet, ids = byte values) + "ab" 256, "aba" 257, "abab" 258. */
+static void write_small_vocab(const char *v)
 {
-    (void)state;
     uint16_t b2u[256];
     int16_t u2b[324];
     ms_bpe_alphabet(b2u, u2b);
-    char v[1024], m[1024];
-    snprintf(v, sizeof v, "%s/tok_sem_vocab.json", tmp_dir());
-    snprintf(m, sizeof m, "%s/tok_sem_merges.txt", tmp_dir());
     FILE *f = fopen(v, "wb");
     assert_non_null(f);
     fputs("{", f);
@@ -386,6 +380,75 @@ static void test_merge_all_occurrences(void **state)
     }
     fputs("\"ab\": 256, \"aba\": 257, \"abab\": 258}", f);
     fclose(f);
+}
+
+/* Random byte edits of valid vocabulary and merges files: every load either succeeds (and then
+ * round-trips text) or fails with a message; never a crash (run under ASan in scripts/test). */
+static void test_load_mutations(void **state)
+{
+    (void)state;
+    char v[1024], m[1024], vm[1024], mm[1024];
+    snprintf(v, sizeof v, "%s/tok_mut_vocab.json", tmp_dir());
+    snprintf(m, sizeof m, "%s/tok_mut_merges.txt", tmp_dir());
+    snprintf(vm, sizeof vm, "%s/tok_mut_vocab_x.json", tmp_dir());
+    snprintf(mm, sizeof mm, "%s/tok_mut_merges_x.txt", tmp_dir());
+    write_small_vocab(v);
+    write_file(m, "#version: 0.2\nab a\na b\nab ab\n");
+    char *vt, *mt;
+    size_t vl, ml;
+    ms_err err = {0};
+    assert_int_equal(ms_file_read_all(v, &vt, &vl, &err), MS_OK);
+    assert_int_equal(ms_file_read_all(m, &mt, &ml, &err), MS_OK);
+    uint64_t s = 99;
+    int n_ok = 0, n_err = 0;
+    for (int it = 0; it < 400; it++) {
+        bool on_vocab = it % 2 == 0;
+        char *buf = malloc((on_vocab ? vl : ml) + 1);
+        size_t bl = on_vocab ? vl : ml;
+        memcpy(buf, on_vocab ? vt : mt, bl);
+        int edits = 1 + (int)(rng_next(&s) % 4);
+        for (int e = 0; e < edits && bl > 0; e++) {
+            size_t at = rng_next(&s) % bl;
+            switch (rng_next(&s) % 3) {
+            case 0: buf[at] = (char)(rng_next(&s) & 0xFF); break;           /* flip */
+            case 1: memmove(buf + at, buf + at + 1, bl - at - 1); bl--; break; /* delete */
+            default: bl = at; break;                                         /* truncate */
+            }
+        }
+        FILE *f = fopen(on_vocab ? vm : mm, "wb");
+        assert_non_null(f);
+        fwrite(buf, 1, bl, f);
+        fclose(f);
+        free(buf);
+        ms_tokenizer *t = NULL;
+        ms_err e2 = {0};
+        ms_status st = ms_tokenizer_load(&t, on_vocab ? vm : v, on_vocab ? m : mm, &e2);
+        if (st == MS_OK) {
+            n_ok++;
+            static const char probe[] = "abab aba \xff ba";
+            assert_roundtrip(t, probe, sizeof probe - 1);
+            ms_tokenizer_free(t);
+        } else {
+            n_err++;
+            assert_null(t);
+            assert_true(strlen(e2.msg) > 10);
+        }
+    }
+    assert_true(n_err > 50); /* the edits do break files */
+    free(vt);
+    free(mt);
+}
+
+/* A merges table where a merge's product takes part in a lower-ranked pair: the reference
+ * merges every occurrence of the lowest pair before looking at new pairs, so "abab" becomes
+ * [ab, ab], not [aba, b] (which merging one occurrence at a time would give). */
+static void test_merge_all_occurrences(void **state)
+{
+    (void)state;
+    char v[1024], m[1024];
+    snprintf(v, sizeof v, "%s/tok_sem_vocab.json", tmp_dir());
+    snprintf(m, sizeof m, "%s/tok_sem_merges.txt", tmp_dir());
+    write_small_vocab(v);
     write_file(m, "#version: 0.2\nab a\na b\nab ab\n");
     ms_tokenizer *t = NULL;
     ms_err err = {0};
@@ -482,6 +545,8 @@ static void test_bad_files(void **state)
     expect_load_error(bad, g_merges, MS_ERR_FORMAT, "JSON object");
     write_file(bad, "{\"a\": \"x\"}");
     expect_load_error(bad, g_merges, MS_ERR_FORMAT, "\"a\"");
+    write_file(bad, "{\"a\": 0, \"b\": 2000000000}");
+    expect_load_error(bad, g_merges, MS_ERR_FORMAT, "dense");
     write_file(bad, "{\"a\": 0, \"b\": 0}");
     expect_load_error(bad, g_merges, MS_ERR_FORMAT, "used twice");
     write_file(bad, "{\"a\": 0, \"b\": 1}");
@@ -591,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_random_bytes_roundtrip),
         cmocka_unit_test(test_heap_matches_naive),
         cmocka_unit_test(test_merge_all_occurrences),
+        cmocka_unit_test(test_load_mutations),
         cmocka_unit_test(test_safe_cut),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_trainer),
