@@ -3,7 +3,8 @@
  * in the same run and (with --torch) PyTorch CPU running the same relu-l1 step.
  *
  * usage: bench_sae [--steps N] [--batch B] [--threads 1,2] [--shapes all|small] [--torch]
- *                  [--path auto|dense|sparse]
+ *                  [--path auto|dense|sparse] [--profile] [--mpi]
+ *        mpirun -n 2 bench_sae --mpi --threads 1   (data parallel: allreduce share of a step)
  * Regimes: "dense"  relu-l1 from a fresh init (about half the features fire);
  *          "sparse" relu-l1 on a trained-like dictionary: inputs are sparse sums of L true
  *                   directions (L ≈ 0.5% of d_sae), W_dec = the true directions, W_enc = W_decᵀ,
@@ -29,6 +30,8 @@ typedef struct {
 } shape;
 
 static int g_profile = 0;
+static ms_comm *g_comm = NULL; /* --mpi: data parallel over the ranks */
+static double g_allreduce_frac = 0.0;
 
 /* Sparse synthetic data from a random unit dictionary D (m,d): each row a sum of L
  * directions with coefficients in [0.5,1.5]. */
@@ -88,15 +91,37 @@ static double run(int arch, shape sh, int64_t B, int steps, int regime, int path
     size_t S = ms_sae_stats_len(&sae);
     double *st = malloc(sizeof(double) * S);
     double best = 1e30, l0 = 0.0;
+    int P = g_comm ? g_comm->size : 1;
+    int64_t Bl = B / P; /* local rows; the global batch is B */
     for (int it = 0; it < steps + 1; it++) { /* first step is warm-up */
-        double t0 = bench_now();
-        if (ms_sae_forward_backward(&sae, x, B, B, st, &err) != MS_OK ||
-            ms_sae_step(&sae, 1e-6, st, NULL, &err) != MS_OK) {
+        if (g_comm) ms_comm_barrier(g_comm);
+        double t0 = bench_now(), tr = 0.0;
+        if (ms_sae_forward_backward(&sae, x, Bl, Bl * P, st, &err) != MS_OK) {
+            fprintf(stderr, "bench_sae: %s\n", err.msg);
+            exit(1);
+        }
+        if (g_comm) {
+            double ta = bench_now();
+            if (ms_comm_allreduce_f32(g_comm, sae.grads, sae.layout.n_params, &err) != MS_OK ||
+                ms_comm_allreduce_f64(g_comm, st, S, &err) != MS_OK) {
+                fprintf(stderr, "bench_sae: %s\n", err.msg);
+                exit(1);
+            }
+            tr = bench_now() - ta;
+        }
+        if (ms_sae_step(&sae, 1e-6, st, NULL, &err) != MS_OK) {
             fprintf(stderr, "bench_sae: %s\n", err.msg);
             exit(1);
         }
         double dt = bench_now() - t0;
-        if (it > 0 && dt < best) best = dt;
+        if (g_comm) { /* the slowest rank's step is the step */
+            double mn, avg, mx;
+            ms_comm_minavgmax(g_comm, dt, &mn, &avg, &mx);
+            dt = mx;
+            ms_comm_minavgmax(g_comm, tr, &mn, &avg, &mx);
+            tr = avg;
+        }
+        if (it > 0 && dt < best) best = dt, g_allreduce_frac = tr / dt;
         l0 = ms_sae_stats_l0(st);
     }
     if (g_profile) {
@@ -133,7 +158,7 @@ static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps
 
 int main(int argc, char **argv)
 {
-    int steps = 3, torch = 0, path = SAE_PATH_AUTO, small = 0;
+    int steps = 3, torch = 0, path = SAE_PATH_AUTO, small = 0, use_mpi = 0;
     int64_t B = 4096;
     int threads[2] = {1, 2}, n_threads = 2;
     for (int i = 1; i < argc; i++) {
@@ -141,6 +166,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--torch")) torch = 1;
         else if (!strcmp(argv[i], "--profile")) g_profile = 1;
+        else if (!strcmp(argv[i], "--mpi")) use_mpi = 1;
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) small = !strcmp(argv[++i], "small");
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             const char *t = argv[++i];
@@ -151,9 +177,20 @@ int main(int argc, char **argv)
                                                                                  : SAE_PATH_AUTO;
         } else {
             fprintf(stderr, "usage: bench_sae [--steps N] [--batch B] [--threads 1,2] "
-                            "[--shapes all|small] [--torch] [--path auto|dense|sparse] [--profile]\n");
+                            "[--shapes all|small] [--torch] [--path auto|dense|sparse] [--profile] [--mpi]\n");
             return 2;
         }
+    }
+    static ms_comm comm;
+    if (use_mpi) {
+        ms_err err = {0};
+        if (ms_comm_init(&comm, &argc, &argv, &err) != MS_OK) {
+            fprintf(stderr, "bench_sae: %s\n", err.msg);
+            return 1;
+        }
+        g_comm = &comm;
+        if (comm.rank != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+        torch = 0;
     }
     shape shapes[3] = {{512, 4096}, {512, 16384}, {128, 1024}};
     int n_shapes = small ? 1 : 3;
@@ -162,14 +199,25 @@ int main(int argc, char **argv)
     printf("# bench_sae: batch %lld, best of %d steps after a warm-up; FLOP/s dense-equivalent "
            "(10·d_in·d_sae per activation)\n",
            (long long)B, steps);
-    printf("%-8s %-12s %-7s %8s %6s %11s %9s %9s %6s %11s %7s\n", "threads", "shape", "regime",
-           "L0", "path", "act/s", "GFLOP/s", "peak", "%peak", "torch act/s", "vs torch");
+    if (g_comm)
+        printf("# %d ranks x the thread count below; global batch split over ranks; %%allreduce = "
+               "mean allreduce time (grads slab + stats) / step; peak = one rank's sgemm peak x "
+               "ranks\n",
+               g_comm->size);
+    printf("%-8s %-12s %-7s %8s %6s %11s %9s %9s %6s %11s %7s%s\n", "threads", "shape", "regime",
+           "L0", "path", "act/s", "GFLOP/s", "peak", "%peak", "torch act/s", "vs torch",
+           g_comm ? " %allreduce" : "");
     for (int ti = 0; ti < n_threads; ti++) {
         int nt = threads[ti];
         openblas_set_num_threads(nt);
         for (int s = 0; s < n_shapes; s++) {
             shape sh = shapes[s];
             double peak = bench_sgemm_flops((int)B, (int)sh.m, (int)sh.d, 3);
+            if (g_comm) { /* every rank measures at once (they share the cores): sum */
+                double mn, avg, mx;
+                ms_comm_minavgmax(g_comm, peak, &mn, &avg, &mx);
+                peak = avg * g_comm->size;
+            }
             for (int regime = 0; regime < 3; regime++) {
                 double l0;
                 int sp;
@@ -180,12 +228,15 @@ int main(int argc, char **argv)
                 char shs[32], trs[16] = "-", vs[16] = "-";
                 snprintf(shs, sizeof shs, "%lldx%lld", (long long)sh.d, (long long)sh.m);
                 if (tr > 0) snprintf(trs, sizeof trs, "%.0f", tr), snprintf(vs, sizeof vs, "%.2fx", rate / tr);
-                printf("%-8d %-12s %-7s %8.1f %6s %11.0f %9.1f %9.1f %5.1f%% %11s %7s\n", nt, shs,
+                char ar[16] = "";
+                if (g_comm) snprintf(ar, sizeof ar, " %9.1f%%", 100.0 * g_allreduce_frac);
+                printf("%-8d %-12s %-7s %8.1f %6s %11.0f %9.1f %9.1f %5.1f%% %11s %7s%s\n", nt, shs,
                        rname[regime], l0, sp ? "sparse" : "dense", rate, flops / 1e9, peak / 1e9,
-                       100.0 * flops / peak, trs, vs);
+                       100.0 * flops / peak, trs, vs, ar);
                 fflush(stdout);
             }
         }
     }
+    if (g_comm) ms_comm_finalize(g_comm);
     return 0;
 }

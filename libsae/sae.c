@@ -503,8 +503,9 @@ static void encoder_gemm(ms_sae *sae, const float *x, int64_t B, int nt, double 
 /* Adds b_enc to Z's rows; topk: keeps the row's top k (others -inf); AuxK selection among
  * the dead latents (before masking), into acsr with k_aux_eff entries per row. */
 static void activation_rows(ms_sae *sae, int64_t B, int nt, const int32_t *dead, int64_t n_dead,
-                            int64_t kx)
+                            int64_t kx, int64_t *rowcnt)
 {
+    const float hb = 0.5f * (float)sae->hp.bandwidth;
     const ms_sae_hparams *hp = &sae->hp;
     int64_t m = hp->d_sae;
     ms_sae_ws *w = sae->ws;
@@ -521,7 +522,13 @@ static void activation_rows(ms_sae *sae, int64_t B, int nt, const int32_t *dead,
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) {
             float *z = w->Z + b * m;
-            for (int64_t j = 0; j < m; j++) z[j] += sae->p.b_enc[j];
+            /* bias, fused with the row's entry count (active, + jumprelu's window) */
+            if (rowcnt)
+                rowcnt[b + 1] = hp->arch == MS_SAE_JUMPRELU
+                                    ? sae_bias_count(z, sae->p.b_enc, sae->p.threshold, hb, m, 1)
+                                    : sae_bias_count(z, sae->p.b_enc, w->zerom, 0.0f, m, 0);
+            else
+                for (int64_t j = 0; j < m; j++) z[j] += sae->p.b_enc[j];
             if (kx > 0) {
                 int64_t base = b * kx;
                 int64_t got = sae_topk(hidx, hval, z, dead, n_dead, kx);
@@ -537,7 +544,9 @@ static void activation_rows(ms_sae *sae, int64_t B, int nt, const int32_t *dead,
                 int64_t got = sae_topk(hidx, hval, z, NULL, m, hp->k);
                 for (int64_t e = 0; e < got; e++) hval[e] = z[hidx[e]];
                 for (int64_t j = 0; j < m; j++) z[j] = -INFINITY;
-                for (int64_t e = 0; e < got; e++) z[hidx[e]] = hval[e];
+                int64_t c = 0;
+                for (int64_t e = 0; e < got; e++) z[hidx[e]] = hval[e], c += hval[e] > 0.0f;
+                if (rowcnt) rowcnt[b + 1] = c;
             }
         }
     }
@@ -557,13 +566,20 @@ static float batchtopk_select(ms_sae *sae, int64_t B)
     for (int64_t e = 0; e < N; e++) gt += w->Z[e] > t;
     int64_t ties = K - gt;
     float mn = INFINITY;
-    for (int64_t e = 0; e < N; e++) {
-        float z = w->Z[e];
-        bool keep = z > t || (z == t && ties-- > 0);
-        if (!keep)
-            w->Z[e] = -INFINITY;
-        else if (z > 0.0f && z < mn)
-            mn = z;
+    int64_t *rowcnt = w->csr.ptr;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t c = 0;
+        for (int64_t e = b * m; e < (b + 1) * m; e++) {
+            float z = w->Z[e];
+            bool keep = z > t || (z == t && ties-- > 0);
+            if (!keep)
+                w->Z[e] = -INFINITY;
+            else if (z > 0.0f) {
+                c++;
+                if (z < mn) mn = z;
+            }
+        }
+        rowcnt[b + 1] = c;
     }
     return mn;
 }
@@ -616,21 +632,17 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
             if (sae->since_fired[j] >= hp->dead_tokens) w->dead_idx[n_dead++] = (int32_t)j;
         kx = hp->k_aux < n_dead ? hp->k_aux : n_dead;
     }
-    activation_rows(sae, B, nt, w->dead_idx, n_dead, kx);
+    activation_rows(sae, B, nt, w->dead_idx, n_dead, kx, w->csr.ptr);
     if (arch == MS_SAE_BATCHTOPK) {
         float mn = batchtopk_select(sae, B);
         if (isfinite(mn)) stats[MS_SAE_STAT_THRESH_SUM] = mn, stats[MS_SAE_STAT_THRESH_N] = 1.0;
     }
 
     PROF(1);
-    /* 3. entries per row (active, + jumprelu's window) -> path by measured density */
+    /* 3. path by measured density (entries per row counted in the activation pass) */
     const float *thm = arch == MS_SAE_JUMPRELU ? th : w->zerom; /* active: z > thm_j */
     const float hb = 0.5f * eps_bw;
-    int64_t *rp = w->csr.ptr;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        rp[b + 1] = arch == MS_SAE_JUMPRELU ? sae_count_window(w->Z + b * m, th, hb, m)
-                                            : sae_count_above(w->Z + b * m, thm, m);
+    int64_t *rp = w->csr.ptr; /* row counts from the activation pass */
     rp[0] = 0;
     for (int64_t b = 0; b < B; b++) rp[b + 1] += rp[b];
     int64_t entries = rp[B];
@@ -1026,7 +1038,7 @@ void ms_sae_encode(ms_sae *sae, float *f, const float *x, int64_t B)
         encoder_gemm(sae, x + b0 * hp->d_in, nb, nt, NULL, NULL);
         int arch = hp->arch == MS_SAE_BATCHTOPK ? MS_SAE_JUMPRELU : hp->arch;
         if (hp->arch == MS_SAE_TOPK) {
-            activation_rows(sae, nb, nt, NULL, 0, 0);
+            activation_rows(sae, nb, nt, NULL, 0, 0, NULL);
         } else {
 #pragma omp parallel for num_threads(nt) schedule(static)
             for (int64_t b = 0; b < nb; b++)

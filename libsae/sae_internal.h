@@ -103,6 +103,9 @@ void sae_csc_cols(float *out, const sae_sparse *c1, const float *coef1, const sa
 
 /* Dense elementwise passes (vectorised). count_above: #{z_j > th_j}; count_window: #{z_j > th_j
  * or |z_j − th_j| < hb}. */
+/* z += bias, returning the count (z > th, or with window also |z − th| < hb). */
+int64_t sae_bias_count(float *z, const float *bias, const float *th, float hb, int64_t m,
+                       int window);
 int64_t sae_count_above(const float *z, const float *th, int64_t m);
 int64_t sae_count_window(const float *z, const float *th, float hb, int64_t m);
 /* Columns [c0,c1) of B rows (leading dimension ld): F = z > th ? z : 0; cnt_j, fsum_j :=

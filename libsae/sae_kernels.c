@@ -281,6 +281,26 @@ void sae_csc_cols(float *out, const sae_sparse *c1, const float *coef1, const sa
 /* ===================================================================== dense elementwise passes */
 
 SAE_CLONES
+int64_t sae_bias_count(float *restrict z, const float *restrict bias, const float *restrict th,
+                       float hb, int64_t m, int window)
+{
+    int32_t c = 0;
+    if (window)
+        for (int64_t j = 0; j < m; j++) {
+            float v = z[j] + bias[j];
+            z[j] = v;
+            c += (v > th[j]) | (fabsf(v - th[j]) < hb);
+        }
+    else
+        for (int64_t j = 0; j < m; j++) {
+            float v = z[j] + bias[j];
+            z[j] = v;
+            c += v > th[j];
+        }
+    return c;
+}
+
+SAE_CLONES
 int64_t sae_count_above(const float *restrict z, const float *restrict th, int64_t m)
 {
     int32_t c = 0;
