@@ -87,6 +87,11 @@ ms_streampos ms_actstream_pos(const ms_actstream *s)
     return s->pos;
 }
 
+int64_t ms_actstream_skipped(const ms_actstream *s)
+{
+    return s->pos.skipped + (s->loaded ? s->cur_bad : 0);
+}
+
 int64_t ms_actstream_bytes_read(const ms_actstream *s)
 {
     return s->bytes_read;
@@ -127,6 +132,7 @@ ms_status ms_actstream_open(ms_actstream **out, ms_actfile *f, const ms_actstrea
     /* this rank's rows of one window: at most b per started batch inside it */
     s->cap = (W / o->batch + 2) * b;
     if (s->cap > W) s->cap = W;
+    if (o->limit > 0 && s->cap > o->limit) s->cap = o->limit;
     s->bperm = malloc((size_t)s->nblocks * sizeof *s->bperm);
     s->braw = malloc((size_t)(s->K + 1) * sizeof *s->braw);
     s->good = malloc((size_t)W * sizeof *s->good);
@@ -225,7 +231,9 @@ static ms_status load_window(ms_actstream *s, int64_t g0, ms_err *err)
     const int64_t B = s->o.batch, ws = s->pos.window_start;
     int64_t c = 0;
     int64_t p = g0 > ws ? g0 - ws : 0;
-    while (p < ng) {
+    int64_t p_end = ng;
+    if (s->o.limit > 0 && s->o.limit - ws < p_end) p_end = s->o.limit - ws;
+    while (p < p_end) {
         int64_t in_batch = (ws + p) % B;
         if (in_batch < s->lo) { /* jump to this rank's slice of the same batch */
             p += s->lo - in_batch;
@@ -297,7 +305,8 @@ static ms_status exhausted(ms_actstream *s, ms_err *err)
 {
     return ms_err_set(err, MS_ERR_STATE,
                       "%s: reached the end of the data (%lld rows, %lld skipped as non-finite) "
-                      "at stream row %lld; repetition is off: lower sae.steps or sae.batch",
+                      "at stream row %lld; repetition is off: lower sae.steps or sae.batch, or "
+                      "set sae.repeat: true",
                       ms_actfile_path(s->f), (long long)s->n_rows, (long long)s->pos.skipped,
                       (long long)s->pos.window_start);
 }

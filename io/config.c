@@ -127,6 +127,7 @@ static const field ms_fields[] = {
     {"sae.median_samples", F_INT, OFF(sae.median_samples), 0, 1, BIG, "16384", NULL, "rows for the geometric-median b_dec"},
     {"sae.ultralow_density", F_REAL, OFF(sae.ultralow_density), 0, 0, 1, "1e-06", NULL, "density below which a feature is ultralow"},
     {"sae.skip_nonfinite", F_BOOL, OFF(sae.skip_nonfinite), 0, 0, 0, "false", NULL, "skip NaN/Inf rows (counted) instead of failing"},
+    {"sae.repeat", F_BOOL, OFF(sae.repeat), 0, 0, 0, "false", NULL, "allow more than one pass over the rows (each epoch reshuffled)"},
     /* eval */
     {"eval.tokens", F_INT, OFF(eval.tokens), 0, 1, BIG, "200000", NULL, "held-out tokens for loss recovered"},
     {"eval.batch", F_INT, OFF(eval.batch), 0, 1, 65536, "32", NULL, "contexts per forward"},
@@ -729,23 +730,28 @@ ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, si
     if (st) goto fail;
     for (int i = 0; i < n_overrides; i++)
         if ((st = apply_override(cfg, overrides[i], err))) goto fail;
-    for (int i = 0; required && required[i]; i++) {
-        const field *f = field_find(required[i]);
-        if (!f) continue;
-        bool empty = (f->type == F_STRLIST || f->type == F_INTLIST) ? *AT(cfg, f->off_n, int) == 0
-                     : f->type == F_STR                            ? !**AT(cfg, f->off, char *)
-                                                                    : cfg->marks[2 * field_index(f)] == 0;
-        if (empty) {
-            where w = {cfg->path, 0, 0};
-            st = where_err(err, &w, "missing required key '%s' (%s)", f->key, f->help);
-            goto fail;
-        }
-    }
+    if ((st = ms_config_check_required(cfg, required, err))) goto fail;
     if ((st = finish(cfg, err))) goto fail;
     return MS_OK;
 fail:
     ms_config_free(cfg);
     return st;
+}
+
+ms_status ms_config_check_required(const ms_config *cfg, const char *const *required, ms_err *err)
+{
+    for (int i = 0; required && required[i]; i++) {
+        const field *f = field_find(required[i]);
+        if (!f) continue;
+        bool empty = (f->type == F_STRLIST || f->type == F_INTLIST) ? *AT(cfg, f->off_n, int) == 0
+                     : f->type == F_STR                            ? !**AT(cfg, f->off, char *const)
+                                                                    : cfg->marks[2 * field_index(f)] == 0;
+        if (empty) {
+            where w = {cfg->path, 0, 0};
+            return where_err(err, &w, "missing required key '%s' (%s)", f->key, f->help);
+        }
+    }
+    return MS_OK;
 }
 
 void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col)

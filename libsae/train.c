@@ -375,7 +375,8 @@ static ms_status read_sample(ms_actfile *f, const ms_config *cfg, uint64_t seed,
                            .shuffle = true,
                            .skip_nonfinite = cfg->sae.skip_nonfinite,
                            .repeat = true,
-                           .seed = seed};
+                           .seed = seed,
+                           .limit = n};
     ms_actstream *s;
     ms_status st = ms_actstream_open(&s, f, &o, 0, 1, NULL, err);
     if (st) return st;
@@ -430,6 +431,24 @@ static ms_status resample(ms_sae *sae, train_state *t, ms_actfile *f, const ms_c
     return st;
 }
 
+/* COLLECTIVE. The data-parallel invariant: params and Adam state bitwise equal on all ranks. */
+static ms_status check_identical(const ms_sae *sae, const ms_comm *comm, ms_err *err)
+{
+    if (comm->size == 1) return MS_OK;
+    size_t nb = sae->layout.n_params * sizeof(float);
+    uint64_t h = ms_fnv1a64(sae->params, nb, 0xcbf29ce484222325ull);
+    h = ms_fnv1a64(sae->adam_m, nb, h);
+    h = ms_fnv1a64(sae->adam_v, nb, h);
+    double mn, avg, mx;
+    ms_comm_minavgmax(comm, (double)(h >> 11), &mn, &avg, &mx); /* 53 bits, exact in a double */
+    if (mn != mx)
+        return ms_err_set(err, MS_ERR_STATE,
+                          "data-parallel invariant broken at step %lld: parameters differ "
+                          "between ranks",
+                          (long long)sae->step);
+    return MS_OK;
+}
+
 /* ------------------------------------------------------------------ the loop */
 
 ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec,
@@ -468,10 +487,10 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     if (!st && B < comm->size)
         st = ms_err_set(err, MS_ERR_CONFIG, "sae.batch %lld is smaller than the %d ranks",
                         (long long)B, comm->size);
-    if (!st && steps > meta.n_rows / B)
+    if (!st && !cfg->sae.repeat && steps > meta.n_rows / B)
         st = ms_err_set(err, MS_ERR_STATE,
                         "%s: %lld rows cannot feed sae.steps %lld x sae.batch %lld = %lld rows "
-                        "without repeating data: lower sae.steps or sae.batch, or generate more",
+                        "without repeating data: lower sae.steps or sae.batch, generate more, or set sae.repeat: true",
                         cfg->sae.activations, (long long)meta.n_rows, (long long)steps,
                         (long long)B, (long long)(steps * B));
     if (!st && cfg->sae.init && *cfg->sae.init) {
@@ -541,7 +560,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
                             .window_rows = cfg->sae.shuffle_buffer,
                             .shuffle = cfg->sae.shuffle,
                             .skip_nonfinite = cfg->sae.skip_nonfinite,
-                            .repeat = false,
+                            .repeat = cfg->sae.repeat,
                             .seed = (uint64_t)cfg->run.seed};
     if (!st) st = ms_actstream_open(&stream, f, &so, comm->rank, comm->size,
                                     resumed ? &t.pos : NULL, err);
@@ -570,6 +589,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     double t_begin = ms_time_now(), t_last_log = t_begin;
     int64_t step_last_log = sae.step;
     int64_t last_ckpt = resumed ? sae.step : -1;
+    int64_t n_checked = 0;
     while (sae.step < steps) {
         const int64_t step = sae.step;
         if (contains(cfg->sae.resample.at, cfg->sae.resample.n_at, step) && step > 0) {
@@ -646,7 +666,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
                         "\"skipped\": %lld}\n",
                         (long long)sae.step, (long long)t.tokens, loss, res->mse, res->fvu,
                         res->l0, res->l1, (long long)res->dead, (long long)res->ultralow, lr, tps,
-                        (long long)t.pos.skipped);
+                        (long long)ms_actstream_skipped(stream));
                 fflush(metrics);
             }
         }
@@ -654,8 +674,9 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         bool ck = last || (cfg->sae.checkpoint_every > 0 && sae.step % cfg->sae.checkpoint_every == 0);
         if (ck) {
             double c0 = ms_time_now();
-            ms_status cs = comm->rank == 0 ? ckpt_write(ckpt_path, &sae, &t, cfg, comm->size, err)
-                                           : MS_OK;
+            ms_status cs = check_identical(&sae, comm, err);
+            n_checked += cs == MS_OK;
+            if (!cs && comm->rank == 0) cs = ckpt_write(ckpt_path, &sae, &t, cfg, comm->size, err);
             st = ms_comm_agree(comm, cs, err);
             if (rec) ms_runrec_time(rec, "checkpoint", ms_time_now() - c0);
             if (st) break;
@@ -666,7 +687,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     ms_progress_finish(&prog);
     double t_total = ms_time_now() - t_begin;
     res->steps = sae.step;
-    res->skipped_rows = t.pos.skipped;
+    res->skipped_rows = ms_actstream_skipped(stream);
     res->tokens_per_s = sae.step > start_step ? (double)(sae.step - start_step) * (double)B / t_total
                                               : 0.0;
 
@@ -725,6 +746,10 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         ms_runrec_fact(rec, "sae.tokens_per_s", "%.1f", res->tokens_per_s);
         ms_runrec_fact(rec, "sae.skipped_rows", "%lld", (long long)res->skipped_rows);
         ms_runrec_fact(rec, "sae.resumed_from", "%lld", (long long)res->resumed_from);
+        ms_runrec_fact(rec, "sae.invariant.params_identical_across_ranks",
+                       "%s (checked at %lld checkpoints over %d ranks)",
+                       comm->size > 1 ? "yes" : "trivially (1 rank)", (long long)n_checked,
+                       comm->size);
         ms_runrec_fact(rec, "sae.out", "%s", h5_path);
         ms_runrec_fact(rec, "sae.saelens", "%s", lens_dir);
     }

@@ -149,6 +149,7 @@ typedef struct ms_config {
         int64_t median_samples;
         double ultralow_density;
         bool skip_nonfinite;
+        bool repeat; /* allow more than one (reshuffled) pass over the data */
     } sae;
     struct {
         int64_t tokens;
@@ -182,6 +183,10 @@ void ms_config_free(ms_config *cfg);
 ms_status ms_config_dump(const ms_config *cfg, FILE *f, ms_err *err);
 /* Same into a malloc'd NUL-terminated string; caller frees. */
 char *ms_config_dump_string(const ms_config *cfg);
+
+/* Checks that every key of the NULL-terminated list `required` was set (lists non-empty,
+ * strings non-empty); err says which is missing. ms_config_parse calls it. */
+ms_status ms_config_check_required(const ms_config *cfg, const char *const *required, ms_err *err);
 
 /* Line and column (1-based) where a key was set in the job file; 0,0 if defaulted. */
 void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col);
@@ -496,6 +501,17 @@ ms_status ms_actfile_read_index(ms_actfile *f, int64_t row0, int64_t n, int32_t 
 ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t *out,
                                  ms_err *err);
 
+/* ---- generation helpers (monosem generate / inspect) */
+/* Independent. Pushes rows this process wrote so far to the OS (the serial driver buffers
+ * chunks in the process; MPI-IO independent writes are already there), so that rows synced
+ * before ms_actwriter_mark_done survive a kill -9 of this process. */
+ms_status ms_actwriter_sync(ms_actwriter *w, ms_err *err);
+/* Like ms_actfile_open but also opens an incomplete store (for inspection): *complete tells
+ * whether `complete` is set, *shards_done counts /progress (-1 if unreadable). Rows of shards
+ * not done hold undefined values. Caller frees with ms_actfile_close. */
+ms_status ms_actfile_open_any(ms_actfile **f, const char *path, ms_actmeta *meta,
+                              bool *complete, int64_t *shards_done, ms_err *err);
+
 /* IEEE half <-> float conversion (float -> half rounds to nearest even; overflow -> inf). */
 float ms_half_to_float(uint16_t h);
 uint16_t ms_float_to_half(float f);
@@ -530,6 +546,7 @@ typedef struct ms_actstream_opts {
     bool skip_nonfinite;
     bool repeat;         /* false: running past epoch 0 is an error (no repetition) */
     uint64_t seed;
+    int64_t limit;       /* > 0: only stream positions < limit will be asked for (samples) */
 } ms_actstream_opts;
 
 typedef struct ms_actstream ms_actstream;
@@ -546,6 +563,8 @@ int64_t ms_actstream_local_rows(const ms_actstream *s);
 ms_status ms_actstream_next(ms_actstream *s, float *out, ms_err *err);
 /* Position to save (at a batch boundary it is identical on every rank). */
 ms_streampos ms_actstream_pos(const ms_actstream *s);
+/* Non-finite rows skipped so far, including the current window (rank-agreed). */
+int64_t ms_actstream_skipped(const ms_actstream *s);
 /* Bytes read from the file so far by this rank (for throughput reports). */
 int64_t ms_actstream_bytes_read(const ms_actstream *s);
 
