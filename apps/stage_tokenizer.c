@@ -62,25 +62,25 @@ static ms_status print_ids(const int32_t *ids, size_t n, char *buf, ms_err *err)
     return MS_OK;
 }
 
-ms_status ms_stage_encode(ms_app *app, ms_err *err)
+/* Reads f to its end (or about `limit` bytes; 0 = no limit) in chunks and hands fn pieces that
+ * end at safe cuts, so the pieces tokenize exactly like the whole text. A chunk without any cut
+ * point grows the buffer instead. *consumed gets the bytes handed over, *at_limit whether the
+ * limit stopped the stream (both may be NULL). */
+typedef ms_status (*piece_fn)(void *ctx, const char *text, size_t len, ms_err *err);
+static ms_status stream_pieces(FILE *f, const char *name, int64_t limit, piece_fn fn, void *ctx, int64_t *consumed,
+                               bool *at_limit, ms_err *err)
 {
-    if (app->comm.rank != 0) return MS_OK;
-    ms_tokenizer *tok = NULL;
-    const char *path = NULL;
-    FILE *f = NULL;
-    ms_status st = load_tok(app, &tok, &path, err);
-    if (st == MS_OK) st = open_input(path, &f, err);
-    size_t cap = CHUNK_BYTES, have = 0, idcap = 0;
-    char *buf = st == MS_OK ? malloc(cap) : NULL, *line = malloc(65536 + 16);
-    int32_t *ids = NULL;
-    if (st == MS_OK && (!buf || !line)) st = ms_err_set(err, MS_ERR_NOMEM, "encode: out of memory");
-    /* Stream: encode up to the last safe cut of each buffer, carry the rest over. */
-    bool eof = false;
+    size_t cap = CHUNK_BYTES, have = 0;
+    int64_t done = 0;
+    char *buf = malloc(cap);
+    if (!buf) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", name);
+    ms_status st = MS_OK;
+    bool eof = false, last = false;
     while (st == MS_OK && !eof) {
         if (have == cap) {
-            char *nb = realloc(buf, 2 * cap); /* no safe cut in a whole buffer: keep it whole */
+            char *nb = realloc(buf, 2 * cap);
             if (!nb) {
-                st = ms_err_set(err, MS_ERR_NOMEM, "encode: out of memory (%zu bytes without a cut point)", cap);
+                st = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory (%zu bytes without a cut point)", name, cap);
                 break;
             }
             buf = nb;
@@ -89,26 +89,62 @@ ms_status ms_stage_encode(ms_app *app, ms_err *err)
         size_t got = fread(buf + have, 1, cap - have, f);
         if (got == 0) {
             if (ferror(f)) {
-                st = ms_err_set(err, MS_ERR_IO, "%s: read error", path ? path : "stdin");
+                st = ms_err_set(err, MS_ERR_IO, "%s: read error", name);
                 break;
             }
             eof = true;
         }
         have += got;
-        size_t cut = eof ? have : safe_cut(buf, have);
-        if (cut == 0) continue;
-        size_t n = 0;
-        st = ms_tokenizer_encode(tok, buf, cut, &ids, &n, &idcap, err);
-        if (st == MS_OK) st = print_ids(ids, n, line, err);
+        size_t cut;
+        if (limit > 0 && done + (int64_t)have >= limit && !(eof && done + (int64_t)have == limit)) {
+            cut = safe_cut(buf, (size_t)(limit - done)); /* the final piece, cut cleanly */
+            last = true;
+        } else {
+            cut = eof ? have : safe_cut(buf, have);
+        }
+        if (cut > 0) st = fn(ctx, buf, cut, err);
+        done += (int64_t)cut;
+        if (last) break;
         memmove(buf, buf + cut, have - cut);
         have -= cut;
     }
+    free(buf);
+    if (consumed) *consumed = done;
+    if (at_limit) *at_limit = last;
+    return st;
+}
+
+typedef struct {
+    ms_tokenizer *tok;
+    int32_t *ids;
+    size_t idcap;
+    char line[65536 + 16];
+} encode_ctx;
+
+static ms_status encode_piece(void *ctx, const char *text, size_t len, ms_err *err)
+{
+    encode_ctx *e = ctx;
+    size_t n = 0;
+    ms_status st = ms_tokenizer_encode(e->tok, text, len, &e->ids, &n, &e->idcap, err);
+    if (st == MS_OK) st = print_ids(e->ids, n, e->line, err);
+    return st;
+}
+
+ms_status ms_stage_encode(ms_app *app, ms_err *err)
+{
+    if (app->comm.rank != 0) return MS_OK;
+    const char *path = NULL;
+    FILE *f = NULL;
+    encode_ctx *e = calloc(1, sizeof *e);
+    if (!e) return ms_err_set(err, MS_ERR_NOMEM, "encode: out of memory");
+    ms_status st = load_tok(app, &e->tok, &path, err);
+    if (st == MS_OK) st = open_input(path, &f, err);
+    if (st == MS_OK) st = stream_pieces(f, path ? path : "stdin", 0, encode_piece, e, NULL, NULL, err);
     if (st == MS_OK && fflush(stdout) != 0) st = ms_err_set(err, MS_ERR_IO, "encode: writing stdout failed");
     if (f && f != stdin) fclose(f);
-    free(ids);
-    free(line);
-    free(buf);
-    ms_tokenizer_free(tok);
+    free(e->ids);
+    ms_tokenizer_free(e->tok);
+    free(e);
     return st;
 }
 
@@ -185,6 +221,11 @@ static ms_status mkdirs_parent(const char *path, ms_err *err)
     return st;
 }
 
+static ms_status count_piece(void *ctx, const char *text, size_t len, ms_err *err)
+{
+    return ms_bpe_counter_add(ctx, text, len, err);
+}
+
 ms_status ms_stage_tokenizer_train(ms_app *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK; /* one rank: counting is I/O-bound, merging serial */
@@ -206,7 +247,25 @@ ms_status ms_stage_tokenizer_train(ms_app *app, ms_err *err)
                         .text_field = cfg->corpus.text_field,
                         .eot = -1};
     bool full = false;
+    const bool whole_files = cfg->corpus.format == MS_CORPUS_TEXT && (!cfg->corpus.delimiter || !*cfg->corpus.delimiter);
     for (int i = 0; st == MS_OK && i < n_paths && !full; i++) {
+        if (whole_files) {
+            /* one document per file: stream it in chunks cut at safe points (exact, and memory
+             * stays bounded by the distinct pre-tokens however large the file) */
+            FILE *f = fopen(paths[i], "rb");
+            if (!f) {
+                st = ms_err_set(err, MS_ERR_IO, "%s: cannot open: %s", paths[i], strerror(errno));
+                break;
+            }
+            int64_t got = 0;
+            st = stream_pieces(f, paths[i], max_bytes > 0 ? max_bytes - bytes : 0, count_piece, cnt, &got, &full,
+                               err);
+            fclose(f);
+            bytes += got;
+            docs++;
+            if (max_bytes > 0 && bytes >= max_bytes) full = true;
+            continue;
+        }
         ms_doc_reader *r = NULL;
         if ((st = ms_doc_reader_open(&r, paths[i], &opts, err)) != MS_OK) break;
         for (;;) {

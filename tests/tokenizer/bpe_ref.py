@@ -174,14 +174,33 @@ def fail(msg):
     sys.exit(1)
 
 
-def run_case(corpus, n_merges, tmp, bindir):
+def documents(text, delimiter):
+    """Documents of a text file: lines equal to the delimiter end one (the line itself dropped);
+    blank documents skipped; no delimiter: the whole file."""
+    if not delimiter:
+        return [text]
+    docs, cur = [], []
+    for line in text.splitlines(keepends=True):
+        body = line[:-1] if line.endswith("\n") else line
+        body = body[:-1] if body.endswith("\r") else body
+        if body == delimiter:
+            docs.append("".join(cur))
+            cur = []
+        else:
+            cur.append(line)
+    docs.append("".join(cur))
+    return [d for d in docs if d.strip(" \t\r\n")]
+
+
+def run_case(corpus, n_merges, tmp, bindir, delimiter=""):
     os.makedirs(tmp, exist_ok=True)
     # 1. the C trainer through the CLI
     vocab_path, merges_path = os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt")
     job = os.path.join(tmp, "job.yaml")
     with open(job, "w") as f:
         f.write("run: {name: tokref, out_dir: %s}\n" % json.dumps(tmp))
-        f.write("corpus: {format: text, delimiter: \"\", paths: [%s]}\n" % ", ".join(json.dumps(p) for p in corpus))
+        f.write("corpus: {format: text, delimiter: %s, paths: [%s]}\n"
+                % (json.dumps(delimiter), ", ".join(json.dumps(p) for p in corpus)))
         f.write("tokenizer: {vocab: %s, merges: %s, train_merges: %d}\n"
                 % (json.dumps(vocab_path), json.dumps(merges_path), n_merges))
     r = subprocess.run([os.path.join(bindir, "monosem"), "tokenizer-train", job], capture_output=True, text=True)
@@ -196,9 +215,10 @@ def run_case(corpus, n_merges, tmp, bindir):
         with open(p, encoding="utf-8") as f:
             text = f.read()
         texts.append(text)
-        for piece in pretokenize(text):
-            b = piece.encode("utf-8")
-            words[b] = words.get(b, 0) + 1
+        for doc in documents(text, delimiter):
+            for piece in pretokenize(doc):
+                b = piece.encode("utf-8")
+                words[b] = words.get(b, 0) + 1
     want = train(words, n_merges)
     enc, vocab, ranks = load_files(vocab_path, merges_path)
     got = sorted(ranks, key=ranks.get)
@@ -293,7 +313,15 @@ def main():
         if m1 != m2 or v1 != v2:
             fail("tokenizer-train under 2 ranks wrote different files")
         print("mpirun -n 2: identical outputs")
-    # 6. a small-alphabet corpus: many ties and long repetitive words
+    # 6. documents separated by a delimiter line (the demo job's layout): merges never span two
+    with open(os.path.join(tmp, "docs.txt"), "w", encoding="utf-8") as f:
+        for k, p in enumerate(corpus):
+            with open(p, encoding="utf-8") as g:
+                for para in g.read().split("\n\n"):
+                    f.write(para + "\n<|doc|>\n")
+    run_case([os.path.join(tmp, "docs.txt")], 300, os.path.join(tmp, "docs"), bindir, delimiter="<|doc|>")
+
+    # 7. a small-alphabet corpus: many ties and long repetitive words
     import random
     rng = random.Random(5)
     small = os.path.join(tmp, "ab_words.txt")
