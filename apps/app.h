@@ -42,6 +42,8 @@ struct ms_stage {
 
 extern const ms_stage ms_stages[];
 extern const int ms_n_stages;
+/* The table row of a stage, or NULL. */
+const ms_stage *ms_stage_find(const char *name);
 
 /* Finds an option "--name VALUE" or "--name=VALUE" in app->argv; NULL if absent. */
 const char *ms_app_option(const ms_app *app, const char *name);
@@ -54,10 +56,13 @@ const char *ms_app_positional(const ms_app *app, int i);
 ms_status ms_stage_config(ms_app *app, ms_err *err);
 ms_status ms_stage_forward(ms_app *app, ms_err *err);
 ms_status ms_stage_tokenize(ms_app *app, ms_err *err);
+ms_status ms_stage_generate(ms_app *app, ms_err *err);
+ms_status ms_stage_inspect(ms_app *app, ms_err *err);
 ms_status ms_stage_tokenizer_train(ms_app *app, ms_err *err);
 ms_status ms_stage_encode(ms_app *app, ms_err *err);
 ms_status ms_stage_decode(ms_app *app, ms_err *err);
 ms_status ms_stage_train_model(ms_app *app, ms_err *err);
 ms_status ms_stage_train(ms_app *app, ms_err *err);
+ms_status ms_stage_run(ms_app *app, ms_err *err);
 
 #endif
