@@ -255,10 +255,12 @@ void ms_residual_backward(float *da, float *db, const float *dout, size_t n)
 /* ------------------------------------------------------------------ loss */
 
 /* exp for x <= 0 (logits minus their logsumexp): 2^n * 2^f with a degree-6 polynomial on
- * f in [-0.5, 0.5]; inline so the row loop vectorises (rel. error < 2e-7, as ms_expf). */
-static inline float exp_neg(float x)
+ * f in [-0.5, 0.5] (rel. error < 2e-7, as ms_expf). The clamp is on the integer exponent and
+ * the function is always inlined: both are needed for GCC to vectorise the row loops inside
+ * target_clones functions (a float select there counts as control flow). Below e^-87 it
+ * returns a value < 1.2e-38 instead of 0. */
+static inline __attribute__((always_inline)) float exp_neg(float x)
 {
-    x = x < -87.0f ? -87.0f : x;
     float t = x * 1.44269504088896341f;
     float r = (t + 12582912.0f) - 12582912.0f;
     float f = t - r;
@@ -269,18 +271,29 @@ static inline float exp_neg(float x)
     p = p * f + 2.4022650695910071e-1f;
     p = p * f + 6.9314718055994531e-1f;
     p = p * f + 1.0f;
+    int32_t n = (int32_t)r;
+    n = n < -126 ? -126 : n;
     union {
         uint32_t u;
         float f;
     } s;
-    s.u = (uint32_t)((int32_t)r + 127) << 23;
+    s.u = (uint32_t)(n + 127) << 23;
     return p * s.f;
 }
 
 MS_HOT_B
-static void ce_row(float *d, const float *x, float lse, int32_t t, int V, float scale)
+static void ce_row(float *restrict d, const float *restrict x, float lse, int32_t t, int V, float scale)
 {
     for (int v = 0; v < V; v++) d[v] = scale * exp_neg(x[v] - lse);
+    d[t] -= scale;
+}
+
+/* In place (dlogits aliasing logits): one pointer, so the loop vectorises without the
+ * overlap check that would send ce_row to its scalar fallback. */
+MS_HOT_B
+static void ce_row_inplace(float *d, float lse, int32_t t, int V, float scale)
+{
+    for (int v = 0; v < V; v++) d[v] = scale * exp_neg(d[v] - lse);
     d[t] -= scale;
 }
 
@@ -290,7 +303,10 @@ void ms_crossentropy_backward(float *dlogits, const float *logits, const float *
     for (int n = 0; n < N; n++) {
         float *d = dlogits + (size_t)n * V;
         const float *x = logits + (size_t)n * V;
-        if (targets && targets[n] >= 0) ce_row(d, x, lse[n], targets[n], V, scale);
+        if (targets && targets[n] >= 0) {
+            if (d == x) ce_row_inplace(d, lse[n], targets[n], V, scale);
+            else ce_row(d, x, lse[n], targets[n], V, scale);
+        }
         else memset(d, 0, (size_t)V * sizeof *d);
     }
 }
