@@ -346,7 +346,16 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     r |= attr_write_str(root, "config_hash", meta->config_hash);
     r |= attr_write_str(root, "config", meta->config_text);
     r |= attr_write_str(root, "version", meta->version[0] ? meta->version : MS_VERSION_STRING);
-    if (r < 0 || H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
+    /* every rank flushes (collective) and the ranks agree on failure: under MPI-IO only some
+     * ranks may see a metadata write fail (e.g. disk full), and a rank skipping the flush
+     * while another is inside it would hang both */
+    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) r = -1;
+    if (w->parallel) {
+        int bad = r < 0, any = bad;
+        MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, w->comm);
+        if (any) r = -1;
+    }
+    if (r < 0) {
         writer_free(w);
         return ms_err_set(err, MS_ERR_IO, "%s: cannot create datasets/attributes", path);
     }
@@ -790,4 +799,64 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
         return ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s", path, tmp);
     }
     return MS_OK;
+}
+
+/* ------------------------------------------------------------------ generation helpers
+ * (added for `monosem generate` / `monosem inspect`; separate from the writer/reader above) */
+
+ms_status ms_actwriter_sync(ms_actwriter *w, ms_err *err)
+{
+    /* Under MPI-IO, independent raw writes reach the OS at once (and H5Fflush would be
+     * collective); the serial driver buffers chunks and sieve data in the process. */
+    if (w->parallel) return MS_OK;
+    if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
+        return ms_err_set(err, MS_ERR_IO, "%s: flush failed", w->path);
+    return MS_OK;
+}
+
+ms_status ms_actfile_open_any(ms_actfile **out, const char *path, ms_actmeta *meta,
+                              bool *complete, int64_t *shards_done, ms_err *err)
+{
+    *out = NULL;
+    quiet_hdf5();
+    ms_actfile *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+    }
+    f->file = f->acts = f->index = f->tokens = -1;
+    f->f16 = f16_type();
+    ms_status st = MS_OK;
+    if (!ms_path_exists(path)) {
+        st = ms_err_set(err, MS_ERR_IO, "%s: activations file not found", path);
+        goto fail;
+    }
+    f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f->file < 0) {
+        st = ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
+        goto fail;
+    }
+    st = read_meta(f->file, path, &f->meta, &f->config_text, err);
+    if (st) goto fail;
+    f->acts = H5Dopen2(f->file, "acts", H5P_DEFAULT);
+    if (f->acts < 0) {
+        st = ms_err_set(err, MS_ERR_FORMAT, "%s: no /acts dataset", path);
+        goto fail;
+    }
+    st = read_acts_layout(f->acts, path, &f->meta, err);
+    if (st) goto fail;
+    int64_t c = 0;
+    *complete = attr_read_i64(f->file, "complete", &c) >= 0 && c == 1;
+    hid_t pr = H5Dopen2(f->file, "progress", H5P_DEFAULT);
+    *shards_done = pr >= 0 ? count_done(pr, f->meta.n_shards, NULL) : -1;
+    if (pr >= 0) H5Dclose(pr);
+    f->index = H5Dopen2(f->file, "index", H5P_DEFAULT);
+    f->tokens = H5Dopen2(f->file, "tokens", H5P_DEFAULT);
+    f->meta.config_text = f->config_text;
+    if (meta) *meta = f->meta;
+    *out = f;
+    return MS_OK;
+fail:
+    ms_actfile_close(f);
+    return st;
 }

@@ -1,0 +1,511 @@
+/* `monosem generate job.yaml`: hooked model activations of the corpus into one activations.h5,
+ * rank 0 handing out context shards (dynamic queue), every rank computing and writing its own. */
+#include "app.h"
+#include "generate_plan.h"
+#include "monosem/model.h"
+
+#include <inttypes.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+/* Rank 0 answers queue requests between forwards of at most this many tokens, so a worker
+ * waiting for its next shard waits a few milliseconds, not a whole batch. */
+#define RANK0_SERVE_TOKENS 2048
+
+typedef struct gen {
+    ms_app *app;
+    const ms_config *cfg;
+    ms_tokset ts;
+    ms_model model;
+    bool have_model;
+    ms_model_acts acts;
+    ms_hook hook;
+    int d;
+    ms_gen_plan plan;
+    ms_actmeta meta;
+    char *config_text;
+    char *partial; /* <out>.partial: the file being written; renamed to <out> when complete */
+    ms_actwriter *w;
+    uint8_t *done; /* (n_shards) finished shards, from /progress on resume */
+    int64_t n_done_before;
+    /* per-shard buffers (allocated once: memory bounded by the shard, never by N) */
+    int32_t *tokens;  /* (shard_contexts, T) */
+    float *rows;      /* (shard_contexts*K, d) */
+    int32_t *index;   /* (shard_contexts*K, 2) */
+    int64_t *scratch; /* (T) */
+    int batch;        /* contexts per forward on this rank */
+    /* accounting (this rank) */
+    double t_read, t_fwd, t_gather, t_write, t_wait;
+    int64_t shards_mine, tokens_mine, bytes_written;
+    /* test hook MONOSEM_TEST_KILL=RANK:N[:w]: rank RANK raises SIGKILL after its Nth shard is
+     * marked done, or with ":w" after writing its rows but before sync and mark (a crash test) */
+    int kill_rank;
+    int64_t kill_after;
+    bool kill_mid;
+    /* rank 0: progress */
+    ms_queue q;
+    ms_progress prog;
+    int64_t todo_shards;
+} gen;
+
+static void gen_free(gen *g)
+{
+    ms_tokset_close(&g->ts);
+    if (g->have_model) ms_model_free(&g->model);
+    ms_model_acts_free(&g->acts);
+    free(g->config_text);
+    free(g->partial);
+    free(g->done);
+    free(g->tokens);
+    free(g->rows);
+    free(g->index);
+    free(g->scratch);
+}
+
+/* The identity of the rows a job produces (and nothing else: not the batch, the rank count,
+ * the output path or other stages' keys), stored as the file's config_hash: resuming or
+ * reusing a file requires the same value. */
+static void gen_fingerprint(const gen *g, const char *tokens_fp, char out[17])
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf,
+                     "monosem-generate v1|tokens %s|contexts %" PRId64 "|context %" PRId64
+                     "|sample %" PRId64 "|shard %" PRId64 "|dtype %d|seed %" PRId64
+                     "|hook %s|model %s|tokenizer %s",
+                     tokens_fp, g->plan.n_contexts, g->plan.context, g->plan.sample,
+                     g->plan.shard_contexts, g->meta.dtype, g->meta.seed, g->meta.hook,
+                     g->meta.model_sha256, g->meta.tokenizer_sha256);
+    snprintf(out, 17, "%016" PRIx64, ms_fnv1a64(buf, (size_t)n, 0xcbf29ce484222325ull));
+}
+
+/* Token shards, model and plan on every rank (local work; the caller agrees). */
+static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
+{
+    const ms_config *cfg = g->cfg;
+    ms_status st = ms_tokset_open(&g->ts, cfg->corpus.token_dir, "train", err);
+    if (st) return st;
+    st = ms_model_load(&g->model, cfg->model.dir, err);
+    if (st) return st;
+    g->have_model = true;
+    const ms_model_config *mc = &g->model.cfg;
+    st = ms_hook_parse(&g->hook, cfg->model.hook, mc, err);
+    if (st) {
+        ms_err e2 = {0};
+        ms_err_set(&e2, MS_ERR_CONFIG, "%s: key 'model.hook': %s (model %s has %d layer(s))",
+                   cfg->path ? cfg->path : "job", err->msg, cfg->model.dir, mc->n_layers);
+        *err = e2;
+        return MS_ERR_CONFIG;
+    }
+    if (cfg->corpus.context > mc->n_ctx)
+        return ms_err_set(err, MS_ERR_CONFIG,
+                          "%s: key 'corpus.context': %" PRId64 " exceeds the model's n_ctx %d (%s)",
+                          cfg->path, cfg->corpus.context, mc->n_ctx, cfg->model.dir);
+    if (g->ts.vocab_size > mc->d_vocab)
+        return ms_err_set(err, MS_ERR_STATE,
+                          "%s: the token shards use a vocabulary of %d ids but the model (%s) has "
+                          "d_vocab %d", cfg->corpus.token_dir, g->ts.vocab_size, cfg->model.dir,
+                          mc->d_vocab);
+    g->d = ms_hook_dim(mc, g->hook);
+    g->kill_rank = -1;
+    const char *kenv = getenv("MONOSEM_TEST_KILL");
+    if (kenv && *kenv) {
+        char mode = 0;
+        long long n = 0;
+        int r = -1;
+        if (sscanf(kenv, "%d:%lld:%c", &r, &n, &mode) >= 2) {
+            g->kill_rank = r;
+            g->kill_after = n;
+            g->kill_mid = mode == 'w';
+        }
+    }
+    int64_t T = cfg->corpus.context;
+    ms_gen_plan_init(&g->plan, ms_tokset_n_contexts(&g->ts, T, false), cfg->generate.tokens, T,
+                     cfg->generate.sample_per_context, cfg->generate.shard_contexts);
+    if (g->plan.n_contexts == 0)
+        return ms_err_set(err, MS_ERR_STATE,
+                          "%s: the corpus has no documents to run (train split of %s holds %" PRId64
+                          " tokens in %" PRId64 " documents; one context needs %" PRId64 ")",
+                          cfg->path, cfg->corpus.token_dir, g->ts.count, g->ts.n_docs, T);
+    if (g->app->comm.rank == 0) {
+        char *wp = ms_path_join(cfg->model.dir, "model.safetensors");
+        st = wp ? ms_sha256_file(wp, model_sha, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        free(wp);
+        if (st) return st;
+    }
+    /* rank 0 serves the queue between forwards: keep its forwards short when there are workers */
+    int64_t B = cfg->generate.batch;
+    if (g->app->comm.size > 1) {
+        int64_t cap = RANK0_SERVE_TOKENS / T;
+        if (g->app->comm.rank == 0 && B > cap) B = cap > 0 ? cap : 1;
+    }
+    if (B > g->plan.shard_contexts) B = g->plan.shard_contexts;
+    g->batch = (int)B;
+    st = ms_model_acts_init(&g->acts, mc, g->batch, (int)T, MS_ACTS_NO_LOGITS, err);
+    if (st) return st;
+    size_t SC = (size_t)g->plan.shard_contexts, K = (size_t)g->plan.sample;
+    g->tokens = malloc(SC * (size_t)T * sizeof *g->tokens);
+    g->rows = malloc(SC * K * (size_t)g->d * sizeof *g->rows);
+    g->index = malloc(SC * K * 2 * sizeof *g->index);
+    g->scratch = malloc((size_t)T * sizeof *g->scratch);
+    g->done = calloc((size_t)g->plan.n_shards, 1);
+    if (!g->tokens || !g->rows || !g->index || !g->scratch || !g->done)
+        return ms_err_set(err, MS_ERR_NOMEM,
+                          "generate: out of memory for a shard of %zu contexts (%.1f MiB); lower "
+                          "generate.shard_contexts", SC,
+                          (double)SC * (K * (size_t)g->d * 4 + K * 8 + (size_t)T * 4) / 1048576.0);
+    /* first touch here, not inside the loop */
+    memset(g->rows, 0, SC * K * (size_t)g->d * sizeof *g->rows);
+    memset(g->index, 0, SC * K * 2 * sizeof *g->index);
+    memset(g->tokens, 0, SC * (size_t)T * sizeof *g->tokens);
+    return MS_OK;
+}
+
+/* Rank 0's estimate of finished shards: handed out, minus those still held by a worker (each
+ * worker not yet told "done" holds at most one) and rank 0's own current one. */
+static void gen_progress(gen *g, bool holding)
+{
+    if (g->app->comm.rank != 0) return;
+    int64_t handed = g->todo_shards - ms_queue_remaining(&g->q);
+    int64_t done = handed - (holding ? 1 : 0) - g->q.n_workers_left;
+    if (done < 0) done = 0;
+    double per = (double)g->plan.shard_contexts * (double)g->plan.context;
+    double tok = (double)done * per;
+    if (tok > g->prog.total) tok = g->prog.total;
+    ms_progress_update(&g->prog, tok);
+}
+
+/* One shard: read its contexts, forward to the hook, gather the sampled rows, write rows and
+ * tokens, sync, then mark it done. Rank 0 serves the queue between forwards. Local. */
+static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
+{
+    const ms_comm *comm = &g->app->comm;
+    const int64_t T = g->plan.context, K = g->plan.sample, d = g->d;
+    int64_t c0, c1;
+    ms_gen_shard_contexts(&g->plan, s, &c0, &c1);
+    const int64_t n = c1 - c0;
+    double t = ms_time_now();
+    /* contexts are consecutive windows of the token stream: one read per shard */
+    ms_status st = ms_tokset_read(&g->ts, c0 * T, n * T, g->tokens, err);
+    double t2 = ms_time_now();
+    g->t_read += t2 - t;
+    if (st) return st;
+    ms_forward_opts opts = {.stop_after = &g->hook};
+    const float *act = NULL;
+    for (int64_t b0 = 0; b0 < n; b0 += g->batch) {
+        int64_t nb = n - b0 < g->batch ? n - b0 : g->batch;
+        t = ms_time_now();
+        st = ms_model_forward(&g->model, &g->acts, g->tokens + b0 * T, (int)nb, (int)T, &opts, err);
+        if (st) return st;
+        act = ms_model_acts_hook(&g->acts, g->hook);
+        t2 = ms_time_now();
+        g->t_fwd += t2 - t;
+        ms_gen_gather(g->rows + b0 * K * d, g->index + b0 * K * 2, act, nb, T, d, K,
+                      (uint64_t)g->meta.seed, c0 + b0, g->scratch);
+        t = ms_time_now();
+        g->t_gather += t - t2;
+        if (comm->rank == 0) {
+            ms_queue_serve(comm, &g->q);
+            gen_progress(g, true);
+        }
+    }
+    t = ms_time_now();
+    st = ms_actwriter_write_rows(g->w, c0 * K, n * K, g->rows, g->index, err);
+    if (!st) st = ms_actwriter_write_tokens(g->w, c0, n, g->tokens, err);
+    if (g->kill_mid && comm->rank == g->kill_rank && g->shards_mine + 1 == g->kill_after) raise(SIGKILL);
+    /* rows reach the OS before the shard is recorded done: a kill -9 after this point leaves
+     * a shard that resume may skip; before it, one that resume redoes */
+    if (!st) st = ms_actwriter_sync(g->w, err);
+    if (!st) st = ms_actwriter_mark_done(g->w, s, err);
+    if (!st) st = ms_actwriter_sync(g->w, err); /* the mark itself, so resume redoes at most this shard */
+    g->t_write += ms_time_now() - t;
+    if (st) return st;
+    g->shards_mine++;
+    if (!g->kill_mid && comm->rank == g->kill_rank && g->shards_mine == g->kill_after) raise(SIGKILL);
+    g->tokens_mine += n * T;
+    g->bytes_written += n * K * d * (g->meta.dtype == MS_DTYPE_F16 ? 2 : 4) + n * K * 8 + n * T * 4;
+    return MS_OK;
+}
+
+/* The queue phase. Never collective; every rank returns (rank 0 after every worker was told
+ * "done" or quit), so the caller's agree cannot hang. */
+static ms_status gen_work(gen *g, ms_err *err)
+{
+    const ms_comm *comm = &g->app->comm;
+    ms_status st = MS_OK;
+    if (comm->rank == 0) {
+        for (;;) {
+            ms_queue_serve(comm, &g->q);
+            int64_t s = ms_queue_take(&g->q);
+            if (s < 0) break;
+            st = gen_shard(g, s, err);
+            if (st) {
+                g->q.next = g->q.n_items; /* hand out nothing more: workers stop too */
+                break;
+            }
+            gen_progress(g, false);
+        }
+        double t = ms_time_now();
+        ms_queue_drain(comm, &g->q);
+        g->t_wait += ms_time_now() - t;
+    } else {
+        for (;;) {
+            double t = ms_time_now();
+            int64_t s = ms_queue_request(comm);
+            g->t_wait += ms_time_now() - t;
+            if (s < 0) break;
+            st = gen_shard(g, s, err);
+            if (st) {
+                ms_queue_quit(comm);
+                break;
+            }
+        }
+    }
+    return st;
+}
+
+static ms_status dirname_mkdirs(const char *path, ms_err *err)
+{
+    char *tmp = strdup(path);
+    if (!tmp) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    ms_status st = ms_mkdirs(dirname(tmp), err);
+    free(tmp);
+    return st;
+}
+
+/* Rank 0: is <out> already complete with the same rows? */
+static bool gen_up_to_date(const gen *g, const char *out)
+{
+    if (!ms_path_exists(out)) return false;
+    ms_actfile *f = NULL;
+    ms_actmeta m;
+    ms_err e = {0};
+    if (ms_actfile_open(&f, out, &m, &e)) return false;
+    bool same = m.n_rows == g->meta.n_rows && m.d == g->meta.d && m.dtype == g->meta.dtype &&
+                m.n_contexts == g->meta.n_contexts && strcmp(m.hook, g->meta.hook) == 0 &&
+                strcmp(m.model_sha256, g->meta.model_sha256) == 0 &&
+                strcmp(m.config_hash, g->meta.config_hash) == 0;
+    ms_actfile_close(f);
+    return same;
+}
+
+/* Rank 0, before creating the store: the file is allocated at full size up front, and a
+ * parallel HDF5 create that fails part-way (disk full, file-size limit) can leave the ranks in
+ * mismatched collectives, so a store that cannot fit is refused here with a clear message. */
+static ms_status gen_space_check(const gen *g, ms_err *err)
+{
+    const ms_actmeta *m = &g->meta;
+    double need = (double)m->n_rows * (double)m->d * (m->dtype == MS_DTYPE_F16 ? 2 : 4) +
+                  (double)m->n_rows * 8 + (double)m->n_contexts * (double)m->context * 4 +
+                  (double)m->n_shards + (1 << 20);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && need > (double)rl.rlim_cur)
+        return ms_err_set(err, MS_ERR_IO,
+                          "%s: the activations store needs %.1f MB but the file size limit "
+                          "(ulimit -f) is %.1f MB: lower generate.tokens or raise the limit",
+                          g->partial, need / 1e6, (double)rl.rlim_cur / 1e6);
+    char *tmp = strdup(g->partial);
+    struct statvfs sv;
+    int rc = tmp ? statvfs(dirname(tmp), &sv) : -1;
+    free(tmp);
+    if (rc == 0 && (double)sv.f_bavail * (double)sv.f_frsize < need)
+        return ms_err_set(err, MS_ERR_IO,
+                          "%s: the activations store needs %.1f MB but its file system has %.1f "
+                          "MB free: lower generate.tokens or free space",
+                          g->partial, need / 1e6, (double)sv.f_bavail * (double)sv.f_frsize / 1e6);
+    return MS_OK;
+}
+
+/* Creates <out>.partial, or reopens it to resume. COLLECTIVE. */
+static ms_status gen_open(gen *g, ms_err *err)
+{
+    const ms_comm *comm = &g->app->comm;
+    int32_t exists = 0;
+    if (comm->rank == 0) exists = ms_path_exists(g->partial) && !ms_app_flag(g->app, "force");
+    ms_status st = ms_comm_bcast(comm, &exists, sizeof exists, 0, err);
+    if (st) return st;
+    if (exists) {
+        ms_err rerr = {0};
+        ms_status rst = ms_actwriter_resume(&g->w, g->partial, &g->meta, g->done, comm, &rerr);
+        rst = ms_comm_agree(comm, rst, &rerr);
+        if (rst == MS_OK) {
+            g->n_done_before = 0;
+            for (int64_t s = 0; s < g->plan.n_shards; s++) g->n_done_before += g->done[s] != 0;
+            ms_log("generate: resuming %s: %" PRId64 " of %" PRId64 " shards already done",
+                   g->partial, g->n_done_before, g->plan.n_shards);
+            return MS_OK;
+        }
+        if (g->w) ms_actwriter_close(g->w);
+        g->w = NULL;
+        ms_log("generate: cannot resume (%s); starting over", rerr.msg);
+        memset(g->done, 0, (size_t)g->plan.n_shards);
+    }
+    if (comm->rank == 0) st = dirname_mkdirs(g->partial, err);
+    if (comm->rank == 0 && !st) st = gen_space_check(g, err);
+    st = ms_comm_agree(comm, st, err);
+    if (st) return st;
+    st = ms_actwriter_create(&g->w, g->partial, &g->meta, comm, err);
+    st = ms_comm_agree(comm, st, err);
+    if (st && g->w) {
+        ms_actwriter_close(g->w);
+        g->w = NULL;
+    }
+    return st;
+}
+
+ms_status ms_stage_generate(ms_app *app, ms_err *err)
+{
+    const ms_config *cfg = &app->cfg;
+    const ms_comm *comm = &app->comm;
+    gen g;
+    memset(&g, 0, sizeof g);
+    g.app = app;
+    g.cfg = cfg;
+    double t_start = ms_time_now();
+    ms_status st = MS_OK;
+    /* a file-size limit (ulimit -f, quotas enforced that way) must fail a write with a clear
+     * error on every rank, not kill one rank with SIGXFSZ */
+    signal(SIGXFSZ, SIG_IGN);
+
+    /* 1. token shards: tokenize the corpus first unless it is up to date (the tokenize stage
+     * checks its fingerprint and is a no-op then). Without corpus.paths the shards must exist. */
+    if (cfg->corpus.n_paths > 0) {
+        st = ms_stage_tokenize(app, err);
+        if (st) return st;
+    }
+    char tokens_fp[17] = "";
+    if (comm->rank == 0 && !ms_corpus_manifest_fingerprint(cfg->corpus.token_dir, tokens_fp))
+        st = ms_err_set(err, MS_ERR_IO,
+                        "%s: no token shards in %s (no %s): set corpus.paths to tokenize a corpus",
+                        cfg->path, cfg->corpus.token_dir, MS_TOKENS_MANIFEST);
+    st = ms_comm_agree(comm, st, err);
+    if (st) return st;
+    ms_comm_bcast(comm, tokens_fp, sizeof tokens_fp, 0, NULL);
+
+    /* 2. model, hook, plan; the model hash from rank 0 */
+    char model_sha[65] = "";
+    st = gen_prepare(&g, model_sha, err);
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
+    ms_comm_bcast(comm, model_sha, sizeof model_sha, 0, NULL);
+
+    ms_actmeta *m = &g.meta;
+    m->n_rows = g.plan.n_rows;
+    m->d = g.d;
+    m->n_contexts = g.plan.n_contexts;
+    m->context = g.plan.context;
+    m->n_shards = g.plan.n_shards;
+    m->dtype = cfg->generate.dtype;
+    m->seed = cfg->run.seed;
+    m->chunk_rows = 0;
+    ms_hook_name(g.hook, m->hook, sizeof m->hook);
+    snprintf(m->model_sha256, sizeof m->model_sha256, "%s", model_sha);
+    snprintf(m->tokenizer_sha256, sizeof m->tokenizer_sha256, "%s", g.ts.tokenizer_sha256);
+    snprintf(m->version, sizeof m->version, "%s", MS_VERSION_STRING);
+    gen_fingerprint(&g, tokens_fp, m->config_hash);
+    g.config_text = ms_config_dump_string(cfg);
+    m->config_text = g.config_text;
+
+    const char *out = cfg->generate.out;
+    size_t plen = strlen(out) + 16;
+    g.partial = malloc(plen);
+    if (!g.partial) {
+        st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    snprintf(g.partial, plen, "%s.partial", out);
+
+    /* 3. up to date? */
+    int32_t skip = 0;
+    if (comm->rank == 0 && !ms_app_flag(app, "force")) skip = gen_up_to_date(&g, out);
+    ms_comm_bcast(comm, &skip, sizeof skip, 0, NULL);
+    if (skip) {
+        ms_log("generate: %s is up to date (%" PRId64 " rows of %s, fingerprint %s); --force to redo",
+               out, m->n_rows, m->hook, m->config_hash);
+        ms_runrec_fact(&app->rec, "generate.skipped", "up to date (fingerprint %s)", m->config_hash);
+        goto done;
+    }
+
+    /* 4. the file */
+    st = gen_open(&g, err);
+    if (st) goto done;
+    g.todo_shards = g.plan.n_shards - g.n_done_before;
+    int64_t T = g.plan.context;
+    if (comm->rank == 0) {
+        ms_queue_init(&g.q, g.plan.n_shards, g.done, comm->size - 1);
+        int64_t tok_todo = 0;
+        for (int64_t s = 0; s < g.plan.n_shards; s++)
+            if (!g.done[s]) {
+                int64_t c0, c1;
+                ms_gen_shard_contexts(&g.plan, s, &c0, &c1);
+                tok_todo += (c1 - c0) * T;
+            }
+        ms_log("generate: %" PRId64 " contexts x %" PRId64 " tokens, %" PRId64 " sampled each -> %"
+               PRId64 " rows of %s (d %d, %s) in %" PRId64 " shard(s), %" PRId64
+               " to do, on %d rank(s) -> %s",
+               g.plan.n_contexts, T, g.plan.sample, g.plan.n_rows, m->hook, g.d,
+               m->dtype == MS_DTYPE_F16 ? "float16" : "float32", g.plan.n_shards, g.todo_shards,
+               comm->size, out);
+        ms_progress_init(&g.prog, "generate", "tokens", (double)tok_todo, cfg->run.log_every_s);
+    }
+
+    /* 5. the queue phase (no collectives inside), then one verdict */
+    double t_work = ms_time_now();
+    st = gen_work(&g, err);
+    st = ms_comm_agree(comm, st, err);
+    double work_s = ms_time_now() - t_work;
+    if (st) {
+        ms_actwriter_close(g.w); /* COLLECTIVE; the file stays resumable */
+        g.w = NULL;
+        goto done;
+    }
+    if (comm->rank == 0) ms_progress_finish(&g.prog);
+
+    /* 6. complete: the attribute last, then the rename to the final name */
+    double t = ms_time_now();
+    st = ms_actwriter_finalize(g.w, err);
+    g.w = NULL;
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
+    if (comm->rank == 0 && rename(g.partial, out) != 0)
+        st = ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s", out, g.partial);
+    st = ms_comm_agree(comm, st, err);
+    g.t_write += ms_time_now() - t;
+    if (st) goto done;
+
+    /* 7. report */
+    int64_t tot[3] = {g.tokens_mine, g.shards_mine, g.bytes_written};
+    ms_comm_allreduce_i64(comm, tot, 3, NULL);
+    double rate = work_s > 0 ? (double)tot[0] / work_s : 0;
+    ms_log("generate: %" PRId64 " tokens in %" PRId64 " shard(s) in %.2fs: %.0f tokens/s, %.1f MB "
+           "written (%.0f MB/s); rank %d: forward %.2fs, write %.2fs (%.1f%% of forward)",
+           tot[0], tot[1], work_s, rate, (double)tot[2] / 1e6,
+           work_s > 0 ? (double)tot[2] / 1e6 / work_s : 0, comm->rank, g.t_fwd, g.t_write,
+           g.t_fwd > 0 ? 100 * g.t_write / g.t_fwd : 0);
+    ms_runrec_fact(&app->rec, "generate.out", "%s", out);
+    ms_runrec_fact(&app->rec, "generate.rows", "%" PRId64, g.plan.n_rows);
+    ms_runrec_fact(&app->rec, "generate.d", "%d", g.d);
+    ms_runrec_fact(&app->rec, "generate.hook", "%s", m->hook);
+    ms_runrec_fact(&app->rec, "generate.contexts", "%" PRId64, g.plan.n_contexts);
+    ms_runrec_fact(&app->rec, "generate.shards", "%" PRId64, g.plan.n_shards);
+    ms_runrec_fact(&app->rec, "generate.shards_resumed", "%" PRId64, g.n_done_before);
+    ms_runrec_fact(&app->rec, "generate.tokens_run", "%" PRId64, tot[0]);
+    ms_runrec_fact(&app->rec, "generate.tokens_per_s", "%.0f", rate);
+    ms_runrec_fact(&app->rec, "generate.fingerprint", "%s", m->config_hash);
+    ms_runrec_fact(&app->rec, "generate.model_sha256", "%s", m->model_sha256);
+
+done:
+    ms_runrec_time(&app->rec, "generate.read_tokens", g.t_read);
+    ms_runrec_time(&app->rec, "generate.forward", g.t_fwd);
+    ms_runrec_time(&app->rec, "generate.gather", g.t_gather);
+    ms_runrec_time(&app->rec, "generate.write", g.t_write);
+    ms_runrec_time(&app->rec, "generate.queue_wait", g.t_wait);
+    ms_runrec_time(&app->rec, "generate.total", ms_time_now() - t_start);
+    if (g.w) ms_actwriter_close(g.w);
+    gen_free(&g);
+    return st;
+}
