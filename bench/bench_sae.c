@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench_util.h"
 #include "monosem/sae.h"
@@ -137,6 +138,70 @@ static double run(int arch, shape sh, int64_t B, int steps, int regime, int path
     return (double)B / best;
 }
 
+/* process CPU seconds: with one thread, robust to other jobs sharing the cores */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Dense vs sparse relu-l1 step time as the active fraction of f varies (calibrates
+ * SAE_SPARSE_CROSSOVER): Gaussian inputs, fresh init, b_enc shifted to hit each density. */
+static void crossover(shape sh, int64_t B, int steps)
+{
+    ms_sae_hparams hp;
+    memset(&hp, 0, sizeof hp);
+    hp.arch = MS_SAE_RELU_L1;
+    hp.d_in = sh.d, hp.d_sae = sh.m, hp.max_batch = B;
+    hp.sparse_density = 0.5; /* capacity for the sparse path up to 50% */
+    hp.l1_coeff = 0.004, hp.lr = 1e-4, hp.beta1 = 0.9, hp.beta2 = 0.999, hp.adam_eps = 1e-8;
+    hp.steps = 1000;
+    ms_sae sae;
+    ms_err err = {0};
+    if (ms_sae_init(&sae, &hp, &err) != MS_OK) {
+        fprintf(stderr, "bench_sae: %s\n", err.msg);
+        exit(1);
+    }
+    ms_rng r;
+    ms_rng_init(&r, 5, 5);
+    ms_sae_init_params(&sae, &r);
+    float *x = malloc(sizeof(float) * (size_t)(B * sh.d));
+    for (int64_t e = 0; e < B * sh.d; e++) x[e] = (float)ms_rng_normal(&r);
+    float *f = malloc(sizeof(float) * (size_t)(B * sh.m));
+    ms_sae_encode(&sae, f, x, B);
+    int64_t ns = B * sh.m < (1 << 22) ? B * sh.m : (1 << 22);
+    qsort(f, (size_t)ns, sizeof(float), cmp_f);
+    double *st = malloc(sizeof(double) * ms_sae_stats_len(&sae));
+    const double dens[] = {0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.12, 0.2};
+    printf("# crossover %lldx%lld batch %lld: forward_backward CPU ms (1 thread) dense vs sparse\n", (long long)sh.d,
+           (long long)sh.m, (long long)B);
+    for (size_t q = 0; q < sizeof dens / sizeof dens[0]; q++) {
+        float cut = f[(int64_t)((1.0 - dens[q]) * (double)(ns - 1))];
+        for (int64_t j = 0; j < sh.m; j++) sae.p.b_enc[j] = -cut;
+        double best[2] = {1e30, 1e30};
+        for (int it = 0; it < steps + 1; it++)
+            for (int pth = 0; pth < 2; pth++) {
+                sae_set_path(&sae, pth ? SAE_PATH_SPARSE : SAE_PATH_DENSE);
+                double t0 = cpu_now();
+                ms_sae_forward_backward(&sae, x, B, B, st, &err);
+                double dt = cpu_now() - t0;
+                if (it > 0 && dt < best[pth]) best[pth] = dt;
+            }
+        printf("density %.3f (L0 %.1f): dense %.1f ms, sparse %.1f ms\n", dens[q],
+               ms_sae_stats_l0(st), 1e3 * best[0], 1e3 * best[1]);
+        fflush(stdout);
+    }
+    free(st), free(f), free(x);
+    ms_sae_free(&sae);
+}
+
 /* Runs the PyTorch twin and returns its activations/s (0 if unavailable). */
 static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps)
 {
@@ -158,7 +223,7 @@ static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps
 
 int main(int argc, char **argv)
 {
-    int steps = 3, torch = 0, path = SAE_PATH_AUTO, small = 0, use_mpi = 0;
+    int steps = 3, torch = 0, path = SAE_PATH_AUTO, small = 0, use_mpi = 0, do_cross = 0;
     int64_t B = 4096;
     int threads[2] = {1, 2}, n_threads = 2;
     for (int i = 1; i < argc; i++) {
@@ -167,6 +232,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--torch")) torch = 1;
         else if (!strcmp(argv[i], "--profile")) g_profile = 1;
         else if (!strcmp(argv[i], "--mpi")) use_mpi = 1;
+        else if (!strcmp(argv[i], "--crossover")) do_cross = 1;
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) small = !strcmp(argv[++i], "small");
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             const char *t = argv[++i];
@@ -177,7 +243,7 @@ int main(int argc, char **argv)
                                                                                  : SAE_PATH_AUTO;
         } else {
             fprintf(stderr, "usage: bench_sae [--steps N] [--batch B] [--threads 1,2] "
-                            "[--shapes all|small] [--torch] [--path auto|dense|sparse] [--profile] [--mpi]\n");
+                            "[--shapes all|small] [--torch] [--path auto|dense|sparse] [--profile] [--mpi] [--crossover]\n");
             return 2;
         }
     }
@@ -193,6 +259,11 @@ int main(int argc, char **argv)
         torch = 0;
     }
     shape shapes[3] = {{512, 4096}, {512, 16384}, {128, 1024}};
+    if (do_cross) {
+        openblas_set_num_threads(threads[0]);
+        crossover(small ? (shape){128, 1024} : shapes[0], B, steps);
+        return 0;
+    }
     int n_shapes = small ? 1 : 3;
     if (small) shapes[0] = (shape){128, 1024};
     const char *rname[3] = {"dense", "sparse", "topk"};
