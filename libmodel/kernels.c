@@ -67,18 +67,22 @@ void ms_parallel_for(int64_t n, int64_t grain, ms_par_fn fn, void *ctx)
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
-static inline v8f ld8(const float *p)
+/* Always inlined: a non-inlined helper (-O0) compiled for the default target would pass
+ * 32-byte vectors by a different ABI than the AVX clone calling it. */
+#define MS_VINLINE static inline __attribute__((always_inline))
+
+MS_VINLINE v8f ld8(const float *p)
 {
     v8f v;
     memcpy(&v, p, sizeof v);
     return v;
 }
-static inline void st8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
-static inline v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
-static inline v8f sel8(v8i m, v8f a, v8f b) { return (v8f)((m & (v8i)a) | (~m & (v8i)b)); }
-static inline v8f max8(v8f a, v8f b) { return sel8(a > b, a, b); }
-static inline float hsum8(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
-static inline float hmax8(v8f v)
+MS_VINLINE void st8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+MS_VINLINE v8f splat8(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+MS_VINLINE v8f sel8(v8i m, v8f a, v8f b) { return (v8f)((m & (v8i)a) | (~m & (v8i)b)); }
+MS_VINLINE v8f max8(v8f a, v8f b) { return sel8(a > b, a, b); }
+MS_VINLINE float hsum8(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+MS_VINLINE float hmax8(v8f v)
 {
     float m = v[0];
     for (int k = 1; k < 8; k++) m = v[k] > m ? v[k] : m;
@@ -86,7 +90,7 @@ static inline float hmax8(v8f v)
 }
 
 /* 8-lane exp, same method and constants as expf_inl below. */
-static inline v8f exp8(v8f x)
+MS_VINLINE v8f exp8(v8f x)
 {
     x = max8(x, splat8(-87.3f));
     x = sel8(x > splat8(88.7f), splat8(88.7f), x);

@@ -435,6 +435,7 @@ static void test_stop_capture_replace(void **state)
     ms_err_clear(&err);
     assert_int_equal(ms_model_forward(&m, &part, tok, B + 1, T, &o, &err), MS_ERR_USAGE);
     ms_err_clear(&err);
+    ms_model_acts_free(&za);
     assert_int_equal(ms_model_acts_init(&za, &c, 1, c.n_ctx + 1, 0, &err), MS_ERR_USAGE);
 
     free(cap);
