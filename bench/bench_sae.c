@@ -2,7 +2,7 @@
  * issue's shapes on 1 and 2 threads, dense and sparse regimes, against the sgemm peak measured
  * in the same run and (with --torch) PyTorch CPU running the same relu-l1 step.
  *
- * usage: bench_sae [--steps N] [--batch B] [--threads 1,2] [--shapes all|small] [--torch]
+ * usage: bench_sae [--steps N] [--batch B] [--threads 1,2] [--shapes all|small|DxM] [--torch]
  *                  [--path auto|dense|sparse] [--profile] [--mpi]
  *        mpirun -n 2 bench_sae --mpi --threads 1   (data parallel: allreduce share of a step)
  * Regimes: "dense"  relu-l1 from a fresh init (about half the features fire);
@@ -224,6 +224,7 @@ static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps
 int main(int argc, char **argv)
 {
     int steps = 3, torch = 0, path = SAE_PATH_AUTO, small = 0, use_mpi = 0, do_cross = 0;
+    long long one_d = 0, one_m = 0;
     int64_t B = 4096;
     int threads[2] = {1, 2}, n_threads = 2;
     for (int i = 1; i < argc; i++) {
@@ -233,7 +234,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--profile")) g_profile = 1;
         else if (!strcmp(argv[i], "--mpi")) use_mpi = 1;
         else if (!strcmp(argv[i], "--crossover")) do_cross = 1;
-        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) small = !strcmp(argv[++i], "small");
+        else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) {
+            const char *a = argv[++i];
+            small = !strcmp(a, "small");
+            if (sscanf(a, "%lldx%lld", &one_d, &one_m) == 2) small = 2;
+        }
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             const char *t = argv[++i];
             n_threads = sscanf(t, "%d,%d", &threads[0], &threads[1]);
@@ -243,7 +248,7 @@ int main(int argc, char **argv)
                                                                                  : SAE_PATH_AUTO;
         } else {
             fprintf(stderr, "usage: bench_sae [--steps N] [--batch B] [--threads 1,2] "
-                            "[--shapes all|small] [--torch] [--path auto|dense|sparse] [--profile] [--mpi] [--crossover]\n");
+                            "[--shapes all|small|DxM] [--torch] [--path auto|dense|sparse] [--profile] [--mpi] [--crossover]\n");
             return 2;
         }
     }
@@ -261,11 +266,12 @@ int main(int argc, char **argv)
     shape shapes[3] = {{512, 4096}, {512, 16384}, {128, 1024}};
     if (do_cross) {
         openblas_set_num_threads(threads[0]);
-        crossover(small ? (shape){128, 1024} : shapes[0], B, steps);
+        crossover(small == 1 ? (shape){128, 1024} : shapes[0], B, steps);
         return 0;
     }
     int n_shapes = small ? 1 : 3;
-    if (small) shapes[0] = (shape){128, 1024};
+    if (small == 1) shapes[0] = (shape){128, 1024};
+    if (small == 2) shapes[0] = (shape){one_d, one_m};
     const char *rname[3] = {"dense", "sparse", "topk"};
     printf("# bench_sae: batch %lld, best of %d steps after a warm-up; FLOP/s dense-equivalent "
            "(10·d_in·d_sae per activation)\n",

@@ -274,7 +274,7 @@ ms_status ms_sae_init(ms_sae *sae, const ms_sae_hparams *hp, ms_err *err)
     w->Z = zalloc(sizeof(float) * B * m);
     w->F = zalloc(sizeof(float) * B * m);
     w->fsum = zalloc(sizeof(double) * m);
-    w->dbsum = zalloc(sizeof(double) * m);
+    w->dbsum = zalloc(sizeof(double) * (m > d ? m : d));
     w->colnorm = zalloc(sizeof(float) * m);
     w->dead_idx = zalloc(sizeof(int32_t) * m);
     w->zeros = zalloc(sizeof(float) * d);
@@ -893,11 +893,13 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
         for (int64_t j = 0; j < m; j++) gth[j] *= th[j];
     /* db_dec = Σ_b dx̂ − W_enc·db_enc: the GEMV that replaces autograd's 6th GEMM */
     float *gbd = sae->g.b_dec;
-    for (int64_t i = 0; i < d; i++) {
-        double q = 0.0;
-        for (int64_t b = 0; b < B; b++) q += w->dxhat[b * d + i];
-        gbd[i] = (float)q;
+    double *accd = w->dbsum; /* Σ_b dx̂ in double, row by row (contiguous) */
+    for (int64_t i = 0; i < d; i++) accd[i] = 0.0;
+    for (int64_t b = 0; b < B; b++) {
+        const float *r = w->dxhat + b * d;
+        for (int64_t i = 0; i < d; i++) accd[i] += r[i];
     }
+    for (int64_t i = 0; i < d; i++) gbd[i] = (float)accd[i];
     sae_sgemv(w->kernel, 0, d, m, -1.0f, sae->p.W_enc, m, sae->g.b_enc, 1.0f, gbd);
     PROF(8);
     return MS_OK;

@@ -39,7 +39,7 @@ struct ms_sae_ws {
     float *Z;            /* (B,d_sae) pre-activations; -inf where topk did not select */
     float *F;            /* (B,d_sae) f, then ∂L/∂f, then ∂L/∂z (dense path); scratch */
     double *fsum;        /* (d_sae) Σ_b f_bj */
-    double *dbsum;       /* (d_sae) Σ_b ∂L/∂z_bj in double */
+    double *dbsum;       /* (max(d_sae,d_in)) Σ_b ∂L/∂z_bj, then Σ_b dx̂, in double */
     float *zeros;        /* (d_in) zero bias for the AuxK decode */
     float *zerom;        /* (d_sae) zero thresholds (relu-type masks) */
     float *addv;         /* (d_sae) per-feature constant added to ∂L/∂z at active entries */

@@ -347,10 +347,27 @@ void sae_mask_fill_stats(float *restrict F, const float *restrict Z, int64_t B, 
     }
 }
 
+/* one row segment: g := z > t ? g + a : 0; acc += g */
 SAE_CLONES
-void sae_dz_dense(float *restrict G, const float *restrict Z, int64_t B, int64_t ld, int64_t c0,
-                  int64_t c1, const float *restrict th, const float *restrict addv,
-                  double *restrict db, float *restrict scratch)
+static void dz_row(float *restrict g, const float *restrict z, const float *restrict t,
+                   const float *restrict a, float *restrict acc, int64_t n)
+{
+    for (int64_t q = 0; q < n; q++) {
+        float u = g[q] + a[q];
+        float v = z[q] > t[q] ? u : 0.0f;
+        g[q] = v;
+        acc[q] += v;
+    }
+}
+
+SAE_CLONES
+static void sum_row(const float *restrict g, float *restrict acc, int64_t n)
+{
+    for (int64_t q = 0; q < n; q++) acc[q] += g[q];
+}
+
+void sae_dz_dense(float *G, const float *Z, int64_t B, int64_t ld, int64_t c0, int64_t c1,
+                  const float *th, const float *addv, double *db, float *scratch)
 {
     int64_t n = c1 - c0;
     float *acc = scratch;
@@ -360,19 +377,10 @@ void sae_dz_dense(float *restrict G, const float *restrict Z, int64_t B, int64_t
         int64_t b1 = b0 + SAE_FLUSH_ROWS < B ? b0 + SAE_FLUSH_ROWS : B;
         for (int64_t q = 0; q < n; q++) acc[q] = 0.0f;
         for (int64_t b = b0; b < b1; b++) {
-            float *restrict g = G + b * ld + c0;
-            if (Z) {
-                const float *restrict z = Z + b * ld + c0;
-                const float *restrict t = th + c0;
-                const float *restrict a = addv + c0;
-                for (int64_t q = 0; q < n; q++) {
-                    float v = z[q] > t[q] ? g[q] + a[q] : 0.0f;
-                    g[q] = v;
-                    acc[q] += v;
-                }
-            } else {
-                for (int64_t q = 0; q < n; q++) acc[q] += g[q];
-            }
+            if (Z)
+                dz_row(G + b * ld + c0, Z + b * ld + c0, th + c0, addv + c0, acc, n);
+            else
+                sum_row(G + b * ld + c0, acc, n);
         }
         if (db)
             for (int64_t q = 0; q < n; q++) db[c0 + q] += acc[q];
