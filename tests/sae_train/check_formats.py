@@ -84,7 +84,9 @@ def sae(out, d_in, d_sae):
     print(f"sae: {out}: sae.h5, SAELens dir, checkpoint and metrics as documented")
 
 
-if sys.argv[1] == "acts":
+if __name__ != "__main__":
+    pass
+elif sys.argv[1] == "acts":
     acts(sys.argv[2])
 else:
     sae(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
