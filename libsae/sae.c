@@ -967,15 +967,13 @@ ms_status ms_sae_step(ms_sae *sae, double lr, const double *stats, ms_sae_step_i
     const float lrf = (float)lr, eps = (float)hp->adam_eps;
     const size_t n_main = L->threshold; /* everything before the threshold block */
     int bad = 0;
+    const size_t chunk = 1 << 16;
+    const size_t n_chunks = (n_main + chunk - 1) / chunk;
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
-    for (size_t e = 0; e < n_main; e++) {
-        float gi = g[e];
-        float mi = b1 * mm[e] + omb1 * gi;
-        float vi = b2 * vv[e] + omb2 * gi * gi;
-        mm[e] = mi, vv[e] = vi;
-        float pi = p[e] - lrf * (mi / bc1) / (sqrtf(vi / bc2) + eps);
-        bad |= !isfinite(pi);
-        p[e] = pi;
+    for (size_t c = 0; c < n_chunks; c++) {
+        size_t e0 = c * chunk, n = n_main - e0 < chunk ? n_main - e0 : chunk;
+        bad |= sae_adam(p + e0, mm + e0, vv + e0, g + e0, n, b1, omb1, b2, omb2, lrf / bc1,
+                        1.0f / bc2, eps);
     }
     if (hp->arch == MS_SAE_JUMPRELU) {
         /* Adam on log θ: θ ← θ·exp(−Δ) */

@@ -119,4 +119,10 @@ void sae_mask_fill_stats(float *F, const float *Z, int64_t B, int64_t ld, int64_
 void sae_dz_dense(float *G, const float *Z, int64_t B, int64_t ld, int64_t c0, int64_t c1,
                   const float *th, const float *addv, double *db, float *scratch);
 
+/* Adam on n entries (bias corrections folded: lr_bc1 = lr/(1−β1^t), inv_bc2 = 1/(1−β2^t)):
+ * m, v updated, p −= lr_bc1·m/(√(v·inv_bc2)+eps). Returns nonzero if a parameter became
+ * non-finite. */
+int sae_adam(float *p, float *m, float *v, const float *g, size_t n, float b1, float omb1,
+             float b2, float omb2, float lr_bc1, float inv_bc2, float eps);
+
 #endif

@@ -3,6 +3,7 @@
 #include "sae_internal.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,4 +386,25 @@ void sae_dz_dense(float *G, const float *Z, int64_t B, int64_t ld, int64_t c0, i
         if (db)
             for (int64_t q = 0; q < n; q++) db[c0 + q] += acc[q];
     }
+}
+
+/* ===================================================================== Adam */
+
+SAE_CLONES
+int sae_adam(float *restrict p, float *restrict m, float *restrict v, const float *restrict g,
+             size_t n, float b1, float omb1, float b2, float omb2, float lr_bc1, float inv_bc2,
+             float eps)
+{
+    int bad = 0;
+    for (size_t e = 0; e < n; e++) {
+        float gi = g[e];
+        float mi = b1 * m[e] + omb1 * gi;
+        float vi = b2 * v[e] + omb2 * gi * gi;
+        m[e] = mi;
+        v[e] = vi;
+        float pi = p[e] - lr_bc1 * mi / (sqrtf(vi * inv_bc2) + eps);
+        bad |= !(fabsf(pi) <= FLT_MAX); /* NaN or ±inf */
+        p[e] = pi;
+    }
+    return bad;
 }
