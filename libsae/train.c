@@ -744,6 +744,13 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
             if (rec) ms_runrec_time(rec, "checkpoint", ms_time_now() - c0);
             if (st) break;
             last_ckpt = sae.step;
+            /* test hook: stop like a crash right after this checkpoint (resume tests) */
+            const char *stop = getenv("MONOSEM_TRAIN_STOP_AT");
+            if (stop && atoll(stop) == sae.step) {
+                st = ms_err_set(err, MS_ERR_STATE, "stopped after the checkpoint at step %lld "
+                                "(MONOSEM_TRAIN_STOP_AT)", (long long)sae.step);
+                break;
+            }
         }
     }
     if (st) goto done;

@@ -4,6 +4,8 @@
 #   train_test.sh resume    kill -9 a rank mid-run, rerun: final weights bitwise identical
 #   train_test.sh recovery  known sparse ground truth recovered (mean max-cosine > 0.9)
 #   train_test.sh badinput  d mismatch, incomplete file, NaN rows (error / skip), divergence
+#   train_test.sh archs     topk, batchtopk, jumprelu, april-2024 on 2 ranks: outputs as documented,
+#                           stop after a checkpoint + rerun = uninterrupted run, bitwise
 set -u
 CASE=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -145,6 +147,25 @@ badinput)
     grep "diverged" "$T/last.log" | head -1
     [ -f "$T/r5/sae/checkpoint.safetensors" ] || die "last checkpoint not kept"
     echo "bad inputs: clear errors, skip counted, divergence detected"
+    ;;
+archs)
+    "$PY" "$HERE/make_synth.py" "$T/a.h5" --rows 24000 --d 32 --feats 64 --seed 6 || die synth
+    for arch in topk batchtopk jumprelu april-2024; do
+        common=("arch: $arch" "d_sae: 128" "k: 4" "k_aux: 32" "dead_tokens: 1200" "batch: 600" "steps: 24"
+                "checkpoint_every: 8" "log_every: 4" "shuffle_buffer: 5000" "median_samples: 2000")
+        job "$T/ja.yaml" "$T/$arch-a" "$T/a.h5" "${common[@]}"
+        job "$T/jb.yaml" "$T/$arch-b" "$T/a.h5" "${common[@]}"
+        run 2 "$T/ja.yaml" || { cat "$T/last.log"; die "$arch"; }
+        MONOSEM_TRAIN_STOP_AT=16 run 2 "$T/jb.yaml" && die "$arch: stop hook ignored"
+        run 2 "$T/jb.yaml" || { cat "$T/last.log"; die "$arch resumed"; }
+        grep -q "resuming from .* at step 16 of 24" "$T/last.log" || die "$arch: did not resume at 16"
+        cmp "$T/$arch-a/sae/saelens/sae_weights.safetensors" "$T/$arch-b/sae/saelens/sae_weights.safetensors" \
+            || die "$arch: resumed weights differ"
+        "$PY" "$HERE/check_formats.py" sae "$T/$arch-a/sae" 32 128 || die "$arch formats"
+        want=$(case $arch in topk) echo topk;; april-2024) echo standard;; *) echo jumprelu;; esac)
+        grep -q "\"architecture\": \"$want\"" "$T/$arch-a/sae/saelens/cfg.json" || die "$arch: cfg.json architecture"
+        echo "$arch: trained on 2 ranks, resumed bitwise, outputs as documented"
+    done
     ;;
 *) die "unknown case $CASE" ;;
 esac
