@@ -53,8 +53,34 @@ void ms_gen_sample_positions(int32_t *pos, int64_t T, int64_t K, uint64_t seed, 
     }
 }
 
-void ms_gen_gather(float *out, int32_t *index, const float *act, int64_t nb, int64_t T, int64_t d,
-                   int64_t K, uint64_t seed, int64_t ctx0, int64_t *scratch)
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx,f16c"))) static void f2h_f16c(uint16_t *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(void *)(out + i), h);
+    }
+    for (; i < n; i++) out[i] = ms_float_to_half(in[i]);
+}
+#endif
+
+void ms_gen_f2h(uint16_t *out, const float *in, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    if (have) {
+        f2h_f16c(out, in, n);
+        return;
+    }
+#endif
+    ms_float_to_half_n(out, in, n);
+}
+
+void ms_gen_gather(void *out, int dtype, int32_t *index, const float *act, int64_t nb, int64_t T,
+                   int64_t d, int64_t K, uint64_t seed, int64_t ctx0, int64_t *scratch)
 {
     int32_t pos[4096];
     int32_t *pp = K <= 4096 ? pos : NULL;
@@ -63,19 +89,21 @@ void ms_gen_gather(float *out, int32_t *index, const float *act, int64_t nb, int
         if (pp) {
             ms_gen_sample_positions(pp, T, K, seed, ctx, scratch);
         } else {
-            /* K > 4096: positions go into the index buffer directly, then are spread out */
-            int32_t *tmp = (int32_t *)(index + 2 * b * K);
+            /* K > 4096: positions go into the index buffer first, then are spread out */
+            int32_t *tmp = index + 2 * b * K;
             ms_gen_sample_positions(tmp, T, K, seed, ctx, scratch);
-            for (int64_t k = K - 1; k >= 0; k--) {
-                int32_t v = tmp[k];
-                index[2 * (b * K + k) + 1] = v;
-            }
+            for (int64_t k = K - 1; k >= 0; k--) index[2 * (b * K + k) + 1] = tmp[k];
         }
         for (int64_t k = 0; k < K; k++) {
             int32_t t = pp ? pp[k] : index[2 * (b * K + k) + 1];
-            memcpy(out + (b * K + k) * d, act + (b * T + t) * d, (size_t)d * sizeof(float));
-            index[2 * (b * K + k)] = (int32_t)ctx;
-            index[2 * (b * K + k) + 1] = t;
+            const float *src = act + (b * T + t) * d;
+            size_t r = (size_t)(b * K + k);
+            if (dtype == MS_DTYPE_F16)
+                ms_gen_f2h((uint16_t *)out + r * (size_t)d, src, (size_t)d);
+            else
+                memcpy((float *)out + r * (size_t)d, src, (size_t)d * sizeof(float));
+            index[2 * r] = (int32_t)ctx;
+            index[2 * r + 1] = t;
         }
     }
 }

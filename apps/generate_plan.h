@@ -33,9 +33,14 @@ void ms_gen_sample_positions(int32_t *pos, int64_t T, int64_t K, uint64_t seed, 
                              int64_t *scratch);
 
 /* Gathers the sampled rows of nb contexts (first context id ctx0) from a hooked activation
- * act (nb,T,d): rows (nb*K, d) into out, (context, position) pairs into index (nb*K, 2).
+ * act (nb,T,d) into out (nb*K, d) in the store's dtype (MS_DTYPE_F32: float; MS_DTYPE_F16: IEEE
+ * half as uint16, converted on the way), and (context, position) pairs into index (nb*K, 2).
  * scratch holds T entries. */
-void ms_gen_gather(float *out, int32_t *index, const float *act, int64_t nb, int64_t T, int64_t d,
-                   int64_t K, uint64_t seed, int64_t ctx0, int64_t *scratch);
+void ms_gen_gather(void *out, int dtype, int32_t *index, const float *act, int64_t nb, int64_t T,
+                   int64_t d, int64_t K, uint64_t seed, int64_t ctx0, int64_t *scratch);
+
+/* float -> IEEE half, round to nearest even: bit-identical to ms_float_to_half_n (io.h), with
+ * the x86 F16C instruction when the CPU has it. */
+void ms_gen_f2h(uint16_t *out, const float *in, size_t n);
 
 #endif

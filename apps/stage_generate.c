@@ -35,7 +35,7 @@ typedef struct gen {
     int64_t n_done_before;
     /* per-shard buffers (allocated once: memory bounded by the shard, never by N) */
     int32_t *tokens;  /* (shard_contexts, T) */
-    float *rows;      /* (shard_contexts*K, d) */
+    void *rows;       /* (shard_contexts*K, d) in the store's dtype */
     int32_t *index;   /* (shard_contexts*K, 2) */
     int64_t *scratch; /* (T) */
     int batch;        /* contexts per forward on this rank */
@@ -149,7 +149,8 @@ static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
     if (st) return st;
     size_t SC = (size_t)g->plan.shard_contexts, K = (size_t)g->plan.sample;
     g->tokens = malloc(SC * (size_t)T * sizeof *g->tokens);
-    g->rows = malloc(SC * K * (size_t)g->d * sizeof *g->rows);
+    size_t esz = cfg->generate.dtype == MS_DTYPE_F16 ? 2 : 4;
+    g->rows = malloc(SC * K * (size_t)g->d * esz);
     g->index = malloc(SC * K * 2 * sizeof *g->index);
     g->scratch = malloc((size_t)T * sizeof *g->scratch);
     g->done = calloc((size_t)g->plan.n_shards, 1);
@@ -157,9 +158,9 @@ static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
         return ms_err_set(err, MS_ERR_NOMEM,
                           "generate: out of memory for a shard of %zu contexts (%.1f MiB); lower "
                           "generate.shard_contexts", SC,
-                          (double)SC * (K * (size_t)g->d * 4 + K * 8 + (size_t)T * 4) / 1048576.0);
+                          (double)SC * (K * (size_t)g->d * esz + K * 8 + (size_t)T * 4) / 1048576.0);
     /* first touch here, not inside the loop */
-    memset(g->rows, 0, SC * K * (size_t)g->d * sizeof *g->rows);
+    memset(g->rows, 0, SC * K * (size_t)g->d * esz);
     memset(g->index, 0, SC * K * 2 * sizeof *g->index);
     memset(g->tokens, 0, SC * (size_t)T * sizeof *g->tokens);
     return MS_OK;
@@ -204,8 +205,9 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
         act = ms_model_acts_hook(&g->acts, g->hook);
         t2 = ms_time_now();
         g->t_fwd += t2 - t;
-        ms_gen_gather(g->rows + b0 * K * d, g->index + b0 * K * 2, act, nb, T, d, K,
-                      (uint64_t)g->meta.seed, c0 + b0, g->scratch);
+        size_t esz = g->meta.dtype == MS_DTYPE_F16 ? 2 : 4;
+        ms_gen_gather((char *)g->rows + (size_t)(b0 * K * d) * esz, g->meta.dtype, g->index + b0 * K * 2, act,
+                      nb, T, d, K, (uint64_t)g->meta.seed, c0 + b0, g->scratch);
         t = ms_time_now();
         g->t_gather += t - t2;
         if (comm->rank == 0) {
@@ -214,7 +216,7 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
         }
     }
     t = ms_time_now();
-    st = ms_actwriter_write_rows(g->w, c0 * K, n * K, g->rows, g->index, err);
+    st = ms_actwriter_write_rows_raw(g->w, c0 * K, n * K, g->rows, g->index, err);
     if (!st) st = ms_actwriter_write_tokens(g->w, c0, n, g->tokens, err);
     if (g->kill_mid && comm->rank == g->kill_rank && g->shards_mine + 1 == g->kill_after) raise(SIGKILL);
     /* rows reach the OS before the shard is recorded done: a kill -9 after this point leaves

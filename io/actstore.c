@@ -860,3 +860,15 @@ fail:
     ms_actfile_close(f);
     return st;
 }
+
+ms_status ms_actwriter_write_rows_raw(ms_actwriter *w, int64_t row0, int64_t n, const void *acts,
+                                      const int32_t *index, ms_err *err)
+{
+    /* acts already in the store's dtype: no conversion pass, no scratch copy */
+    hid_t mt = w->meta.dtype == MS_DTYPE_F16 ? w->f16 : H5T_NATIVE_FLOAT;
+    ms_status st = write_rows(w, w->acts, mt, w->meta.n_rows, row0, n, w->meta.d, acts, "/acts", err);
+    if (!st && index)
+        st = write_rows(w, w->index, H5T_NATIVE_INT32, w->meta.n_rows, row0, n, 2, index,
+                        "/index", err);
+    return st;
+}

@@ -86,19 +86,58 @@ static void test_gather(void **state)
     (void)state;
     enum { NB = 3, T = 16, D = 5, K = 4 };
     float act[NB * T * D], out[NB * K * D];
+    uint16_t out16[NB * K * D];
+    int32_t index16[NB * K * 2];
     int32_t index[NB * K * 2], pos[K];
     int64_t scratch[T];
     for (int i = 0; i < NB * T * D; i++) act[i] = (float)i;
-    ms_gen_gather(out, index, act, NB, T, D, K, 42, 100, scratch);
+    for (int i = 0; i < NB * T * D; i++) act[i] = (float)i * 0.37f - 3.0f;
+    ms_gen_gather(out, MS_DTYPE_F32, index, act, NB, T, D, K, 42, 100, scratch);
+    ms_gen_gather(out16, MS_DTYPE_F16, index16, act, NB, T, D, K, 42, 100, scratch);
+    assert_memory_equal(index, index16, sizeof index);
     for (int b = 0; b < NB; b++) {
         ms_gen_sample_positions(pos, T, K, 42, 100 + b, scratch);
         for (int k = 0; k < K; k++) {
             int r = b * K + k;
             assert_int_equal(index[2 * r], 100 + b);
             assert_int_equal(index[2 * r + 1], pos[k]);
-            for (int j = 0; j < D; j++) assert_true(out[r * D + j] == act[(b * T + pos[k]) * D + j]);
+            for (int j = 0; j < D; j++) {
+                assert_true(out[r * D + j] == act[(b * T + pos[k]) * D + j]);
+                assert_int_equal(out16[r * D + j], ms_float_to_half(act[(b * T + pos[k]) * D + j]));
+            }
         }
     }
+}
+
+/* the fast converter is bit-identical to the reference one: every float16 value and its
+ * neighbours, rounding ties, subnormals, overflow, infinities, NaN, and random floats */
+static void test_f2h(void **state)
+{
+    (void)state;
+    enum { N = 1 << 20 };
+    float *x = malloc(N * sizeof *x);
+    uint16_t *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    size_t n = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = ms_half_to_float((uint16_t)h);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        for (int dlt = -2; dlt <= 2; dlt++) {
+            uint32_t v = u + (uint32_t)(dlt * 4096); /* ties and near-ties between halves */
+            memcpy(&x[n++], &v, 4);
+        }
+    }
+    uint64_t s = 99;
+    while (n < N) {
+        uint32_t v = (uint32_t)ms_splitmix64(&s);
+        memcpy(&x[n++], &v, 4);
+    }
+    ms_gen_f2h(a, x, N);
+    ms_float_to_half_n(b, x, N);
+    size_t bad = 0;
+    for (size_t i = 0; i < N; i++) bad += a[i] != b[i]; /* NaN payloads included */
+    assert_int_equal(bad, 0);
+    free(x), free(a), free(b);
 }
 
 int main(void)
@@ -108,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_shards_cover_once),
         cmocka_unit_test(test_positions),
         cmocka_unit_test(test_gather),
+        cmocka_unit_test(test_f2h),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -506,6 +506,10 @@ ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t
  * chunks in the process; MPI-IO independent writes are already there), so that rows synced
  * before ms_actwriter_mark_done survive a kill -9 of this process. */
 ms_status ms_actwriter_sync(ms_actwriter *w, ms_err *err);
+/* Independent. As ms_actwriter_write_rows, with acts (n,d) already in the store's dtype
+ * (IEEE half as uint16 for float16 stores, float for float32): no conversion inside. */
+ms_status ms_actwriter_write_rows_raw(ms_actwriter *w, int64_t row0, int64_t n, const void *acts,
+                                      const int32_t *index, ms_err *err);
 /* Like ms_actfile_open but also opens an incomplete store (for inspection): *complete tells
  * whether `complete` is set, *shards_done counts /progress (-1 if unreadable). Rows of shards
  * not done hold undefined values. Caller frees with ms_actfile_close. */
