@@ -736,6 +736,12 @@ ms_status ms_actfile_read(ms_actfile *f, int64_t row0, int64_t n, float *out, ms
     return st;
 }
 
+ms_status ms_actfile_read_raw(ms_actfile *f, int64_t row0, int64_t n, void *out, ms_err *err)
+{
+    return read_rows(f, f->acts, f->meta.dtype == MS_DTYPE_F16 ? f->f16 : H5T_NATIVE_FLOAT,
+                     f->meta.n_rows, row0, n, f->meta.d, out, "/acts", err);
+}
+
 ms_status ms_actfile_read_index(ms_actfile *f, int64_t row0, int64_t n, int32_t *out,
                                 ms_err *err)
 {

@@ -56,9 +56,10 @@ struct ms_actstream {
     int32_t *slot;   /* (K*R) raw local row -> slot in store, -1 not needed here */
     int64_t wlen;    /* kept rows = stream length of the window */
     int64_t cur_bad; /* rows skipped in this window */
-    float *store;    /* (cap, d) this rank's rows of the window in consumption order */
+    char *store;     /* (cap, d) this rank's rows of the window in consumption order, kept in
+                      * the file's dtype (half the memory for float16; converted in next) */
     int64_t cap, n_store, consumed;
-    float *stage; /* (R, d) one block */
+    char *stage;     /* (R, d) one block as stored */
 
     ms_streampos pos;
     int64_t bytes_read;
@@ -138,8 +139,8 @@ ms_status ms_actstream_open(ms_actstream **out, ms_actfile *f, const ms_actstrea
     s->good = malloc((size_t)W * sizeof *s->good);
     s->sigma = malloc((size_t)W * sizeof *s->sigma);
     s->slot = malloc((size_t)W * sizeof *s->slot);
-    s->store = malloc((size_t)(s->cap * s->d) * sizeof *s->store);
-    s->stage = malloc((size_t)(s->R * s->d) * sizeof *s->stage);
+    s->store = malloc((size_t)(s->cap * s->d * s->elsize));
+    s->stage = malloc((size_t)(s->R * s->d * s->elsize));
     if (!s->bperm || !s->braw || !s->good || !s->sigma || !s->slot || !s->store || !s->stage) {
         ms_actstream_close(s);
         return ms_err_set(err, MS_ERR_NOMEM,
@@ -182,16 +183,24 @@ static int64_t block_rows(const ms_actstream *s, int64_t blk)
 static ms_status read_block(ms_actstream *s, int64_t blk, ms_err *err)
 {
     int64_t n = block_rows(s, blk);
-    ms_status st = ms_actfile_read(s->f, blk * s->R, n, s->stage, err);
+    ms_status st = ms_actfile_read_raw(s->f, blk * s->R, n, s->stage, err);
     if (!st) s->bytes_read += n * s->d * s->elsize;
     return st;
 }
 
-static bool row_finite(const float *x, int64_t d)
+/* A row as stored has no NaN/Inf: no element with an all-ones exponent (integer test,
+ * vectorisable). */
+static bool row_finite(const void *x, int64_t d, int64_t elsize)
 {
-    float acc = 0.0f;
-    for (int64_t j = 0; j < d; j++) acc += x[j] * 0.0f; /* NaN iff some element is NaN/Inf */
-    return acc == 0.0f;
+    unsigned bad = 0;
+    if (elsize == 2) {
+        const uint16_t *h = x;
+        for (int64_t j = 0; j < d; j++) bad |= (h[j] & 0x7c00u) == 0x7c00u;
+    } else {
+        const uint32_t *u = x;
+        for (int64_t j = 0; j < d; j++) bad |= (u[j] & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
 }
 
 /* Loads the current window (pos.epoch, pos.window): the rows this rank needs from stream
@@ -213,7 +222,8 @@ static ms_status load_window(ms_actstream *s, int64_t g0, ms_err *err)
         for (int64_t j = 0; j < nb && !st; j++) {
             st = read_block(s, blocks[j], err);
             for (int64_t i = 0; !st && i < s->braw[j + 1] - s->braw[j]; i++)
-                if (row_finite(s->stage + i * s->d, s->d)) s->good[ng++] = s->braw[j] + i;
+                if (row_finite(s->stage + i * s->d * s->elsize, s->d, s->elsize))
+                    s->good[ng++] = s->braw[j] + i;
         }
         if (st) return st;
     } else {
@@ -260,14 +270,15 @@ static ms_status load_window(ms_actstream *s, int64_t g0, ms_err *err)
         st = read_block(s, blocks[j], err);
         for (int64_t i = r0; !st && i < r1; i++) {
             if (s->slot[i] < 0) continue;
-            const float *x = s->stage + (i - r0) * s->d;
-            if (!s->o.skip_nonfinite && !row_finite(x, s->d)) {
+            const char *x = s->stage + (i - r0) * s->d * s->elsize;
+            if (!s->o.skip_nonfinite && !row_finite(x, s->d, s->elsize)) {
                 int64_t file_row = blocks[j] * s->R + (i - r0);
                 if (bad_lo < 0 || file_row < bad_lo) bad_lo = file_row;
                 if (file_row > bad_hi) bad_hi = file_row;
                 n_bad++;
             }
-            memcpy(s->store + (int64_t)s->slot[i] * s->d, x, (size_t)s->d * sizeof(float));
+            memcpy(s->store + (int64_t)s->slot[i] * s->d * s->elsize, x,
+                   (size_t)(s->d * s->elsize));
         }
     }
     if (!st && n_bad > 0)
@@ -348,7 +359,11 @@ ms_status ms_actstream_next(ms_actstream *s, float *out, ms_err *err)
         if (s->consumed >= s->n_store)
             return ms_err_set(err, MS_ERR_STATE, "%s: stream slot underflow (internal)",
                               ms_actfile_path(s->f));
-        memcpy(out + i * s->d, s->store + s->consumed * s->d, (size_t)s->d * sizeof(float));
+        const char *row = s->store + s->consumed * s->d * s->elsize;
+        if (s->elsize == 2)
+            ms_half_to_float_n(out + i * s->d, (const uint16_t *)row, (size_t)s->d);
+        else
+            memcpy(out + i * s->d, row, (size_t)s->d * sizeof(float));
         s->consumed++;
     }
     s->pos.next += s->o.batch;

@@ -495,6 +495,9 @@ const ms_actmeta *ms_actfile_meta(const ms_actfile *f);
 const char *ms_actfile_path(const ms_actfile *f);
 /* Rows [row0, row0+n) of /acts into out (n,d) float32 (float16 converted exactly). */
 ms_status ms_actfile_read(ms_actfile *f, int64_t row0, int64_t n, float *out, ms_err *err);
+/* Rows [row0, row0+n) of /acts as stored: (n,d) uint16 IEEE halves for float16 files, floats
+ * for float32 ones (the stream converts only the rows it keeps). */
+ms_status ms_actfile_read_raw(ms_actfile *f, int64_t row0, int64_t n, void *out, ms_err *err);
 /* /index rows [row0, row0+n) into out (n,2); /tokens contexts [ctx0, ctx0+n) into (n,context). */
 ms_status ms_actfile_read_index(ms_actfile *f, int64_t row0, int64_t n, int32_t *out,
                                 ms_err *err);
