@@ -445,7 +445,17 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     ms_progress_finish(&prog);
 
     /* ---- the final model */
-    if (comm->rank == 0) st = ms_model_save(&tr.m, cfg->model.dir, err);
+    if (comm->rank == 0) {
+        st = ms_model_save(&tr.m, cfg->model.dir, err);
+        /* the forward path must load exactly what was trained */
+        ms_model back;
+        memset(&back, 0, sizeof back);
+        if (st == MS_OK) st = ms_model_load(&back, cfg->model.dir, err);
+        if (st == MS_OK && (back.n_params != tr.m.n_params ||
+                            memcmp(back.params, tr.m.params, np * sizeof(float)) != 0))
+            st = ms_err_set(err, MS_ERR_STATE, "%s: the saved model does not reload identically", cfg->model.dir);
+        ms_model_free(&back); /* zeroed after a failed load: safe */
+    }
     st = ms_comm_agree(comm, st, err);
     if (st != MS_OK) goto done;
     if (isnan(last_eval)) { /* resumed at the end: evaluate once for the record */
@@ -457,6 +467,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     ms_runrec_fact(&app->rec, "train_model.model_dir", "%s", cfg->model.dir);
     ms_runrec_fact(&app->rec, "invariant.params_identical_across_ranks", "checked at every checkpoint (%d ranks)",
                    comm->size);
+    ms_runrec_fact(&app->rec, "invariant.model_reloads_identically", "true");
     ms_runrec_fact(&app->rec, "train_model.steps", "%" PRId64, steps);
     if (!isnan(last_loss)) ms_runrec_fact(&app->rec, "train_model.final_train_loss", "%.5f", last_loss);
     ms_runrec_fact(&app->rec, "train_model.heldout_loss_nats", "%.5f", last_eval);
