@@ -122,7 +122,7 @@ static const field ms_fields[] = {
     {"sae.checkpoint_every", F_INT, OFF(sae.checkpoint_every), 0, 0, BIG, "1000", NULL, "steps between checkpoints (0 = end only)"},
     {"sae.log_every", F_INT, OFF(sae.log_every), 0, 1, BIG, "100", NULL, "steps between metric lines"},
     {"sae.shuffle", F_BOOL, OFF(sae.shuffle), 0, 0, 0, "true", NULL, "shuffle rows (false: file order)"},
-    {"sae.shuffle_buffer", F_INT, OFF(sae.shuffle_buffer), 0, 1, BIG, "262144", NULL, "rows in each rank's shuffle buffer"},
+    {"sae.shuffle_buffer", F_INT, OFF(sae.shuffle_buffer), 0, 1, BIG, "262144", NULL, "rows in the shuffle window (global: each rank holds its 1/P share)"},
     {"sae.init", F_STR, OFF(sae.init), 0, 0, 0, "", NULL, "SAELens directory to start from"},
     {"sae.median_samples", F_INT, OFF(sae.median_samples), 0, 1, BIG, "16384", NULL, "rows for the geometric-median b_dec"},
     {"sae.ultralow_density", F_REAL, OFF(sae.ultralow_density), 0, 0, 1, "1e-06", NULL, "density below which a feature is ultralow"},

@@ -144,7 +144,7 @@ typedef struct ms_config {
         } resample;
         int64_t checkpoint_every, log_every;
         bool shuffle;
-        int64_t shuffle_buffer; /* rows held per rank */
+        int64_t shuffle_buffer; /* shuffle window rows (global; a rank holds ~1/P) */
         char *init;             /* SAELens directory to start from; "" = fresh */
         int64_t median_samples;
         double ultralow_density;
