@@ -3,7 +3,7 @@
  * the `monosem train` loop's time split (read / forward_backward / allreduce / step) with the
  * allreduce share of a step (goal < 5% at 2 ranks).
  *   mpirun -n 1|2 bench_train [--dir DIR] [--mb 384] [--d 512] [--d-sae 4096] [--batch 4096]
- *                             [--steps 12]
+ *                             [--steps 12] [--window 65536]
  * BLAS threads per rank: OPENBLAS_NUM_THREADS (default 1 per rank when run by mpirun -n 2). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +27,7 @@ int main(int argc, char **argv)
     if (ms_comm_init(&comm, &argc, &argv, &err) != MS_OK) return 1;
     ms_log_init(comm.rank);
     const char *dir = "/tmp";
-    int64_t mb = 384, d = 512, d_sae = 4096, batch = 4096, steps = 12;
+    int64_t mb = 384, d = 512, d_sae = 4096, batch = 4096, steps = 12, window = 65536;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--mb")) mb = atoll(argv[i + 1]);
@@ -35,6 +35,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--d-sae")) d_sae = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) batch = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--window")) window = atoll(argv[i + 1]);
     }
     int threads = ms_blas_threads_set(&comm, 0);
     char path[2048];
@@ -82,7 +83,7 @@ int main(int argc, char **argv)
     /* ---- reader: one epoch of the shuffled stream, each rank its slice of every batch */
     ms_actfile *f;
     if (ms_actfile_open(&f, path, NULL, &err)) die(&comm, &err);
-    ms_actstream_opts o = {.batch = 8192, .window_rows = 262144, .shuffle = true, .seed = 1};
+    ms_actstream_opts o = {.batch = 8192, .window_rows = window, .shuffle = true, .seed = 1};
     ms_actstream *s;
     if (ms_actstream_open(&s, f, &o, comm.rank, comm.size, NULL, &err)) die(&comm, &err);
     float *buf = malloc((size_t)(ms_actstream_local_rows(s) * d) * sizeof *buf);
@@ -107,9 +108,9 @@ int main(int argc, char **argv)
         printf("actwriter, %d rank(s), independent MPI-IO:   %8.0f MB/s to page cache, %8.0f MB/s "
                "incl. sync = %.2f x disk\n",
                comm.size, file_mb / t_write, file_mb / t_write_sync, file_mb / t_write_sync / disk);
-        printf("shuffled reader, one epoch (window 262144): %8.0f MB/s of file read per rank, "
+        printf("shuffled reader, one epoch (window %lld): %8.0f MB/s of file read per rank, "
                "%8.0f MB/s of rows delivered (all ranks) = %.2f x disk; %.0f rows/s/rank\n",
-               read_mb / t_read, file_mb / t_read_max, file_mb / t_read_max / disk,
+               (long long)window, read_mb / t_read, file_mb / t_read_max, file_mb / t_read_max / disk,
                own_rows / t_read);
         printf("  (file hot in the page cache after writing: this is the reader's CPU-side rate; "
                "cold reads are bounded by the disk)\n");
