@@ -177,6 +177,8 @@ static void gen_progress(gen *g, bool holding)
     double per = (double)g->plan.shard_contexts * (double)g->plan.context;
     double tok = (double)done * per;
     if (tok > g->prog.total) tok = g->prog.total;
+    snprintf(g->prog.label, sizeof g->prog.label, "generate %" PRId64 "/%" PRId64 " shards", done,
+             g->todo_shards);
     ms_progress_update(&g->prog, tok);
 }
 
@@ -465,7 +467,12 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
         g.w = NULL;
         goto done;
     }
-    if (comm->rank == 0) ms_progress_finish(&g.prog);
+    if (comm->rank == 0) {
+        snprintf(g.prog.label, sizeof g.prog.label, "generate %" PRId64 "/%" PRId64 " shards", g.todo_shards,
+                 g.todo_shards);
+        g.prog.done = g.prog.total;
+        ms_progress_finish(&g.prog);
+    }
 
     /* 6. complete: the attribute last, then the rename to the final name */
     double t = ms_time_now();
@@ -498,6 +505,9 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     ms_runrec_fact(&app->rec, "generate.tokens_run", "%" PRId64, tot[0]);
     ms_runrec_fact(&app->rec, "generate.tokens_per_s", "%.0f", rate);
     ms_runrec_fact(&app->rec, "generate.fingerprint", "%s", m->config_hash);
+    double smin, savg, smax;
+    ms_comm_minavgmax(comm, (double)g.shards_mine, &smin, &savg, &smax);
+    ms_runrec_fact(&app->rec, "generate.shards_per_rank", "min %.0f avg %.1f max %.0f", smin, savg, smax);
     ms_runrec_fact(&app->rec, "generate.model_sha256", "%s", m->model_sha256);
 
 done:
