@@ -265,8 +265,8 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
             st = ms_err_set(err, MS_ERR_STATE, "%s: the train split has %" PRId64 " tokens, fewer than one context of %d",
                             cfg->corpus.token_dir, tr.train.count, tr.T + 1);
         else if (ms_tokset_n_contexts(&tr.heldout, tr.T, true) < 1)
-            st = ms_err_set(err, MS_ERR_STATE, "%s: the held-out split has no full context of %d tokens (raise corpus.heldout_fraction)",
-                            cfg->corpus.token_dir, tr.T + 1);
+            ms_log("train-model: warning: the held-out split of %s has no full context of %d tokens: no held-out "
+                   "evaluation (raise corpus.heldout_fraction)", cfg->corpus.token_dir, tr.T + 1);
     }
     if (st == MS_OK) st = ms_model_init(&tr.m, &mc, err);
     if (st == MS_OK) st = ms_model_acts_init(&tr.acts, &mc, tr.Bcap, tr.T, 0, err);
@@ -412,7 +412,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
             int64_t n_tok = 0;
             st = evaluate(&tr, &last_eval, &last_uni, &n_tok, err);
             if (st != MS_OK) goto done;
-            if (comm->rank == 0) {
+            if (comm->rank == 0 && n_tok > 0) {
                 fprintf(tr.log, "{\"step\":%" PRId64 ",\"split\":\"heldout\",\"loss\":%.6f,\"unigram_loss\":%.6f,"
                                 "\"tokens\":%" PRId64 "}\n", step, last_eval, last_uni, n_tok);
                 fflush(tr.log);
@@ -463,7 +463,10 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
         st = evaluate(&tr, &last_eval, &last_uni, &n_tok, err);
         if (st != MS_OK) goto done;
     }
-    ms_log("train-model: wrote %s (heldout %.4f nats/token vs unigram %.4f)", cfg->model.dir, last_eval, last_uni);
+    if (isnan(last_eval))
+        ms_log("train-model: wrote %s (no held-out evaluation)", cfg->model.dir);
+    else
+        ms_log("train-model: wrote %s (heldout %.4f nats/token vs unigram %.4f)", cfg->model.dir, last_eval, last_uni);
     ms_runrec_fact(&app->rec, "train_model.model_dir", "%s", cfg->model.dir);
     ms_runrec_fact(&app->rec, "invariant.params_identical_across_ranks", "checked at every checkpoint (%d ranks)",
                    comm->size);
