@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -316,11 +317,14 @@ static ms_status gen_space_check(const gen *g, ms_err *err)
     struct statvfs sv;
     int rc = tmp ? statvfs(dirname(tmp), &sv) : -1;
     free(tmp);
-    if (rc == 0 && (double)sv.f_bavail * (double)sv.f_frsize < need)
+    double avail = rc == 0 ? (double)sv.f_bavail * (double)sv.f_frsize : 0;
+    struct stat sb; /* an old .partial about to be truncated gives its blocks back */
+    if (rc == 0 && stat(g->partial, &sb) == 0) avail += (double)sb.st_blocks * 512.0;
+    if (rc == 0 && avail < need)
         return ms_err_set(err, MS_ERR_IO,
                           "%s: the activations store needs %.1f MB but its file system has %.1f "
                           "MB free: lower generate.tokens or free space",
-                          g->partial, need / 1e6, (double)sv.f_bavail * (double)sv.f_frsize / 1e6);
+                          g->partial, need / 1e6, avail / 1e6);
     return MS_OK;
 }
 
