@@ -595,6 +595,8 @@ ms_status ms_model_acts_init(ms_model_acts *a, const ms_model_config *c, int B, 
     a->B = B;
     a->T = T;
     a->flags = flags;
+    a->n_layers = c->n_layers;
+    a->cfg = *c;
     a->layers = calloc((size_t)c->n_layers, sizeof *a->layers);
     if (!a->layers) return ms_err_set(err, MS_ERR_NOMEM, "model activations: out of memory");
     const size_t N = (size_t)B * T, C = (size_t)c->d_model, M = (size_t)c->d_mlp,
@@ -662,7 +664,7 @@ ms_status ms_model_acts_init(ms_model_acts *a, const ms_model_config *c, int B, 
 
 float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h)
 {
-    if (!acts->layers) return NULL;
+    if (!acts->layers || h.layer < 0 || h.layer >= acts->n_layers) return NULL;
     const ms_layer_acts *L = &acts->layers[h.layer];
     switch (h.kind) {
     case MS_HOOK_RESID_PRE: return L->resid_pre;
@@ -727,6 +729,11 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
     if (B < 1 || T < 1 || B > a->B || T > a->T)
         return ms_err_set(err, MS_ERR_USAGE, "model forward: batch (%d,%d) exceeds the activations' (%d,%d)", B, T,
                           a->B, a->T);
+    const ms_model_config *ac = &a->cfg;
+    if (ac->n_layers != c->n_layers || ac->d_model != c->d_model || ac->d_mlp != c->d_mlp ||
+        ac->n_heads != c->n_heads || ac->d_head != c->d_head || ac->d_vocab != c->d_vocab ||
+        (ac->act_fn == MS_ACT_SOLU_LN) != (c->act_fn == MS_ACT_SOLU_LN))
+        return ms_err_set(err, MS_ERR_USAGE, "model forward: activations were allocated for another model shape");
     const size_t N = (size_t)B * T;
     for (size_t i = 0; i < N; i++)
         if (tokens[i] < 0 || tokens[i] >= c->d_vocab)

@@ -260,6 +260,8 @@ typedef struct ms_model_acts {
     float *mem;                  /* the slab, owned */
     size_t n_floats;
     ms_layer_acts *layers;       /* n_layers entries */
+    int n_layers;
+    ms_model_config cfg;         /* the config the buffers were sized for (checked by forward) */
     float *lnf;                  /* (B,T,C) final LayerNorm output */
     float *lnf_mean, *lnf_rstd;  /* (B,T) */
     float *logits;               /* (B,T,V) */
@@ -308,6 +310,7 @@ typedef struct ms_model_backbuf {
     float *dz;          /* (B,T,H,D) */
     float *datt;        /* (T,T) one head's dP / dS */
     float *dpost, *dpre; /* (B,T,M) */
+    float *wqkv, *dwqkv; /* (C,3,H,D) one layer's W_Q|W_K|W_V packed, and its gradient */
 } ms_model_backbuf;
 ms_status ms_model_backbuf_init(ms_model_backbuf *b, const ms_model_config *cfg, int B, int T,
                                 ms_err *err);
