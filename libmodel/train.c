@@ -25,9 +25,9 @@ ms_status ms_model_backbuf_init(ms_model_backbuf *b, const ms_model_config *c, i
     memset(b, 0, sizeof *b);
     const size_t N = (size_t)B * T, C = (size_t)c->d_model, M = (size_t)c->d_mlp,
                  HD = (size_t)c->n_heads * c->d_head;
-    size_t sz[7] = {N * C, N * C, 3 * N * HD, N * HD, (size_t)T * T, N * M, N * M};
+    size_t sz[9] = {N * C, N * C, 3 * N * HD, N * HD, (size_t)T * T, N * M, N * M, 3 * C * HD, 3 * C * HD};
     size_t off = 0;
-    for (int i = 0; i < 7; i++) off += (sz[i] + 15) & ~(size_t)15;
+    for (int i = 0; i < 9; i++) off += (sz[i] + 15) & ~(size_t)15;
     b->mem = aligned_alloc(64, off * sizeof(float));
     if (!b->mem)
         return ms_err_set(err, MS_ERR_NOMEM, "model backward: out of memory for %.1f MiB",
@@ -36,9 +36,9 @@ ms_status ms_model_backbuf_init(ms_model_backbuf *b, const ms_model_config *c, i
     b->n_floats = off;
     b->B = B;
     b->T = T;
-    float **dst[7] = {&b->dresid, &b->dtmp, &b->dqkv, &b->dz, &b->datt, &b->dpost, &b->dpre};
+    float **dst[9] = {&b->dresid, &b->dtmp, &b->dqkv, &b->dz, &b->datt, &b->dpost, &b->dpre, &b->wqkv, &b->dwqkv};
     off = 0;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 9; i++) {
         *dst[i] = b->mem + off;
         off += (sz[i] + 15) & ~(size_t)15;
     }
@@ -103,11 +103,29 @@ ms_status ms_model_backward(const ms_model *m, ms_model_acts *a, ms_model_backbu
         memset(buf->dtmp, 0, NC * sizeof(float));
         float *gW[3] = {gp->W_Q, gp->W_K, gp->W_V}, *gb[3] = {gp->b_Q, gp->b_K, gp->b_V};
         const float *W[3] = {p->W_Q, p->W_K, p->W_V};
+        /* one GEMM pair over (N,3HD) instead of 3H thin ones: W_Q|W_K|W_V (H,C,D) packed as
+         * (C,3,H,D), the packed gradient scattered back (biases (3,H,D) are contiguous) */
+        const size_t W3 = (size_t)3 * HD;
         for (int which = 0; which < 3; which++)
             for (int h = 0; h < H; h++)
-                ms_matmul_backward(buf->dtmp, C, gW[which] + (size_t)h * C * D, D, gb[which] + (size_t)h * D,
-                                   buf->dqkv + (size_t)which * HD + (size_t)h * D, 3 * HD, L->ln1, C,
-                                   W[which] + (size_t)h * C * D, D, N, C, D);
+                for (int r = 0; r < C; r++)
+                    memcpy(buf->wqkv + (size_t)r * W3 + (size_t)which * HD + (size_t)h * D,
+                           W[which] + ((size_t)h * C + r) * D, (size_t)D * sizeof(float));
+        memset(buf->dwqkv, 0, (size_t)C * W3 * sizeof(float));
+        ms_matmul_backward(buf->dtmp, C, buf->dwqkv, (int)W3, NULL, buf->dqkv, (int)W3, L->ln1, C, buf->wqkv, (int)W3,
+                           N, C, (int)W3);
+        for (int which = 0; which < 3; which++) {
+            for (int h = 0; h < H; h++)
+                for (int r = 0; r < C; r++) {
+                    float *g = gW[which] + ((size_t)h * C + r) * D;
+                    const float *s = buf->dwqkv + (size_t)r * W3 + (size_t)which * HD + (size_t)h * D;
+                    for (int d = 0; d < D; d++) g[d] += s[d];
+                }
+            for (int n = 0; n < N; n++) {
+                const float *s = buf->dqkv + (size_t)n * W3 + (size_t)which * HD;
+                for (int k = 0; k < HD; k++) gb[which][k] += s[k];
+            }
+        }
         if (ln)
             ms_layernorm_backward(buf->dresid, gp->ln1_w, gp->ln1_b, buf->dtmp, L->resid_pre, p->ln1_w,
                                   L->ln1_mean, L->ln1_rstd, N, C);
