@@ -119,6 +119,23 @@ void sae_mask_fill_stats(float *F, const float *Z, int64_t B, int64_t ld, int64_
 void sae_dz_dense(float *G, const float *Z, int64_t B, int64_t ld, int64_t c0, int64_t c1,
                   const float *th, const float *addv, double *db, float *scratch);
 
+/* Entries of row z (m) with z_j > th_j (value z_j), plus, when hb >= 0, those with
+ * |z_j − th_j| < hb (value 0), in increasing j, into idx/val. Returns the count. */
+int64_t sae_row_compress(int32_t *idx, float *val, const float *z, const float *th, float hb,
+                         int64_t m);
+
+/* Feature-major twins: xhat (B,d) = b_dec + Σ_{entries (b,j)} val·W_dec[j] from a CSC
+ * (threads own row ranges); out[e] = A[row e]·W_dec[j] for every entry of column j. */
+void sae_csc_decode(float *xhat, const sae_sparse *csc, const float *W_dec, const float *b_dec,
+                    int64_t B, int64_t n_cols, int64_t d, int nt);
+void sae_csc_rowdot(float *out, const sae_sparse *csc, const float *A, const float *W_dec,
+                    int64_t n_cols, int64_t d, int nt);
+
+/* Vector helpers (dot with 8 float partial sums; y += a·x; y *= a). */
+float sae_dot(const float *a, const float *b, int64_t n);
+void sae_axpy(float *y, float a, const float *x, int64_t n);
+void sae_scale(float *y, float a, int64_t n);
+
 /* Adam on n entries (bias corrections folded: lr_bc1 = lr/(1−β1^t), inv_bc2 = 1/(1−β2^t)):
  * m, v updated, p −= lr_bc1·m/(√(v·inv_bc2)+eps). Returns nonzero if a parameter became
  * non-finite. */

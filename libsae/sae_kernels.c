@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <float.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,4 +408,81 @@ int sae_adam(float *restrict p, float *restrict m, float *restrict v, const floa
         p[e] = pi;
     }
     return bad;
+}
+
+/* ===================================================================== row compression */
+
+SAE_CLONES
+int64_t sae_row_compress(int32_t *restrict idx, float *restrict val, const float *restrict z,
+                         const float *restrict th, float hb, int64_t m)
+{
+    int64_t e = 0, j = 0;
+    /* once f is sparse most 16-blocks hold nothing: skip them with one vector test */
+    for (; j + 16 <= m; j += 16) {
+        int any = 0;
+        if (hb < 0.0f)
+            for (int l = 0; l < 16; l++) any |= z[j + l] > th[j + l];
+        else
+            for (int l = 0; l < 16; l++)
+                any |= (z[j + l] > th[j + l]) | (fabsf(z[j + l] - th[j + l]) < hb);
+        if (!any) continue;
+        for (int l = 0; l < 16; l++) {
+            float v = z[j + l], t = th[j + l];
+            bool a = v > t;
+            if (a || (hb >= 0.0f && fabsf(v - t) < hb)) idx[e] = (int32_t)(j + l), val[e++] = a ? v : 0.0f;
+        }
+    }
+    for (; j < m; j++) {
+        float v = z[j], t = th[j];
+        bool a = v > t;
+        if (a || (hb >= 0.0f && fabsf(v - t) < hb)) idx[e] = (int32_t)j, val[e++] = a ? v : 0.0f;
+    }
+    return e;
+}
+
+/* ===================================================================== feature-major sparse */
+
+void sae_csc_decode(float *xhat, const sae_sparse *csc, const float *W_dec, const float *b_dec,
+                    int64_t B, int64_t n_cols, int64_t d, int nt)
+{
+#pragma omp parallel num_threads(nt)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(), T = omp_get_num_threads();
+#endif
+        /* each thread owns a range of rows: no races, every W_dec row read once per thread */
+        int64_t r0 = B * t / T, r1 = B * (t + 1) / T;
+        for (int64_t b = r0; b < r1; b++) memcpy(xhat + b * d, b_dec, sizeof(float) * (size_t)d);
+        for (int64_t j = 0; j < n_cols; j++) {
+            int64_t e = csc->ptr[j], e1 = csc->ptr[j + 1];
+            if (e == e1) continue;
+            const float *wr = W_dec + j * d;
+            while (e < e1 && csc->idx[e] < r0) e++;
+            for (; e < e1 && csc->idx[e] < r1; e++)
+                if (csc->val[e] != 0.0f) axpy(xhat + (int64_t)csc->idx[e] * d, csc->val[e], wr, d);
+        }
+    }
+}
+
+void sae_csc_rowdot(float *out, const sae_sparse *csc, const float *A, const float *W_dec,
+                    int64_t n_cols, int64_t d, int nt)
+{
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
+    for (int64_t j = 0; j < n_cols; j++) {
+        const float *wr = W_dec + j * d;
+        for (int64_t e = csc->ptr[j]; e < csc->ptr[j + 1]; e++)
+            out[e] = dot(A + (int64_t)csc->idx[e] * d, wr, d);
+    }
+}
+
+/* ===================================================================== vector helpers */
+
+float sae_dot(const float *a, const float *b, int64_t n) { return dot(a, b, n); }
+void sae_axpy(float *y, float a, const float *x, int64_t n) { axpy(y, a, x, n); }
+
+SAE_CLONES
+void sae_scale(float *restrict y, float a, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] *= a;
 }
