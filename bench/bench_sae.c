@@ -33,6 +33,8 @@ typedef struct {
 static int g_profile = 0;
 static ms_comm *g_comm = NULL; /* --mpi: data parallel over the ranks */
 static double g_allreduce_frac = 0.0;
+static double g_cpu_rate = 0.0; /* activations per process-CPU-second of the best step */
+static double cpu_now(void);
 
 /* Sparse synthetic data from a random unit dictionary D (m,d): each row a sum of L
  * directions with coefficients in [0.5,1.5]. */
@@ -96,7 +98,7 @@ static double run(int arch, shape sh, int64_t B, int steps, int regime, int path
     int64_t Bl = B / P; /* local rows; the global batch is B */
     for (int it = 0; it < steps + 1; it++) { /* first step is warm-up */
         if (g_comm) ms_comm_barrier(g_comm);
-        double t0 = bench_now(), tr = 0.0;
+        double t0 = bench_now(), tr = 0.0, c0 = cpu_now();
         if (ms_sae_forward_backward(&sae, x, Bl, Bl * P, st, &err) != MS_OK) {
             fprintf(stderr, "bench_sae: %s\n", err.msg);
             exit(1);
@@ -114,7 +116,8 @@ static double run(int arch, shape sh, int64_t B, int steps, int regime, int path
             fprintf(stderr, "bench_sae: %s\n", err.msg);
             exit(1);
         }
-        double dt = bench_now() - t0;
+        double dt = bench_now() - t0, dc = cpu_now() - c0;
+        if (it > 0 && (it == 1 || (double)B / dc > g_cpu_rate)) g_cpu_rate = (double)B / dc;
         if (g_comm) { /* the slowest rank's step is the step */
             double mn, avg, mx;
             ms_comm_minavgmax(g_comm, dt, &mn, &avg, &mx);
@@ -203,8 +206,10 @@ static void crossover(shape sh, int64_t B, int steps)
 }
 
 /* Runs the PyTorch twin and returns its activations/s (0 if unavailable). */
+static double g_torch_cpu = 0.0;
 static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps)
 {
+    g_torch_cpu = 0.0;
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 %s/bench_sae_torch.py --d %lld --m %lld --batch %lld --threads %d "
@@ -215,8 +220,11 @@ static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps
     if (!p) return 0.0;
     char line[512];
     double rate = 0.0;
-    while (fgets(line, sizeof line, p))
-        if (sscanf(line, "torch_act_per_s %lf", &rate) == 1) break;
+    while (fgets(line, sizeof line, p)) {
+        double v;
+        if (sscanf(line, "torch_act_per_s %lf", &v) == 1) rate = v;
+        if (sscanf(line, "torch_act_per_cpu_s %lf", &v) == 1) g_torch_cpu = v;
+    }
     pclose(p);
     return rate;
 }
@@ -281,9 +289,11 @@ int main(int argc, char **argv)
                "mean allreduce time (grads slab + stats) / step; peak = one rank's sgemm peak x "
                "ranks\n",
                g_comm->size);
-    printf("%-8s %-12s %-7s %8s %6s %11s %9s %9s %6s %11s %7s%s\n", "threads", "shape", "regime",
-           "L0", "path", "act/s", "GFLOP/s", "peak", "%peak", "torch act/s", "vs torch",
-           g_comm ? " %allreduce" : "");
+    printf("# 1 thread also per CPU-second (robust to other jobs on the cores): cpu act/s, and "
+           "the same for torch\n");
+    printf("%-8s %-12s %-7s %8s %6s %11s %9s %9s %6s %11s %7s %10s %10s %8s%s\n", "threads",
+           "shape", "regime", "L0", "path", "act/s", "GFLOP/s", "peak", "%peak", "torch act/s",
+           "vs torch", "cpu act/s", "torch cpu", "vs(cpu)", g_comm ? " %allreduce" : "");
     for (int ti = 0; ti < n_threads; ti++) {
         int nt = threads[ti];
         openblas_set_num_threads(nt);
@@ -305,11 +315,18 @@ int main(int argc, char **argv)
                 char shs[32], trs[16] = "-", vs[16] = "-";
                 snprintf(shs, sizeof shs, "%lldx%lld", (long long)sh.d, (long long)sh.m);
                 if (tr > 0) snprintf(trs, sizeof trs, "%.0f", tr), snprintf(vs, sizeof vs, "%.2fx", rate / tr);
-                char ar[16] = "";
+                char ar[16] = "", cr[16] = "-", tc[16] = "-", vc[16] = "-";
                 if (g_comm) snprintf(ar, sizeof ar, " %9.1f%%", 100.0 * g_allreduce_frac);
-                printf("%-8d %-12s %-7s %8.1f %6s %11.0f %9.1f %9.1f %5.1f%% %11s %7s%s\n", nt, shs,
-                       rname[regime], l0, sp ? "sparse" : "dense", rate, flops / 1e9, peak / 1e9,
-                       100.0 * flops / peak, trs, vs, ar);
+                if (nt == 1 && !g_comm) {
+                    snprintf(cr, sizeof cr, "%.0f", g_cpu_rate);
+                    if (g_torch_cpu > 0 && tr > 0)
+                        snprintf(tc, sizeof tc, "%.0f", g_torch_cpu),
+                            snprintf(vc, sizeof vc, "%.2fx", g_cpu_rate / g_torch_cpu);
+                }
+                printf("%-8d %-12s %-7s %8.1f %6s %11.0f %9.1f %9.1f %5.1f%% %11s %7s %10s %10s "
+                       "%8s%s\n",
+                       nt, shs, rname[regime], l0, sp ? "sparse" : "dense", rate, flops / 1e9,
+                       peak / 1e9, 100.0 * flops / peak, trs, vs, cr, tc, vc, ar);
                 fflush(stdout);
             }
         }
