@@ -226,7 +226,7 @@ void ms_sae_free(ms_sae *sae)
     if (w) {
         free(w->xbar), free(w->xhat), free(w->dxhat), free(w->Z), free(w->F);
         free(w->fsum), free(w->colnorm), free(w->dead_idx), free(w->ehat), free(w->tmp);
-        free(w->heap_idx), free(w->heap_val), free(w->zeros), free(w->partials), free(w->dbsum), free(w->zerom), free(w->addv);
+        free(w->heap_idx), free(w->heap_val), free(w->zeros), free(w->partials), free(w->dbsum), free(w->zerom), free(w->addv), free(w->rowtmp);
         sparse_free(&w->csr), sparse_free(&w->csc), sparse_free(&w->acsr), sparse_free(&w->acsc);
         free(w);
     }
@@ -280,6 +280,7 @@ ms_status ms_sae_init(ms_sae *sae, const ms_sae_hparams *hp, ms_err *err)
     w->zeros = zalloc(sizeof(float) * d);
     w->zerom = zalloc(sizeof(float) * m);
     w->addv = zalloc(sizeof(float) * m);
+    w->rowtmp = zalloc(sizeof(int64_t) * 2 * B);
     w->partials = zalloc(sizeof(double) * (P / CLIP_BLOCK + 1));
     w->tmp_stride = (int64_t)(16 * d > 2 * m ? 16 * d : 2 * m) + 16;
     w->tmp = zalloc(sizeof(float) * (size_t)nt * (size_t)w->tmp_stride);
@@ -288,7 +289,7 @@ ms_status ms_sae_init(ms_sae *sae, const ms_sae_hparams *hp, ms_err *err)
     w->heap_idx = zalloc(sizeof(int32_t) * (size_t)nt * (size_t)kh);
     w->heap_val = zalloc(sizeof(float) * (size_t)nt * (size_t)kh);
     if (!w->xbar || !w->xhat || !w->dxhat || !w->Z || !w->F || !w->fsum || !w->dbsum || !w->colnorm ||
-        !w->dead_idx || !w->zeros || !w->zerom || !w->addv || !w->partials || !w->tmp || !w->heap_idx || !w->heap_val)
+        !w->dead_idx || !w->zeros || !w->zerom || !w->addv || !w->rowtmp || !w->partials || !w->tmp || !w->heap_idx || !w->heap_val)
         goto nomem;
     /* sparse capacity: every entry for small problems (tests), else what the sparse path can
      * use: B·k for topk archs, the crossover density for the others */
@@ -541,7 +542,8 @@ static void activation_rows(ms_sae *sae, int64_t B, int nt, const int32_t *dead,
                 w->acsr.ptr[b + 1] = base + got;
             }
             if (hp->arch == MS_SAE_TOPK) {
-                int64_t got = sae_topk(hidx, hval, z, NULL, m, hp->k);
+                int64_t got = sae_topk_fast(hidx, hval, z, m, hp->k,
+                                            (int32_t *)(w->tmp + (int64_t)t * w->tmp_stride));
                 for (int64_t e = 0; e < got; e++) hval[e] = z[hidx[e]];
                 for (int64_t j = 0; j < m; j++) z[j] = -INFINITY;
                 int64_t c = 0;
@@ -555,28 +557,62 @@ static void activation_rows(ms_sae *sae, int64_t B, int nt, const int32_t *dead,
 
 /* batchtopk: keep the top k·B entries of the whole local batch (ties: row-major order);
  * returns the smallest selected positive value (or +inf if none). */
-static float batchtopk_select(ms_sae *sae, int64_t B)
+static float batchtopk_select(ms_sae *sae, int64_t B, int nt)
 {
     int64_t m = sae->hp.d_sae, N = B * m;
     ms_sae_ws *w = sae->ws;
     int64_t K = sae->hp.k * B;
     if (K > N) K = N;
-    float t = sae_kth_largest(w->F, w->Z, N, K);
-    int64_t gt = 0;
-    for (int64_t e = 0; e < N; e++) gt += w->Z[e] > t;
-    int64_t ties = K - gt;
-    float mn = INFINITY;
-    int64_t *rowcnt = w->csr.ptr;
-    for (int64_t b = 0; b < B; b++) {
+    /* K-th largest: a cut from a strided sample so that ~1.25K entries exceed it, quickselect
+     * on those only (exact when at least K do; else on everything) */
+    enum { S = 4096 };
+    float t;
+    {
+        float smp[S] = {0}, scr[S];
+        int64_t ns = N < S ? N : S, stride = N / ns;
+        for (int64_t q = 0; q < ns; q++) smp[q] = w->Z[q * stride];
+        int64_t r = (int64_t)((double)ns * 1.25 * (double)K / (double)N) + 1;
+        if (r > ns) r = ns;
+        float cut = sae_kth_largest(scr, smp, ns, r);
         int64_t c = 0;
-        for (int64_t e = b * m; e < (b + 1) * m; e++) {
-            float z = w->Z[e];
-            bool keep = z > t || (z == t && ties-- > 0);
+        if (r < ns)
+            for (int64_t e = 0; e < N && c <= N / 2; e++)
+                if (w->Z[e] > cut) w->F[c++] = w->Z[e];
+        if (r < ns && c >= K && 2 * c <= N) /* candidates in F[0,c), quickselect scratch after */
+            t = sae_kth_largest(w->F + c, w->F, c, K);
+        else
+            t = sae_kth_largest(w->F, w->Z, N, K);
+    }
+    /* per row: > t and == t counts (parallel), then the tie budget in row-major order */
+    int64_t *gt = w->rowtmp, *eq = w->rowtmp + B;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        int64_t g = 0, q = 0;
+        const float *z = w->Z + b * m;
+        for (int64_t j = 0; j < m; j++) g += z[j] > t, q += z[j] == t;
+        gt[b] = g, eq[b] = q;
+    }
+    int64_t ties = K;
+    for (int64_t b = 0; b < B; b++) ties -= gt[b];
+    for (int64_t b = 0; b < B; b++) { /* eq[b] := ties this row may keep */
+        int64_t take = eq[b] < ties ? eq[b] : (ties > 0 ? ties : 0);
+        ties -= take;
+        eq[b] = take;
+    }
+    int64_t *rowcnt = w->csr.ptr;
+    float mn = INFINITY;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : mn)
+    for (int64_t b = 0; b < B; b++) {
+        float *z = w->Z + b * m;
+        int64_t c = 0, tb = eq[b];
+        for (int64_t j = 0; j < m; j++) {
+            float v = z[j];
+            bool keep = v > t || (v == t && tb-- > 0);
             if (!keep)
-                w->Z[e] = -INFINITY;
-            else if (z > 0.0f) {
+                z[j] = -INFINITY;
+            else if (v > 0.0f) {
                 c++;
-                if (z < mn) mn = z;
+                if (v < mn) mn = v;
             }
         }
         rowcnt[b + 1] = c;
@@ -634,7 +670,7 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     }
     activation_rows(sae, B, nt, w->dead_idx, n_dead, kx, w->csr.ptr);
     if (arch == MS_SAE_BATCHTOPK) {
-        float mn = batchtopk_select(sae, B);
+        float mn = batchtopk_select(sae, B, nt);
         if (isfinite(mn)) stats[MS_SAE_STAT_THRESH_SUM] = mn, stats[MS_SAE_STAT_THRESH_N] = 1.0;
     }
 

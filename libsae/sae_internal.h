@@ -43,6 +43,7 @@ struct ms_sae_ws {
     float *zeros;        /* (d_in) zero bias for the AuxK decode */
     float *zerom;        /* (d_sae) zero thresholds (relu-type masks) */
     float *addv;         /* (d_sae) per-feature constant added to ∂L/∂z at active entries */
+    int64_t *rowtmp;     /* (2B) batchtopk per-row counts */
     double *partials;    /* (n_params/4096+1) fixed-block partial sums for the grad norm */
     int64_t tmp_stride;  /* floats of tmp per thread */
     float *colnorm;      /* (d_sae) ‖W_dec,j‖ */
@@ -80,6 +81,10 @@ void sae_sgemv(int naive, int tA, int64_t M, int64_t N, float alpha, const float
  * written to out_idx in no particular order. Scratch heap_val (k). Returns min(k, n). */
 int64_t sae_topk(int32_t *out_idx, float *heap_val, const float *v, const int32_t *cand,
                  int64_t n, int64_t k);
+/* Same result as sae_topk over all of v (ties to the lower index), faster when k ≪ n:
+ * scratch holds n int32. */
+int64_t sae_topk_fast(int32_t *out_idx, float *heap_val, const float *v, int64_t n, int64_t k,
+                      int32_t *scratch);
 /* The k-th largest value of v (n) (1-based k ≤ n); scratch (n) is clobbered. */
 float sae_kth_largest(float *scratch, const float *v, int64_t n, int64_t k);
 

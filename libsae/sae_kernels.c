@@ -136,6 +136,43 @@ int64_t sae_topk(int32_t *out_idx, float *heap_val, const float *v, const int32_
     return k;
 }
 
+/* A cut t from a strided sample so that about 2k entries exceed it; the entries > t are
+ * compressed out in one vector-friendly pass and the heap runs on those only. Exact: when at
+ * least k entries exceed t, the k largest (ties included) all do. Otherwise the full heap. */
+SAE_CLONES
+static int64_t above_cut(int32_t *restrict out, const float *restrict v, int64_t n, float t)
+{
+    int64_t c = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        int any = 0;
+        for (int l = 0; l < 16; l++) any |= v[i + l] > t;
+        if (!any) continue;
+        for (int l = 0; l < 16; l++)
+            if (v[i + l] > t) out[c++] = (int32_t)(i + l);
+    }
+    for (; i < n; i++)
+        if (v[i] > t) out[c++] = (int32_t)i;
+    return c;
+}
+
+int64_t sae_topk_fast(int32_t *out_idx, float *heap_val, const float *v, int64_t n, int64_t k,
+                      int32_t *scratch)
+{
+    enum { S = 128 };
+    if (k <= 0) return 0;
+    if (n < 4 * k || n < 2 * S) return sae_topk(out_idx, heap_val, v, NULL, n, k);
+    float smp[S];
+    int64_t stride = n / S;
+    for (int q = 0; q < S; q++) smp[q] = v[q * stride];
+    int64_t r = (int64_t)((double)S * 2.0 * (double)k / (double)n) + 1; /* rank in the sample */
+    if (r > S) r = S;
+    float scratch_s[S];
+    float t = sae_kth_largest(scratch_s, smp, S, r);
+    int64_t c = above_cut(scratch, v, n, t);
+    if (c < k) return sae_topk(out_idx, heap_val, v, NULL, n, k);
+    return sae_topk(out_idx, heap_val, v, scratch, c, k);
+}
+
 float sae_kth_largest(float *a, const float *v, int64_t n, int64_t k)
 {
     memcpy(a, v, sizeof(float) * (size_t)n);

@@ -319,6 +319,12 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
 static void test_topk_kernels(void **state)
 {
     (void)state;
@@ -347,6 +353,23 @@ static void test_topk_kernels(void **state)
     int64_t got = sae_topk(idx, hv, v, cand, 3, 10);
     assert_int_equal(got, 3);
     for (int k = N - 3; k <= N; k++) assert_true(sae_kth_largest(scratch, v, N, k) == sorted[k - 1]);
+    /* the sampled-cut top-k selects exactly the same set as the plain heap, ties included */
+    int32_t idx2[64], scr[N];
+    for (int trial = 0; trial < 40; trial++) {
+        for (int i = 0; i < N; i++) {
+            double u = ms_rng_normal(&r);
+            v[i] = trial % 4 == 0 ? (float)floor(u * 3) /* many ties */
+                   : trial % 4 == 1 ? (float)(u - 5.0) : (float)u;
+        }
+        if (trial % 4 == 3)
+            for (int i = 0; i < N; i += 2) v[i] = 7.0f; /* a big tie block at the top */
+        int k = 1 + trial % 64;
+        int64_t a = sae_topk(idx, hv, v, NULL, N, k), b = sae_topk_fast(idx2, hv, v, N, k, scr);
+        assert_int_equal(a, b);
+        qsort(idx, (size_t)a, sizeof(int32_t), cmp_i32);
+        qsort(idx2, (size_t)b, sizeof(int32_t), cmp_i32);
+        assert_memory_equal(idx, idx2, sizeof(int32_t) * (size_t)a);
+    }
 }
 
 /* csr->csc transposition and the two CSC accumulations against dense loops */
