@@ -6,6 +6,7 @@
 #   train_test.sh badinput  d mismatch, incomplete file, NaN rows (error / skip), divergence
 #   train_test.sh archs     topk, batchtopk, jumprelu, april-2024 on 2 ranks: outputs as documented,
 #                           stop after a checkpoint + rerun = uninterrupted run, bitwise
+#   train_test.sh memory    peak RSS does not grow with the file (50k vs 400k rows, same job)
 set -u
 CASE=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -166,6 +167,20 @@ archs)
         grep -q "\"architecture\": \"$want\"" "$T/$arch-a/sae/saelens/cfg.json" || die "$arch: cfg.json architecture"
         echo "$arch: trained on 2 ranks, resumed bitwise, outputs as documented"
     done
+    ;;
+memory)
+    rss=()
+    for rows in 50000 400000; do
+        "$PY" "$HERE/make_synth.py" "$T/m$rows.h5" --rows $rows --d 128 --feats 64 || die synth
+        job "$T/j$rows.yaml" "$T/r$rows" "$T/m$rows.h5" "d_sae: 256" "batch: 1000" "steps: 40" \
+            "checkpoint_every: 0" "log_every: 10" "shuffle_buffer: 20000" "median_samples: 2000" \
+            "resample: {at: [20], window: 5, inputs: 30000}"
+        /usr/bin/time -f "%M" -o "$T/rss$rows" "$BIN" train "$T/j$rows.yaml" > "$T/last.log" 2>&1 \
+            || { cat "$T/last.log"; die "train on $rows rows"; }
+        rss+=("$(tail -1 "$T/rss$rows")")
+    done
+    echo "peak RSS: ${rss[0]} KB with 50k rows, ${rss[1]} KB with 400k rows (float32 data: 25.6 / 204.8 MB)"
+    [ $(( rss[1] - rss[0] )) -lt 16000 ] || die "memory grows with the file size"
     ;;
 *) die "unknown case $CASE" ;;
 esac
