@@ -171,6 +171,38 @@ static void softmax_rows_backward(float *dS, const float *P, int T)
     }
 }
 
+typedef struct att_bwd_ctx {
+    float *dqkv, *scratch;
+    const float *dz, *qkv, *att;
+    int T, H, D;
+} att_bwd_ctx;
+
+/* (b,h) pairs p0..p1-1; each pair has its own T*T slice of scratch, so workers never share. */
+static void attention_backward_range(void *vctx, int64_t p0, int64_t p1)
+{
+    const att_bwd_ctx *x = vctx;
+    const int T = x->T, H = x->H, D = x->D, HD = H * D, ld = 3 * HD;
+    const float scale = 1.0f / sqrtf((float)D);
+    for (int64_t p = p0; p < p1; p++) {
+        const int b = (int)(p / H), h = (int)(p % H);
+        float *dS = x->scratch + (size_t)p * T * T;
+        const float *P = x->att + ((size_t)b * H + h) * T * T;
+        const float *Q = x->qkv + (size_t)b * T * ld + h * D;
+        const float *K = Q + HD, *V = Q + 2 * HD;
+        float *dQ = x->dqkv + (size_t)b * T * ld + h * D;
+        float *dK = dQ + HD, *dV = dQ + 2 * HD;
+        const float *dZ = x->dz + (size_t)b * T * HD + h * D;
+        /* dV (T,D) += P^T dZ */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, P, T, dZ, HD, 1.0f, dV, ld);
+        /* dP (T,T) = dZ V^T, then through the softmax */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, 1.0f, dZ, HD, V, ld, 0.0f, dS, T);
+        softmax_rows_backward(dS, P, T);
+        /* dQ += scale dS K;  dK += scale dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, scale, dS, T, K, ld, 1.0f, dQ, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, scale, dS, T, Q, ld, 1.0f, dK, ld);
+    }
+}
+
 void ms_attention_backward(float *dqkv, float *scratch, const float *dz, const float *qkv,
                            const float *att, int B, int T, int H, int D)
 {
@@ -178,30 +210,9 @@ void ms_attention_backward(float *dqkv, float *scratch, const float *dz, const f
         ms_attention_backward_naive(dqkv, scratch, dz, qkv, att, B, T, H, D);
         return;
     }
-    const int HD = H * D, ld = 3 * HD;
-    const float scale = 1.0f / sqrtf((float)D);
-    float *dS = scratch;
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *P = att + ((size_t)b * H + h) * T * T;
-            const float *Q = qkv + (size_t)b * T * ld + h * D;
-            const float *K = Q + HD, *V = Q + 2 * HD;
-            float *dQ = dqkv + (size_t)b * T * ld + h * D;
-            float *dK = dQ + HD, *dV = dQ + 2 * HD;
-            const float *dZ = dz + (size_t)b * T * HD + h * D;
-            /* dV (T,D) += P^T dZ */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, P, T, dZ, HD, 1.0f,
-                        dV, ld);
-            /* dP (T,T) = dZ V^T, then through the softmax */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, 1.0f, dZ, HD, V, ld, 0.0f,
-                        dS, T);
-            softmax_rows_backward(dS, P, T);
-            /* dQ += scale dS K;  dK += scale dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, scale, dS, T, K, ld, 1.0f,
-                        dQ, ld);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, scale, dS, T, Q, ld, 1.0f,
-                        dK, ld);
-        }
+    /* (b,h) pairs write disjoint columns of dqkv: split them over the kernel threads */
+    att_bwd_ctx x = {dqkv, scratch, dz, qkv, att, T, H, D};
+    ms_parallel_for((int64_t)B * H, 1, attention_backward_range, &x);
 }
 
 /* ------------------------------------------------------------------ activations, residual */
@@ -297,16 +308,34 @@ static void ce_row_inplace(float *d, float lse, int32_t t, int V, float scale)
     d[t] -= scale;
 }
 
+typedef struct ce_bwd_ctx {
+    float *dlogits;
+    const float *logits, *lse;
+    const int32_t *targets;
+    int V;
+    float scale;
+} ce_bwd_ctx;
+
+static void ce_backward_range(void *vctx, int64_t n0, int64_t n1)
+{
+    const ce_bwd_ctx *c = vctx;
+    const int V = c->V;
+    const int32_t *targets = c->targets;
+    for (int64_t n = n0; n < n1; n++) {
+        float *d = c->dlogits + (size_t)n * V;
+        const float *x = c->logits + (size_t)n * V;
+        if (targets && targets[n] >= 0) {
+            if (d == x) ce_row_inplace(d, c->lse[n], targets[n], V, c->scale);
+            else ce_row(d, x, c->lse[n], targets[n], V, c->scale);
+        } else {
+            memset(d, 0, (size_t)V * sizeof *d);
+        }
+    }
+}
+
 void ms_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
                               const int32_t *targets, int N, int V, float scale)
 {
-    for (int n = 0; n < N; n++) {
-        float *d = dlogits + (size_t)n * V;
-        const float *x = logits + (size_t)n * V;
-        if (targets && targets[n] >= 0) {
-            if (d == x) ce_row_inplace(d, lse[n], targets[n], V, scale);
-            else ce_row(d, x, lse[n], targets[n], V, scale);
-        }
-        else memset(d, 0, (size_t)V * sizeof *d);
-    }
+    ce_bwd_ctx c = {dlogits, logits, lse, targets, V, scale};
+    ms_parallel_for(N, 64, ce_backward_range, &c);
 }

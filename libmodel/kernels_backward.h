@@ -30,7 +30,8 @@ void ms_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                            const float *rstd, int N, int C);
 
 /* Backward of ms_attention_forward. dz (B,T,H,D), qkv (B,T,3,H,D), att (B,H,T,T) the saved
- * pattern -> dqkv (B,T,3,H,D) +=. scratch: T*T floats (dP for one head). */
+ * pattern -> dqkv (B,T,3,H,D) +=. scratch: B*H*T*T floats (dP per head, so the (b,h) pairs
+ * can run on the kernel threads). */
 void ms_attention_backward(float *dqkv, float *scratch, const float *dz, const float *qkv,
                            const float *att, int B, int T, int H, int D);
 void ms_attention_backward_naive(float *dqkv, float *scratch, const float *dz,

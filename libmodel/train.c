@@ -25,7 +25,7 @@ ms_status ms_model_backbuf_init(ms_model_backbuf *b, const ms_model_config *c, i
     memset(b, 0, sizeof *b);
     const size_t N = (size_t)B * T, C = (size_t)c->d_model, M = (size_t)c->d_mlp,
                  HD = (size_t)c->n_heads * c->d_head;
-    size_t sz[9] = {N * C, N * C, 3 * N * HD, N * HD, (size_t)T * T, N * M, N * M, 3 * C * HD, 3 * C * HD};
+    size_t sz[9] = {N * C, N * C, 3 * N * HD, N * HD, (size_t)B * c->n_heads * T * T, N * M, N * M, 3 * C * HD, 3 * C * HD};
     size_t off = 0;
     for (int i = 0; i < 9; i++) off += (sz[i] + 15) & ~(size_t)15;
     b->mem = aligned_alloc(64, off * sizeof(float));

@@ -153,7 +153,9 @@ static void test_naive_vs_blas(void **s)
     (void)s;
     fixture f;
     fx_init(&f, MS_ACT_GELU_NEW, MS_NORM_LN, 2);
+    ms_kernels_set_threads(3); /* the threaded (b,h) and row splits, against the naive loops */
     fx_grads(&f);
+    ms_kernels_set_threads(0);
     float *blas = malloc(f.m.n_params * sizeof(float));
     memcpy(blas, f.grads, f.m.n_params * sizeof(float));
     ms_kernels_set_naive(1);
@@ -191,11 +193,13 @@ static void test_kernel_pairs(void **s)
     enum { B = 2, T = 37, H = 3, D = 4 };
     size_t nq = (size_t)B * T * 3 * H * D, nz = (size_t)B * T * H * D;
     float *qkv = malloc(nq * 4), *z = malloc(nz * 4), *att = malloc((size_t)B * H * T * T * 4);
-    float *dz = malloc(nz * 4), *d1 = calloc(nq, 4), *d2 = calloc(nq, 4), *scr = malloc(T * T * 4);
+    float *dz = malloc(nz * 4), *d1 = calloc(nq, 4), *d2 = calloc(nq, 4), *scr = malloc((size_t)B * H * T * T * 4);
     for (size_t i = 0; i < nq; i++) qkv[i] = sinf((float)i * 0.37f);
     for (size_t i = 0; i < nz; i++) dz[i] = cosf((float)i * 0.11f);
     ms_attention_forward(z, att, qkv, B, T, H, D);
+    ms_kernels_set_threads(4);
     ms_attention_backward(d1, scr, dz, qkv, att, B, T, H, D);
+    ms_kernels_set_threads(0);
     ms_attention_backward_naive(d2, scr, dz, qkv, att, B, T, H, D);
     for (size_t i = 0; i < nq; i++) assert_true(fabsf(d1[i] - d2[i]) < 1e-4f + 1e-4f * fabsf(d2[i]));
     free(qkv);

@@ -308,7 +308,7 @@ typedef struct ms_model_backbuf {
     float *dtmp;        /* (B,T,C) gradient of a LayerNorm output / the attention's z input */
     float *dqkv;        /* (B,T,3,H,D) */
     float *dz;          /* (B,T,H,D) */
-    float *datt;        /* (T,T) one head's dP / dS */
+    float *datt;        /* (B,H,T,T) each head's dP / dS */
     float *dpost, *dpre; /* (B,T,M) */
     float *wqkv, *dwqkv; /* (C,3,H,D) one layer's W_Q|W_K|W_V packed, and its gradient */
 } ms_model_backbuf;
