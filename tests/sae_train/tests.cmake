@@ -19,3 +19,10 @@ foreach(case ranks resume recovery badinput archs memory)
                  COMMAND ${CMAKE_CURRENT_LIST_DIR}/train_test.sh ${case})
   set_tests_properties(sae_train_${case} PROPERTIES PROCESSORS 2)
 endforeach()
+
+# the documented row order, recomputed independently in Python (seeds, windows, epochs, ranks)
+add_executable(stream_dump ${CMAKE_CURRENT_LIST_DIR}/stream_dump.c)
+target_link_libraries(stream_dump PRIVATE msio)
+ms_script_test(sae_stream_ref LABELS ref DEPENDS tmpdir
+               COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/stream_ref.py
+               $<TARGET_FILE:stream_dump> ${CMAKE_CURRENT_BINARY_DIR}/tmp)
