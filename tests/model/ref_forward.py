@@ -203,12 +203,16 @@ def base_cfg(**kw):
     return cfg
 
 
-def case(name, cfg, B, T, hook, dtype="F32", zero=None, extra=(), seed=0, hf=False):
+def case(name, cfg, B, T, hook, dtype="F32", zero=None, extra=(), seed=0, hf=False, hf_tied=False):
     rng = np.random.default_rng(seed)
     W = random_model(cfg, rng)
     mdir = os.path.join(WORK, name)
     if hf:
         names, Wref = to_hf(cfg, W), W
+        if hf_tied:  # GPT2LMHeadModel layout: "transformer." prefix, lm_head tied to wte (absent)
+            del names["lm_head.weight"]
+            names = {"transformer." + k: v for k, v in names.items()}
+            W["unembed.W_U"] = np.ascontiguousarray(W["embed.W_E"].T)
         jcfg = dict(n_layer=cfg["n_layers"], n_embd=cfg["d_model"], n_head=cfg["n_heads"], n_positions=cfg["n_ctx"],
                     vocab_size=cfg["d_vocab"], activation_function=cfg["act_fn"], layer_norm_epsilon=cfg["eps"],
                     n_inner=cfg["d_mlp"])
@@ -363,6 +367,8 @@ def main():
     case("f16_weights", base_cfg(), 2, 16, "blocks.0.mlp.hook_post", dtype="F16", seed=12)
     case("bf16_weights", base_cfg(act_fn="gelu_new"), 2, 16, "blocks.0.mlp.hook_post", dtype="BF16", seed=13)
     case("hf_gpt2_names", base_cfg(n_layers=2, act_fn="gelu_new"), 2, 16, "blocks.1.mlp.hook_post", hf=True, seed=14)
+    case("hf_gpt2_tied_prefixed", base_cfg(act_fn="gelu_new"), 2, 16, "blocks.0.mlp.hook_post", hf=True, hf_tied=True,
+         seed=18)
     case("zero_ablate_mlp", base_cfg(), 3, 16, "blocks.0.hook_resid_post", zero="blocks.0.mlp.hook_post", seed=15)
     case("zero_ablate_2l", base_cfg(n_layers=2, act_fn="gelu"), 2, 10, "blocks.1.mlp.hook_post",
          zero="blocks.0.hook_attn_out", seed=16)
