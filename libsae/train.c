@@ -790,13 +790,13 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         free(buf);
         if (!st) {
             char extra[2048];
-            const char *model = cfg->model.dir && *cfg->model.dir ? cfg->model.dir : cfg->run.name;
-            const char *base = strrchr(model, '/');
+            /* monosem models have no public name: the run's name identifies them */
+            const char *model = cfg->run.name && *cfg->run.name ? cfg->run.name : "monosem";
             snprintf(extra, sizeof extra,
                      "\"hook_name\": \"%s\",\n  \"hook_layer\": 0,\n  \"context_size\": %lld,\n"
                      "  \"model_name\": \"%s\",\n  \"dataset_path\": \"%s\",\n"
                      "  \"l1_coefficient\": %.9g,\n  \"training_tokens\": %lld",
-                     meta.hook, (long long)meta.context, base && base[1] ? base + 1 : model,
+                     meta.hook, (long long)meta.context, model,
                      cfg->sae.activations, cfg->sae.l1_coeff, (long long)t.tokens);
             st = ms_sae_save_saelens(&sae, lens_dir, log10d, extra, err);
         }
