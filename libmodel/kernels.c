@@ -160,6 +160,36 @@ void ms_matmul_forward_naive(float *out, int ldo, const float *inp, int ldi, con
     }
 }
 
+typedef struct rows_ctx {
+    float *out;
+    int ldo;
+    const float *row;
+    int M;
+} rows_ctx;
+
+static void bias_rows_range(void *vctx, int64_t n0, int64_t n1)
+{
+    const rows_ctx *x = vctx;
+    for (int64_t n = n0; n < n1; n++) memcpy(x->out + (size_t)n * x->ldo, x->row, (size_t)x->M * sizeof(float));
+}
+
+typedef struct copy_ctx {
+    float *dst;
+    const float *src;
+} copy_ctx;
+
+static void copy_range(void *vctx, int64_t i0, int64_t i1)
+{
+    const copy_ctx *x = vctx;
+    memcpy(x->dst + i0, x->src + i0, (size_t)(i1 - i0) * sizeof(float));
+}
+
+void ms_copy_forward(float *dst, const float *src, size_t n)
+{
+    copy_ctx x = {dst, src};
+    ms_parallel_for((int64_t)n, 1 << 18, copy_range, &x);
+}
+
 void ms_matmul_forward(float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
                        const float *bias, int N, int K, int M)
 {
@@ -168,8 +198,9 @@ void ms_matmul_forward(float *out, int ldo, const float *inp, int ldi, const flo
         return;
     }
     float beta = 0.0f;
-    if (bias) {
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * ldo, bias, (size_t)M * sizeof(float));
+    if (bias) { /* C starts as the bias rows (threads share the memory traffic), then beta = 1 */
+        rows_ctx x = {out, ldo, bias, M};
+        ms_parallel_for(N, 512, bias_rows_range, &x);
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, M, K, 1.0f, inp, ldi, w, ldw, beta,
@@ -178,16 +209,31 @@ void ms_matmul_forward(float *out, int ldo, const float *inp, int ldi, const flo
 
 /* ------------------------------------------------------------------ embedding, layernorm */
 
+typedef struct embed_ctx {
+    float *out;
+    const int32_t *tokens;
+    const float *W_E, *W_pos;
+    int T, C;
+} embed_ctx;
+
+MS_HOT
+static void embed_range(void *vctx, int64_t i0, int64_t i1)
+{
+    const embed_ctx *x = vctx;
+    const int C = x->C;
+    for (int64_t i = i0; i < i1; i++) {
+        float *o = x->out + (size_t)i * C;
+        const float *e = x->W_E + (size_t)x->tokens[i] * C;
+        const float *p = x->W_pos + (size_t)(i % x->T) * C;
+        for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
+    }
+}
+
 void ms_embed_forward(float *out, const int32_t *tokens, const float *W_E, const float *W_pos,
                       int B, int T, int C)
 {
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *o = out + ((size_t)b * T + t) * C;
-            const float *e = W_E + (size_t)tokens[(size_t)b * T + t] * C;
-            const float *p = W_pos + (size_t)t * C;
-            for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
-        }
+    embed_ctx x = {out, tokens, W_E, W_pos, T, C};
+    ms_parallel_for((int64_t)B * T, 1024, embed_range, &x);
 }
 
 typedef struct ln_ctx {

@@ -22,6 +22,9 @@ void ms_parallel_for(int64_t n, int64_t grain, ms_par_fn fn, void *ctx);
 /* exp(x) for x in float range, ~2 ulp, vectorisable (no libm call). */
 float ms_expf(float x);
 
+/* dst (n) = src, split over threads (memory-bound copies of big activations). */
+void ms_copy_forward(float *dst, const float *src, size_t n);
+
 /* out (N,M) row stride ldo = inp (N,K) stride ldi @ w (K,M) stride ldw + bias (M, may be NULL). */
 void ms_matmul_forward(float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
                        const float *bias, int N, int K, int M);

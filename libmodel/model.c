@@ -709,7 +709,7 @@ static ms_status hook_point(const ms_model *m, ms_model_acts *a, const ms_forwar
     for (int i = 0; i < o->n_captures; i++) {
         const ms_hook_capture *c = &o->captures[i];
         if (c->hook.layer == layer && c->hook.kind == kind && c->dst)
-            memcpy(c->dst, buf, (size_t)B * T * d * sizeof(float));
+            ms_copy_forward(c->dst, buf, (size_t)B * T * d);
     }
     if (o->stop_after && o->stop_after->layer == layer && o->stop_after->kind == kind) *stop = true;
     return MS_OK;
