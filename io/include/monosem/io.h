@@ -690,7 +690,8 @@ ms_status ms_tokset_context(const ms_tokset *ts, int64_t i, int64_t context, boo
 /* --- tokenizing a corpus into shards (the core of `monosem tokenize`, MPI-free so it can be
  * tested by simulating ranks). Documents are grouped in order into chunks of about
  * chunk_bytes of input; chunk c is written by rank c % size as <out_dir>/train-<c>.bin and
- * heldout-<c>.bin, so the files do not depend on the rank count. */
+ * heldout-<c>.bin, so the files do not depend on the rank count. Every rank reads (not
+ * tokenizes) the whole corpus to find the chunk boundaries: cheap next to BPE encoding. */
 typedef ms_status (*ms_encode_fn)(void *ctx, const char *text, size_t len, int32_t **ids,
                                   size_t *n, size_t *cap, ms_err *err);
 typedef struct ms_tokenize_job {
