@@ -2,6 +2,7 @@
  * metrics, exact checkpoints and resume, final HDF5 + SAELens outputs. */
 #include "monosem/sae.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -365,6 +366,24 @@ static void metrics_truncate(const char *path, int64_t last_step)
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Removes temporary files a killed run left in dir (name.tmp.<pid> of our outputs). */
+static void remove_stale_tmp(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        if (strstr(e->d_name, ".tmp.") &&
+            (!strncmp(e->d_name, "checkpoint.safetensors", 22) ||
+             !strncmp(e->d_name, "metrics.jsonl", 13) || !strncmp(e->d_name, "sae.h5", 6))) {
+            char *p = ms_path_join(dir, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+    }
+    closedir(dp);
+}
+
 /* Reads the first n rows of a seeded stream (rank 0 of 1: every rank gets the same rows). */
 static ms_status read_sample(ms_actfile *f, const ms_config *cfg, uint64_t seed, int64_t n,
                              float *out, ms_err *err)
@@ -630,6 +649,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     if (comm->rank == 0) {
+        remove_stale_tmp(out_dir);
         if (resumed) metrics_truncate(metrics_path, sae.step);
         metrics = fopen(metrics_path, resumed ? "a" : "w");
         if (!metrics)

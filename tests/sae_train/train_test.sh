@@ -98,6 +98,7 @@ resume)
     [ -f "$T/rb/sae/sae.h5" ] && die "killed run finished before the kill"
     run 2 "$T/jb.yaml" || { cat "$T/last.log"; die "resumed run"; }
     grep -q "resuming from" "$T/last.log" || die "rerun did not resume"
+    ls "$T/rb/sae" | grep -q "\.tmp\." && die "temporary files left after the resumed run"
     grep "resuming" "$T/last.log"
     grep -q "step 50: resampled [1-9][0-9]* dead" "$T/last.log" || { grep resampled "$T/last.log"; die "no neuron resampled after the resume"; }
     cmp "$T/ra/sae/saelens/sae_weights.safetensors" "$T/rb/sae/saelens/sae_weights.safetensors" \
