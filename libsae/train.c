@@ -572,7 +572,8 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     if (!st && !cfg->sae.repeat && steps > meta.n_rows / B)
         st = ms_err_set(err, MS_ERR_STATE,
                         "%s: %lld rows cannot feed sae.steps %lld x sae.batch %lld = %lld rows "
-                        "without repeating data: lower sae.steps or sae.batch, generate more, or set sae.repeat: true",
+                        "without repeating data: lower sae.steps or sae.batch, generate more, "
+                        "or set sae.repeat: true",
                         cfg->sae.activations, (long long)meta.n_rows, (long long)steps,
                         (long long)B, (long long)(steps * B));
     if (!st && cfg->sae.init && *cfg->sae.init) {
@@ -607,7 +608,10 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     if (!st) st = ms_mkdirs(out_dir, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
-    bool resumed = ms_path_exists(ckpt_path);
+    int32_t have_ckpt = comm->rank == 0 && ms_path_exists(ckpt_path); /* rank 0 decides */
+    st = ms_comm_bcast(comm, &have_ckpt, sizeof have_ckpt, 0, err);
+    if (st) goto done;
+    bool resumed = have_ckpt != 0;
     if (resumed) {
         st = ckpt_read(ckpt_path, &sae, &t, cfg, err);
         res->resumed_from = sae.step;
