@@ -643,6 +643,7 @@ ms_status ms_model_acts_init(ms_model_acts *a, const ms_model_config *c, int B, 
             TAKE(a->lnf_mean, N);
             TAKE(a->lnf_rstd, N);
             TAKE(a->logits, N * V);
+            TAKE(a->lnf1, N * (C + 1));
             TAKE(a->lse, N);
             TAKE(a->losses, N);
         }
@@ -812,9 +813,21 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
             if (tg[i] >= V)
                 return ms_err_set(err, MS_ERR_USAGE, "model forward: target %d at (%zu,%zu) outside the vocabulary",
                                   tg[i], i / (size_t)T, i % (size_t)T);
-    /* the bias is added in the same pass over the logits that computes the logsumexp */
-    ms_matmul_forward(a->logits, V, a->lnf, C, m->w.W_U, V, NULL, (int)N, C, V);
-    ms_logits_bias_lse_forward(a->logits, tg ? a->lse : NULL, m->w.b_U, (int)N, V);
+    if (m->w.b_U == m->w.W_U + (size_t)C * V && !ms_kernels_naive()) {
+        /* b_U directly follows W_U in the slab (C*V a multiple of 16): [W_U; b_U] is one (C+1,V)
+         * matrix, so with a ones column on lnf the bias costs one more K step instead of a
+         * read-write pass over all the logits. */
+        for (size_t i = 0; i < N; i++) {
+            memcpy(a->lnf1 + i * (C + 1), a->lnf + i * C, (size_t)C * sizeof(float));
+            a->lnf1[i * (C + 1) + C] = 1.0f;
+        }
+        ms_matmul_forward(a->logits, V, a->lnf1, C + 1, m->w.W_U, V, NULL, (int)N, C + 1, V);
+        if (tg) ms_logits_bias_lse_forward(a->logits, a->lse, NULL, (int)N, V);
+    } else {
+        /* the bias is added in the same pass over the logits that computes the logsumexp */
+        ms_matmul_forward(a->logits, V, a->lnf, C, m->w.W_U, V, NULL, (int)N, C, V);
+        ms_logits_bias_lse_forward(a->logits, tg ? a->lse : NULL, m->w.b_U, (int)N, V);
+    }
     if (tg) {
         double total = 0;
         int64_t cnt = 0;

@@ -269,6 +269,7 @@ typedef struct ms_model_acts {
     float *losses;               /* (B,T) per-token cross-entropy (0 where target < 0) */
     double mean_loss;            /* over positions with a target; NaN if none */
     float *wqkv, *bqkv;          /* scratch: W_Q|W_K|W_V packed (C,3,H,D) and biases (3,H,D) */
+    float *lnf1;                 /* scratch (B,T,C+1): lnf and a ones column (bias inside the GEMM) */
     int64_t n_loss;              /* positions with a target */
 } ms_model_acts;
 
