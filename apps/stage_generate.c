@@ -14,9 +14,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-/* Rank 0 answers queue requests between forwards of at most this many tokens, so a worker
- * waiting for its next shard waits a few milliseconds, not a whole batch. */
+/* Rank 0 answers queue requests between forwards of at most this many tokens, and inside each
+ * forward at the hooks before the stop hook (a no-op "replace" callback that serves), so a
+ * worker waiting for its next shard waits a few milliseconds, not a whole batch. */
 #define RANK0_SERVE_TOKENS 2048
+#define MAX_SERVE_HOOKS 16
 
 typedef struct gen {
     ms_app *app;
@@ -48,6 +50,9 @@ typedef struct gen {
     int kill_rank;
     int64_t kill_after;
     bool kill_mid;
+    /* rank 0 with workers: queue service points inside the forward */
+    ms_hook_replace serve_at[MAX_SERVE_HOOKS];
+    int n_serve_at;
     /* rank 0: progress */
     ms_queue q;
     ms_progress prog;
@@ -82,6 +87,28 @@ static void gen_fingerprint(const gen *g, const char *tokens_fp, char out[17])
                      g->plan.shard_contexts, g->meta.dtype, g->meta.seed, g->meta.hook,
                      g->meta.model_sha256, g->meta.tokenizer_sha256);
     snprintf(out, 17, "%016" PRIx64, ms_fnv1a64(buf, (size_t)n, 0xcbf29ce484222325ull));
+}
+
+static ms_status serve_cb(void *user, ms_hook hook, float *act, int B, int T, int d, ms_err *err)
+{
+    (void)hook, (void)act, (void)B, (void)T, (void)d, (void)err;
+    gen *g = user;
+    ms_queue_serve(&g->app->comm, &g->q);
+    return MS_OK;
+}
+
+/* Service points: the hooks of layers up to the stop hook's that come before it (the forward
+ * computes nothing after the stop hook, so later ones would never run). */
+static void gen_serve_points(gen *g)
+{
+    static const ms_hook_kind kinds[] = {MS_HOOK_RESID_PRE, MS_HOOK_ATTN_OUT, MS_HOOK_RESID_MID, MS_HOOK_MLP_PRE};
+    g->n_serve_at = 0;
+    for (int l = 0; l <= g->hook.layer; l++)
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            if (l == g->hook.layer && kinds[k] >= g->hook.kind) break;
+            if (g->n_serve_at == MAX_SERVE_HOOKS) return;
+            g->serve_at[g->n_serve_at++] = (ms_hook_replace){{l, kinds[k]}, serve_cb, g};
+        }
 }
 
 /* Token shards, model and plan on every rank (local work; the caller agrees). */
@@ -199,6 +226,10 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     g->t_read += t2 - t;
     if (st) return st;
     ms_forward_opts opts = {.stop_after = &g->hook};
+    if (comm->rank == 0 && comm->size > 1) {
+        opts.replaces = g->serve_at;
+        opts.n_replaces = g->n_serve_at;
+    }
     const float *act = NULL;
     for (int64_t b0 = 0; b0 < n; b0 += g->batch) {
         int64_t nb = n - b0 < g->batch ? n - b0 : g->batch;
@@ -220,6 +251,7 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     }
     t = ms_time_now();
     st = ms_actwriter_write_rows_raw(g->w, c0 * K, n * K, g->rows, g->index, err);
+    if (comm->rank == 0) ms_queue_serve(comm, &g->q);
     if (!st) st = ms_actwriter_write_tokens(g->w, c0, n, g->tokens, err);
     if (g->kill_mid && comm->rank == g->kill_rank && g->shards_mine + 1 == g->kill_after) raise(SIGKILL);
     /* rows reach the OS before the shard is recorded done: a kill -9 after this point leaves
@@ -442,6 +474,7 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     st = gen_open(&g, err);
     if (st) goto done;
     g.todo_shards = g.plan.n_shards - g.n_done_before;
+    gen_serve_points(&g);
     int64_t T = g.plan.context;
     if (comm->rank == 0) {
         ms_queue_init(&g.q, g.plan.n_shards, g.done, comm->size - 1);
