@@ -80,8 +80,9 @@ PYEOF
     ;;
 resume)
     "$PY" "$HERE/make_synth.py" "$T/a.h5" --rows 100000 --d 64 --feats 128 --seed 4 || die synth
-    common=("d_sae: 512" "batch: 1000" "steps: 90" "lr: 0.01" "l1_coeff: 0.3" "checkpoint_every: 15"
-            "log_every: 5" "shuffle_buffer: 20000" "median_samples: 2000" "resample: {at: [50], window: 2, inputs: 4000}")
+    # long enough (240 steps) that the kill lands mid-run even on a fast, quiet machine
+    common=("d_sae: 512" "batch: 400" "steps: 240" "lr: 0.01" "l1_coeff: 0.3" "checkpoint_every: 15"
+            "log_every: 5" "shuffle_buffer: 20000" "median_samples: 2000" "resample: {at: [150], window: 2, inputs: 4000}")
     job "$T/ja.yaml" "$T/ra" "$T/a.h5" "${common[@]}"
     job "$T/jb.yaml" "$T/rb" "$T/a.h5" "${common[@]}"
     run 2 "$T/ja.yaml" || { cat "$T/last.log"; die "uninterrupted run"; }
@@ -100,7 +101,7 @@ resume)
     grep -q "resuming from" "$T/last.log" || die "rerun did not resume"
     ls "$T/rb/sae" | grep -q "\.tmp\." && die "temporary files left after the resumed run"
     grep "resuming" "$T/last.log"
-    grep -q "step 50: resampled [1-9][0-9]* dead" "$T/last.log" || { grep resampled "$T/last.log"; die "no neuron resampled after the resume"; }
+    grep -q "step 150: resampled [1-9][0-9]* dead" "$T/last.log" || { grep resampled "$T/last.log"; die "no neuron resampled after the resume"; }
     cmp "$T/ra/sae/saelens/sae_weights.safetensors" "$T/rb/sae/saelens/sae_weights.safetensors" \
         || die "resumed weights differ from the uninterrupted run"
     # the whole final state too (params, Adam moments, counters, rng, reader position)
