@@ -719,6 +719,9 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         double lr = ms_sae_lr_at(&sae.hp, step);
         ms_sae_step_info info;
         st = ms_sae_step(&sae, lr, stats, &info, err);
+        /* the step is deterministic, so ranks fail it together; agreeing anyway (two 4-byte
+         * allreduces) means no rank can ever wait alone in the next step's allreduce */
+        st = ms_comm_agree(comm, st, err);
         res->t_step += ms_time_now() - t3;
         if (st) {
             ms_err_clear(err);
