@@ -104,6 +104,7 @@ static double run(int arch, shape sh, int64_t B, int steps, int regime, int path
             exit(1);
         }
         if (g_comm) {
+            ms_comm_barrier(g_comm); /* time the reduction itself, not the wait for a slow rank */
             double ta = bench_now();
             if (ms_comm_allreduce_f32(g_comm, sae.grads, sae.layout.n_params, &err) != MS_OK ||
                 ms_comm_allreduce_f64(g_comm, st, S, &err) != MS_OK) {
@@ -210,11 +211,13 @@ static double g_torch_cpu = 0.0;
 static double torch_rate(shape sh, int64_t B, int threads, int regime, int steps)
 {
     g_torch_cpu = 0.0;
-    char cmd[1024];
+    char cmd[1200];
     snprintf(cmd, sizeof cmd,
+             /* torch's BLAS keeps its own thread pool: pin it to the same count */
+             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d MKL_NUM_THREADS=%d "
              "/usr/bin/python3 %s/bench_sae_torch.py --d %lld --m %lld --batch %lld --threads %d "
              "--regime %s --steps %d 2>/dev/null",
-             BENCH_SOURCE_DIR, (long long)sh.d, (long long)sh.m, (long long)B, threads,
+             threads, threads, threads, BENCH_SOURCE_DIR, (long long)sh.d, (long long)sh.m, (long long)B, threads,
              regime == 0 ? "dense" : regime == 1 ? "sparse" : "topk", steps);
     FILE *p = popen(cmd, "r");
     if (!p) return 0.0;
@@ -286,7 +289,7 @@ int main(int argc, char **argv)
            (long long)B, steps);
     if (g_comm)
         printf("# %d ranks x the thread count below; global batch split over ranks; %%allreduce = "
-               "mean allreduce time (grads slab + stats) / step; peak = one rank's sgemm peak x "
+               "mean allreduce time (grads slab + stats, after a barrier) / step; peak = one rank's sgemm peak x "
                "ranks\n",
                g_comm->size);
     printf("# 1 thread also per CPU-second (robust to other jobs on the cores): cpu act/s, and "

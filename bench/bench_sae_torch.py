@@ -12,9 +12,8 @@ sums of L = d_sae/200 true directions.
 """
 import argparse
 import math
+import os
 import time
-
-import torch
 
 
 def main():
@@ -26,6 +25,12 @@ def main():
     ap.add_argument("--regime", default="dense")
     ap.add_argument("--steps", type=int, default=3)
     a = ap.parse_args()
+    # Debian's torch runs its GEMMs on OpenBLAS, whose own pool ignores torch.set_num_threads:
+    # pin it before the import, or a "1-thread" baseline silently uses every core
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(a.threads)
+    import torch  # noqa: E402 (after the thread pins)
+
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     d, m, B = a.d, a.m, a.batch
