@@ -86,6 +86,40 @@ static void test_half_roundtrip(void **state)
     assert_int_equal(ms_float_to_half(0x1.8p-25f), 1);    /* smallest subnormal */
 }
 
+/* The vector conversions (F16C when the CPU has it) equal the scalar ones bit for bit: every
+ * half, and floats around every half (exact, ties, between, overflow, NaN payloads). */
+static void test_half_vector_equals_scalar(void **state)
+{
+    (void)state;
+    enum { N = 65536 * 4 };
+    uint16_t *h = malloc(N * sizeof *h), *h2 = malloc(N * sizeof *h2);
+    float *f = malloc(N * sizeof *f);
+    uint32_t *bits = malloc(N * sizeof *bits);
+    for (uint32_t i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    ms_half_to_float_n(f, h, 65536);
+    for (uint32_t i = 0; i < 65536; i++) {
+        float s = ms_half_to_float((uint16_t)i);
+        assert_memory_equal(&s, &f[i], 4);
+    }
+    /* floats: each half's value, and its bit pattern +-1 ulp of a tie (mantissa bit 12) */
+    for (uint32_t i = 0; i < 65536; i++) {
+        float v = ms_half_to_float((uint16_t)i);
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        bits[4 * i] = u;
+        bits[4 * i + 1] = u + 0x1000u;      /* exactly halfway to the next half (normals) */
+        bits[4 * i + 2] = u + 0x1001u;      /* just above halfway */
+        bits[4 * i + 3] = u ^ 0x00400001u;  /* quiet-bit / payload flips, arbitrary values */
+    }
+    memcpy(f, bits, N * sizeof *f);
+    ms_float_to_half_n(h2, f, N);
+    for (uint32_t i = 0; i < N; i++) {
+        uint16_t s = ms_float_to_half(f[i]);
+        if (s != h2[i]) fail_msg("float bits 0x%08x: vector 0x%04x, scalar 0x%04x", bits[i], h2[i], s);
+    }
+    free(h), free(h2), free(f), free(bits);
+}
+
 static void test_store_roundtrip_and_resume(void **state)
 {
     (void)state;
@@ -309,6 +343,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_half_roundtrip),
+        cmocka_unit_test(test_half_vector_equals_scalar),
         cmocka_unit_test(test_store_roundtrip_and_resume),
         cmocka_unit_test(test_stream_ranks_coverage_resume),
         cmocka_unit_test(test_stream_nonfinite),
