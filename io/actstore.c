@@ -543,6 +543,8 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
 #undef MS_CHECK_S
     if (!st && count_done(w->progress, m->n_shards, done) < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: cannot read /progress", path);
+    /* every rank has read /progress before any rank marks a new shard done in it */
+    if (w->parallel) MPI_Barrier(w->comm);
     if (st) {
         writer_free(w);
         return st;

@@ -76,7 +76,13 @@ int main(int argc, char **argv)
     if (ms_actwriter_resume(&w, path, &m, done, &comm, &err)) return fail(&comm, "resume", &err);
     int64_t n_done = 0;
     for (int s = 0; s < N_SHARDS; s++) n_done += done[s];
-    if (n_done != N_SHARDS / 2) return fail(&comm, "resume: wrong number of done shards", NULL);
+    if (n_done != N_SHARDS / 2) {
+        char msg[128];
+        int k = snprintf(msg, sizeof msg, "resume: %lld shards done, expected %d:", (long long)n_done,
+                         N_SHARDS / 2);
+        for (int s = 0; s < N_SHARDS; s++) k += snprintf(msg + k, sizeof msg - (size_t)k, " %d", done[s]);
+        return fail(&comm, msg, NULL);
+    }
     for (int64_t s = comm.rank; s < N_SHARDS; s += comm.size)
         if (!done[s]) write_shard(w, s, &comm);
     if (ms_actwriter_finalize(w, &err)) return fail(&comm, "finalize", &err);
