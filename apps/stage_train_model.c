@@ -13,11 +13,12 @@
 /* ------------------------------------------------------------------ data order */
 
 /* Contexts are visited in a seeded permutation per epoch; global context g of the run is
- * perm_e[g mod n] with e = g / n. A pure function of (seed, g): resume needs only the step. */
+ * perm_e(g mod n) with e = g / n. The permutation is a keyed 4-round Feistel network on the
+ * smallest even power of two >= n, cycle-walked back into [0, n): O(1) memory whatever the
+ * corpus size, and a pure function of (seed, g), so resume needs only the step. */
 typedef struct data_order {
     int64_t n;
-    int64_t epoch; /* epoch of perm, -1 none */
-    int64_t *perm;
+    int half;      /* bits per Feistel half */
     uint64_t seed;
 } data_order;
 
@@ -29,22 +30,35 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static int64_t data_context(data_order *o, int64_t g)
+static void data_order_init(data_order *o, int64_t n, uint64_t seed)
 {
-    int64_t e = g / o->n;
-    if (e != o->epoch) {
-        for (int64_t i = 0; i < o->n; i++) o->perm[i] = i;
-        uint64_t s = mix64(o->seed ^ mix64((uint64_t)e + 0x7472616eULL));
-        for (int64_t i = o->n - 1; i > 0; i--) { /* Fisher-Yates */
-            s = mix64(s);
-            int64_t j = (int64_t)(s % (uint64_t)(i + 1));
-            int64_t t = o->perm[i];
-            o->perm[i] = o->perm[j];
-            o->perm[j] = t;
-        }
-        o->epoch = e;
+    o->n = n;
+    o->seed = seed;
+    int bits = 2;
+    while (bits < 62 && ((int64_t)1 << bits) < n) bits++;
+    o->half = (bits + 1) / 2;
+}
+
+static uint64_t feistel(const data_order *o, uint64_t x, uint64_t key)
+{
+    const uint64_t mask = ((uint64_t)1 << o->half) - 1;
+    uint64_t l = x >> o->half, r = x & mask;
+    for (uint64_t round = 0; round < 4; round++) {
+        uint64_t f = mix64(r ^ mix64(key + round)) & mask;
+        uint64_t t = l ^ f;
+        l = r;
+        r = t;
     }
-    return o->perm[g % o->n];
+    return (l << o->half) | r;
+}
+
+static int64_t data_context(const data_order *o, int64_t g)
+{
+    uint64_t key = mix64(o->seed ^ mix64((uint64_t)(g / o->n) + 0x7472616eULL));
+    uint64_t x = (uint64_t)(g % o->n);
+    do x = feistel(o, x, key);
+    while (x >= (uint64_t)o->n);
+    return (int64_t)x;
 }
 
 /* ------------------------------------------------------------------ the run */
@@ -70,7 +84,6 @@ typedef struct trainer {
 static void trainer_free(trainer *t)
 {
     if (t->log) fclose(t->log);
-    free(t->order.perm);
     free(t->unigram);
     free(t->win);
     free(t->x);
@@ -97,7 +110,7 @@ static void *xcalloc(size_t n, size_t sz, ms_status *st, ms_err *err)
 static void run_fingerprint(const trainer *t, const char *tokens_fp, char out[17])
 {
     const ms_config *c = t->cfg;
-    uint64_t h = ms_fnv1a64("monosem-train-model-v1", 22, 0);
+    uint64_t h = ms_fnv1a64("monosem-train-model-v2", 22, 0); /* v2: Feistel data order */
     h = ms_fnv1a64(&t->m.cfg, sizeof t->m.cfg, h);
     h = ms_fnv1a64(&c->train_model, sizeof c->train_model, h);
     int64_t v[2] = {c->corpus.context, c->run.seed};
@@ -279,10 +292,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
         tr.win = xcalloc((size_t)tr.T + 1, sizeof(int32_t), &st, err);
         tr.x = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
         tr.y = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
-        tr.order.perm = xcalloc((size_t)n_ctx_train, sizeof(int64_t), &st, err);
-        tr.order.n = n_ctx_train;
-        tr.order.epoch = -1;
-        tr.order.seed = (uint64_t)cfg->run.seed;
+        data_order_init(&tr.order, n_ctx_train, (uint64_t)cfg->run.seed);
     }
     if (st == MS_OK) st = ms_model_params_bind(&mc, tr.grads, &tr.gv, err);
     st = ms_comm_agree(comm, st, err);
