@@ -41,7 +41,15 @@ extern "C" {
  * always Σ‖x̂−s·x‖²/(B·d_in) whatever the loss normalisation.
  *
  * Threads: kernels use OpenBLAS's thread count (openblas_set_num_threads) for BLAS calls and
- * the same count for their own loops. No allocation happens after ms_sae_init.
+ * the same count for their own loops (OpenMP). No allocation happens after ms_sae_init.
+ * Results are deterministic for a given thread count (per-feature sums run in a fixed order).
+ *
+ * Paths: the dense path is 5 GEMMs + 1 GEMV (db_dec = Σ_b ∂L/∂x̂ − W_enc·db_enc replaces the
+ * sixth GEMM autograd spends on ∂L/∂x̄). Once f is sparse (active fraction ≤ 12%, measured on
+ * every batch; topk/batchtopk always) the decoder, ∂L/∂f, ∂W_dec and ∂W_enc/∂b_enc touch only
+ * the active entries; only the encoder GEMM stays dense.
+ * Memory: the workspace holds two (max_batch, d_sae) float buffers plus sparse lists sized for
+ * 12% of them (topk: max_batch·k) — about 11·max_batch·d_sae bytes.
  */
 
 /* ===================================================================== RNG */
@@ -90,7 +98,8 @@ ms_status ms_sae_hparams_check(const ms_sae_hparams *hp, ms_err *err);
 
 /* Pure schedules of the step (0-based), so a resumed run is exact. lr_at: constant lr, then
  * linear decay to 0 over the last lr_decay_frac of `steps`. l1_at: λ warmed up linearly over
- * the first lambda_warmup_frac of `steps` (λ·(step+1)/warmup_steps, capped at λ). */
+ * the first lambda_warmup_frac of `steps` (λ·(step+1)/warmup_steps, capped at λ); λ is
+ * l1_coeff, or l0_coeff for jumprelu. */
 double ms_sae_lr_at(const ms_sae_hparams *hp, int64_t step);
 double ms_sae_l1_at(const ms_sae_hparams *hp, int64_t step);
 
@@ -133,9 +142,9 @@ ms_status ms_sae_init(ms_sae *sae, const ms_sae_hparams *hp, ms_err *err);
 void ms_sae_free(ms_sae *sae);
 
 /* Fresh parameters, identical on every rank for the same rng state:
- * - relu-l1, topk, batchtopk, jumprelu: W_enc, W_dec Kaiming-uniform (bound √(6/fan_in),
- *   fan_in d_in resp. d_sae); relu-l1 then normalises W_dec rows to unit norm; topk/batchtopk
- *   normalise W_dec rows and set W_enc = W_decᵀ (Gao et al.).
+ * - relu-l1: W_enc and W_dec independent Kaiming-uniform (bound √(6/fan_in), fan_in d_in
+ *   resp. d_sae), then W_dec rows normalised to unit norm (the paper: untied).
+ * - topk, batchtopk, jumprelu: W_dec Kaiming-uniform, rows normalised, W_enc = W_decᵀ.
  * - april-2024: W_dec rows random directions of norm 0.1, W_enc = W_decᵀ.
  * b_enc = 0, b_dec = 0 (set it with ms_sae_geometric_median), threshold = threshold_init
  * (jumprelu) or 0 (batchtopk: estimated in training). Adam moments, step, since_fired reset. */
