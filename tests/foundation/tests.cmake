@@ -10,4 +10,7 @@ ms_script_test(config_demo_mpi LABELS mpi COMMAND bash ${CMAKE_CURRENT_LIST_DIR}
 add_executable(test_runrec_mpi ${CMAKE_CURRENT_LIST_DIR}/test_runrec_mpi.c)
 target_link_libraries(test_runrec_mpi PRIVATE msio)
 ms_mpi_test(runrec_mpi_3 3 COMMAND $<TARGET_FILE:test_runrec_mpi>)
-ms_script_test(install_consumer LABELS e2e COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/install_test.sh ${PROJECT_BINARY_DIR})
+# (not in the sanitizer build: the consumer is linked without the sanitizer runtime)
+if(NOT MONOSEM_SANITIZE)
+  ms_script_test(install_consumer LABELS e2e COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/install_test.sh ${PROJECT_BINARY_DIR})
+endif()
