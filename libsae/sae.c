@@ -646,7 +646,8 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     const int arch = hp->arch;
     const int64_t d = hp->d_in, m = hp->d_sae;
     const float s = sae->input_scale;
-    const int nt = nthreads_for(sae);
+    /* own loops threaded only when there is enough work to pay for the fork/join */
+    const int nt = B * m >= (1 << 20) ? nthreads_for(sae) : 1;
     const double inv = 1.0 / (double)B_global;
     const double c_mse = arch == MS_SAE_APRIL_2024 ? 1.0 : 1.0 / (double)d;
     const double lam = ms_sae_l1_at(hp, sae->step);
@@ -941,8 +942,8 @@ ms_status ms_sae_step(ms_sae *sae, double lr, const double *stats, ms_sae_step_i
 {
     const ms_sae_hparams *hp = &sae->hp;
     const int64_t d = hp->d_in, m = hp->d_sae;
-    const int nt = nthreads_for(sae);
     const ms_sae_layout *L = &sae->layout;
+    const int nt = L->n_params >= ((size_t)1 << 21) ? nthreads_for(sae) : 1;
     float *g = sae->grads, *p = sae->params, *mm = sae->adam_m, *vv = sae->adam_v;
     if (info) info->lr = lr, info->grad_norm = 0.0;
     double tp = prof_now();

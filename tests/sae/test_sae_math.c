@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "sae_internal.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -19,6 +21,8 @@ static void fill_normal(float *v, int64_t n, ms_rng *r, double scale)
 {
     for (int64_t i = 0; i < n; i++) v[i] = (float)(scale * ms_rng_normal(r));
 }
+
+static bool is_topk_arch(int a) { return a == MS_SAE_TOPK || a == MS_SAE_BATCHTOPK; }
 
 static ms_sae_hparams base_hp(int arch, int64_t d, int64_t m, int64_t B)
 {
@@ -288,6 +292,60 @@ static void test_paths_topk(void **s) { (void)s, compare_paths(MS_SAE_TOPK, 1.0 
 static void test_paths_batchtopk(void **s) { (void)s, compare_paths(MS_SAE_BATCHTOPK, 0.25); }
 static void test_paths_jumprelu(void **s) { (void)s, compare_paths(MS_SAE_JUMPRELU, 0); }
 static void test_paths_april(void **s) { (void)s, compare_paths(MS_SAE_APRIL_2024, 0); }
+
+/* Threaded loops (2 threads, work above the threading cut) agree with 1 thread. */
+static void threads_case(int arch, int path)
+{
+    const int64_t d = 32, m = 4096, B = 256; /* B·m = 2^20: own loops go parallel */
+    ms_sae_hparams hp = base_hp(arch, d, m, B);
+    hp.k = 16, hp.k_aux = 32, hp.aux_coeff = is_topk_arch(arch) ? 0.25 : 0.0;
+    ms_sae sae;
+    make_sae(&sae, &hp, 77);
+    for (int64_t j = 0; j < m; j++) sae.p.b_enc[j] -= 1.0f;
+    if (hp.aux_coeff > 0)
+        for (int64_t j = 0; j < m; j += 5) sae.since_fired[j] = hp.dead_tokens;
+    sae_set_path(&sae, path);
+    float *x = rand_x(B, d, 78);
+    size_t len = ms_sae_stats_len(&sae), P = sae.layout.n_params;
+    double *s1 = malloc(sizeof(double) * len), *s2 = malloc(sizeof(double) * len);
+    float *g1 = malloc(sizeof(float) * P);
+    openblas_set_num_threads(1);
+    run_fb(&sae, x, B, s1);
+    memcpy(g1, sae.grads, sizeof(float) * P);
+    openblas_set_num_threads(2);
+    assert_int_equal(sae_nthreads(), 2);
+    run_fb(&sae, x, B, s2);
+    openblas_set_num_threads(1);
+    assert_int_equal(sae_last_sparse(&sae),
+                     path == SAE_PATH_SPARSE || (path == SAE_PATH_AUTO && is_topk_arch(arch)));
+    double gmax = 0.0;
+    for (size_t e = 0; e < P; e++) gmax = fmax(gmax, fabs(g1[e]));
+    for (size_t e = 0; e < P; e++)
+        if (fabs(sae.grads[e] - g1[e]) > 1e-5 * gmax)
+            fail_msg("arch %d path %d: 2-thread grads[%zu] %.8g vs 1-thread %.8g", arch, path, e,
+                     sae.grads[e], g1[e]);
+    for (size_t k = 0; k < len; k++)
+        assert_true(fabs(s1[k] - s2[k]) <= 1e-5 * (fabs(s1[k]) + 1e-3));
+    /* a step with 2 threads too (Adam, projection, clipping blocks) */
+    ms_err err = {0};
+    openblas_set_num_threads(2);
+    assert_int_equal(ms_sae_step(&sae, 1e-3, s2, NULL, &err), MS_OK);
+    openblas_set_num_threads(1);
+    free(s1), free(s2), free(g1), free(x);
+    ms_sae_free(&sae);
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    threads_case(MS_SAE_RELU_L1, SAE_PATH_DENSE);
+    threads_case(MS_SAE_RELU_L1, SAE_PATH_SPARSE);
+    threads_case(MS_SAE_TOPK, SAE_PATH_AUTO);
+    threads_case(MS_SAE_BATCHTOPK, SAE_PATH_AUTO);
+    threads_case(MS_SAE_JUMPRELU, SAE_PATH_DENSE);
+    threads_case(MS_SAE_JUMPRELU, SAE_PATH_SPARSE);
+    threads_case(MS_SAE_APRIL_2024, SAE_PATH_DENSE);
+}
 
 /* Auto path: dense when f is dense, sparse when it is sparse (relu-l1). */
 static void test_auto_path(void **state)
@@ -873,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_paths_jumprelu),
         cmocka_unit_test(test_paths_april),
         cmocka_unit_test(test_auto_path),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_topk_kernels),
         cmocka_unit_test(test_sparse_kernels),
         cmocka_unit_test(test_step_relu_l1),
