@@ -765,7 +765,9 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     if (kx > 0) {
         double scale = (double)n_dead / (double)hp->k_aux;
         if (scale > 1.0) scale = 1.0;
-        sae_sparse_decode(w->ehat, &w->acsr, sae->p.W_dec, w->zeros, B, d, nt);
+        /* feature-major, as the main sparse path: each dead latent's W_dec row read once */
+        sae_csr_to_csc(&w->acsc, &w->acsr, B, m);
+        sae_csc_decode(w->ehat, &w->acsc, sae->p.W_dec, w->zeros, B, m, d, nt);
         double asse = 0.0;
         const float ag = (float)(2.0 * hp->aux_coeff * scale * c_mse * inv);
         for (int64_t b = 0; b < B; b++) {
@@ -778,10 +780,10 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
             }
         }
         loss_aux = hp->aux_coeff * scale * c_mse * inv * asse;
-        sae_sparse_rowdot(w->acsr.grad, &w->acsr, w->ehat, sae->p.W_dec, B, d, nt);
-        int64_t na = w->acsr.ptr[B];
+        sae_csc_rowdot(w->acsc.grad, &w->acsc, w->ehat, sae->p.W_dec, m, d, nt);
+        int64_t na = w->acsc.ptr[m];
         for (int64_t e = 0; e < na; e++)
-            if (!(w->acsr.val[e] > 0.0f)) w->acsr.grad[e] = 0.0f;
+            if (!(w->acsc.val[e] > 0.0f)) w->acsc.grad[e] = 0.0f;
     }
     for (int64_t e = 0; e < B * d; e++) w->dxhat[e] *= gscale;
 
@@ -842,9 +844,9 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
                     sae_dz_dense(w->F, w->Z, B, m, c0, c1, thm, addv, NULL,
                                  w->tmp + (int64_t)t * w->tmp_stride);
             }
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t e = w->acsr.ptr[b]; e < w->acsr.ptr[b + 1]; e++)
-                    w->F[b * m + w->acsr.idx[e]] += w->acsr.grad[e];
+            for (int64_t j = 0; j < m; j++)
+                for (int64_t e = w->acsc.ptr[j]; e < w->acsc.ptr[j + 1]; e++)
+                    w->F[(int64_t)w->acsc.idx[e] * m + j] += w->acsc.grad[e];
             for (int64_t j = 0; j < m; j++) addv[j] = 0.0f;
         }
 #pragma omp parallel num_threads(nt)
@@ -866,7 +868,6 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     } else {
         /* df at the listed entries, then per feature (CSC): dz, θ gradient, db_enc */
         sae_csc_rowdot(w->csc.grad, &w->csc, w->dxhat, sae->p.W_dec, m, d, nt);
-        if (kx > 0) sae_csr_to_csc(&w->acsc, &w->acsr, B, m);
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t j = 0; j < m; j++) {
             double gb = 0.0, gt = 0.0;
@@ -900,14 +901,11 @@ ms_status ms_sae_forward_backward(ms_sae *sae, const float *x, int64_t B, int64_
     PROF(7);
     if (!sparse && kx > 0) {
         /* dense path: AuxK's contribution to dW_dec rows */
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t e = w->acsr.ptr[b]; e < w->acsr.ptr[b + 1]; e++) {
-                float a = w->acsr.val[e];
-                if (a == 0.0f) continue;
-                float *gr = sae->g.W_dec + (int64_t)w->acsr.idx[e] * d;
-                const float *eh = w->ehat + b * d;
-                for (int64_t i = 0; i < d; i++) gr[i] += a * eh[i];
-            }
+        for (int64_t j = 0; j < m; j++)
+            for (int64_t e = w->acsc.ptr[j]; e < w->acsc.ptr[j + 1]; e++)
+                if (w->acsc.val[e] != 0.0f)
+                    sae_axpy(sae->g.W_dec + j * d, w->acsc.val[e],
+                             w->ehat + (int64_t)w->acsc.idx[e] * d, d);
     }
     /* april-2024: ∂/∂W_dec,j of λ/B·Σ_b f_bj‖W_dec,j‖ = λ/B·(Σ_b f_bj)·W_dec,j/‖W_dec,j‖ */
     if (arch == MS_SAE_APRIL_2024)
