@@ -9,7 +9,8 @@
  *          "sparse" relu-l1 on a trained-like dictionary: inputs are sparse sums of L true
  *                   directions (L ≈ 0.5% of d_sae), W_dec = the true directions, W_enc = W_decᵀ,
  *                   negative b_enc, so f has L0 near L as after training;
- *          "topk"   topk (k = 32) on the same data.
+ *          "topk"   topk (k = 32) on the same data;
+ *          "topk+aux" the same with a quarter of the latents dead, so AuxK (k_aux 256) runs.
  * FLOP/s are dense-equivalent (10·d_in·d_sae per activation) in every regime. */
 #include <cblas.h>
 #include <math.h>
@@ -91,6 +92,8 @@ static double run(int arch, shape sh, int64_t B, int steps, int regime, int path
         float cut = (float)(3.0 * sqrt((double)L / (double)sh.d) * 0.75 + 0.25);
         for (int64_t j = 0; j < sh.m; j++) sae.p.b_enc[j] = -cut;
     }
+    if (regime == 3) /* a quarter of the latents dead: AuxK (k_aux 256) active every step */
+        for (int64_t j = 0; j < sh.m; j += 4) sae.since_fired[j] = hp.dead_tokens << 20;
     size_t S = ms_sae_stats_len(&sae);
     double *st = malloc(sizeof(double) * S);
     double best = 1e30, l0 = 0.0;
@@ -283,7 +286,7 @@ int main(int argc, char **argv)
     int n_shapes = small ? 1 : 3;
     if (small == 1) shapes[0] = (shape){128, 1024};
     if (small == 2) shapes[0] = (shape){one_d, one_m};
-    const char *rname[3] = {"dense", "sparse", "topk"};
+    const char *rname[4] = {"dense", "sparse", "topk", "topk+aux"};
     printf("# bench_sae: batch %lld, best of %d steps after a warm-up; FLOP/s dense-equivalent "
            "(10·d_in·d_sae per activation)\n",
            (long long)B, steps);
@@ -294,7 +297,7 @@ int main(int argc, char **argv)
                g_comm->size);
     printf("# 1 thread also per CPU-second (robust to other jobs on the cores): cpu act/s, and "
            "the same for torch\n");
-    printf("%-8s %-12s %-7s %8s %6s %11s %9s %9s %6s %11s %7s %10s %10s %8s%s\n", "threads",
+    printf("%-8s %-12s %-8s %8s %6s %11s %9s %9s %6s %11s %7s %10s %10s %8s%s\n", "threads",
            "shape", "regime", "L0", "path", "act/s", "GFLOP/s", "peak", "%peak", "torch act/s",
            "vs torch", "cpu act/s", "torch cpu", "vs(cpu)", g_comm ? " %allreduce" : "");
     for (int ti = 0; ti < n_threads; ti++) {
@@ -308,10 +311,10 @@ int main(int argc, char **argv)
                 ms_comm_minavgmax(g_comm, peak, &mn, &avg, &mx);
                 peak = avg * g_comm->size;
             }
-            for (int regime = 0; regime < 3; regime++) {
+            for (int regime = 0; regime < 4; regime++) {
                 double l0;
                 int sp;
-                int arch = regime == 2 ? MS_SAE_TOPK : MS_SAE_RELU_L1;
+                int arch = regime >= 2 ? MS_SAE_TOPK : MS_SAE_RELU_L1;
                 double rate = run(arch, sh, B, steps, regime, path, &l0, &sp);
                 double flops = rate * 10.0 * (double)sh.d * (double)sh.m;
                 double tr = torch && regime < 2 ? torch_rate(sh, B, nt, regime, steps) : 0.0;
@@ -326,7 +329,7 @@ int main(int argc, char **argv)
                         snprintf(tc, sizeof tc, "%.0f", g_torch_cpu),
                             snprintf(vc, sizeof vc, "%.2fx", g_cpu_rate / g_torch_cpu);
                 }
-                printf("%-8d %-12s %-7s %8.1f %6s %11.0f %9.1f %9.1f %5.1f%% %11s %7s %10s %10s "
+                printf("%-8d %-12s %-8s %8.1f %6s %11.0f %9.1f %9.1f %5.1f%% %11s %7s %10s %10s "
                        "%8s%s\n",
                        nt, shs, rname[regime], l0, sp ? "sparse" : "dense", rate, flops / 1e9,
                        peak / 1e9, 100.0 * flops / peak, trs, vs, cr, tc, vc, ar);
