@@ -44,7 +44,10 @@ int main(int argc, char **argv)
 
     /* ---- limit: sequential disk write with fdatasync (rank 0 alone) */
     double disk = 0.0;
-    if (comm.rank == 0) disk = bench_disk_write_mbs(dir, 256);
+    for (int r = 0; r < 3 && comm.rank == 0; r++) { /* best of 3: the disk is shared */
+        double v = bench_disk_write_mbs(dir, 256);
+        if (v > disk) disk = v;
+    }
     ms_comm_bcast(&comm, &disk, sizeof disk, 0, &err);
 
     /* ---- writer: each rank writes its contiguous rows, independent MPI-IO */
@@ -84,31 +87,34 @@ int main(int argc, char **argv)
     ms_actfile *f;
     if (ms_actfile_open(&f, path, NULL, &err)) die(&comm, &err);
     ms_actstream_opts o = {.batch = 8192, .window_rows = window, .shuffle = true, .seed = 1};
-    ms_actstream *s;
-    if (ms_actstream_open(&s, f, &o, comm.rank, comm.size, NULL, &err)) die(&comm, &err);
-    float *buf = malloc((size_t)(ms_actstream_local_rows(s) * d) * sizeof *buf);
     const int64_t nb = n / o.batch;
-    ms_comm_barrier(&comm);
-    t0 = bench_now();
-    for (int64_t k = 0; k < nb; k++)
-        if (ms_actstream_next(s, buf, &err)) die(&comm, &err);
-    double t_read = bench_now() - t0;
-    double read_mb = (double)ms_actstream_bytes_read(s) / 1e6;
-    double own_rows = (double)(nb * ms_actstream_local_rows(s));
-    double mn, avg, t_read_max;
-    ms_comm_minavgmax(&comm, t_read, &mn, &avg, &t_read_max);
-    free(buf);
-    ms_actstream_close(s);
+    double t_read = 1e30, read_mb = 0, own_rows = 0, mn, avg, t_read_max = 1e30;
+    for (int rep = 0; rep < 2; rep++) { /* best of 2 epochs */
+        ms_actstream *s;
+        if (ms_actstream_open(&s, f, &o, comm.rank, comm.size, NULL, &err)) die(&comm, &err);
+        float *buf = malloc((size_t)(ms_actstream_local_rows(s) * d) * sizeof *buf);
+        ms_comm_barrier(&comm);
+        t0 = bench_now();
+        for (int64_t k = 0; k < nb; k++)
+            if (ms_actstream_next(s, buf, &err)) die(&comm, &err);
+        double tr = bench_now() - t0, trm;
+        ms_comm_minavgmax(&comm, tr, &mn, &avg, &trm);
+        if (trm < t_read_max) t_read_max = trm, t_read = tr;
+        read_mb = (double)ms_actstream_bytes_read(s) / 1e6;
+        own_rows = (double)(nb * ms_actstream_local_rows(s));
+        free(buf);
+        ms_actstream_close(s);
+    }
     ms_actfile_close(f);
 
     if (comm.rank == 0) {
         printf("# bench_train: %d rank(s) x %d BLAS thread(s); file %.0f MB float16 (%lld rows x %lld)\n",
                comm.size, threads, file_mb, (long long)n, (long long)d);
-        printf("disk sequential write (fdatasync, 256 MB):   %8.0f MB/s   (the limit)\n", disk);
+        printf("disk sequential write (fdatasync, 256 MB, best of 3): %8.0f MB/s   (the limit)\n", disk);
         printf("actwriter, %d rank(s), independent MPI-IO:   %8.0f MB/s to page cache, %8.0f MB/s "
                "incl. sync = %.2f x disk\n",
                comm.size, file_mb / t_write, file_mb / t_write_sync, file_mb / t_write_sync / disk);
-        printf("shuffled reader, one epoch (window %lld): %8.0f MB/s of file read per rank, "
+        printf("shuffled reader, one epoch, best of 2 (window %lld): %8.0f MB/s of file read per rank, "
                "%8.0f MB/s of rows delivered (all ranks) = %.2f x disk; %.0f rows/s/rank\n",
                (long long)window, read_mb / t_read, file_mb / t_read_max, file_mb / t_read_max / disk,
                own_rows / t_read);
