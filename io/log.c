@@ -99,6 +99,18 @@ static void fmt_count(double v, char *buf, size_t n)
         snprintf(buf, n, "%.3g%s", v, suf[i]);
 }
 
+/* Redraw in place only on a real terminal. Open MPI hands its ranks a pseudo-terminal even
+ * when mpirun's own output goes to a batch log, so under a launcher the ranks cannot tell:
+ * plain lines there unless MONOSEM_PROGRESS=tty (MONOSEM_PROGRESS=lines forces lines). */
+static bool progress_tty(void)
+{
+    const char *m = getenv("MONOSEM_PROGRESS");
+    if (m && strcmp(m, "tty") == 0) return true;
+    if (m && strcmp(m, "lines") == 0) return false;
+    bool launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_RANK") || getenv("PMIX_RANK") || getenv("SLURM_STEP_ID");
+    return !launched && isatty(fileno(stdout));
+}
+
 void ms_progress_init(ms_progress *p, const char *label, const char *unit, double total, double every_s)
 {
     memset(p, 0, sizeof *p);
@@ -108,7 +120,7 @@ void ms_progress_init(ms_progress *p, const char *label, const char *unit, doubl
     p->every_s = every_s > 0 ? every_s : 30;
     p->t_start = p->t_last_print = ms_time_now();
     p->enabled = g_rank == 0;
-    p->tty = p->enabled && isatty(fileno(stdout));
+    p->tty = p->enabled && progress_tty();
 }
 
 void ms_progress_format(const ms_progress *p, double now, char *buf, size_t n)
