@@ -51,6 +51,11 @@ static bool json_uint(const cJSON *j, uint64_t *out)
     return true;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp((*(const ms_st_tensor *const *)a)->name, (*(const ms_st_tensor *const *)b)->name);
+}
+
 static int cmp_begin(const void *a, const void *b)
 {
     const ms_st_tensor *x = *(const ms_st_tensor *const *)a, *y = *(const ms_st_tensor *const *)b;
@@ -106,12 +111,6 @@ ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *j
                 }
             }
             continue;
-        }
-        for (int i = 0; i < st->n; i++) {
-            if (strcmp(st->tensors[i].name, key) == 0) {
-                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': duplicate name", path, key);
-                goto done;
-            }
         }
         ms_st_tensor *t = &st->tensors[st->n];
         t->name = strdup(key);
@@ -185,12 +184,21 @@ ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *j
         t->begin = b;
         t->end = en;
     }
-    /* overlap check: sort by begin, each empty-or-not range must start at or after the last end */
     order = malloc(((size_t)st->n + 1) * sizeof *order);
     if (!order) {
         rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
+    /* duplicate names: sort by name (n log n, even for a hostile header with many tensors) */
+    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
+    qsort(order, (size_t)st->n, sizeof *order, cmp_name);
+    for (int i = 1; i < st->n; i++) {
+        if (strcmp(order[i]->name, order[i - 1]->name) == 0) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': duplicate name", path, order[i]->name);
+            goto done;
+        }
+    }
+    /* overlap check: sort by begin, each empty-or-not range must start at or after the last end */
     for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
     qsort(order, (size_t)st->n, sizeof *order, cmp_begin);
     for (int i = 1; i < st->n; i++) {
