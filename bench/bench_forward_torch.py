@@ -4,15 +4,20 @@ bench), the same tokens and thread count; a plain TransformerLens-style forward 
 usage: bench_forward_torch.py MODEL_DIR B T THREADS REPS"""
 import json
 import math
+import os
 import struct
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 mdir, B, T, threads, reps = sys.argv[1], *map(int, sys.argv[2:6])
+# Debian's torch runs its GEMMs on OpenBLAS, whose pool ignores torch.set_num_threads: pin it
+# before the import so the baseline uses exactly `threads` cores
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(threads)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
 torch.set_num_threads(threads)
 cfg = json.load(open(f"{mdir}/config.json"))
 raw = open(f"{mdir}/model.safetensors", "rb").read()
