@@ -347,7 +347,9 @@ static inline void softmax_prefix(float *p, int n, int T)
 
 /* Row blocks of the pattern: each block multiplies only the columns up to its last row, so the
  * upper triangle is (mostly) never computed. */
+#ifndef ATT_BLOCK
 #define ATT_BLOCK 32
+#endif
 
 typedef struct att_ctx {
     float *z, *att;

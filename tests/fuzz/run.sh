@@ -1,6 +1,6 @@
 #!/bin/bash
 # tests/fuzz/run.sh [SECONDS] [BUILD_DIR]: builds the safetensors fuzz harness with clang
-# (libFuzzer + ASan + UBSan) and fuzzes for SECONDS (default 180), starting from corpus/ (new
+# (libFuzzer + ASan + UBSan) and fuzzes for SECONDS (default 180), starting from seeds/ (new
 # interesting inputs go to BUILD_DIR/corpus, crashes to BUILD_DIR/crash-*). Prints the exec count.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +16,6 @@ clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-san
 cd "$out"
 ./fuzz_safetensors -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \
   -dict=<(printf '"dtype"\n"shape"\n"data_offsets"\n"__metadata__"\n"F32"\n"F16"\n"BF16"\n"F64"\n"I32"\n"U8"\n"BOOL"\n') \
-  corpus "$here/corpus" 2>&1 | tee fuzz.log | grep -E "^#[0-9]+ *(DONE|pulse)|stat::|ERROR|SUMMARY" || true
+  corpus "$here/seeds" 2>&1 | tee fuzz.log | grep -E "^#[0-9]+ *(DONE|pulse)|stat::|ERROR|SUMMARY" || true
 grep -q "ERROR: " fuzz.log && { echo "fuzz: FINDING, see $out/fuzz.log and $out/crash-*" >&2; exit 1; }
 echo "fuzz: no findings in ${secs}s"

@@ -13,6 +13,6 @@ ms_script_test(model_forward_cli LABELS e2e mpi
 # The fuzz harness's regression corpus, replayed with the normal compiler (tests/fuzz/run.sh fuzzes).
 add_executable(fuzz_safetensors_replay ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_safetensors.c ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.c)
 target_link_libraries(fuzz_safetensors_replay PRIVATE msio)
-file(GLOB MS_FUZZ_CORPUS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/*)
+file(GLOB MS_FUZZ_CORPUS ${PROJECT_SOURCE_DIR}/tests/fuzz/seeds/*)
 add_test(NAME fuzz_safetensors_replay COMMAND fuzz_safetensors_replay ${MS_FUZZ_CORPUS})
 set_tests_properties(fuzz_safetensors_replay PROPERTIES LABELS unit TIMEOUT 120)
