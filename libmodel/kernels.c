@@ -37,7 +37,12 @@ static void *par_run(void *p)
 
 void ms_parallel_for(int64_t n, int64_t grain, ms_par_fn fn, void *ctx)
 {
-    int nt = ms_kernels_threads();
+    ms_parallel_for_nt(ms_kernels_threads(), n, grain, fn, ctx);
+}
+
+void ms_parallel_for_nt(int nt, int64_t n, int64_t grain, ms_par_fn fn, void *ctx)
+{
+    if (nt > 64) nt = 64;
     if (grain < 1) grain = 1;
     if (nt > n / grain) nt = (int)(n / grain);
     if (nt <= 1) {
@@ -390,8 +395,14 @@ void ms_attention_forward(float *z, float *att, const float *qkv, int B, int T, 
         return;
     }
     att_ctx x = {z, att, qkv, T, H, D};
-    /* (b,h) pairs split over threads; each pair's small GEMMs run in its thread */
-    ms_parallel_for((int64_t)B * H, 1, attention_range, &x);
+    /* (b,h) pairs split over our threads; each pair's GEMMs run inline in its thread. OpenBLAS
+     * is held to one thread meanwhile: for long contexts (T >~ 256) its own pool would otherwise
+     * be entered from every thread at once, which measured 6x slower than one thread. */
+    const int nt = ms_kernels_threads(), blas_nt = openblas_get_num_threads();
+    const bool hold = nt > 1 && blas_nt > 1 && (int64_t)B * H > 1;
+    if (hold) openblas_set_num_threads(1);
+    ms_parallel_for_nt(hold ? nt : 1, (int64_t)B * H, 1, attention_range, &x);
+    if (hold) openblas_set_num_threads(blas_nt);
 }
 
 /* ------------------------------------------------------------------ MLP activations */

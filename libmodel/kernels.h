@@ -18,6 +18,8 @@ int ms_kernels_threads(void);
  * one per thread (the caller's thread takes the first). */
 typedef void (*ms_par_fn)(void *ctx, int64_t begin, int64_t end);
 void ms_parallel_for(int64_t n, int64_t grain, ms_par_fn fn, void *ctx);
+/* Same with an explicit thread count. */
+void ms_parallel_for_nt(int nt, int64_t n, int64_t grain, ms_par_fn fn, void *ctx);
 
 /* exp(x) for x in float range, ~2 ulp, vectorisable (no libm call). */
 float ms_expf(float x);
