@@ -63,6 +63,16 @@ void ms_parallel_for_nt(int nt, int64_t n, int64_t grain, ms_par_fn fn, void *ct
     }
 }
 
+void ms_parallel_for_blas(int nt, int64_t n, int64_t grain, ms_par_fn fn, void *ctx)
+{
+    if (nt < 1) nt = ms_kernels_threads();
+    const int blas_nt = openblas_get_num_threads();
+    const bool hold = nt > 1 && blas_nt > 1 && n > grain;
+    if (hold) openblas_set_num_threads(1);
+    ms_parallel_for_nt(hold ? nt : 1, n, grain, fn, ctx);
+    if (hold) openblas_set_num_threads(blas_nt);
+}
+
 /* ------------------------------------------------------------------ 8-lane vectors */
 /* GCC/clang vector extensions: AVX registers in the x86-64-v3 clones, SSE pairs otherwise.
  * The helpers are static inline, so the psabi note about passing 32-byte vectors is moot. */
@@ -395,14 +405,8 @@ void ms_attention_forward(float *z, float *att, const float *qkv, int B, int T, 
         return;
     }
     att_ctx x = {z, att, qkv, T, H, D};
-    /* (b,h) pairs split over our threads; each pair's GEMMs run inline in its thread. OpenBLAS
-     * is held to one thread meanwhile: for long contexts (T >~ 256) its own pool would otherwise
-     * be entered from every thread at once, which measured 6x slower than one thread. */
-    const int nt = ms_kernels_threads(), blas_nt = openblas_get_num_threads();
-    const bool hold = nt > 1 && blas_nt > 1 && (int64_t)B * H > 1;
-    if (hold) openblas_set_num_threads(1);
-    ms_parallel_for_nt(hold ? nt : 1, (int64_t)B * H, 1, attention_range, &x);
-    if (hold) openblas_set_num_threads(blas_nt);
+    /* (b,h) pairs split over our threads; each pair's GEMMs run inline in its thread */
+    ms_parallel_for_blas(-1, (int64_t)B * H, 1, attention_range, &x);
 }
 
 /* ------------------------------------------------------------------ MLP activations */

@@ -20,6 +20,12 @@ typedef void (*ms_par_fn)(void *ctx, int64_t begin, int64_t end);
 void ms_parallel_for(int64_t n, int64_t grain, ms_par_fn fn, void *ctx);
 /* Same with an explicit thread count. */
 void ms_parallel_for_nt(int nt, int64_t n, int64_t grain, ms_par_fn fn, void *ctx);
+/* For bodies that call BLAS (per-head GEMMs): OpenBLAS is held to one thread while our nt
+ * threads (nt < 1: ms_kernels_threads()) run, then restored. GEMMs past OpenBLAS's size cut
+ * (m*n*k > ~262k, e.g. T x T x D per head at T=128, D=32) would otherwise enter its pool from
+ * every thread at once: measured 6x slower than a single thread at T=1024. Call from one
+ * thread only (it changes OpenBLAS's process-wide count). */
+void ms_parallel_for_blas(int nt, int64_t n, int64_t grain, ms_par_fn fn, void *ctx);
 
 /* exp(x) for x in float range, ~2 ulp, vectorisable (no libm call). */
 float ms_expf(float x);
