@@ -282,7 +282,10 @@ void ms_model_acts_free(ms_model_acts *a);
 void ms_model_next_targets(int32_t *targets, const int32_t *tokens, int B, int T);
 
 /* Forward of tokens (B,T) with B <= acts->B, T <= acts->T. Token ids must lie in [0,V).
- * opts may be NULL (full forward, no loss). Threads: those of OpenBLAS. */
+ * opts may be NULL (full forward, no loss). Threads: OpenBLAS's count — its pool runs the big
+ * GEMMs; the other kernels (attention per head, LayerNorm, activations, logsumexp) split rows
+ * over as many short-lived threads of their own. Call from one thread at a time per process
+ * (the attention briefly sets OpenBLAS's process-wide thread count). */
 ms_status ms_model_forward(const ms_model *m, ms_model_acts *acts, const int32_t *tokens,
                            int B, int T, const ms_forward_opts *opts, ms_err *err);
 
