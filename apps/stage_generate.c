@@ -414,7 +414,13 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     /* 1. token shards: tokenize the corpus first unless it is up to date (the tokenize stage
      * checks its fingerprint and is a no-op then). Without corpus.paths the shards must exist. */
     if (cfg->corpus.n_paths > 0) {
-        st = ms_stage_tokenize(app, err);
+        /* without this stage's options: `generate --force` redoes the activations, not the
+         * tokenization */
+        ms_app sub = *app;
+        sub.argc = 0;
+        sub.argv = NULL;
+        st = ms_stage_tokenize(&sub, err);
+        app->rec = sub.rec;
         if (st) return st;
     }
     char tokens_fp[17] = "";
@@ -453,10 +459,9 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     const char *out = cfg->generate.out;
     size_t plen = strlen(out) + 16;
     g.partial = malloc(plen);
-    if (!g.partial) {
-        st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-        goto done;
-    }
+    if (!g.partial) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
     snprintf(g.partial, plen, "%s.partial", out);
 
     /* 3. up to date? */
