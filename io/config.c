@@ -113,9 +113,9 @@ static const field ms_fields[] = {
     {"sae.threshold_init", F_REAL, OFF(sae.threshold_init), 0, 0, INF, "0.001", NULL, "initial threshold (jumprelu)"},
     {"sae.bandwidth", F_REAL, OFF(sae.bandwidth), 0, 1e-30, INF, "0.001", NULL, "straight-through kernel width (jumprelu)"},
     {"sae.l0_coeff", F_REAL, OFF(sae.l0_coeff), 0, 0, INF, "0.001", NULL, "L0 penalty (jumprelu)"},
-    {"sae.lambda_warmup_frac", F_REAL, OFF(sae.lambda_warmup_frac), 0, 0, 1, "0.05", NULL, "sparsity warm-up share of steps (april-2024)"},
-    {"sae.lr_decay_frac", F_REAL, OFF(sae.lr_decay_frac), 0, 0, 1, "0.2", NULL, "final share of steps with lr decaying to 0 (april-2024)"},
-    {"sae.grad_clip", F_REAL, OFF(sae.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip (april-2024; 0 = off)"},
+    {"sae.lambda_warmup_frac", F_REAL, OFF(sae.lambda_warmup_frac), 0, 0, 1, "0.05", NULL, "sparsity warm-up share of steps (default 0 except for april-2024)"},
+    {"sae.lr_decay_frac", F_REAL, OFF(sae.lr_decay_frac), 0, 0, 1, "0.2", NULL, "final share of steps with lr decaying to 0 (default 0 except for april-2024)"},
+    {"sae.grad_clip", F_REAL, OFF(sae.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip, 0 = off (default 0 except for april-2024)"},
     {"sae.resample.at", F_INTLIST, OFF(sae.resample.at), OFF(sae.resample.n_at), 1, BIG, "", NULL, "steps at which dead neurons are resampled (relu-l1)"},
     {"sae.resample.window", F_INT, OFF(sae.resample.window), 0, 1, BIG, "12500", NULL, "steps without firing that make a neuron dead"},
     {"sae.resample.inputs", F_INT, OFF(sae.resample.inputs), 0, 1, BIG, "819200", NULL, "inputs whose loss weights the resampling"},
@@ -565,6 +565,16 @@ static ms_status resolve(ms_config *cfg, ms_err *err)
     if ((st = derive(&cfg->generate.out, o, "activations.h5", err))) return st;
     if ((st = derive(&cfg->sae.activations, cfg->generate.out, NULL, err))) return st;
     if ((st = derive(&cfg->sae.out_dir, o, "sae", err))) return st;
+
+    /* The schedule keys describe Anthropic's April 2024 recipe; every other recipe (the paper's
+     * relu-l1 above all: constant lr, no clipping) runs without them unless they are set. */
+    if (cfg->sae.arch != MS_SAE_APRIL_2024) {
+        static const char *const sched[] = {"sae.lambda_warmup_frac", "sae.lr_decay_frac", "sae.grad_clip"};
+        for (int i = 0; i < 3; i++) {
+            const field *f = field_find(sched[i]);
+            if (cfg->marks[2 * field_index(f)] == 0) *AT(cfg, f->off, double) = 0.0;
+        }
+    }
 
     /* relations between keys, checked the same way on every rank */
     if (cfg->generate.sample_per_context > cfg->corpus.context) {
