@@ -688,54 +688,18 @@ void ms_actfile_close(ms_actfile *f)
 
 ms_status ms_actfile_open(ms_actfile **out, const char *path, ms_actmeta *meta, ms_err *err)
 {
+    /* the same open as for inspection, plus the verdict: training never reads a partial file */
+    bool complete = false;
+    int64_t nd = 0;
+    ms_status st = ms_actfile_open_any(out, path, meta, &complete, &nd, err);
+    if (st || complete) return st;
+    int64_t n_shards = (*out)->meta.n_shards;
+    ms_actfile_close(*out);
     *out = NULL;
-    quiet_hdf5();
-    ms_actfile *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
-        free(f);
-        return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
-    }
-    f->file = f->acts = f->index = f->tokens = -1;
-    f->f16 = f16_type();
-    ms_status st = MS_OK;
-    if (!ms_path_exists(path)) {
-        st = ms_err_set(err, MS_ERR_IO, "%s: activations file not found", path);
-        goto fail;
-    }
-    f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f->file < 0) {
-        st = ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
-        goto fail;
-    }
-    st = read_meta(f->file, path, &f->meta, &f->config_text, err);
-    if (st) goto fail;
-    f->acts = H5Dopen2(f->file, "acts", H5P_DEFAULT);
-    if (f->acts < 0) {
-        st = ms_err_set(err, MS_ERR_FORMAT, "%s: no /acts dataset", path);
-        goto fail;
-    }
-    st = read_acts_layout(f->acts, path, &f->meta, err);
-    if (st) goto fail;
-    int64_t complete = 0;
-    if (attr_read_i64(f->file, "complete", &complete) < 0 || complete != 1) {
-        hid_t pr = H5Dopen2(f->file, "progress", H5P_DEFAULT);
-        int64_t nd = pr >= 0 ? count_done(pr, f->meta.n_shards, NULL) : -1;
-        if (pr >= 0) H5Dclose(pr);
-        st = ms_err_set(err, MS_ERR_STATE,
-                        "%s: incomplete activations file (%lld of %lld shards done, no "
-                        "'complete' attribute): rerun `monosem generate` to finish it",
-                        path, (long long)nd, (long long)f->meta.n_shards);
-        goto fail;
-    }
-    f->index = H5Dopen2(f->file, "index", H5P_DEFAULT);
-    f->tokens = H5Dopen2(f->file, "tokens", H5P_DEFAULT);
-    f->meta.config_text = f->config_text;
-    if (meta) *meta = f->meta;
-    *out = f;
-    return MS_OK;
-fail:
-    ms_actfile_close(f);
-    return st;
+    return ms_err_set(err, MS_ERR_STATE,
+                      "%s: incomplete activations file (%lld of %lld shards done, no "
+                      "'complete' attribute): rerun `monosem generate` to finish it",
+                      path, (long long)nd, (long long)n_shards);
 }
 
 const ms_actmeta *ms_actfile_meta(const ms_actfile *f)
