@@ -4,7 +4,6 @@
 
 #include <hdf5.h>
 #include <math.h>
-#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -268,19 +267,12 @@ struct ms_actwriter {
     uint16_t *scratch; /* f16 conversion buffer, grown as needed */
     size_t scratch_n;
     bool parallel;
-    MPI_Comm comm; /* valid when parallel */
+    ms_comm comm; /* valid when parallel */
 };
 
 static hid_t writer_fapl(const ms_comm *comm)
 {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (comm && comm->size > 1 && comm->mpi_comm) {
-        MPI_Info info;
-        MPI_Info_create(&info);
-        H5Pset_fapl_mpio(fapl, *(MPI_Comm *)comm->mpi_comm, info);
-        MPI_Info_free(&info);
-    }
-    return fapl;
+    return comm && comm->size > 1 && comm->mpi_comm ? (hid_t)ms_comm_h5_fapl(comm) : H5Pcreate(H5P_FILE_ACCESS);
 }
 
 static void writer_free(ms_actwriter *w)
@@ -304,7 +296,7 @@ static ms_actwriter *writer_new(const char *path, const ms_comm *comm)
     w->file = w->acts = w->tokens = w->index = w->progress = w->f16 = -1;
     w->path = strdup(path);
     w->parallel = comm && comm->size > 1 && comm->mpi_comm;
-    if (w->parallel) w->comm = *(MPI_Comm *)comm->mpi_comm;
+    if (w->parallel) w->comm = *comm;
     if (!w->path) {
         free(w);
         return NULL;
@@ -401,9 +393,9 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
      * while another is inside it would hang both */
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) r = -1;
     if (w->parallel) {
-        int bad = r < 0, any = bad;
-        MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, w->comm);
-        if (any) r = -1;
+        int64_t bad = r < 0;
+        ms_comm_allreduce_i64(&w->comm, &bad, 1, NULL);
+        if (bad) r = -1;
     }
     if (r < 0) {
         writer_free(w);
@@ -544,7 +536,7 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
     if (!st && count_done(w->progress, m->n_shards, done) < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: cannot read /progress", path);
     /* every rank has read /progress before any rank marks a new shard done in it */
-    if (w->parallel) MPI_Barrier(w->comm);
+    if (w->parallel) ms_comm_barrier(&w->comm);
     if (st) {
         writer_free(w);
         return st;
@@ -637,12 +629,12 @@ ms_status ms_actwriter_finalize(ms_actwriter *w, ms_err *err)
      * on the count so that either all ranks or none write the (collective) attribute */
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: flush failed", w->path);
-    if (w->parallel) MPI_Barrier(w->comm);
+    if (w->parallel) ms_comm_barrier(&w->comm);
     int64_t n_done = count_done(w->progress, w->meta.n_shards, NULL);
     if (w->parallel) {
-        int64_t mn = n_done;
-        MPI_Allreduce(&n_done, &mn, 1, MPI_INT64_T, MPI_MIN, w->comm);
-        n_done = mn;
+        double mn, avg, mx; /* counts are far below 2^53: exact as doubles */
+        ms_comm_minavgmax(&w->comm, (double)n_done, &mn, &avg, &mx);
+        n_done = (int64_t)mn;
     }
     if (!st && n_done < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: cannot read /progress", w->path);

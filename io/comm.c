@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <hdf5.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,4 +249,14 @@ void ms_comm_library_version(char *buf, size_t n)
     char *nl = strchr(v, '\n');
     if (nl) *nl = '\0';
     snprintf(buf, n, "%s", v);
+}
+
+int64_t ms_comm_h5_fapl(const ms_comm *comm)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    MPI_Info info;
+    MPI_Info_create(&info);
+    H5Pset_fapl_mpio(fapl, COMM(comm), info);
+    MPI_Info_free(&info);
+    return (int64_t)fapl;
 }

@@ -258,6 +258,10 @@ int64_t ms_queue_take(ms_queue *q);
 /* --- sharding: contiguous split of n items over size ranks (first n%size get one more). */
 void ms_shard_range(int64_t n, int rank, int size, int64_t *begin, int64_t *end);
 
+/* An HDF5 file-access property list for MPI-IO over this communicator (parallel HDF5 is the
+ * one other place MPI reaches); the caller closes it with H5Pclose. Returns an hid_t. */
+int64_t ms_comm_h5_fapl(const ms_comm *comm);
+
 /* The MPI library's version line. */
 void ms_comm_library_version(char *buf, size_t n);
 
