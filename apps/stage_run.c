@@ -16,8 +16,8 @@ static bool exists_agreed(const ms_app *app, const char *path)
     return e != 0;
 }
 
-/* Outputs that make a stage unnecessary: user-supplied tokenizer files (never overwritten) or
- * a finished model. The other stages decide for themselves (they resume). */
+/* Outputs that make a stage unnecessary: tokenizer files (tokenizer-train keeps existing ones
+ * anyway) or a finished model. The other stages decide for themselves (they resume). */
 static bool finished(const ms_app *app, const char *stage)
 {
     if (strcmp(stage, "tokenizer-train") == 0)

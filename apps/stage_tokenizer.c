@@ -230,6 +230,13 @@ ms_status ms_stage_tokenizer_train(ms_app *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK; /* one rank: counting is I/O-bound, merging serial */
     const ms_config *cfg = &app->cfg;
+    /* never replace tokenizer files silently: they may be GPT-2's own, or the vocabulary an
+     * existing model and activations file were made with */
+    if (ms_path_exists(cfg->tokenizer.vocab) && ms_path_exists(cfg->tokenizer.merges) && !ms_app_flag(app, "force")) {
+        ms_log("tokenizer-train: %s and %s exist: kept (--force retrains and replaces them)", cfg->tokenizer.vocab,
+               cfg->tokenizer.merges);
+        return MS_OK;
+    }
     if (cfg->corpus.format != MS_CORPUS_TEXT && cfg->corpus.format != MS_CORPUS_JSONL)
         return ms_err_set(err, MS_ERR_CONFIG, "%s: key 'corpus.format': tokenizer-train needs text or jsonl, got %s",
                           cfg->path ? cfg->path : "job", ms_enum_name("corpus.format", cfg->corpus.format));

@@ -13,7 +13,7 @@ const ms_stage ms_stages[] = {
      .usage = "config [job.yaml] [--key=value ...]", .needs_job = true, .job_optional = true,
      .run = ms_stage_config},
     {.name = "tokenizer-train", .summary = "learn BPE merges from the corpus (vocab.json + merges.txt)",
-     .usage = "tokenizer-train job.yaml", .needs_job = true, .record = true, .required = need_corpus,
+     .usage = "tokenizer-train job.yaml [--force]", .needs_job = true, .record = true, .required = need_corpus,
      .run = ms_stage_tokenizer_train},
     {.name = "encode", .summary = "print the token ids of a text file (or stdin), one per line",
      .usage = "encode VOCAB MERGES [FILE]", .run = ms_stage_encode},

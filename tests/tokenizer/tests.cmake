@@ -24,3 +24,4 @@ set_property(TEST tokenizer_train_ref APPEND PROPERTY ENVIRONMENT "MS_GPT2_DIR=$
 # The encode/decode CLI on the GPT-2 files (fixtures, stdin, 25 MB streaming, random bytes, errors).
 ms_script_test(tokenizer_cli LABELS e2e COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/tokenizer_cli.sh)
 set_property(TEST tokenizer_cli APPEND PROPERTY ENVIRONMENT "MS_GPT2_DIR=${MS_GPT2_DIR}")
+ms_script_test(tokenizer_train_keep LABELS e2e COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/keep_test.sh)
