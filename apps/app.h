@@ -52,6 +52,18 @@ bool ms_app_flag(const ms_app *app, const char *name);
 /* The i-th positional argument (not an option or an option's value), or NULL. */
 const char *ms_app_positional(const ms_app *app, int i);
 
+/* One SAE of the job: where it lives and what it was trained from. */
+typedef struct ms_job_sae {
+    char name[64];     /* label in tables and reports ("sae" for the job's sae section) */
+    char *dir;         /* the SAE's out_dir: sae.h5, saelens/, metrics.jsonl */
+    char *model_dir;   /* the model whose hook it reads */
+    char *activations; /* the activations file it was trained on */
+} ms_job_sae;
+/* Every SAE the job describes, in job order; *out malloc'd, free with ms_job_saes_free.
+ * Not collective (a pure function of the config). */
+ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err);
+void ms_job_saes_free(ms_job_sae *s, int n);
+
 /* Stage entry points (one file each under apps/). */
 ms_status ms_stage_config(ms_app *app, ms_err *err);
 ms_status ms_stage_forward(ms_app *app, ms_err *err);
