@@ -126,6 +126,10 @@ ms_status ms_model_backward(const ms_model *m, ms_model_acts *a, ms_model_backbu
                 for (int k = 0; k < HD; k++) gb[which][k] += s[k];
             }
         }
+        /* ∂L/∂b_K is exactly zero (q·b_K is the same for every score of a query row, and softmax
+         * ignores a shift); the summed float noise left there would make Adam random-walk b_K
+         * by ~lr a step, differently on every CPU and rank count. */
+        memset(gp->b_K, 0, (size_t)HD * sizeof(float));
         if (ln)
             ms_layernorm_backward(buf->dresid, gp->ln1_w, gp->ln1_b, buf->dtmp, L->resid_pre, p->ln1_w,
                                   L->ln1_mean, L->ln1_rstd, N, C);

@@ -92,15 +92,18 @@ a, b = load(sys.argv[1]), load(sys.argv[2])
 cfg = json.load(open(sys.argv[1] + '/model/config.json'))
 assert cfg['d_model'] == 16 and cfg['d_mlp'] == 32 and cfg['act_fn'] == 'relu', cfg
 assert a['embed.W_E'].shape == (cfg['d_vocab'], 16) and a['unembed.W_U'].shape == (16, cfg['d_vocab'])
-# attn.b_K has an identically zero gradient (softmax ignores it): Adam turns its float noise
-# into a random walk of size ~lr, so every tensor is compared on a floor scale of 1e-2
+# 1 and 2 ranks sum in different orders (and CPUs round differently); 50 Adam steps amplify
+# that to ~1e-6 relative here (the trainer zeroes attn.b_K's gradient, exactly 0 in theory,
+# whose float noise Adam otherwise turns into a random walk of ~lr a step). A real error (a
+# wrong data slice, a gradient reduced twice) moves parameters by ~lr = 5e-3 relative or more.
+assert not np.any(a['blocks.0.attn.b_K']) and not np.any(b['blocks.0.attn.b_K']), 'b_K moved'
 worst = max(np.abs(a[k] - b[k]).max() / max(np.abs(a[k]).max(), 1e-2) for k in a)
 logs = [[json.loads(l) for l in open(d + '/train_model/log.jsonl')] for d in sys.argv[1:]]
 la = [r['loss'] for r in logs[0] if r['split'] == 'train']
 lb = [r['loss'] for r in logs[1] if r['split'] == 'train']
 dl = max(abs(x - y) for x, y in zip(la, lb))
 print('1 vs 2 ranks: max relative parameter difference %.2e, max train-loss difference %.2e' % (worst, dl))
-ok = worst < 5e-3 and dl < 1e-4 and len(la) == len(lb) == 10
+ok = worst < 5e-4 and dl < 1e-3 and len(la) == len(lb) == 10
 ho = [r for r in logs[0] if r['split'] == 'heldout']
 ok = ok and la[-1] < la[0] - 0.5 and len(ho) == 2
 print('train loss %.3f -> %.3f, heldout %.3f (unigram %.3f)' % (la[0], la[-1], ho[-1]['loss'], ho[-1]['unigram_loss']))
