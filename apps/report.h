@@ -69,6 +69,10 @@ ms_status ms_ranalysis_slab_json(const ms_ranalysis *a, const ms_rds *ds, int64_
  * each unit's flattened slice) for units [u0,u1) into out. */
 ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, int64_t off, int64_t u0, int64_t u1,
                                 int32_t *out, ms_err *err);
+/* The token strings stored in the file (vocab_offsets (V+1), vocab_bytes): malloc'd, caller
+ * frees both; *n_tokens = 0 and NULLs when the file has none. */
+ms_status ms_ranalysis_vocab(const ms_ranalysis *a, int64_t **offsets, int64_t *n_tokens, unsigned char **bytes,
+                             ms_err *err);
 const ms_rds *ms_ranalysis_find(const ms_ranalysis *a, const char *name);
 
 /* Reads a float32 2-D dataset (rows, cols) of an HDF5 file into a malloc'd array (caller

@@ -16,14 +16,14 @@
 #include "report.h"
 #include "report_build.h"
 
-/* Where analyze may leave its files, relative to an SAE's out_dir or the run's out_dir. */
-static const char *const sae_analysis_names[] = {"analysis.h5", "analysis/analysis.h5", NULL};
-static const char *const neuron_analysis_names[] = {"analysis/neurons.h5", "neurons/analysis.h5", "neurons.h5",
-                                                    NULL};
+/* Where analyze leaves its files (docs/analysis.md), relative to an SAE's out_dir or the run's
+ * out_dir. */
+static const char *const sae_analysis_names[] = {"analysis.h5", NULL};
+static const char *const neuron_analysis_names[] = {"neurons/analysis.h5", NULL};
 /* Per-unit token id datasets that name a unit's top token for the list and search: a 1-D
  * column, else the centre token of the first top context (dims unit, context, position). */
-static const char *const top_token_columns[] = {"top_token", "top/token", "measures/top_token", NULL};
-static const char *const top_context_tokens[] = {"top/tokens", "top_tokens", "top/token_ids", NULL};
+static const char *const top_token_columns[] = {"top_token", NULL};
+static const char *const top_context_tokens[] = {"top_tokens", NULL};
 
 typedef struct rdict {
     char name[64];
@@ -77,13 +77,29 @@ static ms_status write_assets(const char *root, ms_err *err)
     return MS_OK;
 }
 
-static ms_status write_vocab(const ms_config *cfg, const char *root, ms_rbuf *b, ms_err *err)
+/* data/vocab.js: token strings, from the first analysis file that stores them (analyze copies
+ * the tokenizer's), else from the job's tokenizer files; ids only when neither exists. */
+static ms_status write_vocab(const ms_config *cfg, const rdict *ds, int nd, const char *root, ms_rbuf *b,
+                             ms_err *err)
 {
-    ms_tokenizer *tok = NULL;
-    ms_err terr = {0};
     js_open(b, "vocab");
     ms_rbuf_puts(b, "[");
-    if (ms_path_exists(cfg->tokenizer.vocab) && ms_path_exists(cfg->tokenizer.merges) &&
+    ms_status st = MS_OK;
+    bool done = false;
+    for (int i = 0; i < nd && !done && !st; i++) {
+        int64_t *off, nv;
+        unsigned char *raw;
+        if ((st = ms_ranalysis_vocab(&ds[i].an, &off, &nv, &raw, err)) || nv == 0) continue;
+        for (int64_t v = 0; v < nv; v++) {
+            if (v) ms_rbuf_puts(b, ",");
+            ms_rbuf_str(b, (const char *)raw + off[v], (size_t)(off[v + 1] - off[v]));
+        }
+        free(off), free(raw);
+        done = true;
+    }
+    ms_tokenizer *tok = NULL;
+    ms_err terr = {0};
+    if (!st && !done && ms_path_exists(cfg->tokenizer.vocab) && ms_path_exists(cfg->tokenizer.merges) &&
         ms_tokenizer_load(&tok, cfg->tokenizer.vocab, cfg->tokenizer.merges, &terr) == MS_OK) {
         int32_t n = ms_tokenizer_vocab_size(tok);
         for (int32_t i = 0; i < n; i++) {
@@ -94,14 +110,13 @@ static ms_status write_vocab(const ms_config *cfg, const char *root, ms_rbuf *b,
             else ms_rbuf_puts(b, "null");
         }
         ms_tokenizer_free(tok);
-    } else {
-        ms_log("report: no tokenizer at %s / %s: tokens are shown as ids", cfg->tokenizer.vocab,
-               cfg->tokenizer.merges);
+        done = true;
     }
+    if (!st && !done) ms_log("report: no token strings (analysis vocab_bytes or tokenizer files): tokens are shown as ids");
     ms_rbuf_puts(b, "]");
     js_close(b);
     char *p = ms_path_join(root, "data/vocab.js");
-    ms_status st = p ? ms_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if (!st) st = p ? ms_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     free(p);
     return st;
 }
@@ -258,7 +273,7 @@ static ms_status run_entry(const rdict *d, ms_rbuf *b, ms_err *err)
         const ms_rds *r = &a->ds[i];
         int64_t n = 1;
         for (int k = 0; k < r->rank; k++) n *= r->dims[k];
-        if (r->per_unit || n > 100000) continue;
+        if (r->per_unit || n > 100000 || strncmp(r->name, "vocab_", 6) == 0) continue;
         ms_rbuf_puts(b, ng++ ? "," : "");
         ms_rbuf_str(b, r->name, strlen(r->name));
         ms_rbuf_puts(b, ":");
@@ -368,7 +383,7 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
         st = ms_mkdirs(data, err);
     }
     if (!st) st = write_assets(root, err);
-    if (!st) st = write_vocab(cfg, root, &b, err);
+    if (!st) st = write_vocab(cfg, ds, nd, root, &b, err);
     /* run.js */
     if (!st) {
         js_open(&b, "run");

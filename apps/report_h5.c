@@ -9,6 +9,17 @@
 #include "report.h"
 
 static const char *const unit_count_attrs[] = {"n_units", "d_sae", "n_features", "n_neurons", NULL};
+/* Name prefixes of datasets that are never per unit whatever their length (docs/analysis.md:
+ * the vocabulary and the measures' distributions), so a unit count equal to the vocabulary
+ * size or a bin count cannot mislabel them. */
+static const char *const global_prefixes[] = {"vocab_", "measure_hist_", "measure_edges_", NULL};
+
+static bool is_global(const char *name)
+{
+    for (int i = 0; global_prefixes[i]; i++)
+        if (strncmp(name, global_prefixes[i], strlen(global_prefixes[i])) == 0) return true;
+    return false;
+}
 
 typedef struct walk {
     ms_ranalysis *a;
@@ -67,10 +78,23 @@ static bool attr_i64(hid_t f, const char *name, int64_t *v)
             double x;
             ok = H5Aread(at, H5T_NATIVE_DOUBLE, &x) >= 0;
             *v = (int64_t)x;
-        } else if (c == H5T_STRING && !H5Tis_variable_str(t)) {
-            size_t n = H5Tget_size(t);
-            char *buf = calloc(n + 1, 1);
-            if (buf && H5Aread(at, t, buf) >= 0) {
+        } else if (c == H5T_STRING) {
+            char *buf = NULL;
+            if (H5Tis_variable_str(t)) {
+                hid_t mt = H5Tcopy(H5T_C_S1);
+                H5Tset_size(mt, H5T_VARIABLE);
+                H5Tset_cset(mt, H5Tget_cset(t));
+                char *vs = NULL;
+                if (H5Aread(at, mt, &vs) >= 0 && vs) {
+                    buf = strdup(vs);
+                    H5free_memory(vs);
+                }
+                H5Tclose(mt);
+            } else {
+                buf = calloc(H5Tget_size(t) + 1, 1);
+                if (buf && H5Aread(at, t, buf) < 0) buf[0] = 0;
+            }
+            if (buf) {
                 char *end;
                 long long x = strtoll(buf, &end, 10);
                 ok = end != buf;
@@ -104,9 +128,10 @@ ms_status ms_ranalysis_open(ms_ranalysis *a, const char *path, ms_err *err)
     if (n <= 0) { /* the most common leading dimension among datasets of rank >= 1 */
         int best = 0;
         for (int i = 0; i < a->n_ds; i++) {
-            if (a->ds[i].rank < 1) continue;
+            if (a->ds[i].rank < 1 || is_global(a->ds[i].name)) continue;
             int c = 0;
-            for (int j = 0; j < a->n_ds; j++) c += a->ds[j].rank >= 1 && a->ds[j].dims[0] == a->ds[i].dims[0];
+            for (int j = 0; j < a->n_ds; j++)
+                c += a->ds[j].rank >= 1 && !is_global(a->ds[j].name) && a->ds[j].dims[0] == a->ds[i].dims[0];
             if (c > best) best = c, n = a->ds[i].dims[0];
         }
     }
@@ -114,7 +139,8 @@ ms_status ms_ranalysis_open(ms_ranalysis *a, const char *path, ms_err *err)
         return ms_err_set(err, MS_ERR_FORMAT, "report: %s: no per-unit datasets (expected an n_units attribute)",
                           path);
     a->n_units = n;
-    for (int i = 0; i < a->n_ds; i++) a->ds[i].per_unit = a->ds[i].rank >= 1 && a->ds[i].dims[0] == n;
+    for (int i = 0; i < a->n_ds; i++)
+        a->ds[i].per_unit = a->ds[i].rank >= 1 && a->ds[i].dims[0] == n && !is_global(a->ds[i].name);
     return MS_OK;
 }
 
@@ -168,6 +194,7 @@ static herr_t attr_visit(hid_t loc, const char *name, const H5A_info_t *info, vo
         if (H5Tis_variable_str(t)) {
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(t)); /* HDF5 does not convert between ASCII and UTF-8 */
             char *vs = NULL;
             if (H5Aread(at, mt, &vs) >= 0 && vs) {
                 str = strdup(vs);
@@ -317,4 +344,39 @@ ms_status ms_report_read_matrix(const char *path, const char *name, float **out,
     }
     H5E_END_TRY;
     return st;
+}
+
+ms_status ms_ranalysis_vocab(const ms_ranalysis *a, int64_t **offsets, int64_t *n_tokens, unsigned char **bytes,
+                             ms_err *err)
+{
+    *offsets = NULL, *bytes = NULL, *n_tokens = 0;
+    const ms_rds *o = ms_ranalysis_find(a, "vocab_offsets"), *b = ms_ranalysis_find(a, "vocab_bytes");
+    if (!o || !b || o->rank != 1 || b->rank != 1 || o->dims[0] < 1) return MS_OK;
+    int64_t *off = malloc((size_t)o->dims[0] * sizeof *off);
+    unsigned char *raw = malloc((size_t)(b->dims[0] ? b->dims[0] : 1));
+    herr_t rc = -1;
+    if (off && raw) {
+        H5E_BEGIN_TRY
+        {
+            hid_t d1 = H5Dopen2((hid_t)a->hid, "vocab_offsets", H5P_DEFAULT);
+            hid_t d2 = H5Dopen2((hid_t)a->hid, "vocab_bytes", H5P_DEFAULT);
+            if (d1 >= 0 && d2 >= 0) {
+                rc = H5Dread(d1, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off);
+                if (rc >= 0 && b->dims[0]) rc = H5Dread(d2, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
+            }
+            if (d1 >= 0) H5Dclose(d1);
+            if (d2 >= 0) H5Dclose(d2);
+        }
+        H5E_END_TRY;
+    }
+    bool ok = rc >= 0;
+    for (int64_t i = 0; ok && i + 1 < o->dims[0]; i++)
+        ok = off[i] >= 0 && off[i] <= off[i + 1] && off[i + 1] <= b->dims[0];
+    if (!ok) {
+        free(off), free(raw);
+        return off && raw ? ms_err_set(err, MS_ERR_FORMAT, "report: %s: unreadable or inconsistent vocab_offsets/vocab_bytes", a->path)
+                          : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    }
+    *offsets = off, *bytes = raw, *n_tokens = o->dims[0] - 1;
+    return MS_OK;
 }
