@@ -242,16 +242,14 @@ static ms_status run_entry(const rdict *d, ms_rbuf *b, ms_err *err)
     size_t len = 0;
     ms_err e2 = {0};
     if (d->eval_path && ms_path_exists(d->eval_path) && ms_file_read_all(d->eval_path, &text, &len, &e2) == MS_OK) {
+        /* embedded as written (JSON is JavaScript); parsed only to refuse a broken file */
         cJSON *j = cJSON_ParseWithLength(text, len);
-        char *s = j ? cJSON_PrintUnformatted(j) : NULL;
-        if (!s) {
-            cJSON_Delete(j);
+        if (!j) {
             free(text);
             return ms_err_set(err, MS_ERR_FORMAT, "report: %s: not valid JSON", d->eval_path);
         }
-        ms_rbuf_puts(b, s);
-        cJSON_free(s);
         cJSON_Delete(j);
+        ms_rbuf_put(b, text, len);
     } else {
         ms_rbuf_puts(b, "null");
     }

@@ -55,6 +55,18 @@ var msReport = (function () {
     if (a >= 1e4 || a < 1e-3) return v.toExponential(d === undefined ? 2 : d);
     return v.toFixed(d === undefined ? (a >= 100 ? 1 : a >= 1 ? 2 : 3) : d);
   }
+  /* counts of tokens: 20.0M, 1.5k */
+  function big(v) {
+    v = num(v);
+    if (v === null) return "—";
+    var a = Math.abs(v);
+    return a >= 1e9 ? (v / 1e9).toFixed(1) + "B" : a >= 1e6 ? (v / 1e6).toFixed(1) + "M" : a >= 1e4 ? (v / 1e3).toFixed(1) + "k" : String(v);
+  }
+  function legend(series) {
+    return '<div class="legend">' + series.map(function (s) {
+      return '<span><i style="background:' + s.color + '"></i>' + esc(s.label) + "</span>";
+    }).join("") + "</div>";
+  }
   function pct(v, d) { v = num(v); return v === null ? "—" : (100 * v).toFixed(d === undefined ? 1 : d) + "%"; }
   function median(xs) {
     var a = xs.filter(function (x) { return x !== null && isFinite(x); }).sort(function (p, q) { return p - q; });
@@ -156,13 +168,6 @@ var msReport = (function () {
     o.push('<line class="axis" x1="' + L + '" x2="' + (W - R) + '" y1="' + (H - B) + '" y2="' + (H - B) + '"/>');
     if (opts.xlabel) o.push('<text class="label" x="' + ((L + W - R) / 2) + '" y="' + (H - 4) + '" text-anchor="middle">' + esc(opts.xlabel) + "</text>");
     if (opts.ylabel) o.push('<text class="label" x="4" y="11">' + esc(opts.ylabel) + "</text>");
-    if (ss.length > 1 || opts.legend) {
-      var lx = W - R - 4;
-      ss.slice().reverse().forEach(function (s, i) {
-        o.push('<text class="legend" x="' + (lx - 12) + '" y="' + (T + 2 + 12 * i) + '" text-anchor="end">' + esc(s.label) + "</text>");
-        o.push('<rect x="' + (lx - 9) + '" y="' + (T - 6 + 12 * i) + '" width="9" height="9" fill="' + s.color + '" fill-opacity="0.7"/>');
-      });
-    }
     o.push("</svg>");
     return o.join("");
   }
@@ -221,11 +226,11 @@ var msReport = (function () {
       var n = d.n_units, dead = evalOf(d, "dead"), ul = evalOf(d, "ultralow");
       if (dead === undefined && d.attrs && d.attrs.dead !== undefined) dead = num(d.attrs.dead);
       h.push("<tr><td><a href=\"#list/" + enc(d.name) + '">' + esc(d.name) + "</a> <span class=\"muted\">" + esc(d.kind) + "</span></td><td>" + n +
-        "</td><td>" + fmt(evalOf(d, "tokens")) + "</td><td>" + fmt(evalOf(d, "l0")) + "</td><td><b>" + pct(evalOf(d, "loss_recovered")) +
+        "</td><td>" + big(evalOf(d, "tokens")) + "</td><td>" + fmt(evalOf(d, "l0")) + "</td><td><b>" + pct(evalOf(d, "loss_recovered")) +
         "</b></td><td>" + fmt(evalOf(d, "fvu"), 3) + "</td><td>" + fmt(evalOf(d, "mse"), 4) + "</td><td>" + fmt(evalOf(d, "kl"), 3) +
         "</td><td>" + (num(dead) === null ? "—" : dead + ' <span class="muted">' + pct(dead / n) + "</span>") +
         "</td><td>" + (num(ul) === null ? "—" : ul + ' <span class="muted">' + pct(ul / n) + "</span>") +
-        "</td><td>" + fmt(attr(d, "tokens")) + "</td></tr>");
+        "</td><td>" + big(attr(d, "tokens")) + "</td></tr>");
       if (d.eval === null && d.kind !== "neurons") h.push('<tr class="note"><td colspan="11">no eval.json for ' + esc(d.name) + ": run <code>monosem eval</code></td></tr>");
     });
     PAPER.forEach(function (p) {
@@ -275,13 +280,13 @@ var msReport = (function () {
         var h = log10Hist(u.density, -9, 0, 45);
         series = h;
         dead = h.dead;
-        src = "analysis (" + fmt(attr(d, "tokens")) + " tokens)";
+        src = "analysis (" + big(attr(d, "tokens")) + " tokens)";
       } else return;
       series.color = COLORS[d.kind] || COLORS.features;
       series.label = d.name + (dead !== null ? " (" + dead + " dead)" : "");
       var x0 = Math.min(-8, series.edges[0]), x1 = Math.max(0, series.edges[series.edges.length - 1]);
-      out.push('<div class="plotbox"><div class="plottitle">' + esc(d.name) + ' <span class="muted">' + esc(src) + "</span></div>" +
-        histSvg([series], { width: 440, height: 160, xlabel: "log10 density", ylabel: "units", legend: true, x0: x0, x1: x1,
+      out.push('<div class="plotbox"><div class="plottitle">' + esc(d.name) + ' <span class="muted">' + esc(src) + "</span>" + legend([series]) + "</div>" +
+        histSvg([series], { width: 520, height: 160, xlabel: "log10 density", ylabel: "units", x0: x0, x1: x1,
           marks: [{ x: -6, label: "ultralow < 1e-6", color: "#b91c1c" }] }) + "</div>");
     });
     $("densplots").innerHTML = out.join("") || '<p class="muted">no densities</p>';
@@ -311,8 +316,8 @@ var msReport = (function () {
       if (!series.length) return;
       rows.push("<tr><td>" + esc(m.label) + ' <span class="muted">(' + m.better + " = more specific)</span></td>" +
         meds.map(function (x) { return '<td style="color:' + (COLORS[x.d.kind] || "") + '">' + esc(x.d.name) + " <b>" + fmt(x.med, 2) + '</b> <span class="muted">n=' + x.n + "</span></td>"; }).join("") + "</tr>");
-      plots.push('<div class="plotbox"><div class="plottitle">' + esc(m.label) + ' <span class="muted">' + esc(m.help) + "</span></div>" +
-        histSvg(series, { width: 440, height: 150, normalize: true, ylabel: "fraction of alive units",
+      plots.push('<div class="plotbox"><div class="plottitle">' + esc(m.label) + ' <span class="muted">' + esc(m.help) + "</span>" + legend(series) + "</div>" +
+        histSvg(series, { width: 520, height: 140, normalize: true, ylabel: "fraction of alive units",
           marks: meds.map(function (x, i) { return { x: x.med, label: "", color: COLORS[x.d.kind], row: i }; }) }) + "</div>");
     });
     $("measures").innerHTML = rows.length ?
@@ -436,7 +441,7 @@ var msReport = (function () {
       "<td>top token<br>" + (u._top_token && u._top_token[i] >= 0 ? tokChip(u._top_token[i]) : '<span class="muted">—</span>') + "</td>" +
       "<td>density<br><b>" + fmt(dens, 2) + "</b>" + (dens > 0 ? ' <span class="muted">1 in ' + fmt(Math.round(1 / dens)) + "</span>" : dens === 0 ? ' <span class="dead">dead</span>' : "") + "</td>" +
       "<td>log10 density<br><b>" + (dens > 0 ? Math.log10(dens).toFixed(2) : "—") + "</b></td>" +
-      "<td>active tokens<br><b>" + fmt(col("count")) + "</b></td>" +
+      "<td>active tokens<br><b>" + big(col("count")) + "</b></td>" +
       "<td>max act<br><b>" + fmt(col("max_act")) + "</b></td><td>mean act<br><b>" + fmt(col("mean_act")) + "</b></td>" +
       MEASURES.map(function (m) { return u[m.key] ? "<td>" + esc(m.label) + "<br><b>" + fmt(col(m.key), 2) + "</b></td>" : ""; }).join("") +
       "</tr></table>");
