@@ -31,6 +31,7 @@ typedef struct rdict {
     char *analysis_path;
     char *eval_path;   /* may not exist */
     char *decoder_path; /* sae.h5 (features) */
+    char *saelens_path; /* saelens/sae_weights.safetensors: the decoder when sae.h5 is absent */
     ms_ranalysis an;
     ms_rdict dir;
     bool have_dir;
@@ -287,7 +288,36 @@ static void rdict_free(rdict *d)
     free(d->analysis_path);
     free(d->eval_path);
     free(d->decoder_path);
+    free(d->saelens_path);
     free(d->dir.dirs);
+}
+
+/* An SAE's decoder rows W_dec (d_sae, d_in) from sae.h5, else from its SAELens export; none
+ * (have_dir false) when neither exists. */
+static ms_status read_decoder(rdict *d, ms_err *err)
+{
+    if (ms_path_exists(d->decoder_path)) {
+        ms_status st = ms_report_read_matrix(d->decoder_path, "W_dec", &d->dir.dirs, &d->dir.n, &d->dir.d, err);
+        d->have_dir = st == MS_OK;
+        return st;
+    }
+    if (!ms_path_exists(d->saelens_path)) return MS_OK;
+    ms_safetensors stf = {0};
+    ms_status st = ms_st_open(&stf, d->saelens_path, err);
+    const ms_st_tensor *t = st ? NULL : ms_st_find(&stf, "W_dec");
+    if (!st && (!t || t->ndim != 2))
+        st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: expected a 2-D tensor W_dec", d->saelens_path);
+    if (!st && !(d->dir.dirs = malloc((size_t)(t->numel ? t->numel : 1) * sizeof *d->dir.dirs)))
+        st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if (!st) st = ms_st_read_f32(&stf, t, d->dir.dirs, err);
+    if (!st) {
+        d->dir.n = t->shape[0], d->dir.d = t->shape[1];
+        d->have_dir = true;
+        free(d->decoder_path);
+        d->decoder_path = strdup(d->saelens_path); /* for messages */
+    }
+    ms_st_close(&stf);
+    return st;
 }
 
 /* The dictionaries of the job: every SAE (its analysis file must exist) and the neurons (when
@@ -311,6 +341,7 @@ static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *
         r->analysis_path = find_file(saes[i].dir, sae_analysis_names);
         r->eval_path = ms_path_join(saes[i].dir, "eval.json");
         r->decoder_path = ms_path_join(saes[i].dir, "sae.h5");
+        r->saelens_path = ms_path_join(saes[i].dir, "saelens/sae_weights.safetensors");
         if (!r->analysis_path)
             st = ms_err_set(err, MS_ERR_STATE, "report: %s: no analysis file (%s); run `monosem analyze` first",
                             saes[i].dir, sae_analysis_names[0]);
@@ -356,17 +387,15 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
         if (d->kind[0] == 'n') { /* identity dictionary */
             d->dir = (ms_rdict){.dirs = NULL, .n = d->an.n_units, .d = d->an.n_units};
             d->have_dir = true;
-        } else if (ms_path_exists(d->decoder_path)) {
-            int64_t rows, cols;
-            if ((st = ms_report_read_matrix(d->decoder_path, "W_dec", &d->dir.dirs, &rows, &cols, err))) break;
-            if (rows != d->an.n_units) {
+        } else {
+            if ((st = read_decoder(d, err))) break;
+            if (d->have_dir && d->dir.n != d->an.n_units) {
                 st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: W_dec has %lld rows, the analysis %s has %lld units",
-                                d->decoder_path, (long long)rows, d->analysis_path, (long long)d->an.n_units);
+                                d->decoder_path, (long long)d->dir.n, d->analysis_path, (long long)d->an.n_units);
                 break;
             }
-            d->dir.n = rows, d->dir.d = cols;
-            ms_rdict_normalize(&d->dir);
-            d->have_dir = true;
+            if (d->have_dir) ms_rdict_normalize(&d->dir);
+            else ms_log("report: %s: no sae.h5 or SAELens weights: no nearest units for it", d->name);
         }
         if (d->dir.n > max_n) max_n = d->dir.n;
     }

@@ -90,7 +90,9 @@ var msReport = (function () {
     if (id === null || id === undefined || id < 0) return "";
     var s = S.vocab[id];
     if (s === undefined || s === null) return "#" + id;
-    return s.replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5").replace(/\r/g, "\\r");
+    return s.replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5").replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, function (c) {
+      return "\\x" + ("0" + c.charCodeAt(0).toString(16)).slice(-2);
+    });
   }
   function tokChip(id) {
     return '<span class="chip" title="token ' + id + '">' + esc(tokText(id)).replace(/ /g, "\u00b7") + "</span>";
@@ -269,7 +271,7 @@ var msReport = (function () {
     return { edges: e, counts: c, dead: dead };
   }
   function densityPlots() {
-    var out = [];
+    var out = [], all = [];
     S.run.dicts.forEach(function (d) {
       var u = S.units[d.name], hist = evalOf(d, "hist"), series, src, dead = null;
       if (hist && hist.edges && hist.counts) {
@@ -284,7 +286,13 @@ var msReport = (function () {
       } else return;
       series.color = COLORS[d.kind] || COLORS.features;
       series.label = d.name + (dead !== null ? " (" + dead + " dead)" : "");
-      var x0 = Math.min(-8, series.edges[0]), x1 = Math.max(0, series.edges[series.edges.length - 1]);
+      all.push({ d: d, series: series, src: src });
+    });
+    /* one x range for every dictionary, so their modes line up */
+    var x0 = -8, x1 = 0;
+    all.forEach(function (a) { x0 = Math.min(x0, a.series.edges[0]); x1 = Math.max(x1, a.series.edges[a.series.edges.length - 1]); });
+    all.forEach(function (a) {
+      var d = a.d, series = a.series, src = a.src;
       out.push('<div class="plotbox"><div class="plottitle">' + esc(d.name) + ' <span class="muted">' + esc(src) + "</span>" + legend([series]) + "</div>" +
         histSvg([series], { width: 520, height: 160, xlabel: "log10 density", ylabel: "units", x0: x0, x1: x1,
           marks: [{ x: -6, label: "ultralow < 1e-6", color: "#b91c1c" }] }) + "</div>");
@@ -494,7 +502,7 @@ var msReport = (function () {
         });
         if (!any) continue;
         h.push('<div class="interval"><div class="ivhead">interval ' + I + ": " + (ie ? fmt(ie[I], 2) + " – " + fmt(ie[I + 1], 2) : "") +
-          (ic ? ' <span class="muted">' + ic[I] + " tokens</span>" : "") + "</div>" + part.join("") + "</div>");
+          (ic ? ' <span class="muted">' + ic[I] + (ic[I] === 1 ? " token" : " tokens") + "</span>" : "") + "</div>" + part.join("") + "</div>");
       }
       h.push("</section>");
     }
