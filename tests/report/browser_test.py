@@ -4,6 +4,8 @@ through WebDriver (chromium-driver + python3-selenium) and checks that the unit 
 search narrows it, a feature page shows its contexts and SVG plots, and the console stays free of
 errors. Screenshots go to OUT_DIR. Every wait polls a condition under one overall deadline.
 Usage: browser_test.py REPORT_DIR OUT_DIR"""
+import collections
+import json
 import os
 import shutil
 import sys
@@ -35,6 +37,24 @@ def wait_for(what, cond, timeout=30):
             last = e
         time.sleep(0.05)
     fail(f"timed out waiting for {what}" + (f" ({last})" if last else ""))
+
+
+def load_js(path, fn):
+    text = open(path, encoding="utf-8").read()
+    return json.loads("[" + text[len(f"msReport.{fn}("):-3] + "]")
+
+
+def search_term(report):
+    """A word that is the top token of some features but not of all: the most common one."""
+    run = load_js(os.path.join(report, "data/run.js"), "run")[0]
+    vocab = load_js(os.path.join(report, "data/vocab.js"), "vocab")[0]
+    d = next(d for d in run["dicts"] if d["kind"] == "features")
+    tops = load_js(os.path.join(report, "data", d["name"], "units.js"), "units")[1]["_top_token"]
+    words = collections.Counter(vocab[t].strip().lower() for t in tops if t is not None and t >= 0 and vocab[t])
+    for w, n in words.most_common():
+        if len(w) >= 2 and w.isalpha() and n < len(tops):
+            return w
+    fail("no feature has a word as its top token")
 
 
 def chromium_binary():
@@ -87,10 +107,14 @@ def main():
         print(f"overview: density bars {len(dens)}, measure bars {len(meas)}")
         if not meas:
             fail("no features-vs-neurons histograms")
+        # the whole overview in one picture (window as tall as the page, bounded)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1400, max(1000, min(int(height) + 40, 4000)))
         driver.save_screenshot(os.path.join(out, "overview.png"))
+        driver.set_window_size(1400, 1000)
 
         # 2. a search by token narrows the list; a search by id finds the unit
-        token = os.environ.get("MS_REPORT_SEARCH", "whale")
+        token = os.environ.get("MS_REPORT_SEARCH") or search_term(report)
         box = driver.find_element(By.ID, "search")
         box.send_keys(token)
         narrowed = wait_for(f"the search '{token}' to narrow the list", lambda: (
