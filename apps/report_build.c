@@ -353,7 +353,7 @@ static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *
             snprintf(r->name, sizeof r->name, "%s", "neurons");
             r->kind = "neurons";
             r->analysis_path = p;
-            r->eval_path = ms_path_join(cfg->run.out_dir, "eval_neurons.json");
+            /* no eval file of its own: the page reads the neurons section of an SAE's eval.json */
         } else {
             ms_log("report: no neuron analysis under %s (%s): the report shows features only", cfg->run.out_dir,
                    neuron_analysis_names[0]);

@@ -52,7 +52,7 @@ var msReport = (function () {
     if (v === 0) return "0";
     var a = Math.abs(v);
     if (Number.isInteger(v) && a < 1e7) return String(v);
-    if (a >= 1e4 || a < 1e-3) return v.toExponential(d === undefined ? 2 : d);
+    if (a >= 1e4 || a < 1e-3 || (d !== undefined && a < Math.pow(10, -d))) return v.toExponential(2);
     return v.toFixed(d === undefined ? (a >= 100 ? 1 : a >= 1 ? 2 : 3) : d);
   }
   /* counts of tokens: 20.0M, 1.5k */
@@ -74,14 +74,12 @@ var msReport = (function () {
     var m = a.length >> 1;
     return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
   }
-  /* first value under one of the names, searched breadth-first through nested objects */
-  function pick(obj, names) {
-    if (!obj || typeof obj !== "object") return undefined;
-    var queue = [obj];
-    while (queue.length) {
-      var o = queue.shift();
-      for (var i = 0; i < names.length; i++) if (o[names[i]] !== undefined && o[names[i]] !== null) return o[names[i]];
-      for (var k in o) if (o[k] && typeof o[k] === "object" && !Array.isArray(o[k])) queue.push(o[k]);
+  /* the first of several dotted paths ("loss.recovered") that leads to a number or an object */
+  function pick(obj, paths) {
+    for (var i = 0; i < paths.length; i++) {
+      var o = obj, parts = paths[i].split(".");
+      for (var j = 0; j < parts.length && o !== undefined && o !== null; j++) o = typeof o === "object" ? o[parts[j]] : undefined;
+      if (o !== undefined && o !== null && typeof o !== "string" && typeof o !== "boolean") return o;
     }
     return undefined;
   }
@@ -196,14 +194,35 @@ var msReport = (function () {
     { name: "paper A/1", d_sae: 4096, loss_recovered: 0.79, dead: 168, ultralow: 292, note: "dead: never fired on 100M tokens; ultralow: density < 1e-6" },
     { name: "paper A/5", d_sae: 131072, loss_recovered: 0.945, note: "the paper calls loss recovered an overestimate of quality" }
   ];
+  /* where eval.json keeps each number (the layout of `monosem eval`; a few other spellings) */
   var EVAL_KEYS = {
-    loss_recovered: ["loss_recovered", "frac_loss_recovered", "ce_loss_score"],
-    l0: ["l0", "L0", "mean_l0"], fvu: ["fvu", "FVU"], mse: ["mse", "MSE"], kl: ["kl", "kl_div", "mean_kl"],
-    dead: ["dead", "n_dead"], ultralow: ["ultralow", "n_ultralow"], dense: ["dense", "n_dense"],
-    d_sae: ["d_sae", "n_features"], tokens: ["n_tokens", "tokens", "eval_tokens"],
-    hist: ["log10_density_hist", "log10_density_histogram", "density_hist", "density_histogram"]
+    loss_recovered: ["loss.recovered", "loss_recovered"],
+    l0: ["reconstruction.l0", "l0"], fvu: ["reconstruction.fvu", "fvu"], mse: ["reconstruction.mse", "mse"],
+    kl: ["loss.kl", "kl"], dead: ["features.dead", "dead"], ultralow: ["features.ultralow", "ultralow"],
+    tokens: ["heldout.tokens", "n_tokens", "tokens"],
+    hist: ["features.log10_density_histogram", "log10_density_histogram", "log10_density_hist"],
+    min_detectable: ["features.min_detectable_density"]
   };
-  function evalOf(d, k) { return pick(d.eval, EVAL_KEYS[k]); }
+  /* the neurons' numbers come from the neurons section of an SAE's eval.json (eval measures
+   * them on the same tokens) */
+  var NEURON_KEYS = { l0: ["neurons.l0"], dead: ["neurons.dead"], ultralow: ["neurons.ultralow"],
+    tokens: ["heldout.tokens"], hist: ["neurons.log10_density_histogram"], min_detectable: ["neurons.min_detectable_density"] };
+  function evalOf(d, k) {
+    if (d.kind === "neurons" && !d.eval) {
+      var f = S.run.dicts.filter(function (x) { return x.eval; })[0];
+      return f && NEURON_KEYS[k] ? pick(f.eval, NEURON_KEYS[k]) : undefined;
+    }
+    return pick(d.eval, EVAL_KEYS[k]);
+  }
+  /* a histogram as {edges, counts}: eval writes {lo, step, counts} */
+  function histOf(h) {
+    if (!h || !h.counts) return null;
+    if (h.edges) return h;
+    if (num(h.lo) === null || num(h.step) === null) return null;
+    var e = [];
+    for (var i = 0; i <= h.counts.length; i++) e.push(h.lo + h.step * i);
+    return { edges: e, counts: h.counts };
+  }
 
   /* the monosemanticity measures of docs/analysis.md: which direction means "more specific" */
   var MEASURES = [
@@ -231,9 +250,10 @@ var msReport = (function () {
         "</td><td>" + big(evalOf(d, "tokens")) + "</td><td>" + fmt(evalOf(d, "l0")) + "</td><td><b>" + pct(evalOf(d, "loss_recovered")) +
         "</b></td><td>" + fmt(evalOf(d, "fvu"), 3) + "</td><td>" + fmt(evalOf(d, "mse"), 4) + "</td><td>" + fmt(evalOf(d, "kl"), 3) +
         "</td><td>" + (num(dead) === null ? "—" : dead + ' <span class="muted">' + pct(dead / n) + "</span>") +
-        "</td><td>" + (num(ul) === null ? "—" : ul + ' <span class="muted">' + pct(ul / n) + "</span>") +
+        "</td><td>" + (num(ul) === null ? "—" : ul + ' <span class="muted">' + pct(ul / n) + "</span>" +
+          (num(evalOf(d, "min_detectable")) > 1e-6 ? ' <span class="warn" title="fewer eval tokens than 1e6: a density below 1e-6 cannot be told from 0">(not measurable: min density ' + fmt(evalOf(d, "min_detectable"), 1) + ")</span>" : "")) +
         "</td><td>" + big(attr(d, "tokens")) + "</td></tr>");
-      if (d.eval === null && d.kind !== "neurons") h.push('<tr class="note"><td colspan="11">no eval.json for ' + esc(d.name) + ": run <code>monosem eval</code></td></tr>");
+      if (!d.eval && d.kind !== "neurons") h.push('<tr class="note"><td colspan="11">no eval.json for ' + esc(d.name) + ": run <code>monosem eval</code></td></tr>");
     });
     PAPER.forEach(function (p) {
       h.push('<tr class="paper"><td>' + esc(p.name) + "</td><td>" + p.d_sae + "</td><td>—</td><td>—</td><td><b>" + pct(p.loss_recovered) +
@@ -273,8 +293,8 @@ var msReport = (function () {
   function densityPlots() {
     var out = [], all = [];
     S.run.dicts.forEach(function (d) {
-      var u = S.units[d.name], hist = evalOf(d, "hist"), series, src, dead = null;
-      if (hist && hist.edges && hist.counts) {
+      var u = S.units[d.name], hist = histOf(evalOf(d, "hist")), series, src, dead = null;
+      if (hist) {
         series = { edges: hist.edges, counts: hist.counts };
         src = "eval (held-out tokens)";
         dead = num(evalOf(d, "dead"));
@@ -334,7 +354,7 @@ var msReport = (function () {
   }
 
   /* ------------------------------------------------------------ the unit list */
-  var LIST_PAGE = 100;
+  var LIST_PAGE = 50;
   function listColumns(d) {
     var u = S.units[d.name], cols = [{ key: "id", label: d.kind === "neurons" ? "neuron" : "feature" }, { key: "_top_token", label: "top token" }];
     [["density", "density"], ["max_act", "max act"], ["mean_act", "mean act"]].concat(MEASURES.map(function (m) { return [m.key, m.label]; }))

@@ -102,6 +102,11 @@ def main():
             fail("no eval table rows")
         if "79.0%" not in driver.find_element(By.ID, "evaltable").text:
             fail("the paper's A/1 loss recovered (79%) is not beside the run's numbers")
+        run = load_js(os.path.join(report, "data/run.js"), "run")[0]
+        for d in run["dicts"]:
+            rec = (d.get("eval") or {}).get("loss", {}).get("recovered")
+            if rec is not None and f"{100 * rec:.1f}%" not in driver.find_element(By.ID, "evaltable").text:
+                fail(f"{d['name']}: loss recovered {100 * rec:.1f}% from eval.json is not in the table")
         dens = wait_for("the density histogram", lambda: driver.find_elements(By.CSS_SELECTOR, "#densplots svg rect.bar"))
         meas = driver.find_elements(By.CSS_SELECTOR, "#measures svg rect.bar")
         print(f"overview: density bars {len(dens)}, measure bars {len(meas)}")

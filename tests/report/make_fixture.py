@@ -151,15 +151,23 @@ def main():
         f["W_enc"] = W_dec.T.copy()
     planted = rng.integers(0, V - 6, U)
     dens = write_analysis(os.path.join(sae, "analysis.h5"), "sae", "sae", U, rng, V, planted, W_dec)
-    write_analysis(os.path.join(neu, "analysis.h5"), "neurons", "neurons", D, rng, V, rng.integers(0, V, D), None)
-    ld = np.log10(np.maximum(dens, 1e-10))
-    e = np.linspace(-10, 0, 51)
-    ev = {"n_tokens": 20000000, "L_clean": 4.28, "L_sae": 4.61, "L_zero": 5.9,
-          "loss_recovered": (5.9 - 4.61) / (5.9 - 4.28), "kl": 0.31, "mse": 0.012, "fvu": 0.24,
-          "cosine": 0.87, "l2_ratio": 0.91, "l0": 14.2, "l1": 21.0, "d_sae": U,
-          "dead": int((dens == 0).sum()), "ultralow": int(((dens > 0) & (dens < 1e-6)).sum()),
-          "dense": int((dens > 0.01).sum()),
-          "log10_density_hist": {"edges": e.tolist(), "counts": np.histogram(ld, e)[0].tolist()}}
+    ndens = write_analysis(os.path.join(neu, "analysis.h5"), "neurons", "neurons", D, rng, V, rng.integers(0, V, D), None)
+    # eval.json in the layout `monosem eval` writes (apps/eval_run.c): loss, reconstruction,
+    # features/neurons density sections with a log10 histogram {lo, step, counts}
+    def dens_section(d):
+        alive = d[d > 0]
+        return {"n": int(d.size), "dead": int((d == 0).sum()), "ultralow": int((alive < 1e-6).sum()),
+                "dense": int((d > 0.01).sum()), "ultralow_density": 1e-6, "min_detectable_density": 5e-8,
+                "ultralow_detectable": True,
+                "log10_density_histogram": {"lo": -10.0, "step": 0.25, "counts": np.histogram(
+                    np.log10(alive), np.linspace(-10, 0, 41))[0].tolist()}}
+    ev = {"sae": "sae", "d_sae": U, "d_in": D, "heldout": {"tokens": 20000000, "split": "heldout"},
+          "loss": {"clean": 4.28, "sae": 4.61, "zero": 5.9, "recovered": (5.9 - 4.61) / (5.9 - 4.28), "kl": 0.31},
+          "reconstruction": {"mse": 0.012, "fvu": 0.24, "explained_variance": 0.76, "cos": 0.87, "l2_ratio": 0.91,
+                             "l0": 14.2, "l1": 21.0},
+          "features": dict(dens_section(dens), densities="eval_density.h5"),
+          "neurons": dict(dens_section(ndens), l0=31.5),
+          "definitions": {"recovered": "(zero - sae) / (zero - clean)"}}
     with open(os.path.join(sae, "eval.json"), "w") as f:
         json.dump(ev, f, indent=1)
     with open(os.path.join(run, "job.yaml"), "w") as f:
