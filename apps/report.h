@@ -29,6 +29,8 @@ void ms_rbuf_puts(ms_rbuf *b, const char *s);
 void ms_rbuf_printf(ms_rbuf *b, const char *fmt, ...) MS_PRINTF(2, 3);
 /* A JSON number: %.5g, or null for NaN/inf (JSON has neither). */
 void ms_rbuf_num(ms_rbuf *b, double v);
+/* A decimal integer. */
+void ms_rbuf_int(ms_rbuf *b, int64_t v);
 /* A JSON string literal of n bytes; invalid UTF-8 becomes U+FFFD so the .js file stays valid. */
 void ms_rbuf_str(ms_rbuf *b, const char *s, size_t n);
 /* Writes the buffer to path (plain write: the report is built in a temporary directory that is

@@ -160,7 +160,10 @@ static ms_status write_units(const rdict *d, const char *dir, ms_rbuf *b, ms_err
     if (!st) st = top_tokens(a, 0, a->n_units, tt, err);
     if (!st) {
         ms_rbuf_puts(b, nc ? ",\"_top_token\":[" : "\"_top_token\":[");
-        for (int64_t u = 0; u < a->n_units; u++) ms_rbuf_printf(b, u ? ",%d" : "%d", (int)tt[u]);
+        for (int64_t u = 0; u < a->n_units; u++) {
+            if (u) ms_rbuf_put(b, ",", 1);
+            ms_rbuf_int(b, tt[u]);
+        }
         ms_rbuf_puts(b, "]}");
         js_close(b);
         char *p = ms_path_join(dir, "units.js");
@@ -205,7 +208,10 @@ static ms_status write_block(const rdict *ds, int nd, int di, int64_t blk, const
         ms_rbuf_puts(b, ":{\"ids\":[");
         for (int64_t u = 0; u < u1 - u0; u++) {
             ms_rbuf_puts(b, u ? ",[" : "[");
-            for (int k = 0; k < MS_REPORT_NEAREST; k++) ms_rbuf_printf(b, k ? ",%d" : "%d", ids[u * MS_REPORT_NEAREST + k]);
+            for (int k = 0; k < MS_REPORT_NEAREST; k++) {
+                if (k) ms_rbuf_put(b, ",", 1);
+                ms_rbuf_int(b, ids[u * MS_REPORT_NEAREST + k]);
+            }
             ms_rbuf_puts(b, "]");
         }
         ms_rbuf_puts(b, "],\"cos\":[");

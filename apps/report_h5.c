@@ -270,7 +270,7 @@ static void emit(ms_rbuf *b, const double *v, size_t *pos, const int64_t *dims, 
 {
     if (lev == rank) {
         double x = v[(*pos)++];
-        if (is_int) ms_rbuf_printf(b, "%.0f", x);
+        if (is_int) ms_rbuf_int(b, (int64_t)x);
         else ms_rbuf_num(b, x);
         return;
     }

@@ -64,9 +64,25 @@ void ms_rbuf_num(ms_rbuf *b, double v)
         ms_rbuf_put(b, "null", 4);
         return;
     }
+    if (v == 0) { /* most window activations: skip printf */
+        ms_rbuf_put(b, "0", 1);
+        return;
+    }
     char t[32];
     int n = snprintf(t, sizeof t, "%.5g", v);
     ms_rbuf_put(b, t, (size_t)n);
+}
+
+void ms_rbuf_int(ms_rbuf *b, int64_t v)
+{
+    char t[24], *e = t + sizeof t, *p = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    ms_rbuf_put(b, p, (size_t)(e - p));
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */

@@ -49,7 +49,19 @@ static void test_json_numbers(void **state)
     ms_rbuf_num(&b, 0.000123456789);
     ms_rbuf_puts(&b, ",");
     ms_rbuf_num(&b, -2.5);
-    assert_string_equal(b.p, "null,null,0.00012346,-2.5");
+    ms_rbuf_puts(&b, ",");
+    ms_rbuf_num(&b, 0.0);
+    ms_rbuf_puts(&b, ",");
+    ms_rbuf_num(&b, -0.0);
+    ms_rbuf_puts(&b, ",");
+    ms_rbuf_int(&b, 0);
+    ms_rbuf_puts(&b, ",");
+    ms_rbuf_int(&b, -1);
+    ms_rbuf_puts(&b, ",");
+    ms_rbuf_int(&b, INT64_MIN);
+    ms_rbuf_puts(&b, ",");
+    ms_rbuf_int(&b, 1234567890123);
+    assert_string_equal(b.p, "null,null,0.00012346,-2.5,0,0,0,-1,-9223372036854775808,1234567890123");
     ms_rbuf_free(&b);
 }
 
