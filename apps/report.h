@@ -67,9 +67,9 @@ ms_status ms_ranalysis_attrs_json(const ms_ranalysis *a, ms_rbuf *b, ms_err *err
  * element per unit. Memory: the slab read (bounded by block size x per-unit extent). */
 ms_status ms_ranalysis_slab_json(const ms_ranalysis *a, const ms_rds *ds, int64_t u0, int64_t u1, ms_rbuf *b,
                                  ms_err *err);
-/* Reads int32 per-unit values of dataset ds at index [u, i1, i2, ...] (the element `off` of
- * each unit's flattened slice) for units [u0,u1) into out. */
-ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, int64_t off, int64_t u0, int64_t u1,
+/* Reads, for units [u0,u1), the element ds[u, idx[0], idx[1], ...] (idx has rank-1 entries;
+ * NULL for a 1-D dataset) as int32 into out. Memory: one value per unit. */
+ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, const int64_t *idx, int64_t u0, int64_t u1,
                                 int32_t *out, ms_err *err);
 /* The token strings stored in the file (vocab_offsets (V+1), vocab_bytes): malloc'd, caller
  * frees both; *n_tokens = 0 and NULLs when the file has none. */

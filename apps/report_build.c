@@ -2,7 +2,6 @@
  * numbers, analysis attributes and globals), per dictionary units.js (one value per unit: the
  * sortable, searchable list) and block-NNNNN.js files (everything per unit, MS_REPORT_BLOCK
  * units each, loaded on demand), vocab.js (token strings). Rank 0 only. */
-#define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,12 +126,14 @@ static ms_status top_tokens(const ms_ranalysis *a, int64_t u0, int64_t u1, int32
 {
     for (int i = 0; top_token_columns[i]; i++) {
         const ms_rds *d = ms_ranalysis_find(a, top_token_columns[i]);
-        if (d && d->per_unit && d->rank == 1) return ms_ranalysis_pick_i32(a, d, 0, u0, u1, out, err);
+        if (d && d->per_unit && d->rank == 1) return ms_ranalysis_pick_i32(a, d, NULL, u0, u1, out, err);
     }
     for (int i = 0; top_context_tokens[i]; i++) {
         const ms_rds *d = ms_ranalysis_find(a, top_context_tokens[i]);
-        if (d && d->per_unit && d->rank == 3 && d->dims[1] > 0 && d->dims[2] > 0)
-            return ms_ranalysis_pick_i32(a, d, (d->dims[2] - 1) / 2, u0, u1, out, err);
+        if (d && d->per_unit && d->rank == 3 && d->dims[1] > 0 && d->dims[2] > 0) {
+            const int64_t idx[2] = {0, (d->dims[2] - 1) / 2}; /* first context, centre token */
+            return ms_ranalysis_pick_i32(a, d, idx, u0, u1, out, err);
+        }
     }
     for (int64_t u = u0; u < u1; u++) out[u - u0] = -1;
     return MS_OK;

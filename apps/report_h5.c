@@ -298,16 +298,33 @@ ms_status ms_ranalysis_slab_json(const ms_ranalysis *a, const ms_rds *ds, int64_
     return MS_OK;
 }
 
-ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, int64_t off, int64_t u0, int64_t u1,
+ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, const int64_t *idx, int64_t u0, int64_t u1,
                                 int32_t *out, ms_err *err)
 {
-    double *v;
-    size_t n;
-    ms_status st = read_slab(a, ds, u0, u1, &v, &n, err);
-    if (st) return st;
-    size_t per = (u1 > u0) ? n / (size_t)(u1 - u0) : 0;
-    for (int64_t u = 0; u < u1 - u0; u++) out[u] = (size_t)off < per ? (int32_t)v[(size_t)u * per + (size_t)off] : -1;
-    free(v);
+    /* one element per unit: a (u1-u0, 1, ..., 1) hyperslab, so memory is one value per unit */
+    hsize_t start[8] = {0}, cnt[8];
+    for (int i = 0; i < ds->rank; i++) {
+        start[i] = i ? (hsize_t)idx[i - 1] : (hsize_t)u0;
+        cnt[i] = i ? 1 : (hsize_t)(u1 - u0);
+        if (i && (idx[i - 1] < 0 || idx[i - 1] >= ds->dims[i]))
+            return ms_err_set(err, MS_ERR_FORMAT, "report: %s: index %lld outside %s's dimension %d", a->path,
+                              (long long)idx[i - 1], ds->name, i);
+    }
+    if (u1 <= u0) return MS_OK;
+    herr_t rc = -1;
+    H5E_BEGIN_TRY
+    {
+        hid_t d = H5Dopen2((hid_t)a->hid, ds->name, H5P_DEFAULT);
+        if (d >= 0) {
+            hid_t fs = H5Dget_space(d);
+            hid_t ms = H5Screate_simple(ds->rank, cnt, NULL);
+            rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+            if (rc >= 0) rc = H5Dread(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
+            H5Sclose(ms), H5Sclose(fs), H5Dclose(d);
+        }
+    }
+    H5E_END_TRY;
+    if (rc < 0) return ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
     return MS_OK;
 }
 

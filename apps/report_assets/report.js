@@ -463,7 +463,7 @@ var msReport = (function () {
     var h = [];
     h.push('<div class="unithead"><h1>' + esc(d.name) + " · " + word + " " + id + "</h1>");
     h.push('<span class="pager">' + (id > 0 ? '<a href="' + unitHref(d, id - 1) + '">← ' + (id - 1) + "</a>" : "") +
-      ' <a href="#">overview</a> ' + (id + 1 < d.n_units ? '<a href="' + unitHref(d, id + 1) + '">' + (id + 1) + " →</a>" : "") + "</span></div>");
+      ' <a href="#">overview</a> <a href="#list/' + enc(d.name) + '">list</a> ' + (id + 1 < d.n_units ? '<a href="' + unitHref(d, id + 1) + '">' + (id + 1) + " →</a>" : "") + "</span></div>");
     var dens = num(col("density"));
     h.push('<table class="facts"><tr>' +
       "<td>top token<br>" + (u._top_token && u._top_token[i] >= 0 ? tokChip(u._top_token[i]) : '<span class="muted">—</span>') + "</td>" +
@@ -577,6 +577,15 @@ var msReport = (function () {
       $("foot").textContent = "monosem " + S.run.version + " · config " + S.run.config_hash + " · " +
         S.run.dicts.map(function (d) { return d.name + ": " + d.analysis; }).join(" · ");
       window.addEventListener("hashchange", route);
+      /* on a unit page, left/right arrows step to the previous/next unit */
+      document.addEventListener("keydown", function (ev) {
+        var t = ev.target && ev.target.tagName;
+        if (t === "INPUT" || t === "TEXTAREA" || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+        var p = decodeURIComponent(location.hash.replace(/^#/, "")).split("/"), d = dict(p[0]);
+        if (p.length !== 3 || !d || !/^\d+$/.test(p[2])) return;
+        var id = +p[2] + (ev.key === "ArrowRight" ? 1 : ev.key === "ArrowLeft" ? -1 : 0);
+        if (id !== +p[2] && id >= 0 && id < d.n_units) location.hash = unitHref(d, id);
+      });
       route();
     }
   };

@@ -16,6 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 DEADLINE = time.monotonic() + 100  # the whole test, browser start included
 
@@ -162,6 +163,13 @@ def main():
             wait_for("the linked unit page", lambda: driver.current_url == href and driver.find_elements(By.CSS_SELECTOR, "#topctx"))
             print("followed", href.split("#")[1], "->", driver.find_element(By.CSS_SELECTOR, ".unithead h1").text)
             driver.save_screenshot(os.path.join(out, "neuron.png"))
+        # the arrow keys step through units
+        frag = driver.current_url.split("#")[1].split("/")
+        if int(frag[2]) > 0:
+            driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
+            want = f"{frag[0]} · {'neuron' if frag[1] == 'neuron' else 'feature'} {int(frag[2]) - 1}"
+            wait_for("the previous unit after ArrowLeft",
+                     lambda: driver.find_element(By.CSS_SELECTOR, ".unithead h1").text == want)
         drain_logs()
     finally:
         try:

@@ -4,7 +4,8 @@
 #   report_test.sh data     2 ranks write what 1 rank writes; every data file equals its source
 #                           (check_data.py, NumPy); a rerun replaces the report whole
 #   report_test.sh errors   missing analysis / broken eval.json: exit 1 on every rank, one message,
-#                           no report left behind; missing eval.json and neurons: a report anyway
+#                           no report left behind; missing eval.json, neurons or top_token
+#                           column: a report anyway
 #   report_test.sh browser  headless Chromium over WebDriver (browser_test.py) on a report of the
 #                           real pipeline at toy scale (make_corpus.py → … → analyze) when analyze
 #                           is built, else of the h5py fixture; screenshots in
@@ -54,6 +55,18 @@ errors)
     grep -q "features only" "$T/last.log" || die "no note that the neurons are missing"
     grep -q '"eval":null' "$T/run/report/data/run.js" || die "run.js should carry eval null"
     grep -q '"nearest":{}' "$T/run/report/data/sae/block-00000.js" || die "one dictionary: no nearest lists expected"
+    # without a top_token column the list's token is the centre of the first top context
+    "$PY" -c "import h5py; del h5py.File('$T/run/sae/analysis.h5', 'a')['top_token']" || die "h5py edit"
+    report 2 "$T/run" || { cat "$T/last.log"; die "report without top_token"; }
+    "$PY" - "$T/run" <<'EOP' || die "top token fallback"
+import json, sys, h5py, numpy as np
+run = sys.argv[1]
+t = open(run + "/report/data/sae/units.js").read()
+cols = json.loads("[" + t[len("msReport.units("):-3] + "]")[1]
+tt = h5py.File(run + "/sae/analysis.h5")["top_tokens"][:]
+want = tt[:, 0, (tt.shape[2] - 1) // 2]
+assert "top_token" not in cols and cols["_top_token"] == want.tolist(), "fallback top token"
+EOP
     echo '{"oops": 1}' > "$T/run/sae/analysis.h5"
     report 1 "$T/run" && die "a report from a file that is not HDF5"
     grep -q "cannot open as HDF5" "$T/last.log" || { cat "$T/last.log"; die "expected 'cannot open as HDF5'"; }
