@@ -6,7 +6,7 @@
 #include "app.h"
 
 static const char *const pipeline[] = {"tokenizer-train", "tokenize", "train-model", "generate", "train", "eval",
-                                       "analyze"};
+                                       "analyze", "report"};
 
 /* True on every rank if rank 0 sees the file (ranks agree even without a shared view). */
 static bool exists_agreed(const ms_app *app, const char *path)

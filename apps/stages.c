@@ -37,6 +37,8 @@ const ms_stage ms_stages[] = {
      .usage = "eval job.yaml", .needs_job = true, .record = true},
     {.name = "analyze", .summary = "top-activating contexts, logit effects, feature splitting, HTML dashboard",
      .usage = "analyze job.yaml", .needs_job = true, .record = true},
+    {.name = "report", .summary = "static HTML feature dashboard from the eval and analyze outputs",
+     .usage = "report job.yaml", .needs_job = true, .record = true, .run = ms_stage_report},
     {.name = "run", .summary = "every pipeline stage of the job in order (skips finished ones)",
      .usage = "run job.yaml", .needs_job = true, .run = ms_stage_run},
 };

@@ -1,0 +1,21 @@
+# Turns the report's static files into a C source (cmake -P): -DOUT=file.c -DFILES="a|b|c".
+# The monosem binary carries its page, so a report is written the same from the build tree,
+# an install tree or a copied binary.
+set(body "/* Generated from apps/report_assets by embed.cmake: do not edit. */\n#include \"report.h\"\n\n")
+set(table "")
+set(i 0)
+string(REPLACE "|" ";" FILES "${FILES}")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} hex HEX)
+  string(LENGTH "${hex}" n)
+  math(EXPR len "${n} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(REGEX REPLACE "(0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,)" "\\1\n" hex "${hex}")
+  string(APPEND body "static const unsigned char asset${i}[] = {\n${hex}0x00};\n")
+  string(APPEND table "    {\"${name}\", asset${i}, ${len}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst ms_rasset ms_report_assets[] = {\n${table}};\nconst int ms_report_n_assets = ${i};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(RENAME ${OUT}.tmp ${OUT})
