@@ -3,3 +3,7 @@ foreach(stage train-model train generate)
   ms_script_test(signals_${stage} LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/signals.sh ${stage})
   set_tests_properties(signals_${stage} PROPERTIES PROCESSORS 2)
 endforeach()
+# The Slurm job scripts under a real one-node Slurm (scripts/start-slurm); skipped (77) with the
+# reason when Slurm cannot start. About 1.5 minutes, mostly waiting for a real 1-minute limit.
+ms_script_test(slurm_jobs LABELS "slurm" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm.sh)
+set_tests_properties(slurm_jobs PROPERTIES PROCESSORS 2 SKIP_RETURN_CODE 77 TIMEOUT 600)
