@@ -112,6 +112,7 @@ int main(int argc, char **argv)
         printf("bench_train_model: d_model 128, d_mlp 512, 4x32 heads, vocab %d, ctx %d, global batch %d "
                "(%d tokens/step), %zu params, %d rank(s) x %d thread(s), %d steps\n",
                V, T, B, B * T, np, comm.size, threads, steps);
+        bench_affinity_report();
         bench_report("train tokens/s (best step)", tps_best, "tokens/s");
         bench_report("train tokens/s (mean step)", tps_mean, "tokens/s");
         bench_report("model FLOP/token (fwd+bwd)", flop_tok / 1e6, "MFLOP");

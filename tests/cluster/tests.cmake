@@ -7,3 +7,7 @@ endforeach()
 # reason when Slurm cannot start. About 1.5 minutes, mostly waiting for a real 1-minute limit.
 ms_script_test(slurm_jobs LABELS "slurm" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm.sh)
 set_tests_properties(slurm_jobs PROPERTIES PROCESSORS 2 SKIP_RETURN_CODE 77 TIMEOUT 600)
+# The PBS job scripts: syntax, #PBS directive grammar, and each script run under mpiexec with a
+# PBS job's environment (no PBS server exists in Debian 12).
+ms_script_test(pbs_jobs LABELS "e2e;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/pbs.sh)
+set_tests_properties(pbs_jobs PROPERTIES PROCESSORS 2)
