@@ -23,6 +23,7 @@ ms_setup() {
   cd "${PBS_O_WORKDIR:-.}" || exit 1
   MS_NTASKS=$(wc -l <"${PBS_NODEFILE:?PBS_NODEFILE is not set: not inside a PBS job}")
   MS_THREADS=${OMP_NUM_THREADS:-${NCPUS:-1}}
+  export MONOSEM_PROGRESS=${MONOSEM_PROGRESS:-lines} # a batch log: plain periodic progress lines
   export OMP_NUM_THREADS=$MS_THREADS OPENBLAS_NUM_THREADS=$MS_THREADS
   ms_log "job ${PBS_JOBNAME:-?} on $(sort -u "$PBS_NODEFILE" | paste -sd, -): $MS_NTASKS rank(s) x" \
          "$MS_THREADS thread(s), $("$MONOSEM" --version 2>&1 | head -1)"

@@ -23,6 +23,7 @@ ms_setup() {
   MS_THREADS=${SLURM_CPUS_PER_TASK:-1}
   export OMP_NUM_THREADS=$MS_THREADS OPENBLAS_NUM_THREADS=$MS_THREADS
   MS_NTASKS=${SLURM_NTASKS:-1}
+  export MONOSEM_PROGRESS=${MONOSEM_PROGRESS:-lines} # a batch log: plain periodic progress lines
   ms_log "job ${SLURM_JOB_NAME:-?} on ${SLURM_JOB_NODELIST:-$(hostname)}: $MS_NTASKS rank(s) x $MS_THREADS" \
          "thread(s), restart ${SLURM_RESTART_COUNT:-0}, launcher $MS_LAUNCHER, $("$MONOSEM" --version 2>&1 | head -1)"
 }

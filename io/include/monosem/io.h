@@ -81,7 +81,7 @@ typedef struct ms_config {
         char *name;
         char *out_dir;        /* default "runs/<name>" */
         int64_t seed;
-        int64_t blas_threads; /* per rank; 0 = cores / ranks on this node, at least 1 */
+        int64_t blas_threads; /* per rank; 0 = CPUs in the affinity mask / ranks sharing it, at least 1 */
         double log_every_s;   /* seconds between progress lines when stdout is not a tty */
     } run;
     struct {
