@@ -2,7 +2,7 @@
  * gradient allreduce + AdamW per step, as `monosem train-model` runs it), and the achieved
  * model FLOP/s against the sgemm peak measured in the same run on the same cores.
  * usage: mpirun -n P bench_train_model [--B 32] [--T 128] [--vocab 4257] [--steps 20]
- * B is the global batch (split over ranks); threads per rank: cores / ranks (or --threads).
+ * B is the global batch (split over ranks); threads per rank: from the CPU binding (or --threads).
  * PyTorch CPU baseline of the same step: /usr/bin/python3 bench/bench_train_model_torch.py
  * --threads N (same shapes, AdamW, clip). */
 #include <math.h>

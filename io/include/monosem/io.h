@@ -278,8 +278,9 @@ void ms_cpu_binding(int *mask_cpus, int *sharers, int *online);
 /* Threads per rank for a binding: requested > 0 wins; else mask_cpus / sharers, at least 1. */
 int ms_threads_for_binding(int mask_cpus, int sharers, int64_t requested);
 /* Sets this rank's OpenBLAS (and kernel) threads from ms_threads_for_binding and returns the
- * count. The first call per process logs one line when the count exceeds the CPUs the binding
- * gives the rank (a warning: threads share cores) or when ranks leave node CPUs unused. */
+ * count. The first call per process logs one line (stderr, rank 0) when the count exceeds the
+ * CPUs the binding gives the rank (a warning: threads share cores) or when ranks leave node CPUs
+ * unused. */
 int ms_blas_threads_set(const ms_comm *comm, int64_t requested);
 
 /* COLLECTIVE. The stop signal (ms_signal_caught) of the most recent one caught on any rank,
