@@ -217,14 +217,14 @@ int ms_blas_threads_set(const ms_comm *comm, int64_t requested)
     if (!said) {
         said = 1;
         if (t > fit)
-            ms_log_error("warning: run.blas_threads %d but this rank may run on %d CPU(s) (affinity mask of %d "
-                   "shared by %d rank(s)): threads will share cores; bind ranks to more CPUs (mpirun "
-                   "--map-by slot:PE=%d, srun --cpus-per-task=%d) or lower run.blas_threads", t, fit, cpus,
-                   sharers, t, t);
+            ms_log_error("warning: run.blas_threads %d but this rank may run on %d CPU(s) (affinity mask of "
+                         "%d shared by %d rank(s)): threads will share cores; bind ranks to more CPUs "
+                         "(mpirun --map-by slot:PE=%d, srun --cpus-per-task=%d) or lower run.blas_threads",
+                         t, fit, cpus, sharers, t, t);
         else if (requested <= 0 && sharers == 1 && (int64_t)cpus * (comm ? comm->node_size : 1) < online)
-            ms_log_error("threads: %d per rank: the launcher bound each rank to %d of this node's %d CPUs (mpirun "
-                   "--bind-to none, --map-by slot:PE=N or srun --cpus-per-task=N give a rank N CPUs)", t, cpus,
-                   online);
+            ms_log_error("threads: %d per rank: the launcher bound each rank to %d of this node's %d CPUs "
+                         "(mpirun --bind-to none, --map-by slot:PE=N or srun --cpus-per-task=N give a rank "
+                         "N CPUs)", t, cpus, online);
     }
     return t;
 }
