@@ -276,6 +276,8 @@ static ms_status gen_work(gen *g, ms_err *err)
     ms_status st = MS_OK;
     if (comm->rank == 0) {
         for (;;) {
+            /* a stop signal: hand out nothing more (shards in hand finish, marked done) */
+            if (ms_signal_caught()) g->q.next = g->q.n_items;
             ms_queue_serve(comm, &g->q);
             int64_t s = ms_queue_take(&g->q);
             if (s < 0) break;
@@ -291,6 +293,10 @@ static ms_status gen_work(gen *g, ms_err *err)
         g->t_wait += ms_time_now() - t;
     } else {
         for (;;) {
+            if (ms_signal_caught()) { /* rank 0 stops handing out to every rank */
+                ms_queue_stop(comm);
+                break;
+            }
             double t = ms_time_now();
             int64_t s = ms_queue_request(comm);
             g->t_wait += ms_time_now() - t;
@@ -410,6 +416,7 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     /* a file-size limit (ulimit -f, quotas enforced that way) must fail a write with a clear
      * error on every rank, not kill one rank with SIGXFSZ */
     signal(SIGXFSZ, SIG_IGN);
+    ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: finish the shards in hand, exit 75 */
 
     /* 1. token shards: tokenize the corpus first unless it is up to date (the tokenize stage
      * checks its fingerprint and is a no-op then). Without corpus.paths the shards must exist. */
@@ -504,6 +511,16 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     st = gen_work(&g, err);
     st = ms_comm_agree(comm, st, err);
     double work_s = ms_time_now() - t_work;
+    const int stop_sig = st ? 0 : ms_comm_signal_agree(comm);
+    if (stop_sig) {
+        int64_t mine = g.shards_mine, all = 0;
+        ms_comm_allreduce_i64(comm, &mine, 1, NULL);
+        all = mine;
+        st = ms_err_set(err, MS_INTERRUPTED,
+                        "generate: %s: stopped after %" PRId64 " more of %" PRId64 " shards, recorded in %s; "
+                        "rerun the same command to resume", ms_signal_name(stop_sig), all,
+                        g.plan.n_shards, g.partial);
+    }
     if (st) {
         ms_actwriter_close(g.w); /* COLLECTIVE; the file stays resumable */
         g.w = NULL;

@@ -244,6 +244,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     char *log_path = train_dir ? ms_path_join(train_dir, "log.jsonl") : NULL;
     if (!ckpt_path || !log_path) st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
     int threads = ms_blas_threads_set(comm, cfg->run.blas_threads);
+    ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: checkpoint at the next step, exit 75 */
 
     /* ---- data and model */
     if (st == MS_OK) st = ms_tokset_open(&tr.train, cfg->corpus.token_dir, "train", err);
@@ -407,6 +408,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
         t_comm += t2 - t1;
 
         bool last = step == steps;
+        const int stop_sig = last ? 0 : ms_comm_signal_agree(comm); /* any rank signalled */
         if (comm->rank == 0 && (step % cfg->train_model.log_every == 0 || last)) {
             double now = ms_time_now();
             double tps = (double)(window_steps * tok_per_step) / (now - t_window);
@@ -432,7 +434,8 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
             t_eval += ms_time_now() - te;
             t_window += ms_time_now() - te; /* keep eval out of the tokens/s */
         }
-        if ((cfg->train_model.checkpoint_every > 0 && step % cfg->train_model.checkpoint_every == 0) || last) {
+        if ((cfg->train_model.checkpoint_every > 0 && step % cfg->train_model.checkpoint_every == 0) || last ||
+            stop_sig) {
             double tc = ms_time_now();
             ms_train_ckpt_info info = {.step = step, .data_pos = step * tr.Bg, .n_ranks = comm->size};
             memcpy(info.fingerprint, fp, sizeof fp);
@@ -446,6 +449,12 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
             t_window += ms_time_now() - tc;
         }
         ms_progress_update(&prog, (double)step);
+        if (stop_sig) {
+            st = ms_err_set(err, MS_INTERRUPTED,
+                            "train-model: %s: stopped at step %" PRId64 " of %" PRId64 " after writing %s; "
+                            "rerun the same command to resume", ms_signal_name(stop_sig), step, steps, ckpt_path);
+            goto done;
+        }
         /* test hook: a hard kill of rank 0 after this step (exercises resume) */
         if (crash_at > 0 && step == crash_at && comm->rank == 0) {
             if (tr.log) fflush(tr.log);

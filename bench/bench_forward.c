@@ -82,6 +82,7 @@ int main(int argc, char **argv)
     printf("bench_forward: 1 layer, d_model 128, d_mlp 512, 4 heads x 32, relu, vocab %d, batch %d x ctx %d, "
            "%d OpenBLAS thread(s), best of %d\n",
            V, B, T, threads, reps);
+    bench_affinity_report();
 
     /* FLOPs per token (multiply-adds x 2) of what each variant computes usefully: causal
      * attention counts the lower triangle (average (T+1)/2 keys per query). */

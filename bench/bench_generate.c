@@ -113,6 +113,7 @@ int main(int argc, char **argv)
     double disk = 0, peak = 0;
     if (comm.rank == 0) {
         setup(dir, tokens);
+        bench_affinity_report();
         disk = bench_disk_write_mbs(dir, 512);
     }
     ms_comm_barrier(&comm);

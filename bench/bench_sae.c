@@ -297,6 +297,7 @@ int main(int argc, char **argv)
                g_comm->size);
     printf("# 1 thread also per CPU-second (robust to other jobs on the cores): cpu act/s, and "
            "the same for torch\n");
+    bench_affinity_report();
     printf("%-8s %-12s %-8s %8s %6s %11s %9s %9s %6s %11s %7s %10s %10s %8s%s\n", "threads",
            "shape", "regime", "L0", "path", "act/s", "GFLOP/s", "peak", "%peak", "torch act/s",
            "vs torch", "cpu act/s", "torch cpu", "vs(cpu)", g_comm ? " %allreduce" : "");

@@ -110,6 +110,7 @@ int main(int argc, char **argv)
     if (comm.rank == 0) {
         printf("# bench_train: %d rank(s) x %d BLAS thread(s); file %.0f MB float16 (%lld rows x %lld)\n",
                comm.size, threads, file_mb, (long long)n, (long long)d);
+        bench_affinity_report();
         printf("disk sequential write (fdatasync, 256 MB, best of 3): %8.0f MB/s   (the limit)\n", disk);
         printf("actwriter, %d rank(s), independent MPI-IO:   %8.0f MB/s to page cache, %8.0f MB/s "
                "incl. sync = %.2f x disk\n",

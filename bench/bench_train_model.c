@@ -2,7 +2,7 @@
  * gradient allreduce + AdamW per step, as `monosem train-model` runs it), and the achieved
  * model FLOP/s against the sgemm peak measured in the same run on the same cores.
  * usage: mpirun -n P bench_train_model [--B 32] [--T 128] [--vocab 4257] [--steps 20]
- * B is the global batch (split over ranks); threads per rank: cores / ranks (or --threads).
+ * B is the global batch (split over ranks); threads per rank: from the CPU binding (or --threads).
  * PyTorch CPU baseline of the same step: /usr/bin/python3 bench/bench_train_model_torch.py
  * --threads N (same shapes, AdamW, clip). */
 #include <math.h>
@@ -112,6 +112,7 @@ int main(int argc, char **argv)
         printf("bench_train_model: d_model 128, d_mlp 512, 4x32 heads, vocab %d, ctx %d, global batch %d "
                "(%d tokens/step), %zu params, %d rank(s) x %d thread(s), %d steps\n",
                V, T, B, B * T, np, comm.size, threads, steps);
+        bench_affinity_report();
         bench_report("train tokens/s (best step)", tps_best, "tokens/s");
         bench_report("train tokens/s (mean step)", tps_mean, "tokens/s");
         bench_report("model FLOP/token (fwd+bwd)", flop_tok / 1e6, "MFLOP");

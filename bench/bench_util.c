@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,4 +73,24 @@ double bench_disk_write_mbs(const char *dir, int mb)
 void bench_report(const char *name, double value, const char *unit)
 {
     printf("%-48s %14.4g %s\n", name, value, unit);
+}
+
+void bench_affinity_report(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    char list[256] = "";
+    size_t len = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        for (int c = 0; c < CPU_SETSIZE && len + 16 < sizeof list; c++) {
+            if (!CPU_ISSET(c, &set)) continue;
+            int e = c;
+            while (e + 1 < CPU_SETSIZE && CPU_ISSET(e + 1, &set)) e++;
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", len ? "," : "", c);
+            if (e > c) len += (size_t)snprintf(list + len, sizeof list - len, "-%d", e);
+            c = e;
+        }
+    }
+    printf("  affinity: CPUs %s (%d of %ld online), OpenBLAS threads %d\n", len ? list : "?", CPU_COUNT(&set),
+           sysconf(_SC_NPROCESSORS_ONLN), openblas_get_num_threads());
 }

@@ -12,6 +12,9 @@ double bench_now(void);
 double bench_sgemm_flops(int m, int n, int k, int reps);
 /* Sequential write MB/s (1e6 bytes) to a temporary file in dir, with fdatasync, `mb` MB. */
 double bench_disk_write_mbs(const char *dir, int mb);
+/* Prints the CPU binding the benchmark runs under (affinity mask as a CPU list, of how many
+ * online, and OpenBLAS's thread count): numbers are only comparable under the same binding. */
+void bench_affinity_report(void);
 /* Prints "name: value unit" lines in a uniform format. */
 void bench_report(const char *name, double value, const char *unit);
 

@@ -1,11 +1,13 @@
 /* The MPI module: the only file that calls MPI. Init/finalize, verdict agreement, chunked
- * reductions and broadcasts, BLAS thread sizing, and rank 0's dynamic work queue. */
+ * reductions and broadcasts, BLAS thread sizing from the CPU binding, the stop-signal
+ * agreement, and rank 0's dynamic work queue. */
 #include "monosem/io.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <hdf5.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +21,43 @@ enum { TAG_REQUEST = 7101, TAG_REPLY = 7102 };
 static MPI_Comm g_world = MPI_COMM_NULL;
 static MPI_Comm g_node = MPI_COMM_NULL;
 static int g_we_initialised = 0;
+/* The CPU binding, read once at init: CPUs in this rank's affinity mask and how many ranks on
+ * this node have a mask overlapping it (unbound ranks all share the whole node). */
+static int g_mask_cpus = 0, g_mask_sharers = 1;
+
+static void affinity_read(cpu_set_t *set)
+{
+    CPU_ZERO(set);
+    if (sched_getaffinity(0, sizeof *set, set) != 0 || CPU_COUNT(set) < 1) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN); /* no mask readable: all online CPUs */
+        CPU_ZERO(set);
+        for (long i = 0; i < (n < 1 ? 1 : n) && i < CPU_SETSIZE; i++) CPU_SET((int)i, set);
+    }
+}
+
+/* COLLECTIVE over the node: gathers every rank's mask and counts those overlapping ours. */
+static void affinity_init(void)
+{
+    cpu_set_t mine;
+    affinity_read(&mine);
+    g_mask_cpus = CPU_COUNT(&mine);
+    g_mask_sharers = 1;
+    int nn = 1;
+    MPI_Comm_size(g_node, &nn);
+    if (nn <= 1) return;
+    cpu_set_t *all = malloc(sizeof *all * (size_t)nn);
+    if (!all) return; /* assume exclusive masks: never more threads than our own CPUs */
+    MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, g_node);
+    int me = 0, sharers = 0;
+    MPI_Comm_rank(g_node, &me);
+    for (int r = 0; r < nn; r++) {
+        cpu_set_t both;
+        CPU_AND(&both, &mine, &all[r]);
+        sharers += r == me || CPU_COUNT(&both) > 0;
+    }
+    free(all);
+    g_mask_sharers = sharers < 1 ? 1 : sharers;
+}
 
 ms_status ms_comm_init(ms_comm *comm, int *argc, char ***argv, ms_err *err)
 {
@@ -34,6 +73,7 @@ ms_status ms_comm_init(ms_comm *comm, int *argc, char ***argv, ms_err *err)
         /* errors come back as codes so every rank can report and exit together */
         MPI_Comm_set_errhandler(g_world, MPI_ERRORS_RETURN);
         MPI_Comm_split_type(g_world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &g_node);
+        affinity_init();
     }
     comm->mpi_comm = &g_world;
     MPI_Comm_rank(g_world, &comm->rank);
@@ -146,15 +186,58 @@ void ms_comm_gather_f64(const ms_comm *comm, double v, double *out, int root)
     MPI_Gather(&v, 1, MPI_DOUBLE, out, 1, MPI_DOUBLE, root, COMM(comm));
 }
 
+void ms_cpu_binding(int *mask_cpus, int *sharers, int *online)
+{
+    if (g_mask_cpus < 1) { /* MPI not initialised: this process alone */
+        cpu_set_t set;
+        affinity_read(&set);
+        g_mask_cpus = CPU_COUNT(&set);
+    }
+    long on = sysconf(_SC_NPROCESSORS_ONLN);
+    if (mask_cpus) *mask_cpus = g_mask_cpus;
+    if (sharers) *sharers = g_mask_sharers;
+    if (online) *online = on < 1 ? 1 : (int)on;
+}
+
+int ms_threads_for_binding(int mask_cpus, int sharers, int64_t requested)
+{
+    if (requested > 0) return requested > 1024 ? 1024 : (int)requested;
+    int t = mask_cpus / (sharers < 1 ? 1 : sharers);
+    return t < 1 ? 1 : t;
+}
+
 int ms_blas_threads_set(const ms_comm *comm, int64_t requested)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    int per_node = comm && comm->node_size > 0 ? comm->node_size : 1;
-    int t = requested > 0 ? (int)requested : (int)(cores / per_node);
-    if (t < 1) t = 1;
+    static int said = 0; /* stages call this again after main: one line per process */
+    int cpus, sharers, online;
+    ms_cpu_binding(&cpus, &sharers, &online);
+    const int fit = ms_threads_for_binding(cpus, sharers, 0);
+    const int t = ms_threads_for_binding(cpus, sharers, requested);
     openblas_set_num_threads(t);
+    if (!said) {
+        said = 1;
+        if (t > fit)
+            ms_log_error("warning: run.blas_threads %d but this rank may run on %d CPU(s) (affinity mask of "
+                         "%d shared by %d rank(s)): threads will share cores; bind ranks to more CPUs "
+                         "(mpirun --map-by slot:PE=%d, srun --cpus-per-task=%d) or lower run.blas_threads",
+                         t, fit, cpus, sharers, t, t);
+        else if (requested <= 0 && sharers == 1 && (int64_t)cpus * (comm ? comm->node_size : 1) < online)
+            ms_log_error("threads: %d per rank: the launcher bound each rank to %d of this node's %d CPUs "
+                         "(mpirun --bind-to none, --map-by slot:PE=N or srun --cpus-per-task=N give a rank "
+                         "N CPUs)", t, cpus, online);
+    }
     return t;
+}
+
+int ms_comm_signal_agree(const ms_comm *comm)
+{
+    int mine = ms_signal_caught(), any = mine;
+    /* MAX: any rank's signal stops all; a failed call reads as "no signal" and the step's own
+     * collective reports the MPI failure */
+    if (comm && comm->size > 1 &&
+        MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, COMM(comm)) != MPI_SUCCESS)
+        any = mine;
+    return any;
 }
 
 /* ------------------------------------------------------------------ sharding and the queue */
@@ -196,8 +279,9 @@ static void serve_one(const ms_comm *comm, ms_queue *q, int src)
 {
     int64_t msg;
     MPI_Recv(&msg, 1, MPI_INT64_T, src, TAG_REQUEST, COMM(comm), MPI_STATUS_IGNORE);
-    if (msg < 0) { /* the worker quits (after an error): no reply expected */
+    if (msg < 0) { /* the worker quits (after an error, or a stop signal): no reply expected */
         q->n_workers_left--;
+        if (msg == -2) q->next = q->n_items; /* a stop signal: hand out nothing more to anyone */
         return;
     }
     int64_t item = ms_queue_next(q);
@@ -237,6 +321,12 @@ int64_t ms_queue_request(const ms_comm *comm)
 void ms_queue_quit(const ms_comm *comm)
 {
     int64_t msg = -1;
+    if (comm->size > 1 && comm->rank != 0) MPI_Send(&msg, 1, MPI_INT64_T, 0, TAG_REQUEST, COMM(comm));
+}
+
+void ms_queue_stop(const ms_comm *comm)
+{
+    int64_t msg = -2;
     if (comm->size > 1 && comm->rank != 0) MPI_Send(&msg, 1, MPI_INT64_T, 0, TAG_REQUEST, COMM(comm));
 }
 

@@ -44,7 +44,7 @@ static const field ms_fields[] = {
     {"run.name", F_STR, OFF(run.name), 0, 0, 0, "monosem", NULL, "run name"},
     {"run.out_dir", F_STR, OFF(run.out_dir), 0, 0, 0, "", NULL, "output directory (default runs/<name>)"},
     {"run.seed", F_INT, OFF(run.seed), 0, 0, BIG, "1234", NULL, "seed of every random choice"},
-    {"run.blas_threads", F_INT, OFF(run.blas_threads), 0, 0, 1024, "0", NULL, "OpenBLAS threads per rank (0 = cores/ranks)"},
+    {"run.blas_threads", F_INT, OFF(run.blas_threads), 0, 0, 1024, "0", NULL, "OpenBLAS threads per rank (0 = the CPUs of the rank's affinity mask / ranks sharing it)"},
     {"run.log_every_s", F_REAL, OFF(run.log_every_s), 0, 0.01, 86400, "30", NULL, "seconds between progress lines in batch logs"},
     /* corpus */
     {"corpus.format", F_ENUM, OFF(corpus.format), 0, 0, 0, "text", corpus_formats, "text | jsonl | tokens"},

@@ -24,9 +24,22 @@ bool ms_log_is_root(void) { return g_rank == 0; }
 static void vlog(FILE *f, const char *fmt, va_list ap)
 {
     if (g_rank != 0 && !g_all) return;
-    if (g_all && g_rank != 0) fprintf(f, "[rank %d] ", g_rank);
-    vfprintf(f, fmt, ap);
-    fputc('\n', f);
+    /* one write per line: stderr is unbuffered, and mpirun interleaves the two streams */
+    char line[4096];
+    va_list again;
+    va_copy(again, ap);
+    int n0 = g_all && g_rank != 0 ? snprintf(line, sizeof line, "[rank %d] ", g_rank) : 0;
+    int n = vsnprintf(line + n0, sizeof line - (size_t)n0 - 1, fmt, ap);
+    if (n >= 0 && n0 + n < (int)sizeof line - 1) {
+        n += n0;
+        line[n++] = '\n';
+        fwrite(line, 1, (size_t)n, f);
+    } else { /* a long message: written in pieces */
+        fwrite(line, 1, (size_t)n0, f);
+        vfprintf(f, fmt, again);
+        fputc('\n', f);
+    }
+    va_end(again);
     fflush(f);
 }
 

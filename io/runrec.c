@@ -15,6 +15,7 @@
 #include "config_emit.h"
 
 char *openblas_get_config(void);
+int openblas_get_num_threads(void);
 
 void ms_runrec_init(ms_runrec *r, const char *stage)
 {
@@ -146,6 +147,11 @@ ms_status ms_runrec_write(ms_runrec *r, const ms_comm *comm, const ms_config *cf
     kv(&e, "host", "%s", host);
     kv(&e, "ranks", "%d", comm->size);
     kv(&e, "ranks_per_node", "%d", comm->node_size);
+    int cpus, sharers, online;
+    ms_cpu_binding(&cpus, &sharers, &online);
+    /* rank 0's binding: what the launcher granted, and the threads that follow from it */
+    kv(&e, "cpu_binding", "affinity mask %d of %d online CPUs, shared by %d rank(s); %d thread(s) per rank",
+       cpus, online, sharers, openblas_get_num_threads());
     kv(&e, "config_hash", "%s", cfg ? cfg->hash : "");
     sc(&e, "versions");
     map_start(&e);

@@ -17,6 +17,7 @@ const char *ms_status_str(ms_status s)
         [MS_ERR_NUMERIC] = "numeric error",
         [MS_ERR_STATE] = "state error",
         [MS_ERR_UNSUPPORTED] = "unsupported",
+        [MS_INTERRUPTED] = "interrupted",
     };
     if ((int)s < 0 || s >= MS_STATUS_COUNT) return "unknown status";
     return names[s];
@@ -27,6 +28,7 @@ int ms_status_exit_code(ms_status s)
     if (s == MS_OK) return 0;
     if (s == MS_ERR_USAGE || s == MS_ERR_CONFIG) return 2;
     if (s == MS_ERR_UNSUPPORTED) return 3; /* scripts tell "not built" from a failure */
+    if (s == MS_INTERRUPTED) return MS_EXIT_INTERRUPTED; /* job scripts requeue on it */
     return 1;
 }
 

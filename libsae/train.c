@@ -761,7 +761,9 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
             }
         }
         ms_progress_update(&prog, (double)sae.step);
-        bool ck = last || (cfg->sae.checkpoint_every > 0 && sae.step % cfg->sae.checkpoint_every == 0);
+        const int stop_sig = last ? 0 : ms_comm_signal_agree(comm); /* any rank signalled */
+        bool ck = last || stop_sig ||
+                  (cfg->sae.checkpoint_every > 0 && sae.step % cfg->sae.checkpoint_every == 0);
         if (ck) {
             double c0 = ms_time_now();
             ms_status cs = check_identical(&sae, comm, err);
@@ -771,6 +773,12 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
             if (rec) ms_runrec_time(rec, "checkpoint", ms_time_now() - c0);
             if (st) break;
             last_ckpt = sae.step;
+            if (stop_sig) {
+                st = ms_err_set(err, MS_INTERRUPTED, "train: %s: stopped at step %lld of %lld after "
+                                "writing %s; rerun the same command to resume",
+                                ms_signal_name(stop_sig), (long long)sae.step, (long long)steps, ckpt_path);
+                break;
+            }
             /* test hook: stop like a crash right after this checkpoint (resume tests) */
             const char *stop = getenv("MONOSEM_TRAIN_STOP_AT");
             if (stop && atoll(stop) == sae.step) {

@@ -1,5 +1,6 @@
 /* Unit tests of the pure parts of the MPI module and logging: work-queue state, sharding,
  * progress/ETA arithmetic, duration formatting. No mpirun needed. */
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,12 +94,34 @@ static void test_status(void **s)
     assert_string_equal(e.msg, "first line");
 }
 
+/* threads per rank from the binding; the stop-signal flag and the interrupted exit code */
+static void test_threads_and_signals(void **s)
+{
+    (void)s;
+    assert_int_equal(ms_threads_for_binding(1, 1, 0), 1);  /* mpirun -n 1, default core binding */
+    assert_int_equal(ms_threads_for_binding(8, 1, 0), 8);  /* srun --cpus-per-task=8 */
+    assert_int_equal(ms_threads_for_binding(8, 3, 0), 2);  /* 3 unbound ranks share 8 CPUs */
+    assert_int_equal(ms_threads_for_binding(2, 4, 0), 1);  /* oversubscribed: at least 1 */
+    assert_int_equal(ms_threads_for_binding(1, 1, 4), 4);  /* run.blas_threads wins */
+    assert_int_equal(ms_status_exit_code(MS_INTERRUPTED), 75);
+    assert_string_equal(ms_status_str(MS_INTERRUPTED), "interrupted");
+    ms_signals_install();
+    assert_int_equal(ms_signal_caught(), 0);
+    raise(SIGTERM); /* handled: the process lives on with the flag set */
+    raise(SIGUSR1);
+    assert_int_equal(ms_signal_caught(), SIGUSR1);
+    assert_int_equal(ms_signal_count(), 2);
+    assert_string_equal(ms_signal_name(SIGTERM), "SIGTERM");
+    ms_signals_clear();
+    assert_int_equal(ms_signal_caught(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queue_all_once), cmocka_unit_test(test_queue_skips_done),
         cmocka_unit_test(test_shard_range),    cmocka_unit_test(test_progress_math),
-        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_status),         cmocka_unit_test(test_threads_and_signals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

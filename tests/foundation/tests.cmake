@@ -14,3 +14,10 @@ ms_mpi_test(runrec_mpi_3 3 COMMAND $<TARGET_FILE:test_runrec_mpi>)
 if(NOT MONOSEM_SANITIZE)
   ms_script_test(install_consumer LABELS e2e COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/install_test.sh ${PROJECT_BINARY_DIR})
 endif()
+# Threads follow the CPU binding (issue 15): mpirun's default core binding, --bind-to none,
+# two unbound ranks, run.blas_threads above the mask (one warning line).
+add_executable(threads_probe ${CMAKE_CURRENT_LIST_DIR}/threads_probe.c)
+target_link_libraries(threads_probe PRIVATE msio)
+ms_script_test(threads_binding_mpi LABELS "mpi;unit" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/threads_binding.sh
+               $<TARGET_FILE:threads_probe>)
+set_tests_properties(threads_binding_mpi PROPERTIES PROCESSORS 2)

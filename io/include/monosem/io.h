@@ -33,13 +33,16 @@ typedef enum ms_status {
     MS_ERR_NUMERIC,     /* NaN/Inf or divergence */
     MS_ERR_STATE,       /* incompatible state: incomplete file, checkpoint from another config */
     MS_ERR_UNSUPPORTED, /* a valid request this build cannot serve */
+    MS_INTERRUPTED,     /* stopped by a signal after writing a checkpoint: rerun to resume */
     MS_STATUS_COUNT
 } ms_status;
 
 /* Static string naming the status ("ok", "config error", ...). Never NULL. */
 const char *ms_status_str(ms_status s);
 /* Process exit code for a status: 0 ok, 2 usage/config errors, 3 unsupported (e.g. a stage
- * not built in this version), 1 otherwise. */
+ * not built in this version), 75 (EX_TEMPFAIL) interrupted by a signal after a checkpoint
+ * (requeue and rerun to resume), 1 otherwise. */
+#define MS_EXIT_INTERRUPTED 75
 int ms_status_exit_code(ms_status s);
 
 /* An error: a status plus one line of text that names the file, the place and what was
@@ -78,7 +81,7 @@ typedef struct ms_config {
         char *name;
         char *out_dir;        /* default "runs/<name>" */
         int64_t seed;
-        int64_t blas_threads; /* per rank; 0 = cores / ranks on this node, at least 1 */
+        int64_t blas_threads; /* per rank; 0 = CPUs in the affinity mask / ranks sharing it, at least 1 */
         double log_every_s;   /* seconds between progress lines when stdout is not a tty */
     } run;
     struct {
@@ -252,6 +255,9 @@ int64_t ms_queue_request(const ms_comm *comm);
 /* A worker that stops early (after an error) tells rank 0 so its drain does not wait for it.
  * Call at most once, and not after ms_queue_request returned -1. */
 void ms_queue_quit(const ms_comm *comm);
+/* Like ms_queue_quit, for a worker that caught a stop signal: rank 0 then hands out nothing
+ * more to any rank, so every rank finishes its current item and the queue phase ends. */
+void ms_queue_stop(const ms_comm *comm);
 /* Rank 0's own next item (does not serve). */
 int64_t ms_queue_take(ms_queue *q);
 
@@ -265,8 +271,42 @@ int64_t ms_comm_h5_fapl(const ms_comm *comm);
 /* The MPI library's version line. */
 void ms_comm_library_version(char *buf, size_t n);
 
-/* Sets OpenBLAS threads for this rank: requested > 0 wins, else cores / ranks-on-node. */
+/* The CPU binding of this process, read at ms_comm_init: CPUs in its affinity mask
+ * (sched_getaffinity: what mpirun/srun/the scheduler granted), ranks on this node whose masks
+ * overlap it (itself included; unbound ranks all share the node), and the node's online CPUs. */
+void ms_cpu_binding(int *mask_cpus, int *sharers, int *online);
+/* Threads per rank for a binding: requested > 0 wins; else mask_cpus / sharers, at least 1. */
+int ms_threads_for_binding(int mask_cpus, int sharers, int64_t requested);
+/* Sets this rank's OpenBLAS (and kernel) threads from ms_threads_for_binding and returns the
+ * count. The first call per process logs one line (stderr, rank 0) when the count exceeds the
+ * CPUs the binding gives the rank (a warning: threads share cores) or when ranks leave node CPUs
+ * unused. */
 int ms_blas_threads_set(const ms_comm *comm, int64_t requested);
+
+/* COLLECTIVE. The stop signal (ms_signal_caught) of the most recent one caught on any rank,
+ * 0 if none: every rank gets the same answer, so all stop at the same step. One 4-byte
+ * allreduce; long stages call it at each step boundary. */
+int ms_comm_signal_agree(const ms_comm *comm);
+
+/* ===================================================================== stop signals */
+
+/* Wall-clock limits: schedulers send SIGTERM (Slurm --signal, at the limit, scancel) before
+ * SIGKILL; mpirun forwards SIGUSR1. Long stages (train-model, generate, train) install these
+ * handlers, agree on the flag at each step boundary (ms_comm_signal_agree), write a checkpoint
+ * and return MS_INTERRUPTED (exit code 75); rerunning the command resumes. */
+/* Installs handlers for SIGTERM, SIGINT and SIGUSR1 that only record the signal (idempotent).
+ * Further signals while a checkpoint is written change nothing. */
+void ms_signals_install(void);
+/* The last stop signal caught by this process, 0 if none (local, no MPI). Test hook:
+ * MONOSEM_TEST_STEP_DELAY_MS=N sleeps N ms in each call, pacing steps so a test can signal a
+ * run mid-way. */
+int ms_signal_caught(void);
+/* Number of stop signals caught by this process (capped at 1000). */
+int ms_signal_count(void);
+/* Forget caught signals (tests; a stage that handled one). */
+void ms_signals_clear(void);
+/* "SIGTERM", "SIGINT", "SIGUSR1", ... (static). */
+const char *ms_signal_name(int sig);
 
 /* ===================================================================== logging and progress */
 

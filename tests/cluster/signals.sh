@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Wall-clock signals (issue 15): SIGTERM/SIGUSR1 sent to ONE rank of a 2-rank run mid-way ->
+# every rank stops at the same step boundary, a checkpoint is written, exit code 75; rerunning
+# the same command resumes and ends bitwise identical to an uninterrupted run. A storm of
+# SIGTERMs (signals arriving while the checkpoint is written) leaves a valid checkpoint.
+#   signals.sh train-model | train | generate
+set -u
+case_=${1:?usage: signals.sh train-model|train|generate}
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/fixture.sh"
+py=${MS_PYTHON:-/usr/bin/python3}
+tmp="${MS_TEST_TMP:?}/signals_$case_"
+rm -rf "$tmp"; mkdir -p "$tmp"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+mon() { # mon NP LOG STAGE ARGS...: monosem under mpirun, foreground
+  local np=$1 log=$2 stage=$3; shift 3
+  timeout 300 "$MS_MPIRUN" -n "$np" $MS_MPI_FLAGS "$MS_BIN/monosem" "$stage" "$tmp/job/job.yaml" "$@" >"$log" 2>&1
+}
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+rank_pid() { # rank_pid PID RANK: the pid of that rank among PID's descendants (timeout, mpirun, ranks)
+  local p
+  for p in $(descendants "$1"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return 0; }
+  done
+  return 1
+}
+# interrupt LOG READY_FILE READY_REGEX RANK SIGNAL STORM STAGE ARGS...: runs the stage on 2 ranks,
+# paced (MONOSEM_TEST_STEP_DELAY_MS); once READY_REGEX appears in READY_FILE, sends SIGNAL to
+# RANK (STORM=1: every 20 ms until it exits). Sets $rc to mpirun's exit code.
+interrupt() {
+  local log=$1 ready=$2 re=$3 rank=$4 sig=$5 storm=$6 stage=$7; shift 7
+  MONOSEM_TEST_STEP_DELAY_MS=60 timeout 300 "$MS_MPIRUN" -n 2 $MS_MPI_FLAGS -x MONOSEM_TEST_STEP_DELAY_MS \
+    "$MS_BIN/monosem" "$stage" "$tmp/job/job.yaml" "$@" >"$log" 2>&1 &
+  local mp=$! pid="" i
+  for i in $(seq 1 600); do
+    grep -qE "$re" "$ready" 2>/dev/null && pid=$(rank_pid "$mp" "$rank") && break
+    sleep 0.05
+  done
+  if [ -z "$pid" ]; then fail "$stage never reached '$re' (or rank $rank not found)"; wait "$mp"; rc=$?; return; fi
+  echo "sending $sig to rank $rank (pid $pid)$([ "$storm" = 1 ] && echo ', repeatedly')"
+  kill -s "$sig" "$pid"
+  if [ "$storm" = 1 ]; then
+    while kill -s "$sig" "$pid" 2>/dev/null; do sleep 0.02; done
+  fi
+  wait "$mp"; rc=$?
+}
+same_file() { cmp -s "$1" "$2" || fail "$3: $(basename "$1") differs from the uninterrupted run"; }
+strip() { sed 's/,"tokens_per_s":[0-9.]*//; s/"tokens_per_s": [0-9.]*, //' "$1"; }
+
+make_tiny_job "$tmp/job" || { echo "FAIL: fixture"; exit 1; }
+mon 1 "$tmp/tokenize.log" tokenize || { cat "$tmp/tokenize.log"; echo "FAIL: tokenize"; exit 1; }
+
+case $case_ in
+train-model)
+  ref=(--run.out_dir="$tmp/ref" --model.dir="$tmp/ref/model")
+  mon 2 "$tmp/ref.log" train-model "${ref[@]}" || { cat "$tmp/ref.log"; fail "uninterrupted train-model"; }
+  for kind in once storm; do
+    o=(--run.out_dir="$tmp/$kind" --model.dir="$tmp/$kind/model")
+    storm=0; [ $kind = storm ] && storm=1
+    interrupt "$tmp/$kind.log" "$tmp/$kind/train_model/log.jsonl" '"step":1[05],' 1 TERM $storm train-model "${o[@]}"
+    cat "$tmp/$kind.log"
+    [ "$rc" = 75 ] || fail "$kind: exit code $rc, expected 75"
+    grep -q "train-model: SIGTERM: stopped at step [0-9]* of 60 after writing" "$tmp/$kind.log" ||
+      fail "$kind: no one-line explanation of the stop"
+    grep -q "status: interrupted" "$tmp/$kind/run-train-model.yaml" || fail "$kind: run record does not say interrupted"
+    [ -f "$tmp/$kind/model/model.safetensors" ] && fail "$kind: an interrupted run wrote the final model"
+    [ -f "$tmp/$kind/train_model/checkpoint.safetensors" ] || fail "$kind: no checkpoint"
+    ls "$tmp/$kind/train_model/" | grep -q tmp && fail "$kind: a temporary checkpoint file was left behind"
+    at=$(sed -n 's/.*stopped at step \([0-9]*\) .*/\1/p' "$tmp/$kind.log")
+    mon 2 "$tmp/$kind.resume.log" train-model "${o[@]}" || { cat "$tmp/$kind.resume.log"; fail "$kind: resume"; }
+    grep -q "resuming from .* at step $at\$" "$tmp/$kind.resume.log" || fail "$kind: did not resume at step $at"
+    same_file "$tmp/ref/model/model.safetensors" "$tmp/$kind/model/model.safetensors" "$kind"
+    same_file "$tmp/ref/train_model/checkpoint.safetensors" "$tmp/$kind/train_model/checkpoint.safetensors" "$kind"
+    [ "$(strip "$tmp/ref/train_model/log.jsonl")" = "$(strip "$tmp/$kind/train_model/log.jsonl")" ] ||
+      fail "$kind: loss log differs from the uninterrupted run"
+  done ;;
+train)
+  mon 2 "$tmp/model.log" train-model || { cat "$tmp/model.log"; echo "FAIL: train-model"; exit 1; }
+  mon 2 "$tmp/gen.log" generate || { cat "$tmp/gen.log"; echo "FAIL: generate"; exit 1; }
+  # every run writes the job's own sae.out_dir (the checkpoint records the config hash), moved aside after
+  sae="$tmp/job/sae"
+  mon 2 "$tmp/ref.log" train || { cat "$tmp/ref.log"; fail "uninterrupted train"; }
+  mv "$sae" "$tmp/ref"
+  for kind in once storm; do
+    storm=0; [ $kind = storm ] && storm=1
+    interrupt "$tmp/$kind.log" "$sae/metrics.jsonl" '"step": 1[05],' 0 TERM $storm train
+    cat "$tmp/$kind.log"
+    [ "$rc" = 75 ] || fail "$kind: exit code $rc, expected 75"
+    grep -q "train: SIGTERM: stopped at step [0-9]* of 60 after writing" "$tmp/$kind.log" || fail "$kind: no stop line"
+    [ -f "$sae/checkpoint.safetensors" ] || fail "$kind: no checkpoint"
+    [ -f "$sae/sae.h5" ] && fail "$kind: an interrupted run wrote the final SAE"
+    ls "$sae" | grep -q tmp && fail "$kind: a temporary checkpoint file was left behind"
+    at=$(sed -n 's/.*stopped at step \([0-9]*\) .*/\1/p' "$tmp/$kind.log")
+    mon 2 "$tmp/$kind.resume.log" train || { cat "$tmp/$kind.resume.log"; fail "$kind: resume"; }
+    grep -q "resuming from .* at step $at of 60" "$tmp/$kind.resume.log" || fail "$kind: did not resume at step $at"
+    mv "$sae" "$tmp/$kind"
+    same_file "$tmp/ref/checkpoint.safetensors" "$tmp/$kind/checkpoint.safetensors" "$kind"
+    same_file "$tmp/ref/saelens/sae_weights.safetensors" "$tmp/$kind/saelens/sae_weights.safetensors" "$kind"
+    [ "$(strip "$tmp/ref/metrics.jsonl")" = "$(strip "$tmp/$kind/metrics.jsonl")" ] ||
+      fail "$kind: metrics differ from the uninterrupted run"
+  done ;;
+generate)
+  mon 2 "$tmp/model.log" train-model || { cat "$tmp/model.log"; echo "FAIL: train-model"; exit 1; }
+  mon 2 "$tmp/ref.log" generate --generate.out="$tmp/ref.h5" || { cat "$tmp/ref.log"; fail "uninterrupted generate"; }
+  # SIGUSR1 (what mpirun forwards) to the worker rank once the file is being written
+  interrupt "$tmp/int.log" "$tmp/int.log" '^generate: .* to do' 1 USR1 0 generate --generate.out="$tmp/int.h5"
+  cat "$tmp/int.log"
+  [ "$rc" = 75 ] || fail "generate: exit code $rc, expected 75"
+  grep -q "generate: SIGUSR1: stopped after [0-9]* more of 75 shards" "$tmp/int.log" || fail "generate: no stop line"
+  [ -f "$tmp/int.h5.partial" ] || fail "generate: the partial file is gone"
+  [ -f "$tmp/int.h5" ] && fail "generate: an interrupted run wrote the final file"
+  mon 2 "$tmp/resume.log" generate --generate.out="$tmp/int.h5" || { cat "$tmp/resume.log"; fail "generate: resume"; }
+  grep -qE "resuming .*: [1-9][0-9]* of 75 shards already done" "$tmp/resume.log" || fail "generate: did not resume"
+  "$py" "$here/../generate/ref_generate.py" same "$tmp/ref.h5" "$tmp/int.h5" ||
+    fail "generate: interrupted+resumed file differs from the uninterrupted one" ;;
+*) echo "unknown case $case_"; exit 2 ;;
+esac
+[ "$fails" -eq 0 ] && echo "signals $case_: all checks passed"
+exit $((fails > 0))
