@@ -225,7 +225,9 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     double t2 = ms_time_now();
     g->t_read += t2 - t;
     if (st) return st;
-    ms_forward_opts opts = {.stop_after = &g->hook};
+    /* rows must not depend on the rank, the batch (rank 0's is shorter, a shard's last one
+     * ragged) or the thread count: every GEMM covers one context */
+    ms_forward_opts opts = {.stop_after = &g->hook, .row_invariant = true};
     if (comm->rank == 0 && comm->size > 1) {
         opts.replaces = g->serve_at;
         opts.n_replaces = g->n_serve_at;

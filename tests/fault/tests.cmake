@@ -1,0 +1,5 @@
+# Fault tests (label fault): reproducibility across ranks/batches/threads, corrupted state,
+# locked output directories, kill -9 at random moments, a full disk. Each is bounded in time.
+ms_script_test(fault_gen_repro LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/gen_repro.sh)
+set_property(TEST fault_gen_repro APPEND PROPERTY ENVIRONMENT "GEN_TOOL=$<TARGET_FILE:gen_tool>")
+set_tests_properties(fault_gen_repro PROPERTIES TIMEOUT 300)
