@@ -3,3 +3,5 @@
 ms_script_test(fault_gen_repro LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/gen_repro.sh)
 set_property(TEST fault_gen_repro APPEND PROPERTY ENVIRONMENT "GEN_TOOL=$<TARGET_FILE:gen_tool>")
 set_tests_properties(fault_gen_repro PROPERTIES TIMEOUT 300)
+ms_script_test(fault_lock LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/lock.sh)
+set_tests_properties(fault_lock PROPERTIES TIMEOUT 600)

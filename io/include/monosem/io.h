@@ -354,6 +354,23 @@ void ms_sha256_buf(const void *buf, size_t len, char out[65]);
 /* FNV-1a 64-bit. */
 uint64_t ms_fnv1a64(const void *buf, size_t len, uint64_t h);
 
+/* ===================================================================== output locks */
+/* (io/lock.c) A stage locks its output so that two runs into one place cannot interleave: a
+ * lock file holding "host pid stage time", locked by rank 0 with fcntl (also over NFS). A lock
+ * held by a live process is refused naming its stage, host and pid; a lock file left by a job
+ * that died (kill -9: the kernel dropped the lock, the record stayed) is taken over with a
+ * message naming the dead holder. Other ranks hold nothing. */
+typedef struct ms_lock {
+    int fd; /* rank 0: the locked file; -1 elsewhere or when not held */
+} ms_lock;
+/* COLLECTIVE (comm may be NULL: this process alone). `what` names the output in messages
+ * (e.g. its directory); the lock file's directory must exist. On error (MS_ERR_STATE: in use;
+ * MS_ERR_IO) no rank holds the lock and every rank has the same message. */
+ms_status ms_lock_acquire(ms_lock *l, const char *path, const char *what, const char *stage,
+                          const ms_comm *comm, ms_err *err);
+/* Releases (rank 0 empties the file and closes it). Safe on a lock not held. */
+void ms_lock_release(ms_lock *l);
+
 /* ===================================================================== safetensors */
 /* Reader and writer (io/safetensors.c): 8-byte little-endian header length N, N bytes of JSON
  * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
