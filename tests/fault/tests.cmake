@@ -5,3 +5,5 @@ set_property(TEST fault_gen_repro APPEND PROPERTY ENVIRONMENT "GEN_TOOL=$<TARGET
 set_tests_properties(fault_gen_repro PROPERTIES TIMEOUT 300)
 ms_script_test(fault_lock LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/lock.sh)
 set_tests_properties(fault_lock PROPERTIES TIMEOUT 600)
+ms_script_test(fault_corrupt LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/corrupt.sh)
+set_tests_properties(fault_corrupt PROPERTIES TIMEOUT 600)

@@ -440,9 +440,26 @@ typedef struct ms_st_item {
     const void *data;
 } ms_st_item;
 /* Writes items (in order, data 8-byte aligned) and optional metadata key/value pairs to
- * path.tmp.<pid>, fsyncs and renames to path. */
+ * path.tmp.<pid>, fsyncs and renames to path. The metadata also gets MS_ST_CHECKSUM_KEY: the
+ * sha256 (hex) of the whole data section, which ms_st_open verifies (other tools ignore it). */
 ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
                       const char *const *meta_kv, int n_meta, ms_err *err);
+/* Same, keeping the file it replaces as path.prev (checkpoints: the fallback when the latest is
+ * found corrupt; see ms_ckpt_pick). */
+ms_status ms_st_write_rotate(const char *path, const ms_st_item *items, int n_items,
+                             const char *const *meta_kv, int n_meta, ms_err *err);
+#define MS_ST_CHECKSUM_KEY "data_sha256"
+/* Verifies the data section against MS_ST_CHECKSUM_KEY (MS_ERR_FORMAT "...: corrupt: ..."
+ * naming the file); MS_OK when the file records none. ms_st_open calls it. */
+ms_status ms_st_verify(const ms_safetensors *st, ms_err *err);
+
+/* Which checkpoint to resume from (io/checkpoint.c). Not collective (rank 0 decides, then
+ * broadcasts). path is tried first, then path.prev; a file that fails to open or verify, or
+ * carries no checksum, is "corrupt": it is logged with the reason, renamed to path.corrupt (kept
+ * for inspection, never rotated into path.prev), and the previous one is used. *use = 0 none
+ * (start fresh), 1 path, 2 path.prev. Both corrupt (or only a corrupt one) is MS_ERR_STATE
+ * naming both reasons. */
+ms_status ms_ckpt_pick(const char *path, int *use, ms_err *err);
 
 /* ===================================================================== activations store */
 /* activations.h5 (io/actstore.c; layout in docs/formats.md): /acts (N,d) float16|float32
