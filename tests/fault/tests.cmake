@@ -7,3 +7,5 @@ ms_script_test(fault_lock LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_D
 set_tests_properties(fault_lock PROPERTIES TIMEOUT 600)
 ms_script_test(fault_corrupt LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/corrupt.sh)
 set_tests_properties(fault_corrupt PROPERTIES TIMEOUT 600)
+ms_script_test(fault_kill LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/kill.sh 1 2 3)
+set_tests_properties(fault_kill PROPERTIES TIMEOUT 900)
