@@ -362,6 +362,21 @@ static ms_status gen_space_check(const gen *g, ms_err *err)
     return MS_OK;
 }
 
+/* After a failed write: MPI-IO does not hand errno through HDF5, so say it when the output's
+ * file system is full (the likely cause), and that the same command resumes. */
+static void gen_full_disk_hint(const gen *g, ms_err *err)
+{
+    char *tmp = strdup(g->partial);
+    struct statvfs sv;
+    int rc = tmp ? statvfs(dirname(tmp), &sv) : -1;
+    free(tmp);
+    if (rc != 0 || (double)sv.f_bavail * (double)sv.f_frsize >= (double)(1 << 20)) return;
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             ": No space left on device (%.1f MB free): free space and rerun the same command to resume",
+             (double)sv.f_bavail * (double)sv.f_frsize / 1e6);
+}
+
 /* Creates <out>.partial, or reopens it to resume. COLLECTIVE. */
 static ms_status gen_open(gen *g, ms_err *err)
 {
@@ -506,6 +521,7 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     st = gen_work(&g, err);
     st = ms_comm_agree(comm, st, err);
     double work_s = ms_time_now() - t_work;
+    if (st == MS_ERR_IO) gen_full_disk_hint(&g, err);
     if (st) {
         ms_actwriter_close(g.w); /* COLLECTIVE; the file stays resumable */
         g.w = NULL;
