@@ -766,6 +766,29 @@ ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t
 
 /* ------------------------------------------------------------------ small tensor files */
 
+/* Dataset creation for ms_h5_write_tensors: chunked (chunks of at most ~4 MiB of whole rows)
+ * with HDF5's fletcher32 checksum filter, which every HDF5 reader (h5py too) verifies when it
+ * reads a chunk: flipped bytes are an error, never silent data. Scalars and empty tensors
+ * cannot be chunked and stay contiguous. */
+static hid_t tensor_dcpl(int ndim, const hsize_t *dims, size_t esize)
+{
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || ndim == 0) return dcpl;
+    hsize_t chunk[MS_ST_MAX_DIMS], row = esize;
+    for (int k = 0; k < ndim; k++) {
+        if (dims[k] == 0) return dcpl;
+        chunk[k] = dims[k];
+        if (k > 0) row *= dims[k];
+    }
+    hsize_t rows = ((hsize_t)4 << 20) / (row ? row : 1);
+    chunk[0] = rows < 1 ? 1 : rows < dims[0] ? rows : dims[0];
+    if (H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0) {
+        H5Pclose(dcpl);
+        return -1;
+    }
+    return dcpl;
+}
+
 ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
                               const char *const *attr_kv, int n_attr, ms_err *err)
 {
@@ -791,9 +814,11 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
                               path, it->name);
         }
         hid_t sp = it->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(it->ndim, dims, NULL);
-        hid_t ds = H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t dcpl = tensor_dcpl(it->ndim, dims, ms_st_dtype_size(it->dtype));
+        hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         r = ds < 0 ? -1 : H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, it->data);
         if (ds >= 0) H5Dclose(ds);
+        if (dcpl >= 0) H5Pclose(dcpl);
         H5Sclose(sp);
     }
     for (int i = 0; i < n_attr && r >= 0; i++)

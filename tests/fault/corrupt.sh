@@ -55,3 +55,29 @@ mon 2 gen.log generate m/job.yaml; rc=$?
 n=$(grep -c "model.safetensors: corrupt" gen.log)
 [ $rc -ne 0 ] && [ "$n" -eq 1 ] || die "flipped model.safetensors: exit $rc, message $n times: $(tail -3 gen.log)"
 ok "generate refuses a flipped model.safetensors"
+# a flipped token shard is refused by its readers (generate here), naming the shard
+cp -r m/tokens m/tokens.good
+"$MS_PYTHON" - m/tokens/train-000000.bin <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[32 + (len(b) - 32) // 2] ^= 0x21; open(sys.argv[1], "wb").write(b)
+PY
+mon 2 tokc.log generate m/job.yaml --model.dir="$T/mref/model" --generate.out="$T/tokc.h5"; rc=$?
+n=$(grep -c "train-000000.bin: corrupt: its tokens do not match the header's checksum" tokc.log)
+[ $rc -ne 0 ] && [ "$n" -eq 1 ] || die "flipped token shard: exit $rc, message $n times: $(tail -3 tokc.log)"
+ok "a flipped token shard is refused"
+# sae.h5 datasets carry HDF5's fletcher32 filter: h5py (any HDF5 reader) refuses flipped data
+"$MS_PYTHON" - sref/sae/sae.h5 <<'PY' || die "sae.h5: fletcher32 check"
+import sys, h5py, numpy as np
+p = sys.argv[1]
+with h5py.File(p) as f:
+    d = f["W_dec"]
+    assert d.fletcher32, "W_dec has no fletcher32 filter"
+    off, want = d.id.get_chunk_info(0).byte_offset, d[...]
+b = bytearray(open(p, "rb").read()); b[off + 40] ^= 0x10; open(p, "wb").write(b)
+try:
+    with h5py.File(p) as f:
+        got = f["W_dec"][...]
+    sys.exit(f"FAIL: flipped sae.h5 W_dec read without error (equal: {np.array_equal(got, want)})")
+except OSError as e:
+    print("ok: flipped sae.h5 refused by h5py:", str(e).splitlines()[0][:120])
+PY

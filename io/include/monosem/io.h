@@ -631,7 +631,8 @@ uint64_t ms_splitmix64(uint64_t *state);
 
 /* Token shard file (little-endian): 32-byte header
  *   char magic[8] = "MSTOKENS"; uint32 version = 1; uint32 dtype = bytes per token (2 or 4);
- *   uint64 count (tokens); uint64 reserved = 0
+ *   uint64 count (tokens); uint64 checksum = first 8 bytes of sha256 of the token bytes read as
+ *   a little-endian integer (0 = none: written before checksums)
  * then count tokens of dtype bytes each. A document is preceded by <|endoftext|>. */
 #define MS_TOKSHARD_MAGIC "MSTOKENS"
 #define MS_TOKSHARD_VERSION 1u
@@ -694,7 +695,12 @@ typedef struct ms_tokshard {
     char *path;
     int dtype_bytes;
     int64_t count;
+    uint64_t sum;  /* header bytes 24..31: first 8 bytes of sha256(token bytes); 0 = none */
+    bool verified; /* set by the first read (which verifies the whole shard) */
 } ms_tokshard;
+/* Verifies the token bytes against the header's checksum (MS_ERR_FORMAT "...: corrupt: ...");
+ * the first ms_tokshard_read of a handle does it, so a rank checks the shards it reads. */
+ms_status ms_tokshard_verify(const ms_tokshard *s, ms_err *err);
 ms_status ms_tokshard_open(ms_tokshard *s, const char *path, ms_err *err);
 /* Reads tokens [start, start+n) widened to int32. */
 ms_status ms_tokshard_read(const ms_tokshard *s, int64_t start, int64_t n, int32_t *out,
