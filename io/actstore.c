@@ -155,6 +155,30 @@ static void quiet_hdf5(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+/* sha256 (hex) of the provenance attributes as one canonical text, stored as `meta_sha256`
+ * and checked by readers: a flipped attribute (a shape, the model hash, the config) is an
+ * error, not a silently different description of the rows. */
+static void meta_digest(const ms_actmeta *m, const char *config_text, char out[65])
+{
+    size_t cl = config_text ? strlen(config_text) : 0;
+    size_t n = 1024 + cl;
+    char *buf = malloc(n);
+    if (!buf) {
+        out[0] = 0;
+        return;
+    }
+    int k = snprintf(buf, n,
+                     "v%d|d %lld|rows %lld|contexts %lld|context %lld|shards %lld|seed %lld|%s|hook %s|"
+                     "model %s|tokenizer %s|config_hash %s|version %s|config ",
+                     MS_ACTSTORE_VERSION, (long long)m->d, (long long)m->n_rows, (long long)m->n_contexts,
+                     (long long)m->context, (long long)m->n_shards, (long long)m->seed,
+                     m->dtype == MS_DTYPE_F16 ? "float16" : "float32", m->hook, m->model_sha256,
+                     m->tokenizer_sha256, m->config_hash, m->version[0] ? m->version : MS_VERSION_STRING);
+    if (cl) memcpy(buf + k, config_text, cl);
+    ms_sha256_buf(buf, (size_t)k + cl, out);
+    free(buf);
+}
+
 static herr_t attr_write_i64(hid_t obj, const char *name, int64_t v)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
@@ -388,6 +412,9 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     r |= attr_write_str(root, "config_hash", meta->config_hash);
     r |= attr_write_str(root, "config", meta->config_text);
     r |= attr_write_str(root, "version", meta->version[0] ? meta->version : MS_VERSION_STRING);
+    char digest[65];
+    meta_digest(meta, meta->config_text, digest);
+    r |= attr_write_str(root, "meta_sha256", digest);
     /* every rank flushes (collective) and the ranks agree on failure: under MPI-IO only some
      * ranks may see a metadata write fail (e.g. disk full), and a rank skipping the flush
      * while another is inside it would hang both */
@@ -884,6 +911,17 @@ ms_status ms_actfile_open_any(ms_actfile **out, const char *path, ms_actmeta *me
     }
     st = read_acts_layout(f->acts, path, &f->meta, err);
     if (st) goto fail;
+    char *want = attr_read_str(f->file, "meta_sha256"); /* absent in files from before */
+    if (want) {
+        char got[65];
+        meta_digest(&f->meta, f->config_text, got);
+        if (strcmp(got, want) != 0)
+            st = ms_err_set(err, MS_ERR_FORMAT,
+                            "%s: corrupt: its attributes (shape, provenance, config) do not match meta_sha256 "
+                            "(changed after it was written)", path);
+        free(want);
+        if (st) goto fail;
+    }
     int64_t c = 0;
     *complete = attr_read_i64(f->file, "complete", &c) >= 0 && c == 1;
     hid_t pr = H5Dopen2(f->file, "progress", H5P_DEFAULT);

@@ -81,3 +81,13 @@ try:
 except OSError as e:
     print("ok: flipped sae.h5 refused by h5py:", str(e).splitlines()[0][:120])
 PY
+# activations.h5: a changed provenance attribute no longer matches meta_sha256
+rm -rf m/tokens && mv m/tokens.good m/tokens
+mon 2 gacts.log generate m/job.yaml --model.dir="$T/mref/model" --generate.out="$T/acts.h5" || die "generate: $(tail -3 gacts.log)"
+"$MS_PYTHON" -c "
+import h5py, sys
+with h5py.File(sys.argv[1], 'r+') as f: f.attrs['hook'] = 'blocks.0.hook_resid_mid'" "$T/acts.h5" || die "h5py edit"
+"$MS_BIN/monosem" inspect "$T/acts.h5" > insp.log 2>&1; rc=$?
+[ $rc -ne 0 ] && grep -q "acts.h5: corrupt: its attributes (shape, provenance, config) do not match meta_sha256" insp.log \
+  || die "changed activations attribute not detected (exit $rc): $(head -3 insp.log)"
+ok "activations.h5 with a changed attribute refused"
