@@ -16,11 +16,14 @@ fi
 TOOL=${GEN_TOOL:?gen_tool path}
 GENREF="$MS_PYTHON $TESTS_DIR/generate/ref_generate.py"
 
-# pause_fill_resume PID STAGE WAITFILE: waits for WAITFILE, SIGSTOPs the ranks, fills the tmpfs,
-# SIGCONTs them. Prints whether the run was still going when the disk filled.
+# pause_fill_resume PID STAGE LOG PATTERN: waits for PATTERN in LOG (the stage is past creating
+# its output), SIGSTOPs the ranks, fills the tmpfs, SIGCONTs them. Fails if the run was over.
 pause_fill_resume() {
-  local mp=$1 stage=$2 wf=$3 pids=()
-  for _ in $(seq 1 2000); do [ -e "$wf" ] && break; kill -0 "$mp" 2>/dev/null || break; sleep 0.01; done
+  local mp=$1 stage=$2 log=$3 pat=$4 pids=()
+  for _ in $(seq 1 2000); do # PATTERN "" = LOG is a file that must exist
+    if [ -z "$pat" ]; then [ -e "$log" ] && break; else grep -q "$pat" "$log" 2>/dev/null && break; fi
+    kill -0 "$mp" 2>/dev/null || break; sleep 0.01
+  done
   mapfile -t pids < <(pgrep -P "$mp" -f "monosem $stage")
   [ ${#pids[@]} -gt 0 ] && kill -STOP "${pids[@]}"
   fallocate -l "$(( $(stat -f -c '%a*%S' "$MNT") ))" "$MNT/filler" 2>/dev/null || dd if=/dev/zero of="$MNT/filler" bs=1M 2>/dev/null
@@ -37,7 +40,7 @@ mon 2 gref.log generate "${gj[@]}" --generate.out="$T/gref.h5" || die "generate 
 out="$MNT/acts.h5"
 "$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" "$MS_BIN/monosem" generate "${gj[@]}" --generate.out="$out" > gfull.log 2>&1 &
 mp=$!
-pause_fill_resume $mp generate "$out.partial" || die "generate ended before the disk could be filled"
+pause_fill_resume $mp generate gfull.log "^generate: .* contexts x" || die "generate ended before the disk could be filled"
 t=0; while kill -0 $mp 2>/dev/null; do sleep 0.1; t=$((t + 1)); [ $t -lt 600 ] || { kill -9 $mp; die "generate hangs on a full disk"; }; done
 wait $mp; rc=$?
 [ $rc -ne 0 ] || die "generate on a full disk exited 0: $(tail -3 gfull.log)"
@@ -58,7 +61,7 @@ mon 2 sref.log train s/job.yaml --run.out_dir="$T/sref" --sae.out_dir="$T/sref/s
 so="$MNT/sae"
 "$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" "$MS_BIN/monosem" train s/job.yaml --run.out_dir="$T/srun" --sae.out_dir="$so" > sfull.log 2>&1 &
 mp=$!
-pause_fill_resume $mp train "$so/checkpoint.safetensors" || die "train ended before the disk could be filled"
+pause_fill_resume $mp train "$so/checkpoint.safetensors" "" || die "train ended before the disk could be filled"
 t=0; while kill -0 $mp 2>/dev/null; do sleep 0.1; t=$((t + 1)); [ $t -lt 600 ] || { kill -9 $mp; die "train hangs on a full disk"; }; done
 wait $mp; rc=$?
 [ $rc -ne 0 ] || die "train on a full disk exited 0: $(tail -3 sfull.log)"
