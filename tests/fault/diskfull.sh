@@ -8,7 +8,7 @@ set -u
 T="$MS_TEST_TMP/fault_diskfull"
 MNT="$T/mnt"
 cleanup() { mountpoint -q "$MNT" && umount -l "$MNT"; }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 cleanup 2>/dev/null; rm -rf "$T"; mkdir -p "$MNT"; cd "$T" || exit 1
 if ! mount -t tmpfs -o size=96m tmpfs "$MNT" 2>mount.err; then
   echo "SKIP: cannot mount a tmpfs here ($(cat mount.err)); the full-disk cases need root and mount"; exit 0
