@@ -75,3 +75,23 @@ mon 2 sre.log train s/job.yaml --run.out_dir="$T/srun" --sae.out_dir="$so" || di
 grep -q "resuming from" sre.log || die "train rerun did not resume from its checkpoint"
 same_st sref/sae/saelens/sae_weights.safetensors "$so/saelens/sae_weights.safetensors" || die "train after a full disk differs"
 ok "train rerun after freeing space resumes and ends identical to the reference"
+
+# ---- train-model: checkpoints onto the full disk (more steps than the fixture: a run that lasts)
+mj=(m/job.yaml --train_model.steps=6000 --train_model.checkpoint_every=100 --train_model.warmup_steps=50)
+mon 2 mref.log train-model "${mj[@]}" --run.out_dir="$T/mref" --model.dir="$T/mref/model" || die "train-model ref: $(tail -3 mref.log)"
+mo="$MNT/mrun"
+"$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" "$MS_BIN/monosem" train-model "${mj[@]}" --run.out_dir="$mo" --model.dir="$mo/model" > mfull.log 2>&1 &
+mp=$!
+pause_fill_resume $mp train-model "$mo/train_model/checkpoint.safetensors" "" || die "train-model ended before the disk could be filled"
+t=0; while kill -0 $mp 2>/dev/null; do sleep 0.1; t=$((t + 1)); [ $t -lt 600 ] || { kill -9 $mp; die "train-model hangs on a full disk"; }; done
+wait $mp; rc=$?
+[ $rc -ne 0 ] || die "train-model on a full disk exited 0: $(tail -3 mfull.log)"
+n=$(grep -c "No space left on device" mfull.log)
+[ "$n" -eq 1 ] || die "train-model: want one line naming 'No space left on device', got: $(cat mfull.log)"
+[ -e "$mo/model/model.safetensors" ] && die "train-model left a final model after a full disk"
+ok "train-model on a full disk: exit $rc, one line: $(grep 'No space' mfull.log)"
+rm -f "$MNT/filler"
+mon 2 mre.log train-model "${mj[@]}" --run.out_dir="$mo" --model.dir="$mo/model" || die "train-model rerun: $(tail -3 mre.log)"
+grep -q "resuming from" mre.log || die "train-model rerun did not resume"
+same_st mref/model/model.safetensors "$mo/model/model.safetensors" || die "train-model after a full disk differs"
+ok "train-model rerun after freeing space resumes and ends identical to the reference"
