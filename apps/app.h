@@ -64,6 +64,14 @@ typedef struct ms_job_sae {
 ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err);
 void ms_job_saes_free(ms_job_sae *s, int n);
 
+/* COLLECTIVE. Locks the outputs `stage` writes (apps/stage_lock.c): tokenize and generate the
+ * token directory, generate <out> (as .<name>.lock beside it), train-model
+ * <run.out_dir>/train_model, train sae.out_dir. locks has room for 4; *n are held on return
+ * (none on error: another live run holds one, named with host and pid). */
+#define MS_APP_MAX_LOCKS 4
+ms_status ms_app_lock_outputs(const ms_app *app, const char *stage, ms_lock *locks, int *n, ms_err *err);
+void ms_app_unlock(ms_lock *locks, int n);
+
 /* Stage entry points (one file each under apps/). */
 ms_status ms_stage_config(ms_app *app, ms_err *err);
 ms_status ms_stage_forward(ms_app *app, ms_err *err);

@@ -133,6 +133,10 @@ int main(int argc, char **argv)
     }
     ms_blas_threads_set(&app.comm, app.have_cfg ? app.cfg.run.blas_threads : 0);
     ms_runrec_init(&app.rec, app.stage);
+    ms_lock locks[MS_APP_MAX_LOCKS];
+    int n_locks = 0;
+    st = ms_app_lock_outputs(&app, app.stage, locks, &n_locks, &err);
+    if (st) goto out; /* another run owns the output: no run record either (it would clobber its) */
     st = app.def->run(&app, &err);
     st = ms_comm_agree(&app.comm, st, &err);
     if (app.have_cfg && app.def->record) {
@@ -141,6 +145,7 @@ int main(int argc, char **argv)
         rst = ms_comm_agree(&app.comm, rst, &rerr);
         if (rst && !st) st = rst, err = rerr;
     }
+    ms_app_unlock(locks, n_locks);
 out:
     if (st != MS_OK && app.comm.rank == 0) {
         if (err.msg[0])

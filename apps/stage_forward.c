@@ -124,7 +124,7 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     for (int b0 = 0; b0 < B; b0 += slice) {
         int nb = B - b0 < slice ? B - b0 : slice;
         ms_hook_capture cap = {h, hookbuf};
-        ms_forward_opts o = {.targets = tg + (size_t)b0 * T, .captures = &cap, .n_captures = 1};
+        ms_forward_opts o = {.targets = tg + (size_t)b0 * T, .captures = &cap, .n_captures = 1, .row_invariant = true};
         rc = ms_model_forward(&m, &a, tok + (size_t)b0 * T, nb, T, &o, err);
         if (rc) goto done;
         loss_sum += a.mean_loss * (double)a.n_loss;

@@ -225,7 +225,9 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     double t2 = ms_time_now();
     g->t_read += t2 - t;
     if (st) return st;
-    ms_forward_opts opts = {.stop_after = &g->hook};
+    /* rows must not depend on the rank, the batch (rank 0's is shorter, a shard's last one
+     * ragged) or the thread count: every GEMM covers one context */
+    ms_forward_opts opts = {.stop_after = &g->hook, .row_invariant = true};
     if (comm->rank == 0 && comm->size > 1) {
         opts.replaces = g->serve_at;
         opts.n_replaces = g->n_serve_at;
@@ -364,6 +366,21 @@ static ms_status gen_space_check(const gen *g, ms_err *err)
                           "MB free: lower generate.tokens or free space",
                           g->partial, need / 1e6, avail / 1e6);
     return MS_OK;
+}
+
+/* After a failed write: MPI-IO does not hand errno through HDF5, so say it when the output's
+ * file system is full (the likely cause), and that the same command resumes. */
+static void gen_full_disk_hint(const gen *g, ms_err *err)
+{
+    char *tmp = strdup(g->partial);
+    struct statvfs sv;
+    int rc = tmp ? statvfs(dirname(tmp), &sv) : -1;
+    free(tmp);
+    if (rc != 0 || (double)sv.f_bavail * (double)sv.f_frsize >= (double)(1 << 20)) return;
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             ": No space left on device (%.1f MB free): free space and rerun the same command to resume",
+             (double)sv.f_bavail * (double)sv.f_frsize / 1e6);
 }
 
 /* Creates <out>.partial, or reopens it to resume. COLLECTIVE. */
@@ -511,6 +528,7 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     st = gen_work(&g, err);
     st = ms_comm_agree(comm, st, err);
     double work_s = ms_time_now() - t_work;
+    if (st == MS_ERR_IO) gen_full_disk_hint(&g, err);
     const int stop_sig = st ? 0 : ms_comm_signal_agree(comm);
     if (stop_sig) {
         int64_t mine = g.shards_mine, all = 0;

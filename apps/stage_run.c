@@ -50,8 +50,13 @@ ms_status ms_stage_run(ms_app *app, ms_err *err)
             sub.def = def;
             sub.stage = def->name;
             ms_runrec_init(&sub.rec, def->name);
+            ms_lock locks[MS_APP_MAX_LOCKS];
+            int n_locks = 0;
+            st = ms_app_lock_outputs(&sub, def->name, locks, &n_locks, err);
+            if (st) return st;
             st = def->run(&sub, err);
             st = ms_comm_agree(&app->comm, st, err);
+            ms_app_unlock(locks, n_locks);
             ms_err rerr = {0};
             ms_status rst = ms_runrec_write(&sub.rec, &app->comm, &app->cfg, app->cfg.run.out_dir, st, &rerr);
             if (st) return st;

@@ -305,13 +305,22 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     char tokens_fp[17] = "", fp[17];
     ms_corpus_manifest_fingerprint(cfg->corpus.token_dir, tokens_fp);
     run_fingerprint(&tr, tokens_fp, fp);
-    int32_t resume = ms_path_exists(ckpt_path) ? 1 : 0;
-    st = ms_comm_bcast(comm, &resume, sizeof resume, 0, err);
+    /* rank 0 decides: 0 fresh, 1 the checkpoint, 2 its .prev (the latest is corrupt) */
+    int32_t resume = 0;
+    if (comm->rank == 0) {
+        int use = 0;
+        st = ms_ckpt_pick(ckpt_path, &use, err);
+        resume = use;
+    }
+    st = ms_comm_agree(comm, st, err);
+    if (st == MS_OK) st = ms_comm_bcast(comm, &resume, sizeof resume, 0, err);
     if (st != MS_OK) goto done;
     int64_t step = 0;
     if (resume) {
         ms_train_ckpt_info info;
-        st = ms_train_checkpoint_load(ckpt_path, &tr.m, tr.adam_m, tr.adam_v, &info, err);
+        char prev[4096];
+        snprintf(prev, sizeof prev, "%s.prev", ckpt_path);
+        st = ms_train_checkpoint_load(resume == 2 ? prev : ckpt_path, &tr.m, tr.adam_m, tr.adam_v, &info, err);
         if (st == MS_OK && strcmp(info.fingerprint, fp) != 0)
             st = ms_err_set(err, MS_ERR_STATE,
                             "%s: checkpoint of a run with other settings (fingerprint %s, this job %s); "
@@ -321,7 +330,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
             if (info.n_ranks != comm->size)
                 ms_log("train-model: resuming a %d-rank checkpoint on %d ranks: results will match to "
                        "float tolerance, not bitwise", info.n_ranks, comm->size);
-            ms_log("train-model: resuming from %s at step %" PRId64, ckpt_path, step);
+            ms_log("train-model: resuming from %s at step %" PRId64, resume == 2 ? prev : ckpt_path, step);
         }
     } else {
         ms_model_init_random(&tr.m, (uint64_t)cfg->run.seed, 0.02f);

@@ -155,6 +155,30 @@ static void quiet_hdf5(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+/* sha256 (hex) of the provenance attributes as one canonical text, stored as `meta_sha256`
+ * and checked by readers: a flipped attribute (a shape, the model hash, the config) is an
+ * error, not a silently different description of the rows. */
+static void meta_digest(const ms_actmeta *m, const char *config_text, char out[65])
+{
+    size_t cl = config_text ? strlen(config_text) : 0;
+    size_t n = 1024 + cl;
+    char *buf = malloc(n);
+    if (!buf) {
+        out[0] = 0;
+        return;
+    }
+    int k = snprintf(buf, n,
+                     "v%d|d %lld|rows %lld|contexts %lld|context %lld|shards %lld|seed %lld|%s|hook %s|"
+                     "model %s|tokenizer %s|config_hash %s|version %s|config ",
+                     MS_ACTSTORE_VERSION, (long long)m->d, (long long)m->n_rows, (long long)m->n_contexts,
+                     (long long)m->context, (long long)m->n_shards, (long long)m->seed,
+                     m->dtype == MS_DTYPE_F16 ? "float16" : "float32", m->hook, m->model_sha256,
+                     m->tokenizer_sha256, m->config_hash, m->version[0] ? m->version : MS_VERSION_STRING);
+    if (cl) memcpy(buf + k, config_text, cl);
+    ms_sha256_buf(buf, (size_t)k + cl, out);
+    free(buf);
+}
+
 static herr_t attr_write_i64(hid_t obj, const char *name, int64_t v)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
@@ -388,6 +412,9 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     r |= attr_write_str(root, "config_hash", meta->config_hash);
     r |= attr_write_str(root, "config", meta->config_text);
     r |= attr_write_str(root, "version", meta->version[0] ? meta->version : MS_VERSION_STRING);
+    char digest[65];
+    meta_digest(meta, meta->config_text, digest);
+    r |= attr_write_str(root, "meta_sha256", digest);
     /* every rank flushes (collective) and the ranks agree on failure: under MPI-IO only some
      * ranks may see a metadata write fail (e.g. disk full), and a rank skipping the flush
      * while another is inside it would hang both */
@@ -766,6 +793,29 @@ ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t
 
 /* ------------------------------------------------------------------ small tensor files */
 
+/* Dataset creation for ms_h5_write_tensors: chunked (chunks of at most ~4 MiB of whole rows)
+ * with HDF5's fletcher32 checksum filter, which every HDF5 reader (h5py too) verifies when it
+ * reads a chunk: flipped bytes are an error, never silent data. Scalars and empty tensors
+ * cannot be chunked and stay contiguous. */
+static hid_t tensor_dcpl(int ndim, const hsize_t *dims, size_t esize)
+{
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || ndim == 0) return dcpl;
+    hsize_t chunk[MS_ST_MAX_DIMS], row = esize;
+    for (int k = 0; k < ndim; k++) {
+        if (dims[k] == 0) return dcpl;
+        chunk[k] = dims[k];
+        if (k > 0) row *= dims[k];
+    }
+    hsize_t rows = ((hsize_t)4 << 20) / (row ? row : 1);
+    chunk[0] = rows < 1 ? 1 : rows < dims[0] ? rows : dims[0];
+    if (H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0) {
+        H5Pclose(dcpl);
+        return -1;
+    }
+    return dcpl;
+}
+
 ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
                               const char *const *attr_kv, int n_attr, ms_err *err)
 {
@@ -791,9 +841,11 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
                               path, it->name);
         }
         hid_t sp = it->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(it->ndim, dims, NULL);
-        hid_t ds = H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t dcpl = tensor_dcpl(it->ndim, dims, ms_st_dtype_size(it->dtype));
+        hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         r = ds < 0 ? -1 : H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, it->data);
         if (ds >= 0) H5Dclose(ds);
+        if (dcpl >= 0) H5Pclose(dcpl);
         H5Sclose(sp);
     }
     for (int i = 0; i < n_attr && r >= 0; i++)
@@ -859,6 +911,17 @@ ms_status ms_actfile_open_any(ms_actfile **out, const char *path, ms_actmeta *me
     }
     st = read_acts_layout(f->acts, path, &f->meta, err);
     if (st) goto fail;
+    char *want = attr_read_str(f->file, "meta_sha256"); /* absent in files from before */
+    if (want) {
+        char got[65];
+        meta_digest(&f->meta, f->config_text, got);
+        if (strcmp(got, want) != 0)
+            st = ms_err_set(err, MS_ERR_FORMAT,
+                            "%s: corrupt: its attributes (shape, provenance, config) do not match meta_sha256 "
+                            "(changed after it was written)", path);
+        free(want);
+        if (st) goto fail;
+    }
     int64_t c = 0;
     *complete = attr_read_i64(f->file, "complete", &c) >= 0 && c == 1;
     hid_t pr = H5Dopen2(f->file, "progress", H5P_DEFAULT);

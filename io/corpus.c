@@ -3,6 +3,7 @@
 #include "monosem/io.h"
 
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -332,8 +333,21 @@ struct ms_tokshard_writer {
     char *path, *tmp;
     int dtype_bytes;
     int64_t count;
-    void *buf; /* conversion buffer */
+    void *buf;       /* conversion buffer */
+    EVP_MD_CTX *sum; /* sha256 of the token bytes, for the header's checksum */
 };
+
+/* The header's checksum: the first 8 bytes of the sha256 of the token bytes (little-endian);
+ * 0 means none (shards written before checksums). */
+static uint64_t sum_final(EVP_MD_CTX *ctx)
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dn = 0;
+    EVP_DigestFinal_ex(ctx, d, &dn);
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | d[i];
+    return v ? v : 1;
+}
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -356,13 +370,14 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-static void header_encode(unsigned char h[MS_TOKSHARD_HEADER], int dtype_bytes, int64_t count)
+static void header_encode(unsigned char h[MS_TOKSHARD_HEADER], int dtype_bytes, int64_t count, uint64_t sum)
 {
     memset(h, 0, MS_TOKSHARD_HEADER);
     memcpy(h, MS_TOKSHARD_MAGIC, 8);
     put_u32(h + 8, MS_TOKSHARD_VERSION);
     put_u32(h + 12, (uint32_t)dtype_bytes);
     put_u64(h + 16, (uint64_t)count);
+    put_u64(h + 24, sum);
 }
 
 #define CONV_N 65536
@@ -377,19 +392,21 @@ ms_status ms_tokshard_create(ms_tokshard_writer **out, const char *path, int dty
     ms_tokshard_writer *w = calloc(1, sizeof *w);
     size_t n = strlen(path) + 32;
     if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(n)) ||
-        !(w->buf = malloc((size_t)CONV_N * 4))) {
+        !(w->buf = malloc((size_t)CONV_N * 4)) || !(w->sum = EVP_MD_CTX_new())) {
         if (w) {
             free(w->path);
             free(w->tmp);
+            free(w->buf);
             free(w);
         }
         return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
     }
+    EVP_DigestInit_ex(w->sum, EVP_sha256(), NULL);
     snprintf(w->tmp, n, "%s.tmp.%ld", path, (long)getpid());
     w->dtype_bytes = dtype_bytes;
     w->f = fopen(w->tmp, "wb");
     unsigned char h[MS_TOKSHARD_HEADER];
-    header_encode(h, dtype_bytes, 0);
+    header_encode(h, dtype_bytes, 0, 0);
     if (!w->f || fwrite(h, 1, sizeof h, w->f) != sizeof h) {
         ms_status st = ms_err_set(err, MS_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
         ms_tokshard_abort(w);
@@ -415,6 +432,7 @@ ms_status ms_tokshard_append(ms_tokshard_writer *w, const int32_t *ids, size_t n
         }
         if (fwrite(b, (size_t)w->dtype_bytes, m, w->f) != m)
             return ms_err_set(err, MS_ERR_IO, "%s: write failed: %s", w->tmp, strerror(errno));
+        EVP_DigestUpdate(w->sum, b, m * (size_t)w->dtype_bytes);
         w->count += (int64_t)m;
         ids += m;
         n -= m;
@@ -432,13 +450,14 @@ void ms_tokshard_abort(ms_tokshard_writer *w)
     free(w->tmp);
     free(w->path);
     free(w->buf);
+    EVP_MD_CTX_free(w->sum);
     free(w);
 }
 
 ms_status ms_tokshard_commit(ms_tokshard_writer *w, ms_err *err)
 {
     unsigned char h[MS_TOKSHARD_HEADER];
-    header_encode(h, w->dtype_bytes, w->count);
+    header_encode(h, w->dtype_bytes, w->count, sum_final(w->sum));
     ms_status st = MS_OK;
     if (fflush(w->f) != 0 || fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 1, sizeof h, w->f) != sizeof h ||
         fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
@@ -488,6 +507,7 @@ ms_status ms_tokshard_open(ms_tokshard *s, const char *path, ms_err *err)
                             path, count, dt, (long long)sb.st_size);
         s->dtype_bytes = (int)dt;
         s->count = (int64_t)count;
+        s->sum = get_u64(h + 24);
     }
     if (st == MS_OK && !(s->path = strdup(path))) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     if (st != MS_OK) {
@@ -500,12 +520,47 @@ ms_status ms_tokshard_open(ms_tokshard *s, const char *path, ms_err *err)
     return MS_OK;
 }
 
+ms_status ms_tokshard_verify(const ms_tokshard *s, ms_err *err)
+{
+    if (s->sum == 0) return MS_OK; /* written before checksums */
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char *buf = malloc(1 << 20);
+    ms_status st = ctx && buf ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", s->path);
+    if (!st) EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    off_t off = MS_TOKSHARD_HEADER, end = MS_TOKSHARD_HEADER + (off_t)s->count * s->dtype_bytes;
+    while (!st && off < end) {
+        size_t want = end - off < (1 << 20) ? (size_t)(end - off) : (1u << 20);
+        ssize_t k = pread(s->fd, buf, want, off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            st = ms_err_set(err, MS_ERR_IO, "%s: read failed: %s", s->path, k < 0 ? strerror(errno) : "unexpected end");
+            break;
+        }
+        EVP_DigestUpdate(ctx, buf, (size_t)k);
+        off += k;
+    }
+    uint64_t got = st ? 0 : sum_final(ctx);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    if (!st && got != s->sum)
+        st = ms_err_set(err, MS_ERR_FORMAT,
+                        "%s: corrupt: its tokens do not match the header's checksum (bytes changed after it was "
+                        "written): rerun tokenize with --force", s->path);
+    return st;
+}
+
 ms_status ms_tokshard_read(const ms_tokshard *s, int64_t start, int64_t n, int32_t *out,
                            ms_err *err)
 {
     if (start < 0 || n < 0 || start + n > s->count)
         return ms_err_set(err, MS_ERR_STATE, "%s: read of tokens [%" PRId64 ", %" PRId64
                           ") past the end (%" PRId64 " tokens)", s->path, start, start + n, s->count);
+    if (!s->verified) {
+        /* the whole shard once per handle, on first use: a rank verifies what it reads */
+        ms_status st = ms_tokshard_verify(s, err);
+        if (st) return st;
+        ((ms_tokshard *)s)->verified = true; /* the handle is the caller's, not const storage */
+    }
     /* read into the tail of out (as bytes), then widen front to back in place */
     size_t nb = (size_t)n * (size_t)s->dtype_bytes;
     unsigned char *raw = (unsigned char *)out + ((size_t)n * 4 - nb);

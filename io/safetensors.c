@@ -1,6 +1,8 @@
 /* safetensors reader (validated header via cJSON, F32/F16/BF16/F64 -> f32) and atomic writer. */
 #include "monosem/io.h"
 
+#include <openssl/evp.h>
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -257,6 +259,55 @@ ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err)
     }
     st->f = f;
     st->data_start = 8 + n;
+    rc = ms_st_verify(st, err);
+    if (rc != MS_OK) ms_st_close(st);
+    return rc;
+}
+
+/* The data section's sha256, streamed from the file (page cache makes the later tensor reads
+ * cheap). Measured on this machine: see docs/formats.md. */
+ms_status ms_st_verify(const ms_safetensors *st, ms_err *err)
+{
+    const char *want = ms_st_meta(st, MS_ST_CHECKSUM_KEY);
+    if (!want) return MS_OK; /* files from other tools carry none */
+    if (!st->f) return MS_OK;
+    if (strlen(want) != 64)
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: corrupt: __metadata__ %s is not 64 hex digits", st->path,
+                          MS_ST_CHECKSUM_KEY);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char *chunk = malloc(1 << 20);
+    if (!ctx || !chunk) {
+        EVP_MD_CTX_free(ctx);
+        free(chunk);
+        return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory to verify the checksum", st->path);
+    }
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    ms_status rc = MS_OK;
+    if (fseeko(st->f, (off_t)st->data_start, SEEK_SET) != 0)
+        rc = ms_err_set(err, MS_ERR_IO, "%s: seek failed: %s", st->path, strerror(errno));
+    uint64_t left = st->data_len;
+    while (!rc && left > 0) {
+        size_t k = left < (1u << 20) ? (size_t)left : (1u << 20);
+        if (fread(chunk, 1, k, st->f) != k) {
+            rc = ms_err_set(err, MS_ERR_IO, "%s: short read of the data section (file truncated?)", st->path);
+            break;
+        }
+        EVP_DigestUpdate(ctx, chunk, k);
+        left -= k;
+    }
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dn = 0;
+    EVP_DigestFinal_ex(ctx, d, &dn);
+    EVP_MD_CTX_free(ctx);
+    free(chunk);
+    if (rc) return rc;
+    char got[65];
+    for (unsigned i = 0; i < 32; i++) snprintf(got + 2 * i, 3, "%02x", d[i]);
+    if (strcmp(got, want) != 0)
+        return ms_err_set(err, MS_ERR_FORMAT,
+                          "%s: corrupt: the sha256 of its %llu data bytes is %.16s..., the header records %.16s... "
+                          "(bytes changed after it was written)",
+                          st->path, (unsigned long long)st->data_len, got, want);
     return MS_OK;
 }
 
@@ -399,21 +450,41 @@ static bool buf_json_str(char **b, size_t *n, size_t *cap, const char *s)
     return buf_put(b, n, cap, "\"", 1);
 }
 
-ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
-                      const char *const *meta_kv, int n_meta, ms_err *err)
+/* sha256 (hex) of the items' data, in order: the data section the writer lays out. */
+static void items_sha256(const ms_st_item *items, int n_items, char out[65])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (int i = 0; i < n_items; i++) {
+        uint64_t numel = 1;
+        for (int k = 0; k < items[i].ndim; k++) numel *= (uint64_t)items[i].shape[k];
+        size_t bytes = (size_t)(numel * ms_st_dtype_size(items[i].dtype));
+        if (bytes) EVP_DigestUpdate(ctx, items[i].data, bytes);
+    }
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dn = 0;
+    EVP_DigestFinal_ex(ctx, d, &dn);
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static ms_status st_write(const char *path, const ms_st_item *items, int n_items, const char *const *meta_kv,
+                          int n_meta, bool keep_prev, ms_err *err)
 {
     char *h = NULL;
     size_t hn = 0, hcap = 0;
+    char sum[65];
+    items_sha256(items, n_items, sum);
     bool ok = buf_put(&h, &hn, &hcap, "{", 1);
-    if (n_meta > 0) {
-        ok = ok && buf_put(&h, &hn, &hcap, "\"__metadata__\":{", 16);
-        for (int i = 0; i < n_meta && ok; i++) {
-            if (i) ok = buf_put(&h, &hn, &hcap, ",", 1);
-            ok = ok && buf_json_str(&h, &hn, &hcap, meta_kv[2 * i]) && buf_put(&h, &hn, &hcap, ":", 1) &&
-                 buf_json_str(&h, &hn, &hcap, meta_kv[2 * i + 1]);
-        }
-        ok = ok && buf_put(&h, &hn, &hcap, "}", 1);
+    ok = ok && buf_put(&h, &hn, &hcap, "\"__metadata__\":{", 16);
+    for (int i = 0; i < n_meta && ok; i++) {
+        if (strcmp(meta_kv[2 * i], MS_ST_CHECKSUM_KEY) == 0) continue; /* ours is written below */
+        ok = buf_json_str(&h, &hn, &hcap, meta_kv[2 * i]) && buf_put(&h, &hn, &hcap, ":", 1) &&
+             buf_json_str(&h, &hn, &hcap, meta_kv[2 * i + 1]) && buf_put(&h, &hn, &hcap, ",", 1);
     }
+    ok = ok && buf_json_str(&h, &hn, &hcap, MS_ST_CHECKSUM_KEY) && buf_put(&h, &hn, &hcap, ":", 1) &&
+         buf_json_str(&h, &hn, &hcap, sum) && buf_put(&h, &hn, &hcap, "}", 1);
+    n_meta = 1; /* the header has a __metadata__ entry: tensors follow a comma */
     uint64_t off = 0;
     uint64_t *sizes = calloc((size_t)n_items + 1, sizeof *sizes);
     if (!sizes) ok = false;
@@ -461,10 +532,29 @@ ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
     free(sizes);
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (fclose(f) != 0) ok = false;
+    if (ok && keep_prev) {
+        /* the previous file becomes path.prev (the fallback if this one is found corrupt); a
+         * crash between the two renames leaves path.prev alone, which the reader falls back to */
+        char prev[4096];
+        snprintf(prev, sizeof prev, "%s.prev", path);
+        if (rename(path, prev) != 0 && errno != ENOENT) ok = false;
+    }
     if (!ok || rename(tmpname, path) != 0) {
         int e = errno;
         unlink(tmpname);
         return ms_err_set(err, MS_ERR_IO, "%s: write failed: %s", path, strerror(e));
     }
     return MS_OK;
+}
+
+ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
+                      const char *const *meta_kv, int n_meta, ms_err *err)
+{
+    return st_write(path, items, n_items, meta_kv, n_meta, false, err);
+}
+
+ms_status ms_st_write_rotate(const char *path, const ms_st_item *items, int n_items,
+                             const char *const *meta_kv, int n_meta, ms_err *err)
+{
+    return st_write(path, items, n_items, meta_kv, n_meta, true, err);
 }

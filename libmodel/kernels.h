@@ -36,6 +36,12 @@ void ms_copy_forward(float *dst, const float *src, size_t n);
 /* out (N,M) row stride ldo = inp (N,K) stride ldi @ w (K,M) stride ldw + bias (M, may be NULL). */
 void ms_matmul_forward(float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
                        const float *bias, int N, int K, int M);
+/* Same, row-invariant: every BLAS call covers exactly `tile` rows (N a multiple of tile; the
+ * forward uses tile = T, one context), single-threaded in BLAS with our threads over tiles, so
+ * an output row does not depend on N, on the thread count or on OpenBLAS's shape-dependent
+ * kernel choice. Call from one thread (it holds OpenBLAS's process-wide thread count at 1). */
+void ms_matmul_forward_tiled(float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
+                             const float *bias, int N, int K, int M, int tile);
 void ms_matmul_forward_naive(float *out, int ldo, const float *inp, int ldi, const float *w,
                              int ldw, const float *bias, int N, int K, int M);
 

@@ -716,6 +716,15 @@ static ms_status hook_point(const ms_model *m, ms_model_acts *a, const ms_forwar
     return MS_OK;
 }
 
+static void matmul_rows(int tile, float *out, int ldo, const float *inp, int ldi, const float *w, int ldw,
+                        const float *bias, int N, int K, int M)
+{
+    if (tile > 0)
+        ms_matmul_forward_tiled(out, ldo, inp, ldi, w, ldw, bias, N, K, M, tile);
+    else
+        ms_matmul_forward(out, ldo, inp, ldi, w, ldw, bias, N, K, M);
+}
+
 #define HOOK(kind)                                                           \
     do {                                                                     \
         ms_status rc_ = hook_point(m, a, opts, l, kind, B, T, &stop, err);  \
@@ -755,6 +764,8 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
     const int C = c->d_model, M = c->d_mlp, H = c->n_heads, D = c->d_head, HD = H * D, V = c->d_vocab;
     bool stop = false;
     int l = 0;
+    /* row-invariant: every GEMM over one context's T rows (see ms_matmul_forward_tiled) */
+    const int row_tile = opts && opts->row_invariant ? T : 0;
     ms_embed_forward(a->layers[0].resid_pre, tokens, m->w.W_E, m->w.W_pos, B, T, C);
     for (l = 0; l < c->n_layers; l++) {
         const ms_layer_params *p = &m->w.blocks[l];
@@ -773,9 +784,9 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
                            Wqkv[which] + ((size_t)h * C + r) * D, (size_t)D * sizeof(float));
             memcpy(a->bqkv + (size_t)which * HD, bqkv[which], (size_t)HD * sizeof(float));
         }
-        ms_matmul_forward(L->qkv, 3 * HD, L->ln1, C, a->wqkv, 3 * HD, a->bqkv, (int)N, C, 3 * HD);
+        matmul_rows(row_tile, L->qkv, 3 * HD, L->ln1, C, a->wqkv, 3 * HD, a->bqkv, (int)N, C, 3 * HD);
         ms_attention_forward(L->z, L->att, L->qkv, B, T, H, D);
-        ms_matmul_forward(L->attn_out, C, L->z, HD, p->W_O, C, p->b_O, (int)N, HD, C);
+        matmul_rows(row_tile, L->attn_out, C, L->z, HD, p->W_O, C, p->b_O, (int)N, HD, C);
         HOOK(MS_HOOK_ATTN_OUT);
         ms_residual_forward(L->resid_mid, L->resid_pre, L->attn_out, N * C);
         HOOK(MS_HOOK_RESID_MID);
@@ -783,7 +794,7 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
             memcpy(L->ln2, L->resid_mid, N * C * sizeof(float));
         else
             ms_layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->resid_mid, p->ln2_w, p->ln2_b, (int)N, C, c->eps);
-        ms_matmul_forward(L->mlp_pre, M, L->ln2, C, p->W_in, M, p->b_in, (int)N, C, M);
+        matmul_rows(row_tile, L->mlp_pre, M, L->ln2, C, p->W_in, M, p->b_in, (int)N, C, M);
         HOOK(MS_HOOK_MLP_PRE);
         if (c->act_fn == MS_ACT_SOLU_LN) {
             ms_solu_forward(L->mlp_mid, L->mlp_pre, (int)N, M);
@@ -797,7 +808,7 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
             ms_act_forward(L->mlp_post, L->mlp_pre, N * M, c->act_fn);
         }
         HOOK(MS_HOOK_MLP_POST);
-        ms_matmul_forward(L->mlp_out, C, L->mlp_post, M, p->W_out, C, p->b_out, (int)N, M, C);
+        matmul_rows(row_tile, L->mlp_out, C, L->mlp_post, M, p->W_out, C, p->b_out, (int)N, M, C);
         HOOK(MS_HOOK_MLP_OUT);
         ms_residual_forward(L->resid_post, L->resid_mid, L->mlp_out, N * C);
         HOOK(MS_HOOK_RESID_POST);

@@ -228,7 +228,8 @@ ms_status ms_train_checkpoint_save(const char *path, const ms_model *m, const fl
     const char *meta[] = {"format", "monosem-train-checkpoint-v1", "step", step, "data_position", pos,
                           "fingerprint", info->fingerprint, "n_ranks", ranks, "config",
                           cfgjson ? cfgjson : "{}"};
-    ms_status st = ms_st_write(path, items, 3 * n, meta, 6, err);
+    /* the replaced checkpoint stays as .prev: the fallback if this one is found corrupt */
+    ms_status st = ms_st_write_rotate(path, items, 3 * n, meta, 6, err);
     free(cfgjson);
     free(items);
     free(names);

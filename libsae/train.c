@@ -241,7 +241,8 @@ static ms_status ckpt_write(const char *path, const ms_sae *sae, const train_sta
     snprintf(ranks, sizeof ranks, "%d", n_ranks);
     const char *meta[] = {"config_hash", cfg->hash, "arch", ms_enum_name("sae.arch", sae->hp.arch),
                           "n_ranks", ranks, "version", MS_VERSION_STRING};
-    return ms_st_write(path, items, (int)(sizeof items / sizeof items[0]), meta, 4, err);
+    /* the replaced checkpoint stays as .prev: the fallback if this one is found corrupt */
+    return ms_st_write_rotate(path, items, (int)(sizeof items / sizeof items[0]), meta, 4, err);
 }
 
 /* Reads an I64 tensor of exactly n elements. */
@@ -608,12 +609,21 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     if (!st) st = ms_mkdirs(out_dir, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
-    int32_t have_ckpt = comm->rank == 0 && ms_path_exists(ckpt_path); /* rank 0 decides */
-    st = ms_comm_bcast(comm, &have_ckpt, sizeof have_ckpt, 0, err);
+    /* rank 0 decides: 0 fresh, 1 the checkpoint, 2 its .prev (the latest is corrupt) */
+    int32_t have_ckpt = 0;
+    if (comm->rank == 0) {
+        int use = 0;
+        st = ms_ckpt_pick(ckpt_path, &use, err);
+        have_ckpt = use;
+    }
+    st = ms_comm_agree(comm, st, err);
+    if (!st) st = ms_comm_bcast(comm, &have_ckpt, sizeof have_ckpt, 0, err);
     if (st) goto done;
     bool resumed = have_ckpt != 0;
     if (resumed) {
-        st = ckpt_read(ckpt_path, &sae, &t, cfg, err);
+        char prev[4096];
+        snprintf(prev, sizeof prev, "%s.prev", ckpt_path);
+        st = ckpt_read(have_ckpt == 2 ? prev : ckpt_path, &sae, &t, cfg, err);
         res->resumed_from = sae.step;
     } else {
         ms_rng_init(&t.rng, (uint64_t)cfg->run.seed, 0x5ae);
@@ -662,7 +672,8 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     if (resumed)
-        ms_log("train: resuming from %s at step %lld of %lld", ckpt_path, (long long)sae.step,
+        ms_log("train: resuming from %s%s at step %lld of %lld", ckpt_path, have_ckpt == 2 ? ".prev" : "",
+               (long long)sae.step,
                (long long)steps);
     ms_log("train: %s d_in %lld d_sae %lld, batch %lld over %d rank(s), %lld steps, %lld rows "
            "in %s",

@@ -394,6 +394,23 @@ void ms_sha256_buf(const void *buf, size_t len, char out[65]);
 /* FNV-1a 64-bit. */
 uint64_t ms_fnv1a64(const void *buf, size_t len, uint64_t h);
 
+/* ===================================================================== output locks */
+/* (io/lock.c) A stage locks its output so that two runs into one place cannot interleave: a
+ * lock file holding "host pid stage time", locked by rank 0 with fcntl (also over NFS). A lock
+ * held by a live process is refused naming its stage, host and pid; a lock file left by a job
+ * that died (kill -9: the kernel dropped the lock, the record stayed) is taken over with a
+ * message naming the dead holder. Other ranks hold nothing. */
+typedef struct ms_lock {
+    int fd; /* rank 0: the locked file; -1 elsewhere or when not held */
+} ms_lock;
+/* COLLECTIVE (comm may be NULL: this process alone). `what` names the output in messages
+ * (e.g. its directory); the lock file's directory must exist. On error (MS_ERR_STATE: in use;
+ * MS_ERR_IO) no rank holds the lock and every rank has the same message. */
+ms_status ms_lock_acquire(ms_lock *l, const char *path, const char *what, const char *stage,
+                          const ms_comm *comm, ms_err *err);
+/* Releases (rank 0 empties the file and closes it). Safe on a lock not held. */
+void ms_lock_release(ms_lock *l);
+
 /* ===================================================================== safetensors */
 /* Reader and writer (io/safetensors.c): 8-byte little-endian header length N, N bytes of JSON
  * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
@@ -463,9 +480,26 @@ typedef struct ms_st_item {
     const void *data;
 } ms_st_item;
 /* Writes items (in order, data 8-byte aligned) and optional metadata key/value pairs to
- * path.tmp.<pid>, fsyncs and renames to path. */
+ * path.tmp.<pid>, fsyncs and renames to path. The metadata also gets MS_ST_CHECKSUM_KEY: the
+ * sha256 (hex) of the whole data section, which ms_st_open verifies (other tools ignore it). */
 ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
                       const char *const *meta_kv, int n_meta, ms_err *err);
+/* Same, keeping the file it replaces as path.prev (checkpoints: the fallback when the latest is
+ * found corrupt; see ms_ckpt_pick). */
+ms_status ms_st_write_rotate(const char *path, const ms_st_item *items, int n_items,
+                             const char *const *meta_kv, int n_meta, ms_err *err);
+#define MS_ST_CHECKSUM_KEY "data_sha256"
+/* Verifies the data section against MS_ST_CHECKSUM_KEY (MS_ERR_FORMAT "...: corrupt: ..."
+ * naming the file); MS_OK when the file records none. ms_st_open calls it. */
+ms_status ms_st_verify(const ms_safetensors *st, ms_err *err);
+
+/* Which checkpoint to resume from (io/checkpoint.c). Not collective (rank 0 decides, then
+ * broadcasts). path is tried first, then path.prev; a file that fails to open or verify, or
+ * carries no checksum, is "corrupt": it is logged with the reason, renamed to path.corrupt (kept
+ * for inspection, never rotated into path.prev), and the previous one is used. *use = 0 none
+ * (start fresh), 1 path, 2 path.prev. Both corrupt (or only a corrupt one) is MS_ERR_STATE
+ * naming both reasons. */
+ms_status ms_ckpt_pick(const char *path, int *use, ms_err *err);
 
 /* ===================================================================== activations store */
 /* activations.h5 (io/actstore.c; layout in docs/formats.md): /acts (N,d) float16|float32
@@ -637,7 +671,8 @@ uint64_t ms_splitmix64(uint64_t *state);
 
 /* Token shard file (little-endian): 32-byte header
  *   char magic[8] = "MSTOKENS"; uint32 version = 1; uint32 dtype = bytes per token (2 or 4);
- *   uint64 count (tokens); uint64 reserved = 0
+ *   uint64 count (tokens); uint64 checksum = first 8 bytes of sha256 of the token bytes read as
+ *   a little-endian integer (0 = none: written before checksums)
  * then count tokens of dtype bytes each. A document is preceded by <|endoftext|>. */
 #define MS_TOKSHARD_MAGIC "MSTOKENS"
 #define MS_TOKSHARD_VERSION 1u
@@ -700,7 +735,12 @@ typedef struct ms_tokshard {
     char *path;
     int dtype_bytes;
     int64_t count;
+    uint64_t sum;  /* header bytes 24..31: first 8 bytes of sha256(token bytes); 0 = none */
+    bool verified; /* set by the first read (which verifies the whole shard) */
 } ms_tokshard;
+/* Verifies the token bytes against the header's checksum (MS_ERR_FORMAT "...: corrupt: ...");
+ * the first ms_tokshard_read of a handle does it, so a rank checks the shards it reads. */
+ms_status ms_tokshard_verify(const ms_tokshard *s, ms_err *err);
 ms_status ms_tokshard_open(ms_tokshard *s, const char *path, ms_err *err);
 /* Reads tokens [start, start+n) widened to int32. */
 ms_status ms_tokshard_read(const ms_tokshard *s, int64_t start, int64_t n, int32_t *out,

@@ -228,6 +228,11 @@ typedef struct ms_forward_opts {
     int n_captures;
     const ms_hook_replace *replaces; /* run in order at their hook */
     int n_replaces;
+    /* Every output row bitwise independent of B, of the thread count and of OpenBLAS's
+     * shape-dependent kernel choice (each GEMM covers one context; a little slower). Up to the
+     * unembedding (the logits GEMM is not tiled). Used by generate, whose rows must not depend
+     * on which rank or batch computed them. */
+    bool row_invariant;
 } ms_forward_opts;
 
 /* Activations of one forward, one slab allocated once for (B,T) (llm.c style): everything a

@@ -1,0 +1,75 @@
+/* Which outputs each stage locks (io/lock.c) before it runs: two runs into one output cannot
+ * interleave (metrics.jsonl, checkpoints, shards, the activations file). */
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+#define LOCK_NAME ".monosem.lock"
+
+/* Creates dir (rank 0) and locks dir/file. COLLECTIVE. */
+static ms_status lock_in(const ms_app *app, const char *dir, const char *file, const char *what, ms_lock *l,
+                         ms_err *err)
+{
+    ms_status st = MS_OK;
+    if (app->comm.rank == 0) st = ms_mkdirs(dir, err);
+    st = ms_comm_agree(&app->comm, st, err);
+    if (st) return st;
+    char *path = ms_path_join(dir, file);
+    if (!path) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    st = ms_comm_agree(&app->comm, st, err);
+    if (st) return st;
+    st = ms_lock_acquire(l, path, what, app->stage, &app->comm, err);
+    free(path);
+    return st;
+}
+
+ms_status ms_app_lock_outputs(const ms_app *app, const char *stage, ms_lock *locks, int *n, ms_err *err)
+{
+    *n = 0;
+    if (!app->have_cfg) return MS_OK;
+    const ms_config *c = &app->cfg;
+    ms_status st = MS_OK;
+    if (strcmp(stage, "tokenize") == 0 || (strcmp(stage, "generate") == 0 && c->corpus.n_paths > 0)) {
+        st = lock_in(app, c->corpus.token_dir, LOCK_NAME, c->corpus.token_dir, &locks[*n], err);
+        if (st) return st;
+        (*n)++;
+    }
+    if (strcmp(stage, "generate") == 0) {
+        /* <out>.lock beside the file: other activation files in the same directory stay free */
+        char *d = strdup(c->generate.out), *b = strdup(c->generate.out);
+        char *lk = d && b ? malloc(strlen(b) + 8) : NULL;
+        if (lk) snprintf(lk, strlen(b) + 8, ".%s.lock", basename(b));
+        st = lk ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        st = ms_comm_agree(&app->comm, st, err);
+        if (!st) st = lock_in(app, dirname(d), lk, c->generate.out, &locks[*n], err);
+        free(d), free(b), free(lk);
+        if (st) goto fail;
+        (*n)++;
+    }
+    if (strcmp(stage, "train-model") == 0) {
+        char *dir = ms_path_join(c->run.out_dir, "train_model");
+        st = dir ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        st = ms_comm_agree(&app->comm, st, err);
+        if (!st) st = lock_in(app, dir, LOCK_NAME, dir, &locks[*n], err);
+        free(dir);
+        if (st) goto fail;
+        (*n)++;
+    }
+    if (strcmp(stage, "train") == 0) {
+        st = lock_in(app, c->sae.out_dir, LOCK_NAME, c->sae.out_dir, &locks[*n], err);
+        if (st) goto fail;
+        (*n)++;
+    }
+    return MS_OK;
+fail:
+    ms_app_unlock(locks, *n);
+    *n = 0;
+    return st;
+}
+
+void ms_app_unlock(ms_lock *locks, int n)
+{
+    for (int i = n - 1; i >= 0; i--) ms_lock_release(&locks[i]);
+}
