@@ -35,8 +35,8 @@ const ms_stage ms_stages[] = {
      .usage = "train job.yaml", .needs_job = true, .record = true, .run = ms_stage_train},
     {.name = "eval", .summary = "loss recovered, MSE/FVU, L0, dead and ultralow features, density histogram",
      .usage = "eval job.yaml", .needs_job = true, .record = true},
-    {.name = "analyze", .summary = "top-activating contexts, logit effects, feature splitting, HTML dashboard",
-     .usage = "analyze job.yaml", .needs_job = true, .record = true},
+    {.name = "analyze", .summary = "what every feature and neuron responds to: top/interval contexts, logit effects, measures",
+     .usage = "analyze job.yaml", .needs_job = true, .record = true, .run = ms_stage_analyze},
     {.name = "run", .summary = "every pipeline stage of the job in order (skips finished ones)",
      .usage = "run job.yaml", .needs_job = true, .run = ms_stage_run},
 };
