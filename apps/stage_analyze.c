@@ -354,10 +354,11 @@ static ms_status az_finish_dict(az *a, int di, const int64_t *top_ids64, const f
         st = ms_analysis_measures(&dc->an, a->logits_ok ? tid : NULL, L, dc->top_token, dc->measure[0],
                                   dc->measure[1], dc->measure[2], err);
     int64_t hist[20];
-    double hi[N_MEASURES] = {1, cfg->analyze.top_k > 1 ? (double)cfg->analyze.top_k : 2, 1},
-           lo[N_MEASURES] = {0, 1, 0};
-    for (int m = 0; !st && m < N_MEASURES; m++)
-        st = ms_measure_summarize(dc->measure[m], U, lo[m], hi[m], 20, hist, &dc->summary[m], err);
+    for (int m = 0; !st && m < N_MEASURES; m++) {
+        double lo, hi;
+        ms_measure_range(m, &dc->an.o, &lo, &hi);
+        st = ms_measure_summarize(dc->measure[m], U, lo, hi, 20, hist, &dc->summary[m], err);
+    }
     dc->alive = 0;
     for (int64_t u = 0; !st && u < U; u++) {
         dc->alive += dc->an.count[u] > 0;
@@ -450,7 +451,8 @@ static void az_report(az *a)
     ms_log("%s", line);
     /* the distributions themselves: 10 bins, % of alive units */
     for (int m = 0; m < N_MEASURES; m++) {
-        double lo = m == 1 ? 1 : 0, hi = m == 1 ? (a->cfg->analyze.top_k > 1 ? (double)a->cfg->analyze.top_k : 2) : 1;
+        double lo, hi;
+        ms_measure_range(m, &a->dicts[0].an.o, &lo, &hi);
         for (int i = 0; i < a->n_dicts; i++) {
             int64_t h[10];
             ms_measure_summary s;

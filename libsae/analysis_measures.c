@@ -6,72 +6,94 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct tokmass {
-    int32_t tok;
-    double mass;
-} tokmass;
+typedef struct sample {
+    int64_t pos;
+    int32_t tok, next;
+    double act;
+} sample;
 
-static int tokmass_cmp(const void *x, const void *y)
+static int by_pos(const void *x, const void *y)
 {
-    const tokmass *a = x, *b = y;
+    const sample *a = x, *b = y;
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
+static int by_tok(const void *x, const void *y)
+{
+    const sample *a = x, *b = y;
     return (a->tok > b->tok) - (a->tok < b->tok);
+}
+
+/* The unit's sample: its top-k and its interval samples (all of its activation range: the top-k
+ * alone is degenerate when the strongest token simply repeats), each position once. */
+static int pool(const ms_analysis *a, int64_t u, sample *s)
+{
+    const int W = (int)a->o.window;
+    int n = 0;
+    const ms_topk *sets[2] = {&a->top, &a->iv};
+    int64_t first[2] = {u, u * a->o.intervals}, count[2] = {1, a->o.intervals};
+    for (int k = 0; k < 2; k++)
+        for (int64_t slot = first[k]; slot < first[k] + count[k]; slot++)
+            for (int i = 0; i < sets[k]->n[slot]; i++) {
+                ms_topk_entry *e = ms_topk_at(sets[k], slot, i);
+                s[n++] = (sample){e->pos, ms_topk_entry_tokens(sets[k], e)[W], e->next, e->act};
+            }
+    qsort(s, (size_t)n, sizeof *s, by_pos);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (m == 0 || s[m - 1].pos != s[i].pos) s[m++] = s[i];
+    return m;
 }
 
 ms_status ms_analysis_measures(const ms_analysis *a, const int32_t *logit_top_ids, int n_logits,
                                int32_t *top_token, float *top_token_share, float *eff_tokens,
                                float *logit_agreement, ms_err *err)
 {
-    const ms_topk *t = &a->top;
-    tokmass *tm = malloc(((size_t)t->k + 1) * sizeof *tm);
-    if (!tm) return ms_err_set(err, MS_ERR_NOMEM, "analysis measures: out of memory");
-    const int W = (int)a->o.window;
+    size_t cap = (size_t)a->o.top_k + (size_t)(a->o.intervals * a->o.interval_samples) + 1;
+    sample *s = malloc(cap * sizeof *s);
+    if (!s) return ms_err_set(err, MS_ERR_NOMEM, "analysis measures: out of memory");
     for (int64_t u = 0; u < a->n_units; u++) {
-        int n = t->n[u];
         top_token[u] = -1;
         top_token_share[u] = eff_tokens[u] = logit_agreement[u] = NAN;
+        int n = pool(a, u, s);
         if (n == 0) continue;
-        /* activation mass per activating token id (the window's centre) */
-        double total = 0;
-        for (int i = 0; i < n; i++) {
-            ms_topk_entry *e = ms_topk_at(t, u, i);
-            tm[i].tok = ms_topk_entry_tokens(t, e)[W];
-            tm[i].mass = e->act;
-            total += e->act;
-        }
-        qsort(tm, (size_t)n, sizeof *tm, tokmass_cmp);
-        int m = 0; /* merge equal ids (sorted, so ties in mass go to the smaller id) */
-        for (int i = 0; i < n; i++) {
-            if (m > 0 && tm[m - 1].tok == tm[i].tok) tm[m - 1].mass += tm[i].mass;
-            else tm[m++] = tm[i];
-        }
-        double best = -1, H = 0;
-        for (int i = 0; i < m; i++) {
-            if (tm[i].mass > best) {
-                best = tm[i].mass;
-                top_token[u] = tm[i].tok;
-            }
-            double p = tm[i].mass / total;
-            if (p > 0) H -= p * log(p);
-        }
-        top_token_share[u] = (float)(best / total);
-        eff_tokens[u] = (float)exp(H);
+        /* logit agreement first (needs the samples before they are merged by token) */
         if (logit_top_ids) {
             const int32_t *ids = logit_top_ids + u * (int64_t)n_logits;
             int with_next = 0, hit = 0;
             for (int i = 0; i < n; i++) {
-                int32_t y = ms_topk_at(t, u, i)->next;
-                if (y < 0) continue;
+                if (s[i].next < 0) continue;
                 with_next++;
                 for (int j = 0; j < n_logits; j++)
-                    if (ids[j] == y) {
+                    if (ids[j] == s[i].next) {
                         hit++;
                         break;
                     }
             }
             if (with_next > 0) logit_agreement[u] = (float)hit / (float)with_next;
         }
+        /* activation mass per token id (sorted, so ties in mass go to the smaller id) */
+        double total = 0;
+        for (int i = 0; i < n; i++) total += s[i].act;
+        qsort(s, (size_t)n, sizeof *s, by_tok);
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (m > 0 && s[m - 1].tok == s[i].tok) s[m - 1].act += s[i].act;
+            else s[m++] = s[i];
+        }
+        double best = -1, H = 0;
+        for (int i = 0; i < m; i++) {
+            if (s[i].act > best) {
+                best = s[i].act;
+                top_token[u] = s[i].tok;
+            }
+            double p = s[i].act / total;
+            if (p > 0) H -= p * log(p);
+        }
+        top_token_share[u] = (float)(best / total);
+        eff_tokens[u] = (float)exp(H);
     }
-    free(tm);
+    free(s);
     return MS_OK;
 }
 
@@ -112,4 +134,12 @@ ms_status ms_measure_summarize(const float *v, int64_t n, double lo, double hi, 
     out->q75 = m ? quantile(s, m, 0.75) : NAN;
     free(s);
     return MS_OK;
+}
+
+void ms_measure_range(int m, const ms_analysis_opts *o, double *lo, double *hi)
+{
+    /* eff_tokens runs from 1 to the sample size; the other two are fractions */
+    double n = (double)(o->top_k + o->intervals * o->interval_samples);
+    *lo = m == 1 ? 1.0 : 0.0;
+    *hi = m == 1 ? (n > 1 ? n : 2.0) : 1.0;
 }

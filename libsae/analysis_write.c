@@ -94,7 +94,8 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
     /* distributions of the measures over alive units */
     static const char *const mnames[3] = {"top_token_share", "eff_tokens", "logit_agreement"};
     const float *mvals[3] = {x->top_token_share, x->eff_tokens, x->logit_agreement};
-    double lo[3] = {0, 1, 0}, hi[3] = {1, K > 1 ? (double)K : 2, 1};
+    double lo[3], hi[3];
+    for (int m = 0; m < 3; m++) ms_measure_range(m, &a->o, &lo[m], &hi[m]);
     int64_t mhist[3][MEASURE_BINS];
     float medges[3][MEASURE_BINS + 1];
     char med_s[3][32], hname[3][48], ename[3][48], mkey[3][48];

@@ -28,6 +28,7 @@ corpus: {format: text, paths: ["$x/corpus/*.txt"], delimiter: "===", context: 32
 tokenizer: {vocab: $x/tok/vocab.json, merges: $x/tok/merges.txt}
 model: {dir: $x/model, hook: blocks.0.mlp.hook_post}
 sae: {out_dir: $x/sae, d_sae: 96}
+generate: {sample_per_context: 8}
 analyze: {tokens: 1300, batch: 4, top_k: 6, context_window: 3, intervals: 11, interval_samples: 3,
           hist_bins: 16, n_logits: 5}
 EOT

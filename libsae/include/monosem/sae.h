@@ -372,7 +372,8 @@ void ms_analysis_scan_intervals(ms_analysis *a, const float *acts, const int32_t
 /* COLLECTIVE. Sums histograms and interval counts; merges interval samples onto rank 0. */
 ms_status ms_analysis_reduce_intervals(ms_analysis *a, const ms_comm *comm, ms_err *err);
 
-/* Monosemanticity measures of every unit from its (sorted) top-k (docs/analysis.md):
+/* Monosemanticity measures of every unit from its sample = its top-k and interval samples, each
+ * position once (rank 0 after both reduces; docs/analysis.md):
  * top_token (U), top_token_share (U), eff_tokens (U), and, when logit_top_ids (U, n_logits) is
  * non-NULL, logit_agreement (U) (NaN otherwise). Dead units: NaN, top_token -1. */
 ms_status ms_analysis_measures(const ms_analysis *a, const int32_t *logit_top_ids, int n_logits,
@@ -388,6 +389,12 @@ typedef struct ms_measure_summary {
 } ms_measure_summary;
 ms_status ms_measure_summarize(const float *v, int64_t n, double lo, double hi, int n_bins,
                                int64_t *hist, ms_measure_summary *out, ms_err *err);
+
+/* The measures in order, and the fixed histogram range of measure m: top_token_share and
+ * logit_agreement [0, 1], eff_tokens [1, top_k + intervals * interval_samples]. */
+#define MS_N_MEASURES 3
+#define MS_MEASURE_BINS 20
+void ms_measure_range(int m, const ms_analysis_opts *o, double *lo, double *hi);
 
 /* Everything analysis.h5 holds besides the ms_analysis (docs/analysis.md). NULL logit arrays:
  * no logit datasets. attr_kv: n_attr string pairs added to the root. */
