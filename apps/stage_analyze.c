@@ -31,9 +31,12 @@ typedef struct dict {
     /* rank 0, after the analysis: measures and their medians */
     int32_t *top_token;
     float *measure[N_MEASURES];
-    ms_measure_summary summary[N_MEASURES];
+    ms_measure_summary summary[N_MEASURES];     /* alive units outside the ultralow cluster */
+    ms_measure_summary summary_all[N_MEASURES]; /* every alive unit */
     ms_measure_summary density;
-    int64_t alive;
+    int64_t alive, ultralow;
+    double ultralow_cut;
+    uint8_t *is_ultralow; /* (U) */
 } dict;
 
 static const char *const measure_names[N_MEASURES] = {"top_token_share", "eff_tokens", "logit_agreement"};
@@ -74,6 +77,7 @@ static void az_free(az *a)
         free(d->f);
         free(d->dirs);
         free(d->top_token);
+        free(d->is_ultralow);
         for (int m = 0; m < N_MEASURES; m++) free(d->measure[m]);
     }
     free(a->dicts);
@@ -354,16 +358,27 @@ static ms_status az_finish_dict(az *a, int di, const int64_t *top_ids64, const f
         st = ms_analysis_measures(&dc->an, a->logits_ok ? tid : NULL, L, dc->top_token, dc->measure[0],
                                   dc->measure[1], dc->measure[2], err);
     int64_t hist[20];
+    /* the ultralow cluster (if any) is set apart from the distributions, as the paper does */
+    dc->is_ultralow = calloc((size_t)U + 1, 1);
+    float *kept = malloc((size_t)U * sizeof *kept + 1);
+    if (!st && (!dc->is_ultralow || !kept)) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    dc->ultralow_cut = st ? 0 : ms_ultralow_cut(dc->an.count, U, dc->an.tokens);
+    dc->alive = dc->ultralow = 0;
+    for (int64_t u = 0; !st && u < U; u++) {
+        double den = (double)dc->an.count[u] / (double)dc->an.tokens;
+        dc->alive += dc->an.count[u] > 0;
+        dc->is_ultralow[u] = dc->an.count[u] > 0 && den < dc->ultralow_cut;
+        dc->ultralow += dc->is_ultralow[u];
+        dens[u] = dc->an.count[u] > 0 && !dc->is_ultralow[u] ? (float)den : NAN;
+    }
     for (int m = 0; !st && m < N_MEASURES; m++) {
         double lo, hi;
         ms_measure_range(m, &dc->an.o, &lo, &hi);
-        st = ms_measure_summarize(dc->measure[m], U, lo, hi, 20, hist, &dc->summary[m], err);
+        for (int64_t u = 0; u < U; u++) kept[u] = dc->is_ultralow[u] ? NAN : dc->measure[m][u];
+        st = ms_measure_summarize(kept, U, lo, hi, 20, hist, &dc->summary[m], err);
+        if (!st) st = ms_measure_summarize(dc->measure[m], U, lo, hi, 20, hist, &dc->summary_all[m], err);
     }
-    dc->alive = 0;
-    for (int64_t u = 0; !st && u < U; u++) {
-        dc->alive += dc->an.count[u] > 0;
-        dens[u] = dc->an.count[u] > 0 ? (float)((double)dc->an.count[u] / (double)dc->an.tokens) : NAN;
-    }
+    free(kept);
     if (!st) st = ms_measure_summarize(dens, U, 0, 1, 20, hist, &dc->density, err);
     char s_tokens[32], s_nctx[32], s_ctx[32], s_k[32], s_w[32], s_i[32], s_s[32], s_nb[32], s_L[32], s_seed[32],
         s_ln[32], s_dead[32];
@@ -386,7 +401,8 @@ static ms_status az_finish_dict(az *a, int di, const int64_t *top_ids64, const f
                         "intervals", s_i, "interval_samples", s_s, "hist_bins", s_nb, "n_logits", s_L,
                         "seed", s_seed, "ln_scale", s_ln, "dead", s_dead, "config_hash", cfg->hash,
                         "version", MS_VERSION_STRING};
-    ms_analysis_extra x = {.n_logits = L, .top_token = dc->top_token, .top_token_share = dc->measure[0],
+    ms_analysis_extra x = {.n_logits = L, .top_token = dc->top_token, .ultralow = dc->is_ultralow,
+                           .ultralow_cut = dc->ultralow_cut, .top_token_share = dc->measure[0],
                            .eff_tokens = dc->measure[1], .logit_agreement = dc->measure[2],
                            .vocab_offsets = voff, .vocab_bytes = vbytes, .n_vocab = nv,
                            .attr_kv = kv, .n_attr = (int)(sizeof kv / sizeof kv[0] / 2)};
@@ -413,58 +429,85 @@ static ms_status az_finish_dict(az *a, int di, const int64_t *top_ids64, const f
     return st;
 }
 
-/* Rank 0: the comparison table (medians [quartiles] over alive units) and the run record. */
+/* Rank 0: the comparison table (medians [quartiles] over alive units outside the ultralow
+ * cluster; the same over every alive unit), histograms, and the run record. */
 static void az_report(az *a)
 {
     ms_runrec *rec = &a->app->rec;
-    char line[512];
+    char line[1024], key[160], cell[96];
     int n = snprintf(line, sizeof line, "  %-17s", "measure");
-    for (int i = 0; i < a->n_dicts; i++)
-        n += snprintf(line + n, sizeof line - (size_t)n, " %-28s", a->dicts[i].name);
-    ms_log("analyze: features vs neurons, median [q25, q75] over alive units (docs/analysis.md)");
+    for (int i = 0; i < a->n_dicts; i++) n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", a->dicts[i].name);
+    ms_log("analyze: features vs neurons, median [q25, q75] over alive units outside the ultralow cluster "
+           "(docs/analysis.md)");
     ms_log("%s", line);
     for (int m = 0; m <= N_MEASURES; m++) {
-        n = snprintf(line, sizeof line, "  %-17s", m < N_MEASURES ? measure_names[m] : "density");
+        const char *mname = m < N_MEASURES ? measure_names[m] : "density";
+        n = snprintf(line, sizeof line, "  %-17s", mname);
         for (int i = 0; i < a->n_dicts; i++) {
-            const ms_measure_summary *s = m < N_MEASURES ? &a->dicts[i].summary[m] : &a->dicts[i].density;
-            char cell[64];
+            const dict *dc = &a->dicts[i];
+            const ms_measure_summary *s = m < N_MEASURES ? &dc->summary[m] : &dc->density;
             snprintf(cell, sizeof cell, "%.3g [%.3g, %.3g]", s->median, s->q25, s->q75);
-            n += snprintf(line + n, sizeof line - (size_t)n, " %-28s", cell);
-            char key[160];
-            snprintf(key, sizeof key, "analyze.%s.median_%s", a->dicts[i].name,
-                     m < N_MEASURES ? measure_names[m] : "density");
+            n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", cell);
+            snprintf(key, sizeof key, "analyze.%s.median_%s", dc->name, mname);
             ms_runrec_fact(rec, key, "%.6g", s->median);
+            if (m < N_MEASURES) {
+                snprintf(key, sizeof key, "analyze.%s.median_all_%s", dc->name, mname);
+                ms_runrec_fact(rec, key, "%.6g", dc->summary_all[m].median);
+            }
         }
         ms_log("%s", line);
     }
-    n = snprintf(line, sizeof line, "  %-17s", "alive");
+    n = snprintf(line, sizeof line, "  %-17s", "units kept");
     for (int i = 0; i < a->n_dicts; i++) {
-        char cell[64];
-        snprintf(cell, sizeof cell, "%" PRId64 " of %" PRId64, a->dicts[i].alive, a->dicts[i].U);
-        n += snprintf(line + n, sizeof line - (size_t)n, " %-28s", cell);
-        char key[160];
-        snprintf(key, sizeof key, "analyze.%s.alive", a->dicts[i].name);
-        ms_runrec_fact(rec, key, "%" PRId64 " of %" PRId64, a->dicts[i].alive, a->dicts[i].U);
-        snprintf(key, sizeof key, "analyze.%s.out", a->dicts[i].name);
-        ms_runrec_fact(rec, key, "%s", a->dicts[i].out_path);
+        const dict *dc = &a->dicts[i];
+        snprintf(cell, sizeof cell, "%" PRId64 " of %" PRId64 " (%" PRId64 " dead)", dc->alive - dc->ultralow, dc->U,
+                 dc->U - dc->alive);
+        n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", cell);
+        snprintf(key, sizeof key, "analyze.%s.alive", dc->name);
+        ms_runrec_fact(rec, key, "%" PRId64 " of %" PRId64, dc->alive, dc->U);
+        snprintf(key, sizeof key, "analyze.%s.ultralow", dc->name);
+        ms_runrec_fact(rec, key, "%" PRId64 " below density %.3g", dc->ultralow, dc->ultralow_cut);
+        snprintf(key, sizeof key, "analyze.%s.out", dc->name);
+        ms_runrec_fact(rec, key, "%s", dc->out_path);
     }
     ms_log("%s", line);
-    /* the distributions themselves: 10 bins, % of alive units */
+    n = snprintf(line, sizeof line, "  %-17s", "ultralow cluster");
+    for (int i = 0; i < a->n_dicts; i++) {
+        const dict *dc = &a->dicts[i];
+        if (dc->ultralow_cut > 0) snprintf(cell, sizeof cell, "%" PRId64 " below %.2g", dc->ultralow, dc->ultralow_cut);
+        else snprintf(cell, sizeof cell, "none");
+        n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", cell);
+    }
+    ms_log("%s", line);
+    n = snprintf(line, sizeof line, "  all alive units:");
+    for (int m = 0; m < N_MEASURES; m++) {
+        n += snprintf(line + n, sizeof line - (size_t)n, " %s", measure_names[m]);
+        for (int i = 0; i < a->n_dicts; i++)
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.3g", i ? ", " : " ", a->dicts[i].name,
+                          a->dicts[i].summary_all[m].median);
+        if (m < N_MEASURES - 1) n += snprintf(line + n, sizeof line - (size_t)n, ";");
+    }
+    ms_log("%s", line);
+    /* the distributions themselves (kept units): 10 bins, % of units */
     for (int m = 0; m < N_MEASURES; m++) {
         double lo, hi;
         ms_measure_range(m, &a->dicts[0].an.o, &lo, &hi);
         for (int i = 0; i < a->n_dicts; i++) {
+            const dict *dc = &a->dicts[i];
             int64_t h[10];
             ms_measure_summary s;
             ms_err e = {0};
-            if (ms_measure_summarize(a->dicts[i].measure[m], a->dicts[i].U, lo, hi, 10, h, &s, &e)) continue;
-            n = snprintf(line, sizeof line, "  %-17s %-8s [%g..%g] %%:", i == 0 ? measure_names[m] : "",
-                         a->dicts[i].name, lo, hi);
+            float *kept = malloc((size_t)dc->U * sizeof *kept + 1);
+            if (!kept) continue;
+            for (int64_t u = 0; u < dc->U; u++) kept[u] = dc->is_ultralow[u] ? NAN : dc->measure[m][u];
+            ms_status st = ms_measure_summarize(kept, dc->U, lo, hi, 10, h, &s, &e);
+            free(kept);
+            if (st) continue;
+            n = snprintf(line, sizeof line, "  %-17s %-8s [%g..%g] %%:", i == 0 ? measure_names[m] : "", dc->name, lo, hi);
             for (int b = 0; b < 10; b++)
                 n += snprintf(line + n, sizeof line - (size_t)n, " %3.0f", s.n ? 100.0 * (double)h[b] / (double)s.n : 0);
             ms_log("%s", line);
-            char key[160];
-            snprintf(key, sizeof key, "analyze.%s.hist_%s", a->dicts[i].name, measure_names[m]);
+            snprintf(key, sizeof key, "analyze.%s.hist_%s", dc->name, measure_names[m]);
             ms_runrec_fact(rec, key, "%s", strchr(line, ':') + 1);
         }
     }

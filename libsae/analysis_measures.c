@@ -143,3 +143,50 @@ void ms_measure_range(int m, const ms_analysis_opts *o, double *lo, double *hi)
     *lo = m == 1 ? 1.0 : 0.0;
     *hi = m == 1 ? (n > 1 ? n : 2.0) : 1.0;
 }
+
+double ms_ultralow_cut(const int64_t *count, int64_t n, int64_t tokens)
+{
+    /* Otsu's threshold on log10(density) of the alive units over 128 bins between their min and
+     * max: the cut maximising the between-class variance. A cluster only when the two classes'
+     * mean log-densities are at least one decade apart. */
+    enum { NB = 128 };
+    double lo = INFINITY, hi = -INFINITY;
+    int64_t alive = 0;
+    for (int64_t u = 0; u < n; u++)
+        if (count[u] > 0) {
+            double x = log10((double)count[u] / (double)tokens);
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+            alive++;
+        }
+    if (alive < 2 || hi - lo < 1.0) return 0.0;
+    int64_t h[NB] = {0};
+    double sx[NB] = {0};
+    for (int64_t u = 0; u < n; u++)
+        if (count[u] > 0) {
+            double x = log10((double)count[u] / (double)tokens);
+            int b = (int)floor((x - lo) / (hi - lo) * NB);
+            b = b < 0 ? 0 : b > NB - 1 ? NB - 1 : b;
+            h[b]++;
+            sx[b] += x;
+        }
+    double total = 0;
+    for (int b = 0; b < NB; b++) total += sx[b];
+    double best = -1, cut = 0, w0 = 0, s0 = 0, m0b = 0, m1b = 0;
+    for (int b = 0; b < NB - 1; b++) {
+        w0 += (double)h[b];
+        s0 += sx[b];
+        double w1 = (double)alive - w0;
+        if (w0 == 0 || w1 == 0) continue;
+        double m0 = s0 / w0, m1 = (total - s0) / w1;
+        double between = w0 * w1 * (m0 - m1) * (m0 - m1);
+        if (between > best) {
+            best = between;
+            cut = lo + (hi - lo) * (b + 1) / NB;
+            m0b = m0;
+            m1b = m1;
+        }
+    }
+    if (best < 0 || m1b - m0b < 1.0) return 0.0;
+    return pow(10.0, cut);
+}

@@ -96,12 +96,19 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
     const float *mvals[3] = {x->top_token_share, x->eff_tokens, x->logit_agreement};
     double lo[3], hi[3];
     for (int m = 0; m < 3; m++) ms_measure_range(m, &a->o, &lo[m], &hi[m]);
-    int64_t mhist[3][MEASURE_BINS];
+    int64_t mhist[3][MEASURE_BINS], scratch[MEASURE_BINS];
     float medges[3][MEASURE_BINS + 1];
-    char med_s[3][32], hname[3][48], ename[3][48], mkey[3][48];
+    char med_s[3][32], meda_s[3][32], hname[3][48], ename[3][48], mkey[3][48], makey[3][48];
+    /* the distributions leave the ultralow cluster out (as the paper); median_all_* keep it */
+    float *kept = malloc((size_t)U * sizeof *kept + 1);
+    if (!st && !kept) st = ms_err_set(err, MS_ERR_NOMEM, "analysis write: out of memory");
     for (int m = 0; !st && m < 3; m++) {
-        ms_measure_summary sum;
-        st = ms_measure_summarize(mvals[m], U, lo[m], hi[m], MEASURE_BINS, mhist[m], &sum, err);
+        ms_measure_summary sum, all;
+        for (int64_t u = 0; u < U; u++) kept[u] = x->ultralow && x->ultralow[u] ? NAN : mvals[m][u];
+        st = ms_measure_summarize(kept, U, lo[m], hi[m], MEASURE_BINS, mhist[m], &sum, err);
+        if (!st) st = ms_measure_summarize(mvals[m], U, lo[m], hi[m], MEASURE_BINS, scratch, &all, err);
+        snprintf(meda_s[m], sizeof meda_s[m], "%.6g", all.median);
+        snprintf(makey[m], sizeof makey[m], "median_all_%s", mnames[m]);
         for (int b = 0; b <= MEASURE_BINS; b++) medges[m][b] = (float)(lo[m] + (hi[m] - lo[m]) * b / MEASURE_BINS);
         snprintf(med_s[m], sizeof med_s[m], "%.6g", sum.median);
         snprintf(hname[m], sizeof hname[m], "measure_hist_%s", mnames[m]);
@@ -137,6 +144,7 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
             it[n++] = item("logit_bottom", MS_ST_F32, x->logit_bottom, 2, U, L, 0, 0);
         }
         it[n++] = item("top_token", MS_ST_I32, x->top_token, 1, U, 0, 0, 0);
+        if (x->ultralow) it[n++] = item("ultralow", MS_ST_U8, x->ultralow, 1, U, 0, 0, 0);
         it[n++] = item("top_token_share", MS_ST_F32, x->top_token_share, 1, U, 0, 0, 0);
         it[n++] = item("eff_tokens", MS_ST_F32, x->eff_tokens, 1, U, 0, 0, 0);
         it[n++] = item("logit_agreement", MS_ST_F32, x->logit_agreement, 1, U, 0, 0, 0);
@@ -151,7 +159,7 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
     }
     const char *kv[2 * MAX_ATTRS];
     int na = 0;
-    for (int i = 0; i < x->n_attr && na < MAX_ATTRS - 4; i++, na++) {
+    for (int i = 0; i < x->n_attr && na < MAX_ATTRS - 8; i++, na++) {
         kv[2 * na] = x->attr_kv[2 * i];
         kv[2 * na + 1] = x->attr_kv[2 * i + 1];
     }
@@ -159,7 +167,19 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
         kv[2 * na] = mkey[m];
         kv[2 * na + 1] = med_s[m];
     }
+    for (int m = 0; m < 3 && na < MAX_ATTRS; m++, na++) {
+        kv[2 * na] = makey[m];
+        kv[2 * na + 1] = meda_s[m];
+    }
+    char cut_s[32];
+    snprintf(cut_s, sizeof cut_s, "%.6g", x->ultralow_cut);
+    if (na < MAX_ATTRS) {
+        kv[2 * na] = "ultralow_cut";
+        kv[2 * na + 1] = cut_s;
+        na++;
+    }
     if (!st) st = ms_h5_write_tensors(path, it, n, kv, na, err);
+    free(kept);
     free(density);
     free(mean);
     free(edges);

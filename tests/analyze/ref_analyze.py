@@ -326,10 +326,31 @@ def check_file(d, path, kind):
         ok = ok and ttop[u] == best and (np.isnan(ag) and np.isnan(agree[u]) or abs(agree[u] - ag) < 1e-6)
         bad_m += not ok
     check(bad_m == 0, f"measures recomputed from the top-k ({bad_m} units differ)")
-    med = np.nanmedian(share)
-    check(abs(float(attr(f, "median_top_token_share")) - med) < 1e-5, "median_top_token_share attribute")
+    # ---- the ultralow cluster: Otsu on log10 density, kept when the classes are a decade apart
+    cut = float(attr(f, "ultralow_cut"))
+    alive = cnt > 0
+    ld = np.log10(cnt[alive] / (n_ctx * T))
+    want_cut = 0.0
+    if alive.sum() >= 2 and ld.max() - ld.min() >= 1:
+        lo_, hi_ = ld.min(), ld.max()
+        b = np.clip(np.floor((ld - lo_) / (hi_ - lo_) * 128).astype(int), 0, 127)
+        best = -1
+        for k in range(127):
+            c0, c1 = ld[b <= k], ld[b > k]
+            if len(c0) and len(c1):
+                bv = len(c0) * len(c1) * (c0.mean() - c1.mean()) ** 2
+                if bv > best * (1 + 1e-12):
+                    best, kc, gap = bv, k, c1.mean() - c0.mean()
+        if best >= 0 and gap >= 1:
+            want_cut = 10 ** (lo_ + (hi_ - lo_) * (kc + 1) / 128)
+    check(abs(cut - want_cut) <= 1e-5 * max(want_cut, 1e-30), f"ultralow_cut {cut} vs NumPy {want_cut}")
+    ul = f["ultralow"][:].astype(bool)
+    check(np.array_equal(ul, alive & (cnt / (n_ctx * T) < cut)), "ultralow = alive units below the cut")
+    kept = np.where(ul, np.nan, share)
+    check(abs(float(attr(f, "median_top_token_share")) - np.nanmedian(kept)) < 1e-5, "median_top_token_share attribute")
+    check(abs(float(attr(f, "median_all_top_token_share")) - np.nanmedian(share)) < 1e-5, "median_all_top_token_share")
     e = f["measure_edges_top_token_share"][:]
-    h = np.histogram(np.clip(share[np.isfinite(share)], 0, 1), bins=e.astype(np.float64))[0]
+    h = np.histogram(np.clip(kept[np.isfinite(kept)], 0, 1), bins=e.astype(np.float64))[0]
     check(np.array_equal(h, f["measure_hist_top_token_share"][:]), "measure histogram (top_token_share)")
     # ---- vocabulary table
     off, raw = f["vocab_offsets"][:], f["vocab_bytes"][:].tobytes()

@@ -396,6 +396,13 @@ ms_status ms_measure_summarize(const float *v, int64_t n, double lo, double hi, 
 #define MS_MEASURE_BINS 20
 void ms_measure_range(int m, const ms_analysis_opts *o, double *lo, double *hi);
 
+/* The density below which units form an "ultralow" cluster (the paper sets its ultralow-density
+ * features apart: a separate mode of the log-density histogram, not real features): Otsu's
+ * threshold on the log10 densities of the units with count > 0 (tokens analysed), kept only
+ * when the two classes' mean log-densities are at least one decade apart; 0 = no cluster. The
+ * same rule for features and neurons. */
+double ms_ultralow_cut(const int64_t *count, int64_t n, int64_t tokens);
+
 /* Everything analysis.h5 holds besides the ms_analysis (docs/analysis.md). NULL logit arrays:
  * no logit datasets. attr_kv: n_attr string pairs added to the root. */
 typedef struct ms_analysis_extra {
@@ -403,6 +410,8 @@ typedef struct ms_analysis_extra {
     const float *logit_top, *logit_bottom;           /* (U, n_logits) */
     int n_logits;
     const int32_t *top_token;                       /* (U) */
+    const uint8_t *ultralow;                        /* (U) 1: in the ultralow cluster */
+    double ultralow_cut;                            /* its density threshold (0: none) */
     const float *top_token_share, *eff_tokens, *logit_agreement; /* (U) */
     const int64_t *vocab_offsets; /* (n_vocab+1) */
     const uint8_t *vocab_bytes;   /* (vocab_offsets[n_vocab]) */
