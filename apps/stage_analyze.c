@@ -1,6 +1,7 @@
 /* `monosem analyze job.yaml`: what every SAE feature and every neuron responds to (top-k and
  * interval contexts, histograms, logit effects, monosemanticity measures), features vs neurons. */
 #include "analyze_logits.h"
+#include "analyze_spill.h"
 #include "app.h"
 #include "monosem/model.h"
 #include "monosem/sae.h"
@@ -27,6 +28,8 @@ typedef struct dict {
     bool have_an;
     float *f;         /* (enc_ctx*T, U) codes of one encode (SAE only) */
     float *dirs;      /* (U, d) decoder rows for the logit path (SAE only; rank-local copy) */
+    ms_spill spill;   /* pass 1's sparse codes, read back by pass 2 (SAE only) */
+    bool have_spill;
     double t_encode, t_scan;
     /* rank 0, after the analysis: measures and their medians */
     int32_t *top_token;
@@ -72,6 +75,7 @@ static void az_free(az *a)
         dict *d = &a->dicts[i];
         if (d->have_sae) ms_sae_free(&d->sae);
         if (d->have_an) ms_analysis_free(&d->an);
+        if (d->have_spill) ms_spill_free(&d->spill);
         free(d->source);
         free(d->out_path);
         free(d->f);
@@ -140,7 +144,9 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
     if (!dc->f || !dc->dirs) return ms_err_set(err, MS_ERR_NOMEM, "analyze: out of memory for SAE %s", js->name);
     memset(dc->f, 0, (size_t)(a->enc_ctx * a->T) * (size_t)dc->U * sizeof *dc->f);
     ms_sae_export(&dc->sae, NULL, NULL, dc->dirs, NULL, NULL);
-    return MS_OK;
+    st = ms_spill_init(&dc->spill, dc->U, err);
+    dc->have_spill = !st;
+    return st;
 }
 
 /* Tokens, model, hook, plan, dictionaries, buffers on every rank. Local; the caller agrees. */
@@ -236,7 +242,8 @@ static void ln_accumulate(az *a, const float *resid, int64_t n)
     a->ln_n += n;
 }
 
-/* One pass over this rank's blocks: forward, encoders, and the pass's scan. Local. */
+/* One pass over this rank's blocks: forward, encoders (pass 1; pass 2 reads their codes back),
+ * and the pass's scan. Local. */
 static ms_status az_pass(az *a, int pass, ms_err *err)
 {
     const int64_t T = a->T;
@@ -261,10 +268,14 @@ static ms_status az_pass(az *a, int pass, ms_err *err)
                 int64_t ne = dc->is_sae ? (nb - e0 < a->enc_ctx ? nb - e0 : a->enc_ctx) : nb;
                 const float *acts = x;
                 t = ms_time_now();
-                if (dc->is_sae) {
+                if (dc->is_sae && pass == 1) { /* encode, and keep the sparse codes for pass 2 */
                     ms_sae_encode(&dc->sae, dc->f, x + e0 * T * a->d, ne * T);
-                    acts = dc->f;
+                    st = ms_spill_write(&dc->spill, dc->f, ne * T, err);
+                } else if (dc->is_sae) {
+                    st = ms_spill_read(&dc->spill, dc->f, ne * T, err);
                 }
+                if (st) return st;
+                if (dc->is_sae) acts = dc->f;
                 t2 = ms_time_now();
                 dc->t_encode += t2 - t;
                 if (pass == 1) ms_analysis_scan_top(&dc->an, acts, a->tokens + e0 * T, ne, c0 + e0);
@@ -555,7 +566,10 @@ ms_status ms_stage_analyze(ms_app *app, ms_err *err)
     a.ln_scale = a.ln_needed && ln[1] > 0 ? (double)ln[0] / 16777216.0 / (double)ln[1] : 1.0;
     double pass1_s = ms_time_now() - t1;
 
-    /* pass 2: interval samples and histograms, the max now known */
+    /* pass 2: interval samples and histograms, the max now known; SAE codes from the scratch file */
+    for (int i = 0; i < a.n_saes && !st; i++) st = ms_spill_rewind(&a.dicts[i].spill, err);
+    st = ms_comm_agree(comm, st, err);
+    if (st) goto done;
     double t2 = ms_time_now();
     st = az_pass(&a, 2, err);
     st = ms_comm_agree(comm, st, err);
@@ -606,6 +620,10 @@ ms_status ms_stage_analyze(ms_app *app, ms_err *err)
     ms_runrec_fact(&app->rec, "analyze.split", "train");
     ms_runrec_fact(&app->rec, "analyze.tokens_per_s", "%.0f", rate);
     ms_runrec_fact(&app->rec, "analyze.ln_scale", "%.6g", a.ln_scale);
+    int64_t spill_bytes = 0;
+    for (int i = 0; i < a.n_saes; i++) spill_bytes += a.dicts[i].spill.bytes;
+    ms_comm_allreduce_i64(comm, &spill_bytes, 1, NULL);
+    ms_runrec_fact(&app->rec, "analyze.scratch_bytes", "%" PRId64, spill_bytes);
 
 done:
     ms_runrec_time(&app->rec, "analyze.read_tokens", a.t_read);
