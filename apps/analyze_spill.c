@@ -7,14 +7,14 @@
 
 #define SPILL_BUF (4 << 20)
 
-ms_status ms_spill_init(ms_spill *s, int64_t U, ms_err *err)
+ms_status ms_spill_init(ms_spill *s, const char *dir, int64_t U, ms_err *err)
 {
     memset(s, 0, sizeof *s);
     s->U = U;
-    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = getenv("TMPDIR");
     snprintf(s->path, sizeof s->path, "%s/monosem-analyze-XXXXXX", dir && *dir ? dir : "/tmp");
     int fd = mkstemp(s->path);
-    if (fd < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create a scratch file (set TMPDIR)", s->path);
+    if (fd < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create a scratch file (set analyze.scratch_dir or TMPDIR)", s->path);
     unlink(s->path);
     s->f = fdopen(fd, "w+b");
     s->pairs_i = malloc((size_t)U * sizeof *s->pairs_i + 1);
@@ -48,7 +48,7 @@ ms_status ms_spill_write(ms_spill *s, const float *f, int64_t n, ms_err *err)
             }
         if (fwrite(&k, sizeof k, 1, s->f) != 1 || fwrite(s->pairs_i, sizeof *s->pairs_i, (size_t)k, s->f) != (size_t)k ||
             fwrite(s->pairs_v, sizeof *s->pairs_v, (size_t)k, s->f) != (size_t)k)
-            return ms_err_set(err, MS_ERR_IO, "%s: writing the analysis scratch file failed (disk full? set TMPDIR)",
+            return ms_err_set(err, MS_ERR_IO, "%s: writing the analysis scratch file failed (disk full? set analyze.scratch_dir)",
                               s->path);
         s->bytes += (int64_t)sizeof k + 8 * (int64_t)k;
     }

@@ -18,8 +18,9 @@ typedef struct ms_spill {
     int64_t bytes;
 } ms_spill;
 
-/* Creates the file in $TMPDIR (or /tmp) for rows of U units. Caller frees with ms_spill_free. */
-ms_status ms_spill_init(ms_spill *s, int64_t U, ms_err *err);
+/* Creates the file in dir (NULL or "": $TMPDIR, else /tmp) for rows of U units. Caller frees with
+ * ms_spill_free. */
+ms_status ms_spill_init(ms_spill *s, const char *dir, int64_t U, ms_err *err);
 void ms_spill_free(ms_spill *s); /* safe on a zeroed struct */
 /* Appends n dense rows f (n, U): per row its count and (index, value) pairs of non-zeros. */
 ms_status ms_spill_write(ms_spill *s, const float *f, int64_t n, ms_err *err);

@@ -144,7 +144,7 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
     if (!dc->f || !dc->dirs) return ms_err_set(err, MS_ERR_NOMEM, "analyze: out of memory for SAE %s", js->name);
     memset(dc->f, 0, (size_t)(a->enc_ctx * a->T) * (size_t)dc->U * sizeof *dc->f);
     ms_sae_export(&dc->sae, NULL, NULL, dc->dirs, NULL, NULL);
-    st = ms_spill_init(&dc->spill, dc->U, err);
+    st = ms_spill_init(&dc->spill, cfg->analyze.scratch_dir, dc->U, err);
     dc->have_spill = !st;
     return st;
 }

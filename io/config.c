@@ -143,6 +143,7 @@ static const field ms_fields[] = {
     {"analyze.interval_samples", F_INT, OFF(analyze.interval_samples), 0, 1, 1000, "5", NULL, "tokens sampled per activation interval"},
     {"analyze.hist_bins", F_INT, OFF(analyze.hist_bins), 0, 1, 100000, "40", NULL, "activation histogram bins over (0, max]"},
     {"analyze.n_logits", F_INT, OFF(analyze.n_logits), 0, 1, 1000, "10", NULL, "top and bottom logit-effect tokens kept"},
+    {"analyze.scratch_dir", F_STR, OFF(analyze.scratch_dir), 0, 0, 0, "", NULL, "local scratch for pass 1's sparse SAE codes (default $TMPDIR, else /tmp)"},
     {"analyze.out_dir", F_STR, OFF(analyze.out_dir), 0, 0, 0, "", NULL, "analysis outputs (default: <sae dir>/analysis.h5 and <out_dir>/neurons/analysis.h5)"},
 };
 #define N_FIELDS ((int)(sizeof ms_fields / sizeof ms_fields[0]))

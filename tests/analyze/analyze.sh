@@ -72,5 +72,9 @@ run 2 "$d/r" b1.log --sae.out_dir=$d/nowhere; rc=$?
 run 2 "$d/r" b2.log --model.hook=blocks.0.hook_resid_mid; rc=$?
 [ $rc -ne 0 ] && grep -q "d_in 64" b2.log && ok "SAE/hook width mismatch refused (exit $rc)" || bad "width mismatch: rc $rc $(cat b2.log)"
 
+run 2 "$d/r" b3.log --analyze.out_dir=$d/r/outtmp --analyze.scratch_dir=$d/r/job.yaml/x; rc=$?
+[ $rc -ne 0 ] && [ "$(grep -c "cannot create a scratch file" b3.log)" = 1 ] && [ ! -e r/outtmp/sae/analysis.h5 ] \
+  && ok "unusable scratch directory: one line, no output (exit $rc)" || bad "bad scratch dir: rc $rc $(cat b3.log)"
+
 echo "analyze tests: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -165,6 +165,7 @@ typedef struct ms_config {
         int64_t hist_bins;        /* activation histogram bins over (0, max] */
         int64_t n_logits;         /* top/bottom logit-effect tokens kept */
         char *out_dir;            /* "" = beside each SAE (and <out_dir>/neurons) */
+        char *scratch_dir;        /* pass 1's sparse codes; "" = $TMPDIR or /tmp */
     } analyze;
     char hash[17]; /* 16 hex digits: FNV-1a 64 of the canonical resolved dump */
     int32_t *marks; /* private: (line, col) where each field was set; 0 = default */
