@@ -1,6 +1,6 @@
 /* Unit tests of the analysis statistics (libsae/analysis_*.c): bounded sets against a sort,
  * merges of split streams in any order equal the unsplit result, measures and summaries on
- * hand-made units. */
+ * hand-made units, and the scratch file of pass 1's codes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyze_spill.h"
 #include "monosem/sae.h"
 
 static int cmp_u64(const void *x, const void *y)
@@ -140,12 +141,35 @@ static void test_summary(void **state)
     assert_int_equal(h[3], 1);
 }
 
+/* the scratch file gives back exactly the rows written, zeros included, in order */
+static void test_spill_round_trip(void **state)
+{
+    (void)state;
+    ms_err e = {0};
+    ms_spill sp;
+    assert_int_equal(ms_spill_init(&sp, NULL, 5, &e), MS_OK);
+    float rows[3 * 5] = {0, 1.5f, 0, 0, -2.0f, 0, 0, 0, 0, 0, 3e-30f, 0, 0, 7.0f, 1e30f};
+    assert_int_equal(ms_spill_write(&sp, rows, 2, &e), MS_OK);
+    assert_int_equal(ms_spill_write(&sp, rows + 10, 1, &e), MS_OK);
+    assert_int_equal(sp.bytes, 3 * 4 + 8 * 5);
+    assert_int_equal(ms_spill_rewind(&sp, &e), MS_OK);
+    float back[3 * 5];
+    memset(back, 0xff, sizeof back);
+    assert_int_equal(ms_spill_read(&sp, back, 1, &e), MS_OK);
+    assert_int_equal(ms_spill_read(&sp, back + 5, 2, &e), MS_OK);
+    assert_memory_equal(back, rows, sizeof rows);
+    assert_int_not_equal(ms_spill_read(&sp, back, 1, &e), MS_OK); /* past the end: an error */
+    ms_spill_free(&sp);
+    ms_spill bad;
+    assert_int_equal(ms_spill_init(&bad, "/proc/version/x", 5, &e), MS_ERR_IO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topk_matches_sort), cmocka_unit_test(test_merge_any_order),
         cmocka_unit_test(test_key_act_orders),    cmocka_unit_test(test_measures),
-        cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_summary),           cmocka_unit_test(test_spill_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
