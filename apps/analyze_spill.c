@@ -41,11 +41,17 @@ ms_status ms_spill_write(ms_spill *s, const float *f, int64_t n, ms_err *err)
     for (int64_t r = 0; r < n; r++) {
         const float *row = f + r * s->U;
         int32_t k = 0;
-        for (int64_t u = 0; u < s->U; u++)
-            if (row[u] != 0.0f) {
-                s->pairs_i[k] = (int32_t)u;
-                s->pairs_v[k++] = row[u];
-            }
+        for (int64_t u0 = 0; u0 < s->U; u0 += 16) { /* mostly zeros: a vectorisable test per block */
+            int64_t ue = u0 + 16 < s->U ? u0 + 16 : s->U;
+            int any = 0;
+            for (int64_t u = u0; u < ue; u++) any |= row[u] != 0.0f;
+            if (!any) continue;
+            for (int64_t u = u0; u < ue; u++)
+                if (row[u] != 0.0f) {
+                    s->pairs_i[k] = (int32_t)u;
+                    s->pairs_v[k++] = row[u];
+                }
+        }
         if (fwrite(&k, sizeof k, 1, s->f) != 1 || fwrite(s->pairs_i, sizeof *s->pairs_i, (size_t)k, s->f) != (size_t)k ||
             fwrite(s->pairs_v, sizeof *s->pairs_v, (size_t)k, s->f) != (size_t)k)
             return ms_err_set(err, MS_ERR_IO, "%s: writing the analysis scratch file failed (disk full? set analyze.scratch_dir)",

@@ -19,5 +19,11 @@ mpirun -n "$np" "${flags[@]}" "$bin/monosem" analyze "$job" --run.out_dir="$tmp/
   --analyze.out_dir="$tmp/an/out" --analyze.tokens="$tokens" "$@" > "$tmp/analyze.log" 2>&1 || { cat "$tmp/analyze.log"; exit 1; }
 g=$(awk '/generate.tokens_per_s/ {gsub(/"/,"",$2); print $2}' "$tmp/gen/run-generate.yaml")
 a=$(awk '/analyze.tokens_per_s/ {gsub(/"/,"",$2); print $2}' "$tmp/an/run-analyze.yaml")
+# process CPU seconds (average over ranks) of each stage: on a shared machine the wall-clock
+# rates follow the load, the CPU cost per token much less
+cpu() { awk '/^  cpu:/ {f=1} f && /avg:/ {print $2; exit}' "$1"; }
+gc=$(cpu "$tmp/gen/run-generate.yaml"); ac=$(cpu "$tmp/an/run-analyze.yaml")
 grep -E "tokens in|tokens/s" "$tmp/analyze.log" | tail -1
-awk -v g="$g" -v a="$a" -v np="$np" 'BEGIN { printf "analyze %d rank(s): %.0f tokens/s; generate on the same model and ranks: %.0f tokens/s; ratio %.2f (goal >= 0.5)\n", np, a, g, a / g }'
+awk -v g="$g" -v a="$a" -v np="$np" -v gc="$gc" -v ac="$ac" -v n="$tokens" 'BEGIN {
+  printf "analyze %d rank(s): %.0f tokens/s; generate on the same model and ranks: %.0f tokens/s; ratio %.2f (goal >= 0.5)\n", np, a, g, a / g
+  printf "CPU cost: analyze %.1f us/token, generate %.1f us/token (CPU s x ranks / tokens); ratio %.2f\n", ac * np / n * 1e6, gc * np / n * 1e6, gc / ac }'
