@@ -85,5 +85,6 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err);
 ms_status ms_stage_train(ms_app *app, ms_err *err);
 ms_status ms_stage_run(ms_app *app, ms_err *err);
 ms_status ms_stage_report(ms_app *app, ms_err *err);
+ms_status ms_stage_analyze(ms_app *app, ms_err *err);
 
 #endif

@@ -833,11 +833,12 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
         switch (it->dtype) {
         case MS_ST_F32: ft = H5T_IEEE_F32LE, mt = H5T_NATIVE_FLOAT; break;
         case MS_ST_I64: ft = H5T_STD_I64LE, mt = H5T_NATIVE_INT64; break;
+        case MS_ST_I32: ft = H5T_STD_I32LE, mt = H5T_NATIVE_INT32; break;
         case MS_ST_U8: ft = H5T_STD_U8LE, mt = H5T_NATIVE_UINT8; break;
         default:
             H5Fclose(file);
             unlink(tmp);
-            return ms_err_set(err, MS_ERR_USAGE, "%s: tensor %s: only F32, I64, U8 supported",
+            return ms_err_set(err, MS_ERR_USAGE, "%s: tensor %s: only F32, I64, I32, U8 supported",
                               path, it->name);
         }
         hid_t sp = it->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(it->ndim, dims, NULL);

@@ -181,6 +181,48 @@ void ms_comm_minavgmax(const ms_comm *comm, double v, double *mn, double *avg, d
     *avg = s / comm->size;
 }
 
+/* The user merge of ms_comm_reduce_merge: MPI operations receive no context, so the call
+ * parks it here for its duration (one reduction at a time per process). */
+static ms_merge_fn g_merge_fn;
+static void *g_merge_ctx;
+static size_t g_merge_item;
+
+static void merge_op(void *in, void *inout, int *len, MPI_Datatype *dt)
+{
+    (void)dt;
+    g_merge_fn(g_merge_ctx, inout, in, (size_t)*len, g_merge_item);
+}
+
+ms_status ms_comm_reduce_merge(const ms_comm *comm, void *buf, size_t n_items, size_t item_bytes,
+                               ms_merge_fn fn, void *ctx, int root, ms_err *err)
+{
+    if (comm->size == 1 || n_items == 0) return MS_OK;
+    if (item_bytes == 0 || item_bytes > INT_MAX)
+        return ms_err_set(err, MS_ERR_USAGE, "reduce_merge: item of %zu bytes", item_bytes);
+    MPI_Datatype dt;
+    MPI_Op op;
+    if (MPI_Type_contiguous((int)item_bytes, MPI_BYTE, &dt) != MPI_SUCCESS || MPI_Type_commit(&dt) != MPI_SUCCESS)
+        return ms_err_set(err, MS_ERR_MPI, "reduce_merge: MPI_Type_contiguous(%zu) failed", item_bytes);
+    MPI_Op_create(merge_op, 1, &op);
+    g_merge_fn = fn;
+    g_merge_ctx = ctx;
+    g_merge_item = item_bytes;
+    ms_status st = MS_OK;
+    size_t per = MS_MPI_CHUNK / item_bytes > 0 ? MS_MPI_CHUNK / item_bytes : 1;
+    if (per > INT_MAX) per = INT_MAX;
+    char *p = buf;
+    for (size_t off = 0; off < n_items && !st; off += per) {
+        size_t cnt = n_items - off < per ? n_items - off : per;
+        void *b = p + off * item_bytes;
+        int rc = comm->rank == root ? MPI_Reduce(MPI_IN_PLACE, b, (int)cnt, dt, op, root, COMM(comm))
+                                    : MPI_Reduce(b, NULL, (int)cnt, dt, op, root, COMM(comm));
+        if (rc != MPI_SUCCESS) st = ms_err_set(err, MS_ERR_MPI, "MPI_Reduce (merge) of %zu items failed", cnt);
+    }
+    MPI_Op_free(&op);
+    MPI_Type_free(&dt);
+    return st;
+}
+
 void ms_comm_gather_f64(const ms_comm *comm, double v, double *out, int root)
 {
     MPI_Gather(&v, 1, MPI_DOUBLE, out, 1, MPI_DOUBLE, root, COMM(comm));

@@ -139,6 +139,12 @@ static const field ms_fields[] = {
     {"analyze.tokens", F_INT, OFF(analyze.tokens), 0, 1, BIG, "1000000", NULL, "tokens scanned for top activations"},
     {"analyze.dashboard", F_BOOL, OFF(analyze.dashboard), 0, 0, 0, "true", NULL, "write the HTML dashboard"},
     {"analyze.compare", F_STRLIST, OFF(analyze.compare), OFF(analyze.n_compare), 0, 0, "", NULL, "other SAE directories (feature splitting)"},
+    {"analyze.batch", F_INT, OFF(analyze.batch), 0, 1, 65536, "32", NULL, "contexts per forward"},
+    {"analyze.interval_samples", F_INT, OFF(analyze.interval_samples), 0, 1, 1000, "5", NULL, "tokens sampled per activation interval"},
+    {"analyze.hist_bins", F_INT, OFF(analyze.hist_bins), 0, 1, 100000, "40", NULL, "activation histogram bins over (0, max]"},
+    {"analyze.n_logits", F_INT, OFF(analyze.n_logits), 0, 1, 1000, "10", NULL, "top and bottom logit-effect tokens kept"},
+    {"analyze.scratch_dir", F_STR, OFF(analyze.scratch_dir), 0, 0, 0, "", NULL, "local scratch for pass 1's sparse SAE codes (default $TMPDIR, else /tmp)"},
+    {"analyze.out_dir", F_STR, OFF(analyze.out_dir), 0, 0, 0, "", NULL, "analysis outputs (default: <sae dir>/analysis.h5 and <out_dir>/neurons/analysis.h5)"},
 };
 #define N_FIELDS ((int)(sizeof ms_fields / sizeof ms_fields[0]))
 

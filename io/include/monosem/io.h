@@ -163,6 +163,12 @@ typedef struct ms_config {
         bool dashboard;
         char **compare; /* other SAE dirs for feature splitting */
         int n_compare;
+        int64_t batch;            /* contexts per forward */
+        int64_t interval_samples; /* tokens kept per activation interval */
+        int64_t hist_bins;        /* activation histogram bins over (0, max] */
+        int64_t n_logits;         /* top/bottom logit-effect tokens kept */
+        char *out_dir;            /* "" = beside each SAE (and <out_dir>/neurons) */
+        char *scratch_dir;        /* pass 1's sparse codes; "" = $TMPDIR or /tmp */
     } analyze;
     char hash[17]; /* 16 hex digits: FNV-1a 64 of the canonical resolved dump */
     int32_t *marks; /* private: (line, col) where each field was set; 0 = default */
@@ -267,6 +273,14 @@ void ms_shard_range(int64_t n, int rank, int size, int64_t *begin, int64_t *end)
 /* An HDF5 file-access property list for MPI-IO over this communicator (parallel HDF5 is the
  * one other place MPI reaches); the caller closes it with H5Pclose. Returns an hid_t. */
 int64_t ms_comm_h5_fapl(const ms_comm *comm);
+
+/* COLLECTIVE. Merges n_items items of item_bytes each from every rank into root's buf, with
+ * a user merge fn(ctx, inout, in, n, item_bytes) that must be associative and commutative
+ * (e.g. "keep the k best of the union" under a total order); other ranks' buf is left as it
+ * was. One reduction at a time per process (the fn is parked in a static for MPI). */
+typedef void (*ms_merge_fn)(void *ctx, void *inout, const void *in, size_t n, size_t item_bytes);
+ms_status ms_comm_reduce_merge(const ms_comm *comm, void *buf, size_t n_items, size_t item_bytes,
+                               ms_merge_fn fn, void *ctx, int root, ms_err *err);
 
 /* The MPI library's version line. */
 void ms_comm_library_version(char *buf, size_t n);
@@ -653,7 +667,7 @@ int64_t ms_actstream_skipped(const ms_actstream *s);
 /* Bytes read from the file so far by this rank (for throughput reports). */
 int64_t ms_actstream_bytes_read(const ms_actstream *s);
 
-/* Writes tensors (F32, I64 or U8 items, any shape) as root datasets of an HDF5 file, plus
+/* Writes tensors (F32, I64, I32 or U8 items, any shape) as root datasets of an HDF5 file, plus
  * string attributes (key/value pairs) on the root, to path.tmp.<pid> then renames it to path.
  * Not collective (serial driver): call on one rank. (io/actstore.c) */
 ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,

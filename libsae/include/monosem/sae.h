@@ -283,6 +283,146 @@ ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms
 /* Loads DIR/sae_weights.safetensors into an initialised sae of matching shapes (import). */
 ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err);
 
+/* ===================================================================== analysis */
+/* What each unit (an SAE feature, or a neuron: the identity dictionary) responds to, from its
+ * activations alone: nothing here knows the model. docs/analysis.md defines every quantity.
+ * libsae/analysis_topk.c (bounded per-slot sets), analysis_scan.c (what a batch adds, and the
+ * collective merges), analysis_measures.c (monosemanticity measures), analysis_write.c (the
+ * analysis.h5 file). Activations come as (tokens, units) row-major, tokens in context order. */
+
+/* Per-slot bounded sets keeping the k entries with the smallest (key, pos). An entry is an
+ * ms_topk_entry header followed by w floats (the unit's activations on the window) and w int32
+ * (the window's token ids). While pushing, a slot is a max-heap (root = the entry to evict);
+ * after ms_topk_sort (or a merge) its entries are in ascending order, empty ones (pos -1) last. */
+typedef struct ms_topk_entry {
+    uint64_t key; /* smaller is better */
+    int64_t pos;  /* global token position ctx*T + t (ties: smaller wins); -1 = empty */
+    float act;    /* the unit's activation at pos */
+    int32_t next; /* token after pos in its context; -1 at the context's last position */
+} ms_topk_entry;
+
+typedef struct ms_topk {
+    int64_t n_slots;
+    int k;              /* capacity per slot */
+    int w;              /* window tokens per entry */
+    size_t entry_bytes; /* sizeof(ms_topk_entry) + 8*w */
+    unsigned char *mem; /* (n_slots, k) entries, owned */
+    int32_t *n;         /* (n_slots) entries held */
+    unsigned char *scratch; /* 2k+1 entries (merges, sorting) */
+} ms_topk;
+
+ms_status ms_topk_init(ms_topk *t, int64_t n_slots, int k, int w, ms_err *err);
+void ms_topk_free(ms_topk *t); /* safe on a zeroed struct */
+ms_topk_entry *ms_topk_at(const ms_topk *t, int64_t slot, int i);
+float *ms_topk_entry_acts(const ms_topk *t, ms_topk_entry *e);     /* (w) */
+int32_t *ms_topk_entry_tokens(const ms_topk *t, ms_topk_entry *e); /* (w) */
+/* Key of the worst entry held when the slot is full, UINT64_MAX otherwise: an entry with a
+ * larger key can never enter. */
+uint64_t ms_topk_bar(const ms_topk *t, int64_t slot);
+/* Offers (key, pos): returns the entry to fill (header set; window payload left to the
+ * caller) if it enters the slot, NULL otherwise. */
+ms_topk_entry *ms_topk_push(ms_topk *t, int64_t slot, uint64_t key, int64_t pos);
+/* Sorts every slot ascending by (key, pos); n unchanged. No pushes afterwards. */
+void ms_topk_sort(ms_topk *t);
+/* Merge of two slot arrays (n slots each, laid out like t->mem): inout := the k best of the
+ * union, sorted, empties last. Associative and commutative. ctx is the ms_topk. */
+void ms_topk_merge(void *ctx, void *inout, const void *in, size_t n, size_t item_bytes);
+/* Order key of an activation a > 0 for top-k: larger activations get smaller keys. */
+uint64_t ms_topk_key_act(float a);
+/* The interval-sampling hash h(seed, unit, pos) of docs/analysis.md. */
+uint64_t ms_analysis_hash(uint64_t seed, int64_t unit, int64_t pos);
+
+typedef struct ms_analysis_opts {
+    int64_t top_k, window, intervals, interval_samples, hist_bins;
+    int64_t context; /* T: tokens per context */
+    uint64_t seed;
+} ms_analysis_opts;
+
+/* The statistics of one dictionary (n_units units) on one rank; after the reduces, complete on
+ * rank 0 (top and iv sorted there). */
+typedef struct ms_analysis {
+    ms_analysis_opts o;
+    int64_t n_units;
+    ms_topk top;       /* n_units slots of top_k */
+    ms_topk iv;        /* n_units*intervals slots of interval_samples (slot u*I + i) */
+    int64_t *count;    /* (U) active tokens */
+    int64_t *sum_fx;   /* (U) Σ activations in 2^-24 fixed point (exact, order independent) */
+    int64_t *hist;     /* (U, hist_bins) */
+    int64_t *iv_count; /* (U, intervals) */
+    float *max;        /* (U) known on every rank after ms_analysis_reduce_top */
+    float *bar_act;    /* (U) pass-1 admission: entries need act >= bar_act[u] */
+    uint64_t *unit_hash; /* (U) the per-unit half of the hash */
+    int64_t tokens;    /* tokens scanned (this rank; global after the reduce) */
+} ms_analysis;
+
+/* Allocates everything for n_units (bounded by units × (top_k + intervals × samples) entries
+ * plus units × (hist_bins + intervals) counters). ms_analysis_free is safe on a zeroed struct. */
+ms_status ms_analysis_init(ms_analysis *a, int64_t n_units, const ms_analysis_opts *o, ms_err *err);
+void ms_analysis_free(ms_analysis *a);
+/* Pass 1: acts (nb*T, U) of contexts ctx0 … ctx0+nb−1 and their tokens (nb, T): top-k, count,
+ * sum. Contexts must come in increasing order on a rank. */
+void ms_analysis_scan_top(ms_analysis *a, const float *acts, const int32_t *tokens, int64_t nb,
+                          int64_t ctx0);
+/* COLLECTIVE. Sums counts, sums and tokens over ranks; merges top-k onto rank 0 (sorted there);
+ * broadcasts the per-unit max (top activation, 0 for a dead unit) to every rank. */
+ms_status ms_analysis_reduce_top(ms_analysis *a, const ms_comm *comm, ms_err *err);
+/* Pass 2 (after reduce_top): interval samples, interval counts and the histogram. */
+void ms_analysis_scan_intervals(ms_analysis *a, const float *acts, const int32_t *tokens,
+                                int64_t nb, int64_t ctx0);
+/* COLLECTIVE. Sums histograms and interval counts; merges interval samples onto rank 0. */
+ms_status ms_analysis_reduce_intervals(ms_analysis *a, const ms_comm *comm, ms_err *err);
+
+/* Monosemanticity measures of every unit from its sample = its top-k and interval samples, each
+ * position once (rank 0 after both reduces; docs/analysis.md):
+ * top_token (U), top_token_share (U), eff_tokens (U), and, when logit_top_ids (U, n_logits) is
+ * non-NULL, logit_agreement (U) (NaN otherwise). Dead units: NaN, top_token -1. */
+ms_status ms_analysis_measures(const ms_analysis *a, const int32_t *logit_top_ids, int n_logits,
+                               int32_t *top_token, float *top_token_share, float *eff_tokens,
+                               float *logit_agreement, ms_err *err);
+
+/* Distribution of a measure over the units where it is finite: median and quartiles (linear
+ * interpolation, as NumPy's default), n_finite, and hist (n_bins) over [lo, hi] (values
+ * outside clamp to the end bins). */
+typedef struct ms_measure_summary {
+    int64_t n;
+    double median, q25, q75;
+} ms_measure_summary;
+ms_status ms_measure_summarize(const float *v, int64_t n, double lo, double hi, int n_bins,
+                               int64_t *hist, ms_measure_summary *out, ms_err *err);
+
+/* The measures in order, and the fixed histogram range of measure m: top_token_share and
+ * logit_agreement [0, 1], eff_tokens [1, top_k + intervals * interval_samples]. */
+#define MS_N_MEASURES 3
+#define MS_MEASURE_BINS 20
+void ms_measure_range(int m, const ms_analysis_opts *o, double *lo, double *hi);
+
+/* The density below which units form an "ultralow" cluster (the paper sets its ultralow-density
+ * features apart: a separate mode of the log-density histogram, not real features): Otsu's
+ * threshold on the log10 densities of the units with count > 0 (tokens analysed), kept only
+ * when the two classes' mean log-densities are at least one decade apart; 0 = no cluster. The
+ * same rule for features and neurons. */
+double ms_ultralow_cut(const int64_t *count, int64_t n, int64_t tokens);
+
+/* Everything analysis.h5 holds besides the ms_analysis (docs/analysis.md). NULL logit arrays:
+ * no logit datasets. attr_kv: n_attr string pairs added to the root. */
+typedef struct ms_analysis_extra {
+    const int32_t *logit_top_ids, *logit_bottom_ids; /* (U, n_logits) */
+    const float *logit_top, *logit_bottom;           /* (U, n_logits) */
+    int n_logits;
+    const int32_t *top_token;                       /* (U) */
+    const uint8_t *ultralow;                        /* (U) 1: in the ultralow cluster */
+    double ultralow_cut;                            /* its density threshold (0: none) */
+    const float *top_token_share, *eff_tokens, *logit_agreement; /* (U) */
+    const int64_t *vocab_offsets; /* (n_vocab+1) */
+    const uint8_t *vocab_bytes;   /* (vocab_offsets[n_vocab]) */
+    int64_t n_vocab;
+    const char *const *attr_kv;
+    int n_attr;
+} ms_analysis_extra;
+/* Rank 0 after both reduces: writes path (temporary name, then rename). Not collective. */
+ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, const char *path,
+                            ms_err *err);
+
 #ifdef __cplusplus
 }
 #endif
