@@ -458,7 +458,7 @@ var msReport = (function () {
   function renderUnit(d, id, u, blk) {
     var i = id - blk.u0, D = blk.data, word = unitWord(d);
     function row(key) { var x = D[key]; return x ? x[i] : null; }
-    function col(key) { return u[key] ? u[key][i] : null; }
+    function col(key) { return u[key] ? u[key][id] : null; } /* units.js columns are indexed by unit id */
     var maxAct = num(col("max_act")) || 0, w = attr(d, "context_window");
     var h = [];
     h.push('<div class="unithead"><h1>' + esc(d.name) + " · " + word + " " + id + "</h1>");
@@ -466,7 +466,7 @@ var msReport = (function () {
       ' <a href="#">overview</a> <a href="#list/' + enc(d.name) + '">list</a> ' + (id + 1 < d.n_units ? '<a href="' + unitHref(d, id + 1) + '">' + (id + 1) + " →</a>" : "") + "</span></div>");
     var dens = num(col("density"));
     h.push('<table class="facts"><tr>' +
-      "<td>top token<br>" + (u._top_token && u._top_token[i] >= 0 ? tokChip(u._top_token[i]) : '<span class="muted">—</span>') + "</td>" +
+      "<td>top token<br>" + (u._top_token && u._top_token[id] >= 0 ? tokChip(u._top_token[id]) : '<span class="muted">—</span>') + "</td>" +
       "<td>density<br><b>" + fmt(dens, 2) + "</b>" + (dens > 0 ? ' <span class="muted">1 in ' + fmt(Math.round(1 / dens)) + "</span>" : dens === 0 ? ' <span class="dead">dead</span>' : "") + "</td>" +
       "<td>log10 density<br><b>" + (dens > 0 ? Math.log10(dens).toFixed(2) : "—") + "</b></td>" +
       "<td>active tokens<br><b>" + big(col("count")) + "</b></td>" +

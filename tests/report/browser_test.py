@@ -17,6 +17,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
 DEADLINE = time.monotonic() + 100  # the whole test, browser start included
 
@@ -170,6 +171,26 @@ def main():
             want = f"{frag[0]} · {'neuron' if frag[1] == 'neuron' else 'feature'} {int(frag[2]) - 1}"
             wait_for("the previous unit after ArrowLeft",
                      lambda: driver.find_element(By.CSS_SELECTOR, ".unithead h1").text == want)
+        # a unit past the first data block: its facts come from units.js by id, its contexts
+        # from its block, and the two must describe the same unit
+        run = load_js(os.path.join(report, "data/run.js"), "run")[0]
+        d = next(d for d in run["dicts"] if d["kind"] == "features")
+        cols = load_js(os.path.join(report, "data", d["name"], "units.js"), "units")[1]
+        last = len(cols["max_act"]) - 1
+        driver.get(url + "#" + d["name"] + "/feature/" + str(last))
+        def read_facts():  # the previous page's table may still be there, or replaced mid-read
+            try:
+                if driver.find_element(By.CSS_SELECTOR, ".unithead h1").text != f"{d['name']} · feature {last}":
+                    return None
+                return {td.text.split("\n")[0]: td.text.split("\n")[-1]
+                        for td in driver.find_elements(By.CSS_SELECTOR, "table.facts td")} or None
+            except (StaleElementReferenceException, NoSuchElementException):
+                return None
+        facts = wait_for(f"feature {last}'s page", read_facts)
+        shown, want = float(facts["max act"].split()[0]), cols["max_act"][last]
+        print(f"feature {last} (block {last // d['block']}): max act shown {shown}, units.js {want:.4g}")
+        if abs(shown - want) > 0.01 * abs(want) + 1e-6:
+            fail(f"feature {last}: the page shows max act {shown}, its data says {want}")
         drain_logs()
     finally:
         try:
