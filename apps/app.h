@@ -63,6 +63,10 @@ typedef struct ms_job_sae {
  * Not collective (a pure function of the config). */
 ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err);
 void ms_job_saes_free(ms_job_sae *s, int n);
+/* Where `monosem analyze` writes (and report reads) a dictionary's analysis.h5: under
+ * analyze.out_dir/<name>/ when that is set, else in `beside` (an SAE's dir, or
+ * <out_dir>/neurons for the neurons). malloc'd; NULL on OOM. */
+char *ms_job_analysis_path(const ms_config *cfg, const char *name, const char *beside);
 
 /* COLLECTIVE. Locks the outputs `stage` writes (apps/stage_lock.c): tokenize and generate the
  * token directory, generate <out> (as .<name>.lock beside it), train-model

@@ -37,3 +37,12 @@ void ms_job_saes_free(ms_job_sae *s, int n)
     }
     free(s);
 }
+
+char *ms_job_analysis_path(const ms_config *cfg, const char *name, const char *beside)
+{
+    const char *base = cfg->analyze.out_dir && *cfg->analyze.out_dir ? cfg->analyze.out_dir : NULL;
+    char *dir = base ? ms_path_join(base, name) : strdup(beside);
+    char *p = dir ? ms_path_join(dir, "analysis.h5") : NULL;
+    free(dir);
+    return p;
+}

@@ -15,10 +15,7 @@
 #include "report.h"
 #include "report_build.h"
 
-/* Where analyze leaves its files (docs/analysis.md), relative to an SAE's out_dir or the run's
- * out_dir. */
-static const char *const sae_analysis_names[] = {"analysis.h5", NULL};
-static const char *const neuron_analysis_names[] = {"neurons/analysis.h5", NULL};
+/* Where analyze leaves its files: ms_job_analysis_path (apps/job_saes.c), shared with analyze. */
 /* Per-unit token id datasets that name a unit's top token for the list and search: a 1-D
  * column, else the centre token of the first top context (dims unit, context, position). */
 static const char *const top_token_columns[] = {"top_token", NULL};
@@ -35,16 +32,6 @@ typedef struct rdict {
     ms_rdict dir;
     bool have_dir;
 } rdict;
-
-static char *find_file(const char *dir, const char *const *names)
-{
-    for (int i = 0; names[i]; i++) {
-        char *p = ms_path_join(dir, names[i]);
-        if (p && ms_path_exists(p)) return p;
-        free(p);
-    }
-    return NULL;
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -345,25 +332,29 @@ static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *
         rdict *r = &d[n++];
         snprintf(r->name, sizeof r->name, "%s", saes[i].name);
         r->kind = "features";
-        r->analysis_path = find_file(saes[i].dir, sae_analysis_names);
+        r->analysis_path = ms_job_analysis_path(cfg, saes[i].name, saes[i].dir);
         r->eval_path = ms_path_join(saes[i].dir, "eval.json");
         r->decoder_path = ms_path_join(saes[i].dir, "sae.h5");
         r->saelens_path = ms_path_join(saes[i].dir, "saelens/sae_weights.safetensors");
-        if (!r->analysis_path)
-            st = ms_err_set(err, MS_ERR_STATE, "report: %s: no analysis file (%s); run `monosem analyze` first",
-                            saes[i].dir, sae_analysis_names[0]);
+        if (!r->analysis_path || !r->eval_path || !r->decoder_path || !r->saelens_path)
+            st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        else if (!ms_path_exists(r->analysis_path))
+            st = ms_err_set(err, MS_ERR_STATE, "report: %s: no analysis file %s; run `monosem analyze` first",
+                            saes[i].name, r->analysis_path);
     }
     if (!st) {
-        char *p = find_file(cfg->run.out_dir, neuron_analysis_names);
-        if (p) {
+        char *beside = ms_path_join(cfg->run.out_dir, "neurons");
+        char *p = beside ? ms_job_analysis_path(cfg, "neurons", beside) : NULL;
+        free(beside);
+        if (p && ms_path_exists(p)) {
             rdict *r = &d[n++];
             snprintf(r->name, sizeof r->name, "%s", "neurons");
             r->kind = "neurons";
             r->analysis_path = p;
             /* no eval file of its own: the page reads the neurons section of an SAE's eval.json */
         } else {
-            ms_log("report: no neuron analysis under %s (%s): the report shows features only", cfg->run.out_dir,
-                   neuron_analysis_names[0]);
+            ms_log("report: no neuron analysis (%s): the report shows features only", p ? p : "?");
+            free(p);
         }
     }
     ms_job_saes_free(saes, ns);

@@ -92,15 +92,6 @@ static void az_free(az *a)
     free(a->tokens);
 }
 
-static char *out_path_for(const ms_config *cfg, const char *name, const char *beside)
-{
-    const char *base = cfg->analyze.out_dir && *cfg->analyze.out_dir ? cfg->analyze.out_dir : NULL;
-    char *dir = base ? ms_path_join(base, name) : strdup(beside);
-    char *p = dir ? ms_path_join(dir, "analysis.h5") : NULL;
-    free(dir);
-    return p;
-}
-
 /* One SAE: shapes from its SAELens directory, weights, encode buffers. Local. */
 static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *err)
 {
@@ -108,7 +99,7 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
     snprintf(dc->name, sizeof dc->name, "%s", js->name);
     dc->is_sae = true;
     dc->source = strdup(js->dir);
-    dc->out_path = out_path_for(cfg, js->name, js->dir);
+    dc->out_path = ms_job_analysis_path(cfg, js->name, js->dir);
     char *sl = ms_path_join(js->dir, "saelens");
     if (!dc->source || !dc->out_path || !sl) {
         free(sl);
@@ -211,7 +202,7 @@ static ms_status az_prepare(az *a, ms_err *err)
     nd->U = a->d;
     nd->source = strdup(cfg->model.dir);
     char *nbeside = ms_path_join(cfg->run.out_dir, "neurons");
-    nd->out_path = nbeside ? out_path_for(cfg, "neurons", nbeside) : NULL;
+    nd->out_path = nbeside ? ms_job_analysis_path(cfg, "neurons", nbeside) : NULL;
     free(nbeside);
     if (!nd->source || !nd->out_path) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int i = 0; i < a->n_dicts && !st; i++) {
