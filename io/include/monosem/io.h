@@ -192,6 +192,22 @@ ms_status ms_config_check_required(const ms_config *cfg, const char *const *requ
 void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col);
 
 const char *ms_enum_name(const char *key, int value);
+
+/* Keys the job file or the command line set (0: an empty job file, all defaults). */
+int ms_config_n_set(const ms_config *cfg);
+
+/* Resume checks, key by key. Each key of the field table is classed as affecting a stage's
+ * result or not: log cadence, checkpoint interval, progress, thread count and every path
+ * (run/output directories, input files: their content identity is checked by the stage) do
+ * not. `scopes` (NULL-terminated) selects keys: "sae." = a section, "run.seed" = one key.
+ * ms_config_result_keys: the selected result keys as "key=value" lines (canonical text, stored
+ * in checkpoints); malloc'd, caller frees; NULL if out of memory.
+ * ms_config_result_diff: compares such a text with cfg; MS_OK if every selected result key has
+ * the same value, else MS_ERR_STATE with err = "<what>: changed since the checkpoint: sae.lr
+ * 0.001 -> 0.002, sae.d_sae 4096 -> 8192 (<hint>)". Not collective. */
+char *ms_config_result_keys(const ms_config *cfg, const char *const *scopes);
+ms_status ms_config_result_diff(const ms_config *cfg, const char *const *scopes, const char *saved,
+                                const char *what, const char *hint, ms_err *err);
 /* Prints every key with its type, default and meaning (for --help). */
 void ms_config_describe(FILE *f); /* e.g. ("sae.arch", 0) -> "relu-l1" */
 
@@ -353,6 +369,9 @@ ms_status ms_sha256_file(const char *path, char out[65], ms_err *err);
 void ms_sha256_buf(const void *buf, size_t len, char out[65]);
 /* FNV-1a 64-bit. */
 uint64_t ms_fnv1a64(const void *buf, size_t len, uint64_t h);
+/* Strict decimal integer: optional '-', digits only, no spaces or trailing text, no overflow,
+ * value in [lo, hi]. For state read back from files ("abc" or "-5" must not become a step). */
+bool ms_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 
 /* ===================================================================== safetensors */
 /* Reader and writer (io/safetensors.c): 8-byte little-endian header length N, N bytes of JSON
