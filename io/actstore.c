@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -149,11 +150,13 @@ static hid_t f16_type(void)
     return t;
 }
 
-static void quiet_hdf5(void)
+void ms_h5_quiet(void)
 {
     /* errors are reported through ms_err with the file name; HDF5's stack dump is noise */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
+
+static void quiet_hdf5(void) { ms_h5_quiet(); }
 
 static herr_t attr_write_i64(hid_t obj, const char *name, int64_t v)
 {
@@ -354,7 +357,7 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     H5Pclose(fapl);
     if (w->file < 0) {
         writer_free(w);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot create the activations file", path);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot create the activations file: %s", path, ms_create_error(path));
     }
     hid_t at = meta->dtype == MS_DTYPE_F16 ? w->f16 : H5T_IEEE_F32LE;
     w->acts = create_2d(w->file, "acts", at, meta->n_rows, meta->d, w->meta.chunk_rows);
@@ -399,7 +402,7 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     }
     if (r < 0) {
         writer_free(w);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot create datasets/attributes", path);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot create datasets/attributes: %s", path, ms_create_error(path));
     }
     *out = w;
     return MS_OK;
@@ -503,7 +506,8 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
     H5Pclose(fapl);
     if (w->file < 0) {
         writer_free(w);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot open the activations file to resume", path);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot open the activations file to resume: %s", path,
+                          access(path, R_OK | W_OK) != 0 ? strerror(errno) : "not a readable HDF5 file");
     }
     ms_status st = open_datasets(w, err);
     if (!st) st = read_meta(w->file, path, &w->meta, NULL, err);
@@ -773,7 +777,7 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create", tmp);
+    if (file < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create: %s", tmp, ms_create_error(tmp));
     herr_t r = 0;
     for (int i = 0; i < n_items && r >= 0; i++) {
         const ms_st_item *it = &items[i];
@@ -801,7 +805,7 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     if (H5Fclose(file) < 0) r = -1;
     if (r < 0) {
         unlink(tmp);
-        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed", tmp);
+        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed: %s", tmp, ms_create_error(tmp));
     }
     int fd = open(tmp, O_RDONLY);
     if (fd >= 0) {
@@ -809,8 +813,9 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
         close(fd);
     }
     if (rename(tmp, path) != 0) {
+        int e = errno;
         unlink(tmp);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s", path, tmp);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s: %s", path, tmp, strerror(e));
     }
     return MS_OK;
 }

@@ -3,6 +3,7 @@
 #include "monosem/io.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -824,10 +825,42 @@ ms_status ms_corpus_tokenize_part(const ms_tokenize_job *job, int rank, int size
     return MS_OK;
 }
 
+/* Deletes shard files of an earlier run that the new manifest will not list (a corpus that
+ * shrank leaves train-000007.bin behind), and temporaries of killed runs. Runs before the
+ * manifest is written: until then the directory has no manifest, so no reader trusts it. */
+static ms_status remove_stale_shards(const ms_tokenize_job *job, const int64_t *stats, int64_t n_chunks,
+                                     ms_err *err)
+{
+    DIR *dp = opendir(job->out_dir);
+    if (!dp) return ms_err_set(err, MS_ERR_IO, "%s: cannot list: %s", job->out_dir, strerror(errno));
+    ms_status st = MS_OK;
+    struct dirent *e;
+    while (st == MS_OK && (e = readdir(dp))) {
+        int s = strncmp(e->d_name, "train-", 6) == 0 ? 0 : strncmp(e->d_name, "heldout-", 8) == 0 ? 1 : -1;
+        if (s < 0) continue;
+        const char *num = e->d_name + (s == 0 ? 6 : 8);
+        char *end;
+        long long c = strtoll(num, &end, 10);
+        bool shard = end != num && strcmp(end, ".bin") == 0;
+        bool tmp = end != num && strncmp(end, ".bin.tmp.", 9) == 0;
+        if (!shard && !tmp) continue;
+        if (shard && c >= 0 && c < n_chunks && stats[c * MS_CHUNK_STATS + 2 * s] > 0) continue; /* listed */
+        char *p = ms_path_join(job->out_dir, e->d_name);
+        if (!p) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        else if (unlink(p) != 0 && errno != ENOENT)
+            st = ms_err_set(err, MS_ERR_IO, "%s: cannot remove a stale shard: %s", p, strerror(errno));
+        free(p);
+    }
+    closedir(dp);
+    return st;
+}
+
 ms_status ms_corpus_manifest_write(const ms_tokenize_job *job, const int64_t *stats,
                                    int64_t n_chunks, const char *tokenizer_sha256,
                                    const char *fingerprint, ms_err *err)
 {
+    ms_status sst = remove_stale_shards(job, stats, n_chunks, err);
+    if (sst != MS_OK) return sst;
     cJSON *j = cJSON_CreateObject();
     if (!j) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     cJSON_AddNumberToObject(j, "version", 1);

@@ -438,6 +438,33 @@ static void metrics_truncate(const char *path, int64_t last_step)
     free(text);
 }
 
+/* The metrics line of `step` (the last one of a finished run), for a rerun that has nothing to
+ * train: its numbers are the run's, not zeros. false if metrics.jsonl lacks that line. */
+static bool metrics_at(const char *path, int64_t step, ms_train_result *res)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (ms_file_read_all(path, &text, &len, NULL) != MS_OK) return false;
+    bool found = false;
+    for (char *line = text; line < text + len && !found;) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        if (!nl) break;
+        *nl = '\0';
+        long long st = -1, tok, dead, low;
+        double v[5];
+        if (sscanf(line, "{\"step\": %lld, \"tokens\": %lld, \"loss\": %lg, \"mse\": %lg, \"fvu\": %lg, "
+                         "\"l0\": %lg, \"l1\": %lg, \"dead\": %lld, \"ultralow\": %lld",
+                   &st, &tok, &v[0], &v[1], &v[2], &v[3], &v[4], &dead, &low) == 9 && st == step) {
+            res->loss = v[0], res->mse = v[1], res->fvu = v[2], res->l0 = v[3], res->l1 = v[4];
+            res->dead = dead, res->ultralow = low;
+            found = true;
+        }
+        line = nl + 1;
+    }
+    free(text);
+    return found;
+}
+
 /* ------------------------------------------------------------------ helpers */
 
 /* Removes temporary files a killed run left in dir (name.tmp.<pid> of our outputs). */
@@ -746,6 +773,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     /* ---- steps */
     ms_progress prog;
     ms_progress_init(&prog, "train", "steps", (double)steps, cfg->run.log_every_s);
+    prog.done = (double)sae.step; /* a resumed run starts where its checkpoint is */
     const int64_t start_step = sae.step;
     double t_begin = ms_time_now(), t_last_log = t_begin;
     int64_t step_last_log = sae.step;
@@ -856,6 +884,30 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     }
     if (st) goto done;
     ms_progress_finish(&prog);
+    /* a rerun of a finished run trains nothing: report the run's own last numbers (rank 0's
+     * metrics.jsonl, to every rank), not the zeros of a loop that did not run */
+    const bool was_complete = resumed && start_step == steps;
+    if (was_complete) {
+        double v[8] = {NAN, NAN, NAN, NAN, NAN, 0, 0, 0};
+        if (comm->rank == 0 && metrics_at(metrics_path, steps, res)) {
+            double got[8] = {res->loss, res->mse, res->fvu, res->l0, res->l1, (double)res->dead,
+                             (double)res->ultralow, 1};
+            memcpy(v, got, sizeof v);
+        }
+        st = ms_comm_bcast(comm, v, sizeof v, 0, err);
+        if (st) goto done;
+        res->loss = v[0], res->mse = v[1], res->fvu = v[2], res->l0 = v[3], res->l1 = v[4];
+        res->dead = (int64_t)v[5], res->ultralow = (int64_t)v[6];
+        if (v[7] != 0)
+            ms_log("train: already complete at step %lld (nothing to train): loss %.6g, MSE %.6g, FVU %.4f, "
+                   "L0 %.2f, dead %lld, ultralow %lld; remove %s to train again",
+                   (long long)steps, res->loss, res->mse, res->fvu, res->l0, (long long)res->dead,
+                   (long long)res->ultralow, ckpt_path);
+        else
+            ms_log("train: already complete at step %lld (nothing to train; %s has no line for that "
+                   "step, so no final numbers); remove %s to train again",
+                   (long long)steps, metrics_path, ckpt_path);
+    }
     double t_total = ms_time_now() - t_begin;
     res->steps = sae.step;
     res->skipped_rows = ms_actstream_skipped(stream);
@@ -863,8 +915,9 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
                                               : 0.0;
 
     /* ---- final outputs (rank 0) */
-    densities(&sae, &t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, log10d, &res->dead,
-              &res->ultralow);
+    int64_t n_dead = 0, n_low = 0;
+    densities(&sae, &t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, log10d, &n_dead, &n_low);
+    if (!was_complete) res->dead = n_dead, res->ultralow = n_low;
     if (comm->rank == 0) {
         const int64_t ds = hp.d_sae;
         float *buf = malloc(sae.layout.n_params * sizeof *buf);
@@ -914,7 +967,11 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         ms_runrec_fact(rec, "sae.final_l0", "%.6g", res->l0);
         ms_runrec_fact(rec, "sae.dead", "%lld", (long long)res->dead);
         ms_runrec_fact(rec, "sae.ultralow", "%lld", (long long)res->ultralow);
-        ms_runrec_fact(rec, "sae.tokens_per_s", "%.1f", res->tokens_per_s);
+        if (was_complete)
+            ms_runrec_fact(rec, "sae.already_complete", "true (rerun at step %lld: numbers from metrics.jsonl)",
+                           (long long)steps);
+        else
+            ms_runrec_fact(rec, "sae.tokens_per_s", "%.1f", res->tokens_per_s);
         ms_runrec_fact(rec, "sae.skipped_rows", "%lld", (long long)res->skipped_rows);
         ms_runrec_fact(rec, "sae.resumed_from", "%lld", (long long)res->resumed_from);
         ms_runrec_fact(rec, "sae.invariant.params_identical_across_ranks",
@@ -924,7 +981,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         ms_runrec_fact(rec, "sae.out", "%s", h5_path);
         ms_runrec_fact(rec, "sae.saelens", "%s", lens_dir);
     }
-    if (!st)
+    if (!st && !was_complete)
         ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f, dead %lld, "
                "ultralow %lld; %s, %s",
                (long long)sae.step, res->loss, res->mse, res->fvu, res->l0, (long long)res->dead,

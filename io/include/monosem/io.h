@@ -363,6 +363,10 @@ ms_status ms_file_write_atomic(const char *path, const void *buf, size_t len, ms
 /* Joins a and b with '/' into a malloc'd string. */
 char *ms_path_join(const char *a, const char *b);
 bool ms_path_exists(const char *path);
+/* Why a file cannot be created at path, as strerror text ("Read-only file system", "No such
+ * file or directory", "Permission denied", ...), found by probing its directory; for failures
+ * reported by a library without errno (HDF5). "reason unknown" if the directory looks fine. */
+const char *ms_create_error(const char *path);
 
 /* sha256 of a file / buffer as 64 lowercase hex digits + NUL. */
 ms_status ms_sha256_file(const char *path, char out[65], ms_err *err);
@@ -598,6 +602,10 @@ int64_t ms_actstream_skipped(const ms_actstream *s);
 /* Bytes read from the file so far by this rank (for throughput reports). */
 int64_t ms_actstream_bytes_read(const ms_actstream *s);
 
+/* Turns off HDF5's automatic printing of its error stack (18 lines before monosem's own one-line
+ * message); every HDF5 failure is reported through ms_err instead. main calls it once. */
+void ms_h5_quiet(void);
+
 /* Writes tensors (F32, I64 or U8 items, any shape) as root datasets of an HDF5 file, plus
  * string attributes (key/value pairs) on the root, to path.tmp.<pid> then renames it to path.
  * Not collective (serial driver): call on one rank. (io/actstore.c) */
@@ -735,7 +743,8 @@ typedef struct ms_tokenize_job {
  * chunk, zero for chunks of other ranks: sum them over ranks (allreduce) for the manifest. */
 ms_status ms_corpus_tokenize_part(const ms_tokenize_job *job, int rank, int size,
                                   int64_t **stats, int64_t *n_chunks, ms_err *err);
-/* Writes <out_dir>/manifest.json atomically from the summed stats. fingerprint identifies the
+/* Writes <out_dir>/manifest.json atomically from the summed stats, after deleting the shard
+ * files (and temporaries) of earlier runs that it does not list. fingerprint identifies the
  * inputs and settings (see ms_corpus_fingerprint). */
 ms_status ms_corpus_manifest_write(const ms_tokenize_job *job, const int64_t *stats,
                                    int64_t n_chunks, const char *tokenizer_sha256,
