@@ -37,7 +37,7 @@ static ms_status load_job(ms_app *app, const char *path, const char *const *ovr,
     if ((st = ms_comm_agree(&app->comm, st, err))) return st;
     st = ms_comm_bcast(&app->comm, text, n, 0, err);
     text[n] = '\0';
-    if (!st) st = ms_config_parse(&app->cfg, path, text, n, ovr, n_ovr, app->def->required, err);
+    if (!st) st = ms_config_parse(&app->cfg, path, text, n, ovr, n_ovr, NULL, err);
     /* an empty job (a truncated or wrong file) would run the stage on all defaults into
      * ./runs/monosem; only stages documented to run on defaults (config) accept one */
     if (!st && !app->def->job_optional && ms_config_n_set(&app->cfg) == 0) {
@@ -46,6 +46,7 @@ static ms_status load_job(ms_app *app, const char *path, const char *const *ovr,
                         "defaults; give at least run.out_dir and the stage's inputs", path,
                         n == 0 ? "empty file" : "only comments or empty sections");
     }
+    if (!st && (st = ms_config_check_required(&app->cfg, app->def->required, err))) ms_config_free(&app->cfg);
     free(text);
     st = ms_comm_agree(&app->comm, st, err);
     app->have_cfg = st == MS_OK;

@@ -98,7 +98,7 @@ ms_status ms_stage_tokenize(ms_app *app, ms_err *err)
     /* nothing to train on is an error, not an empty manifest (every document is one
      * <|endoftext|> then its text: tokens == docs means only empty documents) */
     if (tot[1] + tot[3] == 0)
-        st = ms_err_set(err, MS_ERR_FORMAT, "tokenize: corpus.paths (%d file(s), first %s) hold no document: "
+        st = ms_err_set(err, MS_ERR_FORMAT, "tokenize: corpus.paths (%d file(s), first %s) hold no document with text: "
                         "the train split would be empty", n_paths, n_paths ? paths[0] : "-");
     else if (tot[1] == 0)
         st = ms_err_set(err, MS_ERR_FORMAT, "tokenize: all %" PRId64 " document(s) were drawn into the held-out "

@@ -390,7 +390,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
            tok_per_step, comm->size, threads, tr.train.count, n_ctx_train, tr.heldout.count);
     ms_progress prog;
     ms_progress_init(&prog, "train-model", "steps", (double)steps, cfg->run.log_every_s);
-    prog.done = (double)step;
+    prog.done = prog.done0 = (double)step;
     const float scale = 1.0f / (float)tok_per_step;
     const int bl = (int)(tr.hi - tr.lo);
     double t_step = 0, t_comm = 0, t_eval = 0, t_ckpt = 0;

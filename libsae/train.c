@@ -367,7 +367,7 @@ static ms_status ckpt_read(const char *path, ms_sae *sae, train_state *t, const 
     if (!st) st = st_read_i64(&f, "fire_start", ds, t->fire_start, err);
     if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
         int64_t nh = tt->shape[0];
-        if (nh < 0 || nh > s[CK_STEP]) /* at most one resampling per step */
+        if (nh < 0 || (s[CK_STEP] >= 0 && nh > s[CK_STEP])) /* <= one resampling per step */
             st = ms_err_set(err, MS_ERR_FORMAT, "%s: corrupt checkpoint: %lld resample_history rows at step %lld",
                             path, (long long)nh, (long long)s[CK_STEP]);
     }
@@ -773,7 +773,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     /* ---- steps */
     ms_progress prog;
     ms_progress_init(&prog, "train", "steps", (double)steps, cfg->run.log_every_s);
-    prog.done = (double)sae.step; /* a resumed run starts where its checkpoint is */
+    prog.done = prog.done0 = (double)sae.step; /* a resumed run starts where its checkpoint is */
     const int64_t start_step = sae.step;
     double t_begin = ms_time_now(), t_last_log = t_begin;
     int64_t step_last_log = sae.step;
@@ -883,7 +883,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         }
     }
     if (st) goto done;
-    ms_progress_finish(&prog);
+    if (start_step < steps) ms_progress_finish(&prog);
     /* a rerun of a finished run trains nothing: report the run's own last numbers (rank 0's
      * metrics.jsonl, to every rank), not the zeros of a loop that did not run */
     const bool was_complete = resumed && start_step == steps;

@@ -299,6 +299,7 @@ typedef struct ms_progress {
     char unit[16];
     double total;
     double done;
+    double done0; /* done when this process started (a resumed run): rate and ETA count from it */
     double t_start, t_last_print;
     double every_s;
     bool tty;

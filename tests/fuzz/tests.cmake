@@ -1,0 +1,1 @@
+# fuzz harness replays (added below)
