@@ -63,6 +63,7 @@ uint16_t ms_float_to_half(float f)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 /* The x86 F16C conversions (exact for half -> float; round to nearest even for float -> half,
  * as the scalar code): 8 values per instruction. Chosen at run time. */
@@ -86,7 +87,8 @@ __attribute__((target("avx,f16c"))) static void f2h_hw(uint16_t *out, const floa
 static bool have_f16c(void)
 {
     static int have = -1; /* a benign race: every thread computes the same value */
-    if (have < 0) have = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d; /* f16c through cpuid: clang's __builtin_cpu_supports lacks it */
+    if (have < 0) have = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
     return have > 0 && !getenv("MONOSEM_NO_F16C");
 }
 #else
