@@ -194,8 +194,11 @@ const char *ms_create_error(const char *path)
     if (!tmp) return strerror(ENOMEM);
     const char *dir = dirname(tmp);
     struct statvfs sv;
+    struct stat sb;
     int e = 0;
-    if (statvfs(dir, &sv) != 0)
+    if (path && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        e = EISDIR;
+    else if (statvfs(dir, &sv) != 0)
         e = errno;
     else if (sv.f_flag & ST_RDONLY)
         e = EROFS;

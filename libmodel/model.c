@@ -515,7 +515,7 @@ ms_status ms_model_save(const ms_model *m, const char *dir, ms_err *err)
         for (int d = 0; d < t->ndim; d++) items[i].shape[d] = t->shape[d];
         items[i].data = m->params + t->offset;
     }
-    const char *meta[] = {"format", "pt", "producer", "monosem " MS_VERSION_STRING};
+    const char *meta[] = {"format", "pt", "producer", ("monosem " MS_VERSION_STRING)};
     rc = ms_st_write(wp, items, m->n_tensors, meta, 2, err);
     if (rc == MS_OK) rc = ms_file_write_atomic(cp, json, strlen(json), err);
 done:

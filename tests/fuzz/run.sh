@@ -13,11 +13,12 @@ out=${2:-$root/build-fuzz}
 shift $(( $# > 2 ? 2 : $# ))
 harnesses=("$@")
 [ ${#harnesses[@]} -gt 0 ] || harnesses=(safetensors config tokenizer_files bpe tokens checkpoint)
+mkdir -p "$out"
 command -v clang >/dev/null || { echo "clang not found (Debian: apt-get install clang)" >&2; exit 2; }
 CC=clang cmake -S "$root" -B "$out" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMONOSEM_SANITIZE=ON -DMONOSEM_FUZZ=ON \
-  -DMONOSEM_BUILD_BENCH=OFF > "$out.cmake.log" 2>&1 || { cat "$out.cmake.log"; exit 2; }
-cmake --build "$out" -j2 --target $(printf 'fuzz_%s ' "${harnesses[@]}") > "$out.build.log" 2>&1 ||
-  { tail -30 "$out.build.log"; exit 2; }
+  -DMONOSEM_BUILD_BENCH=OFF > "$out/cmake.log" 2>&1 || { cat "$out/cmake.log"; exit 2; }
+cmake --build "$out" -j2 --target $(printf 'fuzz_%s ' "${harnesses[@]}") > "$out/build.log" 2>&1 ||
+  { tail -30 "$out/build.log"; exit 2; }
 dict_safetensors='"dtype"\n"shape"\n"data_offsets"\n"__metadata__"\n"F32"\n"F16"\n"BF16"\n"F64"\n"I32"\n"U8"\n"BOOL"\n'
 dict_config='"run:"\n"sae:"\n"corpus:"\n"model:"\n"train_model:"\n"resample:"\n"at:"\n"{"\n"}"\n"["\n"]"\n"&a"\n"*a"\n"!!str"\n"---"\n"null"\n"1e3"\n"1_000"\n'
 dict_tokens='"\\"train\\""\n"\\"file\\""\n"\\"tokens\\""\n"\\"vocab_size\\""\n"\\"eot\\""\n"\\"tokenizer_sha256\\""\n"MSTOKENS"\n'
