@@ -570,6 +570,13 @@ ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split
                         "\"vocab_size\" and \"eot\"", mpath, split);
         goto done;
     }
+    /* numbers range-checked before the conversion (a double outside int32 is undefined) */
+    if (!(vs->valuedouble >= 1 && vs->valuedouble <= INT32_MAX && vs->valuedouble == (int32_t)vs->valuedouble) ||
+        !(eot->valuedouble >= -1 && eot->valuedouble < vs->valuedouble && eot->valuedouble == (int32_t)eot->valuedouble)) {
+        st = ms_err_set(err, MS_ERR_FORMAT, "%s: vocab_size %g / eot %g: expected integers, 1 <= vocab_size and "
+                        "-1 <= eot < vocab_size", mpath, vs->valuedouble, eot->valuedouble);
+        goto done;
+    }
     snprintf(ts->tokenizer_sha256, sizeof ts->tokenizer_sha256, "%s", sha->valuestring);
     ts->vocab_size = (int32_t)vs->valuedouble;
     ts->eot = (int32_t)eot->valuedouble;
@@ -584,9 +591,11 @@ ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split
     for (int i = 0; i < n; i++) {
         const cJSON *e = cJSON_GetArrayItem(arr, i);
         const cJSON *file = jget(e, "file"), *tok = jget(e, "tokens"), *docs = jget(e, "docs");
-        if (!cJSON_IsString(file) || !cJSON_IsNumber(tok)) {
-            st = ms_err_set(err, MS_ERR_FORMAT, "%s: %s[%d]: expected {\"file\": ..., \"tokens\": ...}",
-                            mpath, split, i);
+        /* a shard is a plain name inside token_dir: no path can lead elsewhere */
+        if (!cJSON_IsString(file) || !cJSON_IsNumber(tok) || strchr(file->valuestring, '/') ||
+            !file->valuestring[0] || strcmp(file->valuestring, "..") == 0) {
+            st = ms_err_set(err, MS_ERR_FORMAT, "%s: %s[%d]: expected {\"file\": NAME, \"tokens\": ...} with a "
+                            "plain file name", mpath, split, i);
             goto done;
         }
         char *sp = ms_path_join(token_dir, file->valuestring);
@@ -598,13 +607,14 @@ ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split
         free(sp);
         if (st != MS_OK) goto done;
         ts->n_shards = i + 1;
-        if (ts->shards[i].count != (int64_t)tok->valuedouble) {
+        if ((double)ts->shards[i].count != tok->valuedouble) {
             st = ms_err_set(err, MS_ERR_STATE, "%s: %s has %" PRId64 " tokens, manifest says %.0f",
                             mpath, file->valuestring, ts->shards[i].count, tok->valuedouble);
             goto done;
         }
         ts->offsets[i + 1] = ts->offsets[i] + ts->shards[i].count;
-        if (cJSON_IsNumber(docs)) ts->n_docs += (int64_t)docs->valuedouble;
+        if (cJSON_IsNumber(docs) && docs->valuedouble >= 0 && docs->valuedouble < 9e18)
+            ts->n_docs += (int64_t)docs->valuedouble;
     }
     ts->count = ts->offsets[n];
 done:

@@ -105,8 +105,8 @@ ms_status ms_model_config_load(ms_model_config *c, const char *path, ms_err *err
     if (!eps) eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
     c->eps = 1e-5f;
     if (eps) {
-        if (!cJSON_IsNumber(eps)) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: key 'eps': expected a number", path);
+        if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble <= 1)) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: key 'eps': expected a number in (0, 1]", path);
             goto done;
         }
         c->eps = (float)eps->valuedouble;
