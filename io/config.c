@@ -72,7 +72,7 @@ static const field ms_fields[] = {
     {"model.d_mlp", F_INT, OFF(model.d_mlp), 0, 1, 1048576, "512", NULL, "MLP width", RESULT},
     {"model.n_heads", F_INT, OFF(model.n_heads), 0, 1, 4096, "4", NULL, "attention heads", RESULT},
     {"model.d_head", F_INT, OFF(model.d_head), 0, 1, 65536, "32", NULL, "head width", RESULT},
-    {"model.n_ctx", F_INT, OFF(model.n_ctx), 0, 1, 1048576, "128", NULL, "positions", RESULT},
+    {"model.n_ctx", F_INT, OFF(model.n_ctx), 0, 1, 1048576, "128", NULL, "positions (at least corpus.context unless set)", RESULT},
     {"model.act_fn", F_ENUM, OFF(model.act_fn), 0, 0, 0, "relu", act_fns, "relu | gelu | gelu_new | solu_ln", RESULT},
     {"model.normalization", F_ENUM, OFF(model.normalization), 0, 0, 0, "LN", norm_types, "LN | LNPre | none", RESULT},
     {"model.eps", F_REAL, OFF(model.eps), 0, 1e-30, 1, "1e-05", NULL, "LayerNorm epsilon", RESULT},
@@ -579,6 +579,11 @@ static ms_status resolve(ms_config *cfg, ms_err *err)
             if (cfg->marks[2 * field_index(f)] == 0) *AT(cfg, f->off, double) = 0.0;
         }
     }
+
+    /* a model for contexts longer than the default positions: n_ctx follows corpus.context
+     * unless set (so the resolved dump, which sets every key, is itself a valid job) */
+    if (cfg->marks[2 * field_index(field_find("model.n_ctx"))] == 0 && cfg->model.n_ctx < cfg->corpus.context)
+        cfg->model.n_ctx = cfg->corpus.context;
 
     /* relations between keys, checked the same way on every rank */
     if (cfg->generate.sample_per_context > cfg->corpus.context) {
