@@ -367,7 +367,11 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
             if (info.n_ranks != comm->size)
                 ms_log("train-model: resuming a %d-rank checkpoint on %d ranks: results will match to "
                        "float tolerance, not bitwise", info.n_ranks, comm->size);
-            ms_log("train-model: resuming from %s at step %" PRId64, ckpt_path, step);
+            if (step == cfg->train_model.steps)
+                ms_log("train-model: already complete at step %" PRId64 " (nothing to train): the model is written "
+                       "from %s and evaluated once; delete %s to train again", step, ckpt_path, train_dir);
+            else
+                ms_log("train-model: resuming from %s at step %" PRId64, ckpt_path, step);
         }
     } else {
         ms_model_init_random(&tr.m, (uint64_t)cfg->run.seed, 0.02f);

@@ -854,7 +854,8 @@ ms_status ms_actfile_open_any(ms_actfile **out, const char *path, ms_actmeta *me
     }
     f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f->file < 0) {
-        st = ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
+        st = access(path, R_OK) != 0 ? ms_err_set(err, MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
+                                     : ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
         goto fail;
     }
     st = read_meta(f->file, path, &f->meta, &f->config_text, err);

@@ -250,6 +250,12 @@ resume)
     if grep -q "resuming from .* at step 20" "$T/last.log" && cmp -s "$T/m1/model/model.safetensors" "$T/m2/model/model.safetensors"; then
         ok "train-model resume with other log/eval/checkpoint cadence: bitwise identical model"
     else bad "train-model harmless resume: $(tail -3 "$T/last.log")"; fi
+    ms 120 2 train-model "$T/m.yaml" --run.out_dir="$T/m2" --model.dir="$T/m2/model"
+    grep -q "train-model: already complete at step 30 (nothing to train)" "$T/last.log" &&
+        cmp -s "$T/m1/model/model.safetensors" "$T/m2/model/model.safetensors" &&
+        grep -q "heldout_loss_nats: [0-9]" "$T/m2/run-train-model.yaml" \
+        && ok "rerun of a finished train-model: 'already complete', same model, held-out loss recorded" \
+        || bad "rerun of a finished train-model: $(tail -2 "$T/last.log")"
     ;;
 
 outputs)
