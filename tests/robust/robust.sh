@@ -18,6 +18,7 @@ BIN=${MS_BIN:?}/monosem
 MPIRUN=${MS_MPIRUN:-mpirun}
 read -r -a MPIFLAGS <<< "${MS_MPI_FLAGS:-}"
 T=${MS_TEST_TMP:-/tmp}/robust_$CASE
+mountpoint -q "$T/ro" 2>/dev/null && umount "$T/ro" # left mounted by a killed earlier run
 rm -rf "$T" && mkdir -p "$T"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 fails=0
