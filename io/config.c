@@ -1118,7 +1118,7 @@ ms_status ms_config_result_diff(const ms_config *cfg, const char *const *scopes,
     int n_changed = 0;
     list[0] = '\0';
     /* every key selected now, looked up in the saved text (a key absent there was added to
-     * the table since: it counts as changed only if its value differs from its default) */
+     * the table since: it counts as changed only if this job sets it to a non-default value) */
     for (char *line = now, *nl; *line; line = nl + 1) {
         nl = strchr(line, '\n');
         *nl = '\0';
@@ -1140,7 +1140,7 @@ ms_status ms_config_result_diff(const ms_config *cfg, const char *const *scopes,
             *eq = '\0';
             const field *f = field_find(line);
             *eq = '=';
-            if (!f) continue;
+            if (!f || cfg->marks[2 * field_index(f)] == 0) continue; /* not set: default behaviour */
             /* the default's text, through the same formatter */
             char *dbuf = NULL;
             size_t dn = 0;

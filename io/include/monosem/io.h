@@ -204,7 +204,8 @@ int ms_config_n_set(const ms_config *cfg);
  * in checkpoints); malloc'd, caller frees; NULL if out of memory.
  * ms_config_result_diff: compares such a text with cfg; MS_OK if every selected result key has
  * the same value, else MS_ERR_STATE with err = "<what>: changed since the checkpoint: sae.lr
- * 0.001 -> 0.002, sae.d_sae 4096 -> 8192 (<hint>)". Not collective. */
+ * 0.001 -> 0.002, sae.d_sae 4096 -> 8192 (<hint>)"; a key the saved text lacks (added to the
+ * table since) counts only if this job sets it to a non-default value. Not collective. */
 char *ms_config_result_keys(const ms_config *cfg, const char *const *scopes);
 ms_status ms_config_result_diff(const ms_config *cfg, const char *const *scopes, const char *saved,
                                 const char *what, const char *hint, ms_err *err);
