@@ -780,6 +780,7 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create: %s", tmp, ms_create_error(tmp));
+    errno = 0;
     herr_t r = 0;
     for (int i = 0; i < n_items && r >= 0; i++) {
         const ms_st_item *it = &items[i];
@@ -804,10 +805,16 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     }
     for (int i = 0; i < n_attr && r >= 0; i++)
         r = attr_write_str(file, attr_kv[2 * i], attr_kv[2 * i + 1]);
-    if (H5Fclose(file) < 0) r = -1;
+    int e = r < 0 ? errno : 0; /* HDF5 keeps the failed write's errno (ENOSPC, EFBIG, EIO) */
+    errno = 0;
+    if (H5Fclose(file) < 0) {
+        r = -1;
+        if (!e) e = errno;
+    }
     if (r < 0) {
         unlink(tmp);
-        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed: %s", tmp, ms_create_error(tmp));
+        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed: %s", tmp,
+                          e ? strerror(e) : ms_create_error(tmp));
     }
     int fd = open(tmp, O_RDONLY);
     if (fd >= 0) {

@@ -7,7 +7,8 @@
 #              merges.txt, empty job file (config still runs on defaults)
 #   resume     harmless changes resume bitwise (log/checkpoint cadence, moved out_dir, another
 #              path to the same activations); result keys refused with their names
-#   outputs    read-only file system: one line naming it (no HDF5 stack, not "out of space");
+#   outputs    read-only file system: one line naming it (no HDF5 stack, not "out of space"); a
+#              full disk while checkpointing;
 #              a rerun of a finished train keeps its numbers; generate checks the model before
 #              the token directory; tokenize removes the stale shards of an earlier run
 set -u
@@ -18,7 +19,7 @@ BIN=${MS_BIN:?}/monosem
 MPIRUN=${MS_MPIRUN:-mpirun}
 read -r -a MPIFLAGS <<< "${MS_MPI_FLAGS:-}"
 T=${MS_TEST_TMP:-/tmp}/robust_$CASE
-mountpoint -q "$T/ro" 2>/dev/null && umount "$T/ro" # left mounted by a killed earlier run
+for m in "$T/ro" "$T/full"; do mountpoint -q "$m" 2>/dev/null && umount "$m"; done # left by a killed run
 rm -rf "$T" && mkdir -p "$T"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 fails=0
@@ -286,6 +287,15 @@ EOF
         "$PY" "$HERE/../sae_train/make_synth.py" "$T/a.h5" --rows 12000 --d 16 --feats 32 --seed 2 || exit 1
         sae_job "$T/s.yaml" "$ro/sae-run" "$T/a.h5"
         expect_fail "train into a read-only FS" "Read-only file system" 60 1 train "$T/s.yaml"
+        # a full disk (64 KB tmpfs) while checkpointing: one line naming it, every rank exits
+        mkdir -p "$T/full"
+        if mount -t tmpfs -o size=64k tmpfs "$T/full"; then
+            trap 'umount "$ro" "$T/full"' EXIT
+            sae_job "$T/s.yaml" "$T/full/sae-run" "$T/a.h5"
+            expect_fail "train, checkpoint on a full disk" "$T/full/sae-run/sae/checkpoint.safetensors: write failed: No space left on device" \
+                60 2 train "$T/s.yaml"
+            ls "$T/full/sae-run/sae" | grep -q "tmp" && bad "a temporary checkpoint was left on the full disk"
+        fi
     fi
 
     # -- generate without a model: refused before the token directory is touched
