@@ -399,6 +399,27 @@ static ms_status ckpt_read(const char *path, ms_sae *sae, train_state *t, const 
     return st;
 }
 
+ms_status ms_sae_checkpoint_verify(const char *path, const ms_config *cfg, const ms_actmeta *acts,
+                                   ms_err *err)
+{
+    ms_sae_hparams hp;
+    ms_sae_hparams_from_config(&hp, cfg, acts->d, cfg->sae.batch);
+    ms_sae sae;
+    memset(&sae, 0, sizeof sae);
+    train_state t;
+    memset(&t, 0, sizeof t);
+    ms_status st = ms_sae_hparams_check(&hp, err);
+    if (!st) st = ms_sae_init(&sae, &hp, err);
+    if (!st) st = state_alloc(&t, hp.d_sae, err);
+    if (!st) st = ckpt_read(path, &sae, &t, cfg, acts, err);
+    if (!st && sae.step > cfg->sae.steps)
+        st = ms_err_set(err, MS_ERR_STATE, "%s: checkpoint at step %lld is past sae.steps %lld", path,
+                        (long long)sae.step, (long long)cfg->sae.steps);
+    ms_sae_free(&sae);
+    state_free(&t);
+    return st;
+}
+
 /* ------------------------------------------------------------------ metrics */
 
 /* Feature densities (fired rows / rows since the counter started) and counts of dead (not

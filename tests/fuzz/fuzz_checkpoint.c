@@ -1,9 +1,12 @@
 /* tests/fuzz/fuzz_checkpoint.c: libFuzzer harness for the state files monosem reads back.
- * Byte 0 mod 3 picks: 0 a train-model checkpoint (rest = the file) loaded into a tiny model;
+ * Byte 0 mod 4 picks: 0 a train-model checkpoint (rest = the file) loaded into a tiny model;
  * 1 a model directory (config.json, "\n@@\n", model.safetensors); 2 a SAELens directory
- * (cfg.json, "\n@@\n", sae_weights.safetensors) loaded into an SAE of the dims it declares.
+ * (cfg.json, "\n@@\n", sae_weights.safetensors) loaded into an SAE of the dims it declares;
+ * 3 an SAE training checkpoint verified as a resume of a small fixed job would read it.
  * Errors are one line; a loaded checkpoint's state is in range. MS_FUZZ_SEEDS=DIR writes one
- * valid input of each kind there (the committed seeds). */
+ * valid input of each of the first three kinds there (the committed seeds; the SAE checkpoint
+ * seed comes from `monosem train` on make_synth.py --rows 400 --d 4 --feats 8 --seed 1 with
+ * sae_job below, stopped at step 5). */
 #include "fuzz_util.h"
 #include "monosem/model.h"
 #include "monosem/sae.h"
@@ -139,16 +142,38 @@ static void fuzz_saelens_dir(const uint8_t *data, size_t size)
     ms_sae_free(&sae);
 }
 
+/* The job and the activations' identity the SAE checkpoint seed was written with. */
+static const char sae_job[] = "run: {seed: 5}\nsae: {d_sae: 8, batch: 20, steps: 10, checkpoint_every: 5, "
+                              "median_samples: 50, shuffle_buffer: 100, resample: {at: [3], window: 1, inputs: 40}}\n";
+
+static void fuzz_sae_ckpt(const uint8_t *data, size_t size)
+{
+    static ms_config cfg;
+    static ms_actmeta am;
+    ms_err err = {0};
+    if (!cfg.path) {
+        if (ms_config_parse(&cfg, "sae_job", sae_job, sizeof sae_job - 1, NULL, 0, NULL, &err)) abort();
+        am = (ms_actmeta){.n_rows = 400, .d = 4, .n_contexts = 25, .context = 16, .n_shards = 4,
+                          .dtype = MS_DTYPE_F16, .seed = 1};
+        snprintf(am.hook, sizeof am.hook, "synthetic.hook");
+        memset(am.model_sha256, '0', 64);
+        memset(am.config_hash, '0', 16);
+    }
+    const char *p = fz_write(0, "sae_ckpt.safetensors", data, size);
+    fz_check_err(ms_sae_checkpoint_verify(p, &cfg, &am, &err), &err);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int seeded;
     const char *sd = getenv("MS_FUZZ_SEEDS");
     if (sd && !seeded++) write_seeds(sd);
     if (size < 1) return 0;
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0: fuzz_train_ckpt(data + 1, size - 1); break;
     case 1: fuzz_model_dir(data + 1, size - 1); break;
-    default: fuzz_saelens_dir(data + 1, size - 1); break;
+    case 2: fuzz_saelens_dir(data + 1, size - 1); break;
+    default: fuzz_sae_ckpt(data + 1, size - 1); break;
     }
     return 0;
 }
