@@ -37,7 +37,16 @@ static ms_status load_job(ms_app *app, const char *path, const char *const *ovr,
     if ((st = ms_comm_agree(&app->comm, st, err))) return st;
     st = ms_comm_bcast(&app->comm, text, n, 0, err);
     text[n] = '\0';
-    if (!st) st = ms_config_parse(&app->cfg, path, text, n, ovr, n_ovr, app->def->required, err);
+    if (!st) st = ms_config_parse(&app->cfg, path, text, n, ovr, n_ovr, NULL, err);
+    /* an empty job (a truncated or wrong file) would run the stage on all defaults into
+     * ./runs/monosem; only stages documented to run on defaults (config) accept one */
+    if (!st && !app->def->job_optional && ms_config_n_set(&app->cfg) == 0) {
+        ms_config_free(&app->cfg);
+        st = ms_err_set(err, MS_ERR_CONFIG, "%s: the job file sets no key (%s): a stage does not run on all "
+                        "defaults; give at least run.out_dir and the stage's inputs", path,
+                        n == 0 ? "empty file" : "only comments or empty sections");
+    }
+    if (!st && (st = ms_config_check_required(&app->cfg, app->def->required, err))) ms_config_free(&app->cfg);
     free(text);
     st = ms_comm_agree(&app->comm, st, err);
     app->have_cfg = st == MS_OK;
@@ -61,6 +70,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ms_log_init(app.comm.rank);
+    ms_h5_quiet(); /* one line per error, from monosem: never HDF5's own stack */
     ms_status st = MS_OK;
     const char *stage_name = argc > 1 ? argv[1] : NULL;
     char **ovr = NULL, **rest = NULL;

@@ -2,6 +2,7 @@
  * context per line) and write /logits (B,T,V), /loss (B,T-1) and /hook (B,T,d) as float32, for
  * people checking a converted checkpoint against their own framework. Rank 0 does the work with
  * the serial HDF5 API; other ranks return at once. */
+#include <errno.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,8 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0 || (dl = make_dset(f, "logits", 3, dims_l)) < 0 || (dloss = make_dset(f, "loss", 2, dims_s)) < 0 ||
         (dh = make_dset(f, "hook", 3, dims_h)) < 0) {
-        rc = ms_err_set(err, MS_ERR_IO, "%s: cannot create the HDF5 file or its datasets", out);
+        rc = ms_err_set(err, MS_ERR_IO, "%s: cannot create the HDF5 file or its datasets: %s", out,
+                        ms_create_error(tmp));
         goto done;
     }
     double loss_sum = 0;
@@ -152,7 +154,8 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     herr_t cl = H5Fclose(f);
     f = -1;
     if (cl < 0 || rename(tmp, out) != 0) {
-        rc = ms_err_set(err, MS_ERR_IO, "%s: cannot finish the file", out);
+        rc = ms_err_set(err, MS_ERR_IO, "%s: cannot finish the file: %s", out,
+                        cl < 0 ? ms_create_error(tmp) : strerror(errno));
         goto done;
     }
     tmp[0] = '\0';

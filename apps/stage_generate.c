@@ -4,6 +4,7 @@
 #include "generate_plan.h"
 #include "monosem/model.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <signal.h>
@@ -356,6 +357,15 @@ static ms_status gen_space_check(const gen *g, ms_err *err)
     char *tmp = strdup(g->partial);
     struct statvfs sv;
     int rc = tmp ? statvfs(dirname(tmp), &sv) : -1;
+    /* a directory that cannot be written (read-only file system, permissions) is said so, not
+     * reported as missing space */
+    int werr = rc == 0 && (sv.f_flag & ST_RDONLY) ? EROFS : tmp && access(tmp, W_OK) != 0 ? errno : 0;
+    if (werr) {
+        ms_status st = ms_err_set(err, MS_ERR_IO, "%s: cannot write the activations file into %s: %s", g->partial,
+                                  tmp, strerror(werr));
+        free(tmp);
+        return st;
+    }
     free(tmp);
     double avail = rc == 0 ? (double)sv.f_bavail * (double)sv.f_frsize : 0;
     struct stat sb; /* an old .partial about to be truncated gives its blocks back */
@@ -434,6 +444,21 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
      * error on every rank, not kill one rank with SIGXFSZ */
     signal(SIGXFSZ, SIG_IGN);
     ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: finish the shards in hand, exit 75 */
+
+    /* 0. inputs first: a missing model must not cost a rewritten token directory */
+    if (comm->rank == 0) {
+        static const char *const need[] = {"config.json", "model.safetensors"};
+        for (int i = 0; i < 2 && !st; i++) {
+            char *p = ms_path_join(cfg->model.dir, need[i]);
+            if (!p) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+            else if (access(p, R_OK) != 0)
+                st = ms_err_set(err, MS_ERR_IO, "%s: cannot read the model (model.dir): %s; run `monosem train-model` "
+                                "first or set model.dir", p, strerror(errno));
+            free(p);
+        }
+    }
+    st = ms_comm_agree(comm, st, err);
+    if (st) return st;
 
     /* 1. token shards: tokenize the corpus first unless it is up to date (the tokenize stage
      * checks its fingerprint and is a no-op then). Without corpus.paths the shards must exist. */
@@ -558,7 +583,7 @@ ms_status ms_stage_generate(ms_app *app, ms_err *err)
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     if (comm->rank == 0 && rename(g.partial, out) != 0)
-        st = ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s", out, g.partial);
+        st = ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s: %s", out, g.partial, strerror(errno));
     st = ms_comm_agree(comm, st, err);
     g.t_write += ms_time_now() - t;
     if (st) goto done;

@@ -92,13 +92,26 @@ ms_status ms_stage_tokenize(ms_app *app, ms_err *err)
     }
     st = ms_comm_allreduce_i64(comm, stats, (size_t)n_chunks * MS_CHUNK_STATS, err);
     if (st != MS_OK) goto done;
-    if (comm->rank == 0) st = ms_corpus_manifest_write(&job, stats, n_chunks, tok_sha, fp, err);
-    st = ms_comm_agree(comm, st, err);
-    if (st != MS_OK) goto done;
-
     int64_t tot[4] = {0, 0, 0, 0};
     for (int64_t c = 0; c < n_chunks; c++)
         for (int k = 0; k < 4; k++) tot[k] += stats[c * MS_CHUNK_STATS + k];
+    /* nothing to train on is an error, not an empty manifest (every document is one
+     * <|endoftext|> then its text: tokens == docs means only empty documents) */
+    if (tot[1] + tot[3] == 0)
+        st = ms_err_set(err, MS_ERR_FORMAT, "tokenize: corpus.paths (%d file(s), first %s) hold no document with text: "
+                        "the train split would be empty", n_paths, n_paths ? paths[0] : "-");
+    else if (tot[1] == 0)
+        st = ms_err_set(err, MS_ERR_FORMAT, "tokenize: all %" PRId64 " document(s) were drawn into the held-out "
+                        "split (corpus.heldout_fraction %.3g): the train split is empty; add documents "
+                        "(corpus.delimiter splits a file) or lower corpus.heldout_fraction",
+                        tot[3], job.heldout_fraction);
+    else if (tot[0] <= tot[1])
+        st = ms_err_set(err, MS_ERR_FORMAT, "tokenize: the train split's %" PRId64 " document(s) are all empty "
+                        "(no text after the document separator): nothing to train on", tot[1]);
+    if (st == MS_OK && comm->rank == 0) st = ms_corpus_manifest_write(&job, stats, n_chunks, tok_sha, fp, err);
+    st = ms_comm_agree(comm, st, err);
+    if (st != MS_OK) goto done;
+
     double dt = ms_time_now() - t0;
     ms_log("tokenize: train %" PRId64 " tokens / %" PRId64 " docs, heldout %" PRId64
            " tokens / %" PRId64 " docs, %" PRId64 " chunk(s), %.1fs (%.0f tokens/s)",

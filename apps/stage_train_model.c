@@ -106,17 +106,39 @@ static void *xcalloc(size_t n, size_t sz, ms_status *st, ms_err *err)
     return p;
 }
 
-/* Settings that must match for a checkpoint to be resumed. */
-static void run_fingerprint(const trainer *t, const char *tokens_fp, char out[17])
+/* The job keys a resume compares one by one (ms_config_result_diff names the changed ones;
+ * cadence, checkpoint interval and paths may change). */
+static const char *const result_scopes[] = {"run.seed", "corpus.context", "model.n_layers", "model.d_model",
+                                            "model.d_mlp", "model.n_heads", "model.d_head", "model.n_ctx",
+                                            "model.act_fn", "model.normalization", "model.eps", "train_model.",
+                                            NULL};
+
+/* What else must match for a checkpoint to be resumed: the model shape (with the vocabulary)
+ * and the token shards' content. v2 (checkpoints without job_keys) also hashed every
+ * train_model key. */
+static void run_fingerprint(const trainer *t, const char *tokens_fp, int version, char out[17])
 {
     const ms_config *c = t->cfg;
-    uint64_t h = ms_fnv1a64("monosem-train-model-v2", 22, 0); /* v2: Feistel data order */
+    const char *tag = version == 2 ? "monosem-train-model-v2" : "monosem-train-model-v3";
+    uint64_t h = ms_fnv1a64(tag, 22, 0); /* v2: Feistel data order; v3: keys compared apart */
     h = ms_fnv1a64(&t->m.cfg, sizeof t->m.cfg, h);
-    h = ms_fnv1a64(&c->train_model, sizeof c->train_model, h);
+    if (version == 2) h = ms_fnv1a64(&c->train_model, sizeof c->train_model, h);
     int64_t v[2] = {c->corpus.context, c->run.seed};
     h = ms_fnv1a64(v, sizeof v, h);
     h = ms_fnv1a64(tokens_fp, strlen(tokens_fp), h);
     snprintf(out, 17, "%016" PRIx64, h);
+}
+
+/* The "job_keys" metadata of a checkpoint (malloc'd; NULL if it has none: an older file). */
+static char *ckpt_job_keys(const char *path)
+{
+    ms_safetensors f;
+    char *k = NULL;
+    if (ms_st_open(&f, path, NULL) != MS_OK) return NULL;
+    const char *v = ms_st_meta(&f, "job_keys");
+    if (v) k = strdup(v);
+    ms_st_close(&f);
+    return k;
 }
 
 /* Held-out loss of the model and of the unigram baseline on the same target tokens, in
@@ -238,6 +260,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     memset(&tr, 0, sizeof tr);
     tr.cfg = cfg;
     tr.comm = comm;
+    char *job_keys = NULL; /* this job's result keys, stored in every checkpoint */
     ms_status st = MS_OK;
     char *train_dir = ms_path_join(cfg->run.out_dir, "train_model");
     char *ckpt_path = train_dir ? ms_path_join(train_dir, "checkpoint.safetensors") : NULL;
@@ -302,9 +325,15 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     if (st != MS_OK) goto done;
 
     /* ---- fresh start or resume (rank 0 decides; every rank reads the same file) */
-    char tokens_fp[17] = "", fp[17];
+    char tokens_fp[17] = "", fp[17], fp2[17];
     ms_corpus_manifest_fingerprint(cfg->corpus.token_dir, tokens_fp);
-    run_fingerprint(&tr, tokens_fp, fp);
+    run_fingerprint(&tr, tokens_fp, 3, fp);
+    run_fingerprint(&tr, tokens_fp, 2, fp2);
+    job_keys = ms_config_result_keys(cfg, result_scopes);
+    if (!job_keys) {
+        st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
+        goto done;
+    }
     /* rank 0 decides: 0 fresh, 1 the checkpoint, 2 its .prev (the latest is corrupt) */
     int32_t resume = 0;
     if (comm->rank == 0) {
@@ -320,17 +349,40 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
         ms_train_ckpt_info info;
         char prev[4096];
         snprintf(prev, sizeof prev, "%s.prev", ckpt_path);
-        st = ms_train_checkpoint_load(resume == 2 ? prev : ckpt_path, &tr.m, tr.adam_m, tr.adam_v, &info, err);
-        if (st == MS_OK && strcmp(info.fingerprint, fp) != 0)
+        const char *use_path = resume == 2 ? prev : ckpt_path;
+        st = ms_train_checkpoint_load(use_path, &tr.m, tr.adam_m, tr.adam_v, &info, err);
+        char *saved_keys = st == MS_OK ? ckpt_job_keys(use_path) : NULL;
+        if (st == MS_OK && saved_keys) {
+            char hint[512];
+            snprintf(hint, sizeof hint, "restore them, or delete %s to start over", train_dir);
+            st = ms_config_result_diff(cfg, result_scopes, saved_keys, use_path, hint, err);
+        }
+        if (st == MS_OK && strcmp(info.fingerprint, saved_keys ? fp : fp2) != 0)
             st = ms_err_set(err, MS_ERR_STATE,
-                            "%s: checkpoint of a run with other settings (fingerprint %s, this job %s); "
-                            "delete %s to start over", ckpt_path, info.fingerprint, fp, train_dir);
+                            "%s: checkpoint of a run with another model shape or other token shards "
+                            "(fingerprint %s, this job %s); delete %s to start over",
+                            use_path, info.fingerprint, saved_keys ? fp : fp2, train_dir);
+        free(saved_keys);
+        /* state values in range: a step past the end or a data position that is not
+         * step x batch is a damaged file, not something to continue from */
+        if (st == MS_OK && (info.data_pos % tr.Bg != 0 || info.data_pos / tr.Bg != info.step))
+            st = ms_err_set(err, MS_ERR_FORMAT,
+                            "%s: corrupt checkpoint state: data_position %" PRId64 " at step %" PRId64
+                            " (expected step x batch %d); delete %s to start over",
+                            use_path, info.data_pos, info.step, tr.Bg, train_dir);
+        if (st == MS_OK && info.step > cfg->train_model.steps)
+            st = ms_err_set(err, MS_ERR_STATE, "%s: checkpoint at step %" PRId64 " is past train_model.steps %" PRId64
+                            "; delete %s to start over", use_path, info.step, cfg->train_model.steps, train_dir);
         if (st == MS_OK) {
             step = info.step;
             if (info.n_ranks != comm->size)
                 ms_log("train-model: resuming a %d-rank checkpoint on %d ranks: results will match to "
                        "float tolerance, not bitwise", info.n_ranks, comm->size);
-            ms_log("train-model: resuming from %s at step %" PRId64, resume == 2 ? prev : ckpt_path, step);
+            if (step == cfg->train_model.steps)
+                ms_log("train-model: already complete at step %" PRId64 " (nothing to train): the model is written "
+                       "from %s and evaluated once; delete %s to train again", step, use_path, train_dir);
+            else
+                ms_log("train-model: resuming from %s at step %" PRId64, use_path, step);
         }
     } else {
         ms_model_init_random(&tr.m, (uint64_t)cfg->run.seed, 0.02f);
@@ -353,7 +405,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
            tok_per_step, comm->size, threads, tr.train.count, n_ctx_train, tr.heldout.count);
     ms_progress prog;
     ms_progress_init(&prog, "train-model", "steps", (double)steps, cfg->run.log_every_s);
-    prog.done = (double)step;
+    prog.done = prog.done0 = (double)step;
     const float scale = 1.0f / (float)tok_per_step;
     const int bl = (int)(tr.hi - tr.lo);
     double t_step = 0, t_comm = 0, t_eval = 0, t_ckpt = 0;
@@ -448,6 +500,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
             double tc = ms_time_now();
             ms_train_ckpt_info info = {.step = step, .data_pos = step * tr.Bg, .n_ranks = comm->size};
             memcpy(info.fingerprint, fp, sizeof fp);
+            info.job_keys = job_keys;
             st = check_replicas(&tr, step, err);
             if (st != MS_OK) goto done;
             ms_status cs = MS_OK;
@@ -511,6 +564,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     ms_runrec_time(&app->rec, "train_model.eval", t_eval);
     ms_runrec_time(&app->rec, "train_model.checkpoint", t_ckpt);
 done:
+    free(job_keys);
     trainer_free(&tr);
     free(train_dir);
     free(ckpt_path);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -62,6 +63,7 @@ uint16_t ms_float_to_half(float f)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 /* The x86 F16C conversions (exact for half -> float; round to nearest even for float -> half,
  * as the scalar code): 8 values per instruction. Chosen at run time. */
@@ -85,7 +87,8 @@ __attribute__((target("avx,f16c"))) static void f2h_hw(uint16_t *out, const floa
 static bool have_f16c(void)
 {
     static int have = -1; /* a benign race: every thread computes the same value */
-    if (have < 0) have = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d; /* f16c through cpuid: clang's __builtin_cpu_supports lacks it */
+    if (have < 0) have = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
     return have > 0 && !getenv("MONOSEM_NO_F16C");
 }
 #else
@@ -149,7 +152,7 @@ static hid_t f16_type(void)
     return t;
 }
 
-static void quiet_hdf5(void)
+void ms_h5_quiet(void)
 {
     /* errors are reported through ms_err with the file name; HDF5's stack dump is noise */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -178,6 +181,7 @@ static void meta_digest(const ms_actmeta *m, const char *config_text, char out[6
     ms_sha256_buf(buf, (size_t)k + cl, out);
     free(buf);
 }
+static void quiet_hdf5(void) { ms_h5_quiet(); }
 
 static herr_t attr_write_i64(hid_t obj, const char *name, int64_t v)
 {
@@ -378,7 +382,7 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     H5Pclose(fapl);
     if (w->file < 0) {
         writer_free(w);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot create the activations file", path);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot create the activations file: %s", path, ms_create_error(path));
     }
     hid_t at = meta->dtype == MS_DTYPE_F16 ? w->f16 : H5T_IEEE_F32LE;
     w->acts = create_2d(w->file, "acts", at, meta->n_rows, meta->d, w->meta.chunk_rows);
@@ -426,7 +430,7 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     }
     if (r < 0) {
         writer_free(w);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot create datasets/attributes", path);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot create datasets/attributes: %s", path, ms_create_error(path));
     }
     *out = w;
     return MS_OK;
@@ -530,7 +534,8 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
     H5Pclose(fapl);
     if (w->file < 0) {
         writer_free(w);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot open the activations file to resume", path);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot open the activations file to resume: %s", path,
+                          access(path, R_OK | W_OK) != 0 ? strerror(errno) : "not a readable HDF5 file");
     }
     ms_status st = open_datasets(w, err);
     if (!st) st = read_meta(w->file, path, &w->meta, NULL, err);
@@ -823,7 +828,8 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create", tmp);
+    if (file < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create: %s", tmp, ms_create_error(tmp));
+    errno = 0;
     herr_t r = 0;
     for (int i = 0; i < n_items && r >= 0; i++) {
         const ms_st_item *it = &items[i];
@@ -851,10 +857,16 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     }
     for (int i = 0; i < n_attr && r >= 0; i++)
         r = attr_write_str(file, attr_kv[2 * i], attr_kv[2 * i + 1]);
-    if (H5Fclose(file) < 0) r = -1;
+    int e = r < 0 ? errno : 0; /* HDF5 keeps the failed write's errno (ENOSPC, EFBIG, EIO) */
+    errno = 0;
+    if (H5Fclose(file) < 0) {
+        r = -1;
+        if (!e) e = errno;
+    }
     if (r < 0) {
         unlink(tmp);
-        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed", tmp);
+        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed: %s", tmp,
+                          e ? strerror(e) : ms_create_error(tmp));
     }
     int fd = open(tmp, O_RDONLY);
     if (fd >= 0) {
@@ -862,8 +874,9 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
         close(fd);
     }
     if (rename(tmp, path) != 0) {
+        int e = errno;
         unlink(tmp);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s", path, tmp);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s: %s", path, tmp, strerror(e));
     }
     return MS_OK;
 }
@@ -900,7 +913,8 @@ ms_status ms_actfile_open_any(ms_actfile **out, const char *path, ms_actmeta *me
     }
     f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f->file < 0) {
-        st = ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
+        st = access(path, R_OK) != 0 ? ms_err_set(err, MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
+                                     : ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
         goto fail;
     }
     st = read_meta(f->file, path, &f->meta, &f->config_text, err);

@@ -63,6 +63,7 @@ struct ms_actstream {
 
     ms_streampos pos;
     int64_t bytes_read;
+    int64_t empty_run; /* consecutive loaded windows with no kept row (all non-finite) */
 };
 
 void ms_actstream_close(ms_actstream *s)
@@ -303,8 +304,16 @@ static int64_t window_raw_rows(ms_actstream *s, int64_t w)
     return n;
 }
 
-static void advance_window(ms_actstream *s, int64_t len)
+/* Steps to the next window. A whole pass of windows without one finite row would repeat
+ * forever (skip_nonfinite with repetition): that is an error, the same on every rank. */
+static ms_status advance_window(ms_actstream *s, int64_t len, ms_err *err)
 {
+    if (s->loaded) s->empty_run = s->wlen == 0 ? s->empty_run + 1 : 0;
+    if (s->empty_run >= s->nwindows)
+        return ms_err_set(err, MS_ERR_NUMERIC,
+                          "%s: no finite row in a full pass over /acts (%lld rows, all with NaN/Inf "
+                          "skipped by sae.skip_nonfinite): nothing to train on",
+                          ms_actfile_path(s->f), (long long)s->n_rows);
     s->pos.skipped += s->loaded ? s->cur_bad : 0;
     s->pos.window_start += len;
     s->pos.window++;
@@ -314,6 +323,7 @@ static void advance_window(ms_actstream *s, int64_t len)
         s->pos.epoch++;
         s->pos.window = 0;
     }
+    return MS_OK;
 }
 
 static ms_status exhausted(ms_actstream *s, ms_err *err)
@@ -344,7 +354,8 @@ static ms_status normalize(ms_actstream *s, ms_err *err)
             len = s->wlen;
         }
         if (s->pos.next < s->pos.window_start + len) return MS_OK;
-        advance_window(s, len);
+        ms_status st = advance_window(s, len, err);
+        if (st) return st;
     }
 }
 
@@ -358,7 +369,7 @@ ms_status ms_actstream_next(ms_actstream *s, float *out, ms_err *err)
             if (s->pos.epoch > 0 && !s->o.repeat) return exhausted(s, err);
             if (!s->loaded && (st = load_window(s, g, err))) return st;
             if (g < s->pos.window_start + s->wlen) break;
-            advance_window(s, s->wlen);
+            if ((st = advance_window(s, s->wlen, err))) return st;
         }
         if (s->consumed >= s->n_store)
             return ms_err_set(err, MS_ERR_STATE, "%s: stream slot underflow (internal)",

@@ -25,9 +25,13 @@ typedef struct field {
     const char *def; /* default as scalar text; lists: comma-separated items */
     const char *const *choices; /* enums: names, index = value */
     const char *help;
+    bool harmless; /* cannot change a result: cadence, paths, threads (ms_config_result_keys) */
 } field;
 
 #define OFF(m) offsetof(ms_config, m)
+/* last column: can the key change what a stage computes (a resume with it changed is refused)? */
+#define RESULT false
+#define HARMLESS true /* log cadence, checkpoint interval, threads, paths (inputs: by content) */
 #define BIG 9.0e18
 #define INF HUGE_VAL
 
@@ -41,110 +45,110 @@ static const char *const sae_archs[] = {"relu-l1", "topk", "batchtopk", "jumprel
 /* The job file, key by key. Order = dump order; keys of one section stay contiguous. */
 static const field ms_fields[] = {
     /* run */
-    {"run.name", F_STR, OFF(run.name), 0, 0, 0, "monosem", NULL, "run name"},
-    {"run.out_dir", F_STR, OFF(run.out_dir), 0, 0, 0, "", NULL, "output directory (default runs/<name>)"},
-    {"run.seed", F_INT, OFF(run.seed), 0, 0, BIG, "1234", NULL, "seed of every random choice"},
-    {"run.blas_threads", F_INT, OFF(run.blas_threads), 0, 0, 1024, "0", NULL, "OpenBLAS threads per rank (0 = the CPUs of the rank's affinity mask / ranks sharing it)"},
-    {"run.log_every_s", F_REAL, OFF(run.log_every_s), 0, 0.01, 86400, "30", NULL, "seconds between progress lines in batch logs"},
+    {"run.name", F_STR, OFF(run.name), 0, 0, 0, "monosem", NULL, "run name", HARMLESS},
+    {"run.out_dir", F_STR, OFF(run.out_dir), 0, 0, 0, "", NULL, "output directory (default runs/<name>)", HARMLESS},
+    {"run.seed", F_INT, OFF(run.seed), 0, 0, BIG, "1234", NULL, "seed of every random choice", RESULT},
+    {"run.blas_threads", F_INT, OFF(run.blas_threads), 0, 0, 1024, "0", NULL, "OpenBLAS threads per rank (0 = the CPUs of the rank's affinity mask / ranks sharing it)", HARMLESS},
+    {"run.log_every_s", F_REAL, OFF(run.log_every_s), 0, 0.01, 86400, "30", NULL, "seconds between progress lines in batch logs", HARMLESS},
     /* corpus */
-    {"corpus.format", F_ENUM, OFF(corpus.format), 0, 0, 0, "text", corpus_formats, "text | jsonl | tokens"},
-    {"corpus.paths", F_STRLIST, OFF(corpus.paths), OFF(corpus.n_paths), 0, 0, "", NULL, "files or globs"},
-    {"corpus.delimiter", F_STR, OFF(corpus.delimiter), 0, 0, 0, "", NULL, "text: document separator line (empty: one document per file)"},
-    {"corpus.text_field", F_STR, OFF(corpus.text_field), 0, 0, 0, "text", NULL, "jsonl: field holding the text"},
-    {"corpus.context", F_INT, OFF(corpus.context), 0, 2, 1048576, "128", NULL, "tokens per context"},
-    {"corpus.heldout_fraction", F_REAL, OFF(corpus.heldout_fraction), 0, 0, 0.5, "0.01", NULL, "documents held out for evaluation"},
-    {"corpus.token_dir", F_STR, OFF(corpus.token_dir), 0, 0, 0, "", NULL, "token shards (default <out_dir>/tokens)"},
-    {"corpus.shard_tokens", F_INT, OFF(corpus.shard_tokens), 0, 1024, BIG, "1048576", NULL, "tokens per token shard"},
+    {"corpus.format", F_ENUM, OFF(corpus.format), 0, 0, 0, "text", corpus_formats, "text | jsonl | tokens", RESULT},
+    {"corpus.paths", F_STRLIST, OFF(corpus.paths), OFF(corpus.n_paths), 0, 0, "", NULL, "files or globs", HARMLESS},
+    {"corpus.delimiter", F_STR, OFF(corpus.delimiter), 0, 0, 0, "", NULL, "text: document separator line (empty: one document per file)", RESULT},
+    {"corpus.text_field", F_STR, OFF(corpus.text_field), 0, 0, 0, "text", NULL, "jsonl: field holding the text", RESULT},
+    {"corpus.context", F_INT, OFF(corpus.context), 0, 2, 1048576, "128", NULL, "tokens per context", RESULT},
+    {"corpus.heldout_fraction", F_REAL, OFF(corpus.heldout_fraction), 0, 0, 0.5, "0.01", NULL, "documents held out for evaluation", RESULT},
+    {"corpus.token_dir", F_STR, OFF(corpus.token_dir), 0, 0, 0, "", NULL, "token shards (default <out_dir>/tokens)", HARMLESS},
+    {"corpus.shard_tokens", F_INT, OFF(corpus.shard_tokens), 0, 1024, BIG, "1048576", NULL, "tokens per token shard", RESULT},
     /* tokenizer */
-    {"tokenizer.vocab", F_STR, OFF(tokenizer.vocab), 0, 0, 0, "", NULL, "encoder.json / vocab.json (default <out_dir>/tokenizer/vocab.json)"},
-    {"tokenizer.merges", F_STR, OFF(tokenizer.merges), 0, 0, 0, "", NULL, "vocab.bpe / merges.txt (default <out_dir>/tokenizer/merges.txt)"},
-    {"tokenizer.train_merges", F_INT, OFF(tokenizer.train_merges), 0, 1, 1000000, "4000", NULL, "merges the BPE trainer learns"},
-    {"tokenizer.train_max_bytes", F_INT, OFF(tokenizer.train_max_bytes), 0, 0, BIG, "0", NULL, "corpus bytes the trainer reads (0 = all)"},
+    {"tokenizer.vocab", F_STR, OFF(tokenizer.vocab), 0, 0, 0, "", NULL, "encoder.json / vocab.json (default <out_dir>/tokenizer/vocab.json)", HARMLESS},
+    {"tokenizer.merges", F_STR, OFF(tokenizer.merges), 0, 0, 0, "", NULL, "vocab.bpe / merges.txt (default <out_dir>/tokenizer/merges.txt)", HARMLESS},
+    {"tokenizer.train_merges", F_INT, OFF(tokenizer.train_merges), 0, 1, 1000000, "4000", NULL, "merges the BPE trainer learns", RESULT},
+    {"tokenizer.train_max_bytes", F_INT, OFF(tokenizer.train_max_bytes), 0, 0, BIG, "0", NULL, "corpus bytes the trainer reads (0 = all)", RESULT},
     /* model */
-    {"model.dir", F_STR, OFF(model.dir), 0, 0, 0, "", NULL, "model directory: config.json + model.safetensors (default <out_dir>/model)"},
-    {"model.hook", F_STR, OFF(model.hook), 0, 0, 0, "blocks.0.mlp.hook_post", NULL, "activation the SAE reads (TransformerLens name)"},
-    {"model.n_layers", F_INT, OFF(model.n_layers), 0, 1, 1024, "1", NULL, "layers (for train-model)"},
-    {"model.d_model", F_INT, OFF(model.d_model), 0, 1, 1048576, "128", NULL, "residual width"},
-    {"model.d_mlp", F_INT, OFF(model.d_mlp), 0, 1, 1048576, "512", NULL, "MLP width"},
-    {"model.n_heads", F_INT, OFF(model.n_heads), 0, 1, 4096, "4", NULL, "attention heads"},
-    {"model.d_head", F_INT, OFF(model.d_head), 0, 1, 65536, "32", NULL, "head width"},
-    {"model.n_ctx", F_INT, OFF(model.n_ctx), 0, 1, 1048576, "128", NULL, "positions"},
-    {"model.act_fn", F_ENUM, OFF(model.act_fn), 0, 0, 0, "relu", act_fns, "relu | gelu | gelu_new | solu_ln"},
-    {"model.normalization", F_ENUM, OFF(model.normalization), 0, 0, 0, "LN", norm_types, "LN | LNPre | none"},
-    {"model.eps", F_REAL, OFF(model.eps), 0, 1e-30, 1, "1e-05", NULL, "LayerNorm epsilon"},
+    {"model.dir", F_STR, OFF(model.dir), 0, 0, 0, "", NULL, "model directory: config.json + model.safetensors (default <out_dir>/model)", HARMLESS},
+    {"model.hook", F_STR, OFF(model.hook), 0, 0, 0, "blocks.0.mlp.hook_post", NULL, "activation the SAE reads (TransformerLens name)", RESULT},
+    {"model.n_layers", F_INT, OFF(model.n_layers), 0, 1, 1024, "1", NULL, "layers (for train-model)", RESULT},
+    {"model.d_model", F_INT, OFF(model.d_model), 0, 1, 1048576, "128", NULL, "residual width", RESULT},
+    {"model.d_mlp", F_INT, OFF(model.d_mlp), 0, 1, 1048576, "512", NULL, "MLP width", RESULT},
+    {"model.n_heads", F_INT, OFF(model.n_heads), 0, 1, 4096, "4", NULL, "attention heads", RESULT},
+    {"model.d_head", F_INT, OFF(model.d_head), 0, 1, 65536, "32", NULL, "head width", RESULT},
+    {"model.n_ctx", F_INT, OFF(model.n_ctx), 0, 1, 1048576, "128", NULL, "positions (at least corpus.context unless set)", RESULT},
+    {"model.act_fn", F_ENUM, OFF(model.act_fn), 0, 0, 0, "relu", act_fns, "relu | gelu | gelu_new | solu_ln", RESULT},
+    {"model.normalization", F_ENUM, OFF(model.normalization), 0, 0, 0, "LN", norm_types, "LN | LNPre | none", RESULT},
+    {"model.eps", F_REAL, OFF(model.eps), 0, 1e-30, 1, "1e-05", NULL, "LayerNorm epsilon", RESULT},
     /* train_model */
-    {"train_model.steps", F_INT, OFF(train_model.steps), 0, 1, BIG, "3000", NULL, "optimizer steps"},
-    {"train_model.batch", F_INT, OFF(train_model.batch), 0, 1, 1048576, "32", NULL, "contexts per global step"},
-    {"train_model.lr", F_REAL, OFF(train_model.lr), 0, 1e-30, 10, "0.001", NULL, "peak learning rate"},
-    {"train_model.min_lr_frac", F_REAL, OFF(train_model.min_lr_frac), 0, 0, 1, "0.1", NULL, "cosine floor as a fraction of lr"},
-    {"train_model.weight_decay", F_REAL, OFF(train_model.weight_decay), 0, 0, 10, "0.1", NULL, "AdamW decay (matrices only)"},
-    {"train_model.grad_clip", F_REAL, OFF(train_model.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip (0 = off)"},
-    {"train_model.beta1", F_REAL, OFF(train_model.beta1), 0, 0, 0.999999, "0.9", NULL, "Adam beta1"},
-    {"train_model.beta2", F_REAL, OFF(train_model.beta2), 0, 0, 0.999999999, "0.95", NULL, "Adam beta2"},
-    {"train_model.warmup_steps", F_INT, OFF(train_model.warmup_steps), 0, 0, BIG, "100", NULL, "linear warm-up steps"},
-    {"train_model.checkpoint_every", F_INT, OFF(train_model.checkpoint_every), 0, 0, BIG, "500", NULL, "steps between checkpoints (0 = end only)"},
-    {"train_model.eval_every", F_INT, OFF(train_model.eval_every), 0, 0, BIG, "250", NULL, "steps between held-out evaluations (0 = end only)"},
-    {"train_model.eval_batches", F_INT, OFF(train_model.eval_batches), 0, 1, BIG, "8", NULL, "held-out batches per evaluation"},
-    {"train_model.log_every", F_INT, OFF(train_model.log_every), 0, 1, BIG, "10", NULL, "steps between metric lines"},
+    {"train_model.steps", F_INT, OFF(train_model.steps), 0, 1, BIG, "3000", NULL, "optimizer steps", RESULT},
+    {"train_model.batch", F_INT, OFF(train_model.batch), 0, 1, 1048576, "32", NULL, "contexts per global step", RESULT},
+    {"train_model.lr", F_REAL, OFF(train_model.lr), 0, 1e-30, 10, "0.001", NULL, "peak learning rate", RESULT},
+    {"train_model.min_lr_frac", F_REAL, OFF(train_model.min_lr_frac), 0, 0, 1, "0.1", NULL, "cosine floor as a fraction of lr", RESULT},
+    {"train_model.weight_decay", F_REAL, OFF(train_model.weight_decay), 0, 0, 10, "0.1", NULL, "AdamW decay (matrices only)", RESULT},
+    {"train_model.grad_clip", F_REAL, OFF(train_model.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip (0 = off)", RESULT},
+    {"train_model.beta1", F_REAL, OFF(train_model.beta1), 0, 0, 0.999999, "0.9", NULL, "Adam beta1", RESULT},
+    {"train_model.beta2", F_REAL, OFF(train_model.beta2), 0, 0, 0.999999999, "0.95", NULL, "Adam beta2", RESULT},
+    {"train_model.warmup_steps", F_INT, OFF(train_model.warmup_steps), 0, 0, BIG, "100", NULL, "linear warm-up steps", RESULT},
+    {"train_model.checkpoint_every", F_INT, OFF(train_model.checkpoint_every), 0, 0, BIG, "500", NULL, "steps between checkpoints (0 = end only)", HARMLESS},
+    {"train_model.eval_every", F_INT, OFF(train_model.eval_every), 0, 0, BIG, "250", NULL, "steps between held-out evaluations (0 = end only)", HARMLESS},
+    {"train_model.eval_batches", F_INT, OFF(train_model.eval_batches), 0, 1, BIG, "8", NULL, "held-out batches per evaluation", RESULT},
+    {"train_model.log_every", F_INT, OFF(train_model.log_every), 0, 1, BIG, "10", NULL, "steps between metric lines", HARMLESS},
     /* generate */
-    {"generate.out", F_STR, OFF(generate.out), 0, 0, 0, "", NULL, "activations file (default <out_dir>/activations.h5)"},
-    {"generate.tokens", F_INT, OFF(generate.tokens), 0, 0, BIG, "0", NULL, "corpus tokens to run (0 = all)"},
-    {"generate.sample_per_context", F_INT, OFF(generate.sample_per_context), 0, 1, 1048576, "64", NULL, "positions sampled per context"},
-    {"generate.dtype", F_ENUM, OFF(generate.dtype), 0, 0, 0, "float16", store_dtypes, "float16 | float32"},
-    {"generate.shard_contexts", F_INT, OFF(generate.shard_contexts), 0, 1, BIG, "256", NULL, "contexts per work item"},
-    {"generate.batch", F_INT, OFF(generate.batch), 0, 1, 65536, "32", NULL, "contexts per forward"},
+    {"generate.out", F_STR, OFF(generate.out), 0, 0, 0, "", NULL, "activations file (default <out_dir>/activations.h5)", HARMLESS},
+    {"generate.tokens", F_INT, OFF(generate.tokens), 0, 0, BIG, "0", NULL, "corpus tokens to run (0 = all)", RESULT},
+    {"generate.sample_per_context", F_INT, OFF(generate.sample_per_context), 0, 1, 1048576, "64", NULL, "positions sampled per context", RESULT},
+    {"generate.dtype", F_ENUM, OFF(generate.dtype), 0, 0, 0, "float16", store_dtypes, "float16 | float32", RESULT},
+    {"generate.shard_contexts", F_INT, OFF(generate.shard_contexts), 0, 1, BIG, "256", NULL, "contexts per work item", RESULT},
+    {"generate.batch", F_INT, OFF(generate.batch), 0, 1, 65536, "32", NULL, "contexts per forward", RESULT},
     /* sae */
-    {"sae.activations", F_STR, OFF(sae.activations), 0, 0, 0, "", NULL, "activations file (default generate.out)"},
-    {"sae.out_dir", F_STR, OFF(sae.out_dir), 0, 0, 0, "", NULL, "SAE outputs (default <out_dir>/sae)"},
-    {"sae.arch", F_ENUM, OFF(sae.arch), 0, 0, 0, "relu-l1", sae_archs, "relu-l1 | topk | batchtopk | jumprelu | april-2024"},
-    {"sae.d_in", F_INT, OFF(sae.d_in), 0, 0, 1048576, "0", NULL, "input width (0 = from the activations file)"},
-    {"sae.d_sae", F_INT, OFF(sae.d_sae), 0, 1, 1073741824, "4096", NULL, "dictionary size"},
-    {"sae.batch", F_INT, OFF(sae.batch), 0, 1, 1073741824, "8192", NULL, "global batch (activations per step)"},
-    {"sae.steps", F_INT, OFF(sae.steps), 0, 1, BIG, "20000", NULL, "optimizer steps"},
-    {"sae.lr", F_REAL, OFF(sae.lr), 0, 1e-30, 10, "0.0001", NULL, "Adam learning rate"},
-    {"sae.beta1", F_REAL, OFF(sae.beta1), 0, 0, 0.999999, "0.9", NULL, "Adam beta1"},
-    {"sae.beta2", F_REAL, OFF(sae.beta2), 0, 0, 0.999999999, "0.999", NULL, "Adam beta2"},
-    {"sae.adam_eps", F_REAL, OFF(sae.adam_eps), 0, 1e-30, 1, "1e-08", NULL, "Adam epsilon"},
-    {"sae.l1_coeff", F_REAL, OFF(sae.l1_coeff), 0, 0, INF, "0.004", NULL, "sparsity coefficient (relu-l1, april-2024)"},
-    {"sae.k", F_INT, OFF(sae.k), 0, 1, 1073741824, "32", NULL, "active latents (topk, batchtopk)"},
-    {"sae.k_aux", F_INT, OFF(sae.k_aux), 0, 0, 1073741824, "256", NULL, "AuxK dead latents (topk)"},
-    {"sae.aux_coeff", F_REAL, OFF(sae.aux_coeff), 0, 0, INF, "0.03125", NULL, "AuxK loss coefficient"},
-    {"sae.dead_tokens", F_INT, OFF(sae.dead_tokens), 0, 1, BIG, "10000000", NULL, "tokens without firing before a latent is dead (topk)"},
-    {"sae.threshold_init", F_REAL, OFF(sae.threshold_init), 0, 0, INF, "0.001", NULL, "initial threshold (jumprelu)"},
-    {"sae.bandwidth", F_REAL, OFF(sae.bandwidth), 0, 1e-30, INF, "0.001", NULL, "straight-through kernel width (jumprelu)"},
-    {"sae.l0_coeff", F_REAL, OFF(sae.l0_coeff), 0, 0, INF, "0.001", NULL, "L0 penalty (jumprelu)"},
-    {"sae.lambda_warmup_frac", F_REAL, OFF(sae.lambda_warmup_frac), 0, 0, 1, "0.05", NULL, "sparsity warm-up share of steps (default 0 except for april-2024)"},
-    {"sae.lr_decay_frac", F_REAL, OFF(sae.lr_decay_frac), 0, 0, 1, "0.2", NULL, "final share of steps with lr decaying to 0 (default 0 except for april-2024)"},
-    {"sae.grad_clip", F_REAL, OFF(sae.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip, 0 = off (default 0 except for april-2024)"},
-    {"sae.resample.at", F_INTLIST, OFF(sae.resample.at), OFF(sae.resample.n_at), 1, BIG, "", NULL, "steps at which dead neurons are resampled (relu-l1)"},
-    {"sae.resample.window", F_INT, OFF(sae.resample.window), 0, 1, BIG, "12500", NULL, "steps without firing that make a neuron dead"},
-    {"sae.resample.inputs", F_INT, OFF(sae.resample.inputs), 0, 1, BIG, "819200", NULL, "inputs whose loss weights the resampling"},
-    {"sae.checkpoint_every", F_INT, OFF(sae.checkpoint_every), 0, 0, BIG, "1000", NULL, "steps between checkpoints (0 = end only)"},
-    {"sae.log_every", F_INT, OFF(sae.log_every), 0, 1, BIG, "100", NULL, "steps between metric lines"},
-    {"sae.shuffle", F_BOOL, OFF(sae.shuffle), 0, 0, 0, "true", NULL, "shuffle rows (false: file order)"},
-    {"sae.shuffle_buffer", F_INT, OFF(sae.shuffle_buffer), 0, 1, BIG, "262144", NULL, "rows in the shuffle window (global: each rank holds its 1/P share)"},
-    {"sae.init", F_STR, OFF(sae.init), 0, 0, 0, "", NULL, "SAELens directory to start from"},
-    {"sae.median_samples", F_INT, OFF(sae.median_samples), 0, 1, BIG, "16384", NULL, "rows for the geometric-median b_dec"},
-    {"sae.ultralow_density", F_REAL, OFF(sae.ultralow_density), 0, 0, 1, "1e-06", NULL, "density below which a feature is ultralow"},
-    {"sae.skip_nonfinite", F_BOOL, OFF(sae.skip_nonfinite), 0, 0, 0, "false", NULL, "skip NaN/Inf rows (counted) instead of failing"},
-    {"sae.repeat", F_BOOL, OFF(sae.repeat), 0, 0, 0, "false", NULL, "allow more than one pass over the rows (each epoch reshuffled)"},
+    {"sae.activations", F_STR, OFF(sae.activations), 0, 0, 0, "", NULL, "activations file (default generate.out)", HARMLESS},
+    {"sae.out_dir", F_STR, OFF(sae.out_dir), 0, 0, 0, "", NULL, "SAE outputs (default <out_dir>/sae)", HARMLESS},
+    {"sae.arch", F_ENUM, OFF(sae.arch), 0, 0, 0, "relu-l1", sae_archs, "relu-l1 | topk | batchtopk | jumprelu | april-2024", RESULT},
+    {"sae.d_in", F_INT, OFF(sae.d_in), 0, 0, 1048576, "0", NULL, "input width (0 = from the activations file)", RESULT},
+    {"sae.d_sae", F_INT, OFF(sae.d_sae), 0, 1, 1073741824, "4096", NULL, "dictionary size", RESULT},
+    {"sae.batch", F_INT, OFF(sae.batch), 0, 1, 1073741824, "8192", NULL, "global batch (activations per step)", RESULT},
+    {"sae.steps", F_INT, OFF(sae.steps), 0, 1, BIG, "20000", NULL, "optimizer steps", RESULT},
+    {"sae.lr", F_REAL, OFF(sae.lr), 0, 1e-30, 10, "0.0001", NULL, "Adam learning rate", RESULT},
+    {"sae.beta1", F_REAL, OFF(sae.beta1), 0, 0, 0.999999, "0.9", NULL, "Adam beta1", RESULT},
+    {"sae.beta2", F_REAL, OFF(sae.beta2), 0, 0, 0.999999999, "0.999", NULL, "Adam beta2", RESULT},
+    {"sae.adam_eps", F_REAL, OFF(sae.adam_eps), 0, 1e-30, 1, "1e-08", NULL, "Adam epsilon", RESULT},
+    {"sae.l1_coeff", F_REAL, OFF(sae.l1_coeff), 0, 0, INF, "0.004", NULL, "sparsity coefficient (relu-l1, april-2024)", RESULT},
+    {"sae.k", F_INT, OFF(sae.k), 0, 1, 1073741824, "32", NULL, "active latents (topk, batchtopk)", RESULT},
+    {"sae.k_aux", F_INT, OFF(sae.k_aux), 0, 0, 1073741824, "256", NULL, "AuxK dead latents (topk)", RESULT},
+    {"sae.aux_coeff", F_REAL, OFF(sae.aux_coeff), 0, 0, INF, "0.03125", NULL, "AuxK loss coefficient", RESULT},
+    {"sae.dead_tokens", F_INT, OFF(sae.dead_tokens), 0, 1, BIG, "10000000", NULL, "tokens without firing before a latent is dead (topk)", RESULT},
+    {"sae.threshold_init", F_REAL, OFF(sae.threshold_init), 0, 0, INF, "0.001", NULL, "initial threshold (jumprelu)", RESULT},
+    {"sae.bandwidth", F_REAL, OFF(sae.bandwidth), 0, 1e-30, INF, "0.001", NULL, "straight-through kernel width (jumprelu)", RESULT},
+    {"sae.l0_coeff", F_REAL, OFF(sae.l0_coeff), 0, 0, INF, "0.001", NULL, "L0 penalty (jumprelu)", RESULT},
+    {"sae.lambda_warmup_frac", F_REAL, OFF(sae.lambda_warmup_frac), 0, 0, 1, "0.05", NULL, "sparsity warm-up share of steps (default 0 except for april-2024)", RESULT},
+    {"sae.lr_decay_frac", F_REAL, OFF(sae.lr_decay_frac), 0, 0, 1, "0.2", NULL, "final share of steps with lr decaying to 0 (default 0 except for april-2024)", RESULT},
+    {"sae.grad_clip", F_REAL, OFF(sae.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip, 0 = off (default 0 except for april-2024)", RESULT},
+    {"sae.resample.at", F_INTLIST, OFF(sae.resample.at), OFF(sae.resample.n_at), 1, BIG, "", NULL, "steps at which dead neurons are resampled (relu-l1)", RESULT},
+    {"sae.resample.window", F_INT, OFF(sae.resample.window), 0, 1, BIG, "12500", NULL, "steps without firing that make a neuron dead", RESULT},
+    {"sae.resample.inputs", F_INT, OFF(sae.resample.inputs), 0, 1, BIG, "819200", NULL, "inputs whose loss weights the resampling", RESULT},
+    {"sae.checkpoint_every", F_INT, OFF(sae.checkpoint_every), 0, 0, BIG, "1000", NULL, "steps between checkpoints (0 = end only)", HARMLESS},
+    {"sae.log_every", F_INT, OFF(sae.log_every), 0, 1, BIG, "100", NULL, "steps between metric lines", HARMLESS},
+    {"sae.shuffle", F_BOOL, OFF(sae.shuffle), 0, 0, 0, "true", NULL, "shuffle rows (false: file order)", RESULT},
+    {"sae.shuffle_buffer", F_INT, OFF(sae.shuffle_buffer), 0, 1, BIG, "262144", NULL, "rows in the shuffle window (global: each rank holds its 1/P share)", RESULT},
+    {"sae.init", F_STR, OFF(sae.init), 0, 0, 0, "", NULL, "SAELens directory to start from", HARMLESS},
+    {"sae.median_samples", F_INT, OFF(sae.median_samples), 0, 1, BIG, "16384", NULL, "rows for the geometric-median b_dec", RESULT},
+    {"sae.ultralow_density", F_REAL, OFF(sae.ultralow_density), 0, 0, 1, "1e-06", NULL, "density below which a feature is ultralow", RESULT},
+    {"sae.skip_nonfinite", F_BOOL, OFF(sae.skip_nonfinite), 0, 0, 0, "false", NULL, "skip NaN/Inf rows (counted) instead of failing", RESULT},
+    {"sae.repeat", F_BOOL, OFF(sae.repeat), 0, 0, 0, "false", NULL, "allow more than one pass over the rows (each epoch reshuffled)", RESULT},
     /* eval */
-    {"eval.tokens", F_INT, OFF(eval.tokens), 0, 1, BIG, "200000", NULL, "held-out tokens for loss recovered"},
-    {"eval.batch", F_INT, OFF(eval.batch), 0, 1, 65536, "32", NULL, "contexts per forward"},
+    {"eval.tokens", F_INT, OFF(eval.tokens), 0, 1, BIG, "200000", NULL, "held-out tokens for loss recovered", RESULT},
+    {"eval.batch", F_INT, OFF(eval.batch), 0, 1, 65536, "32", NULL, "contexts per forward", RESULT},
     /* analyze */
-    {"analyze.top_k", F_INT, OFF(analyze.top_k), 0, 1, 100000, "20", NULL, "top-activating contexts per feature"},
-    {"analyze.context_window", F_INT, OFF(analyze.context_window), 0, 0, 4096, "8", NULL, "tokens of context each side"},
-    {"analyze.intervals", F_INT, OFF(analyze.intervals), 0, 1, 1000, "11", NULL, "activation intervals sampled per feature"},
-    {"analyze.n_features", F_INT, OFF(analyze.n_features), 0, 1, BIG, "256", NULL, "features in the dashboard"},
-    {"analyze.tokens", F_INT, OFF(analyze.tokens), 0, 1, BIG, "1000000", NULL, "tokens scanned for top activations"},
-    {"analyze.dashboard", F_BOOL, OFF(analyze.dashboard), 0, 0, 0, "true", NULL, "write the HTML dashboard"},
-    {"analyze.compare", F_STRLIST, OFF(analyze.compare), OFF(analyze.n_compare), 0, 0, "", NULL, "other SAE directories (feature splitting)"},
-    {"analyze.batch", F_INT, OFF(analyze.batch), 0, 1, 65536, "32", NULL, "contexts per forward"},
-    {"analyze.interval_samples", F_INT, OFF(analyze.interval_samples), 0, 1, 1000, "5", NULL, "tokens sampled per activation interval"},
-    {"analyze.hist_bins", F_INT, OFF(analyze.hist_bins), 0, 1, 100000, "40", NULL, "activation histogram bins over (0, max]"},
-    {"analyze.n_logits", F_INT, OFF(analyze.n_logits), 0, 1, 1000, "10", NULL, "top and bottom logit-effect tokens kept"},
-    {"analyze.scratch_dir", F_STR, OFF(analyze.scratch_dir), 0, 0, 0, "", NULL, "local scratch for pass 1's sparse SAE codes (default $TMPDIR, else /tmp)"},
-    {"analyze.out_dir", F_STR, OFF(analyze.out_dir), 0, 0, 0, "", NULL, "analysis outputs (default: <sae dir>/analysis.h5 and <out_dir>/neurons/analysis.h5)"},
+    {"analyze.top_k", F_INT, OFF(analyze.top_k), 0, 1, 100000, "20", NULL, "top-activating contexts per feature", RESULT},
+    {"analyze.context_window", F_INT, OFF(analyze.context_window), 0, 0, 4096, "8", NULL, "tokens of context each side", RESULT},
+    {"analyze.intervals", F_INT, OFF(analyze.intervals), 0, 1, 1000, "11", NULL, "activation intervals sampled per feature", RESULT},
+    {"analyze.n_features", F_INT, OFF(analyze.n_features), 0, 1, BIG, "256", NULL, "features in the dashboard", RESULT},
+    {"analyze.tokens", F_INT, OFF(analyze.tokens), 0, 1, BIG, "1000000", NULL, "tokens scanned for top activations", RESULT},
+    {"analyze.dashboard", F_BOOL, OFF(analyze.dashboard), 0, 0, 0, "true", NULL, "write the HTML dashboard", RESULT},
+    {"analyze.compare", F_STRLIST, OFF(analyze.compare), OFF(analyze.n_compare), 0, 0, "", NULL, "other SAE directories (feature splitting)", HARMLESS},
+    {"analyze.batch", F_INT, OFF(analyze.batch), 0, 1, 65536, "32", NULL, "contexts per forward", RESULT},
+    {"analyze.interval_samples", F_INT, OFF(analyze.interval_samples), 0, 1, 1000, "5", NULL, "tokens sampled per activation interval", RESULT},
+    {"analyze.hist_bins", F_INT, OFF(analyze.hist_bins), 0, 1, 100000, "40", NULL, "activation histogram bins over (0, max]", RESULT},
+    {"analyze.n_logits", F_INT, OFF(analyze.n_logits), 0, 1, 1000, "10", NULL, "top and bottom logit-effect tokens kept", RESULT},
+    {"analyze.scratch_dir", F_STR, OFF(analyze.scratch_dir), 0, 0, 0, "", NULL, "local scratch for pass 1's sparse SAE codes (default $TMPDIR, else /tmp)", HARMLESS},
+    {"analyze.out_dir", F_STR, OFF(analyze.out_dir), 0, 0, 0, "", NULL, "analysis outputs (default: <sae dir>/analysis.h5 and <out_dir>/neurons/analysis.h5)", HARMLESS},
 };
 #define N_FIELDS ((int)(sizeof ms_fields / sizeof ms_fields[0]))
 
@@ -582,6 +586,11 @@ static ms_status resolve(ms_config *cfg, ms_err *err)
         }
     }
 
+    /* a model for contexts longer than the default positions: n_ctx follows corpus.context
+     * unless set (so the resolved dump, which sets every key, is itself a valid job) */
+    if (cfg->marks[2 * field_index(field_find("model.n_ctx"))] == 0 && cfg->model.n_ctx < cfg->corpus.context)
+        cfg->model.n_ctx = cfg->corpus.context;
+
     /* relations between keys, checked the same way on every rank */
     if (cfg->generate.sample_per_context > cfg->corpus.context) {
         where w = where_of(cfg, "generate.sample_per_context");
@@ -656,9 +665,46 @@ ms_status ms_config_init_defaults(ms_config *cfg, ms_err *err)
     return st;
 }
 
+/* Deepest nesting of mappings/sequences a job file may have (it needs 4: sae: resample: at: [..]).
+ * Checked on the event stream before a document is built: libyaml's cost grows with the square
+ * of the depth (100k nested maps took 37 s to be refused) and the walk recurses per level. */
+#define MAX_DEPTH 32
+
+static ms_status yaml_error(const yaml_parser_t *p, const char *name, ms_err *err);
+
+static ms_status check_depth(const char *name, const char *text, size_t len, ms_err *err)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    ms_status st = MS_OK;
+    int depth = 0;
+    for (bool done = false; !done && !st;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            st = yaml_error(&parser, name, err);
+            break;
+        }
+        if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT) {
+            if (++depth > MAX_DEPTH) {
+                where w = {name, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1};
+                st = where_err(err, &w, "nesting deeper than %d levels (a job file needs at most 4)", MAX_DEPTH);
+            }
+        } else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT) {
+            depth--;
+        }
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return st;
+}
+
 /* Parses one YAML text into a document; the caller deletes it. */
 static ms_status load_doc(yaml_document_t *doc, const char *name, const char *text, size_t len, ms_err *err)
 {
+    ms_status dst = check_depth(name, text, len, err);
+    if (dst) return dst;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -988,4 +1034,148 @@ void ms_config_describe(FILE *f)
         const char *d = fl->def;
         fprintf(f, "  %-28s %-14s %s (%s)\n", fl->key, (fl->type == F_STRLIST || fl->type == F_INTLIST) ? (*d ? d : "[]") : (*d ? d : "\"\""), fl->help, exp);
     }
+}
+
+/* ------------------------------------------------------------------ resume checks */
+
+int ms_config_n_set(const ms_config *cfg)
+{
+    int n = 0;
+    for (int i = 0; cfg->marks && i < N_FIELDS; i++) n += cfg->marks[2 * i] != 0;
+    return n;
+}
+
+static bool in_scopes(const char *key, const char *const *scopes)
+{
+    for (int i = 0; scopes && scopes[i]; i++) {
+        size_t n = strlen(scopes[i]);
+        if (n && scopes[i][n - 1] == '.' ? strncmp(key, scopes[i], n) == 0 : strcmp(key, scopes[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* One field's value as canonical one-line text (lists comma-separated in brackets). */
+static void value_text(const ms_config *cfg, const field *f, FILE *o)
+{
+    char buf[64];
+    switch (f->type) {
+    case F_STR:
+        for (const char *p = *AT(cfg, f->off, char *const); *p; p++)
+            fputs(*p == '\n' ? "\\n" : *p == '\\' ? "\\\\" : (char[2]){*p, 0}, o);
+        break;
+    case F_INT:
+        fprintf(o, "%lld", (long long)*AT(cfg, f->off, const int64_t));
+        break;
+    case F_REAL:
+        fmt_real(*AT(cfg, f->off, const double), buf, sizeof buf);
+        fputs(buf, o);
+        break;
+    case F_BOOL:
+        fputs(*AT(cfg, f->off, const bool) ? "true" : "false", o);
+        break;
+    case F_ENUM:
+        fputs(f->choices[*AT(cfg, f->off, const int)], o);
+        break;
+    case F_STRLIST:
+    case F_INTLIST: {
+        int n = *AT(cfg, f->off_n, const int);
+        fputc('[', o);
+        for (int i = 0; i < n; i++) {
+            if (i) fputs(", ", o);
+            if (f->type == F_STRLIST)
+                fputs((*AT(cfg, f->off, char **const))[i], o);
+            else
+                fprintf(o, "%lld", (long long)(*AT(cfg, f->off, int64_t *const))[i]);
+        }
+        fputc(']', o);
+        break;
+    }
+    }
+}
+
+char *ms_config_result_keys(const ms_config *cfg, const char *const *scopes)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *o = open_memstream(&buf, &n);
+    if (!o) return NULL;
+    for (int i = 0; i < N_FIELDS; i++) {
+        const field *f = &ms_fields[i];
+        if (f->harmless || !in_scopes(f->key, scopes)) continue;
+        fprintf(o, "%s=", f->key);
+        value_text(cfg, f, o);
+        fputc('\n', o);
+    }
+    if (fclose(o) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+ms_status ms_config_result_diff(const ms_config *cfg, const char *const *scopes, const char *saved,
+                                const char *what, const char *hint, ms_err *err)
+{
+    char *now = ms_config_result_keys(cfg, scopes);
+    if (!now) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    char list[900];
+    size_t k = 0;
+    int n_changed = 0;
+    list[0] = '\0';
+    /* every key selected now, looked up in the saved text (a key absent there was added to
+     * the table since: it counts as changed only if this job sets it to a non-default value) */
+    for (char *line = now, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        *nl = '\0';
+        char *eq = strchr(line, '=');
+        size_t klen = (size_t)(eq - line);
+        const char *old = NULL;
+        size_t olen = 0;
+        for (const char *p = saved; p && *p;) {
+            const char *e = strchr(p, '\n');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            if (len > klen && strncmp(p, line, klen) == 0 && p[klen] == '=') {
+                old = p + klen + 1;
+                olen = len - klen - 1;
+                break;
+            }
+            p = e ? e + 1 : p + len;
+        }
+        if (!old) {
+            *eq = '\0';
+            const field *f = field_find(line);
+            *eq = '=';
+            if (!f || cfg->marks[2 * field_index(f)] == 0) continue; /* not set: default behaviour */
+            /* the default's text, through the same formatter */
+            char *dbuf = NULL;
+            size_t dn = 0;
+            FILE *o = open_memstream(&dbuf, &dn);
+            ms_config tmp;
+            memset(&tmp, 0, sizeof tmp);
+            bool same = false;
+            if (o && set_default(&tmp, f, NULL) == MS_OK) {
+                value_text(&tmp, f, o);
+                fclose(o);
+                o = NULL;
+                same = strcmp(dbuf, eq + 1) == 0;
+            }
+            if (o) fclose(o);
+            field_clear(&tmp, f);
+            free(dbuf);
+            if (same) continue;
+            old = "(unset)";
+            olen = strlen(old);
+        } else if (strlen(eq + 1) == olen && strncmp(old, eq + 1, olen) == 0) {
+            continue;
+        }
+        n_changed++;
+        if (k < sizeof list)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%.*s %.*s -> %s", n_changed > 1 ? ", " : "",
+                                  (int)klen, line, (int)(olen > 60 ? 60 : olen), old, eq + 1);
+    }
+    free(now);
+    if (n_changed == 0) return MS_OK;
+    return ms_err_set(err, MS_ERR_STATE, "%s: changed since the checkpoint: %s%s (%s)", what, list,
+                      k >= sizeof list ? "..." : "", hint);
 }

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -624,6 +625,13 @@ ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split
                         "\"vocab_size\" and \"eot\"", mpath, split);
         goto done;
     }
+    /* numbers range-checked before the conversion (a double outside int32 is undefined) */
+    if (!(vs->valuedouble >= 1 && vs->valuedouble <= INT32_MAX && vs->valuedouble == (int32_t)vs->valuedouble) ||
+        !(eot->valuedouble >= -1 && eot->valuedouble < vs->valuedouble && eot->valuedouble == (int32_t)eot->valuedouble)) {
+        st = ms_err_set(err, MS_ERR_FORMAT, "%s: vocab_size %g / eot %g: expected integers, 1 <= vocab_size and "
+                        "-1 <= eot < vocab_size", mpath, vs->valuedouble, eot->valuedouble);
+        goto done;
+    }
     snprintf(ts->tokenizer_sha256, sizeof ts->tokenizer_sha256, "%s", sha->valuestring);
     ts->vocab_size = (int32_t)vs->valuedouble;
     ts->eot = (int32_t)eot->valuedouble;
@@ -638,9 +646,11 @@ ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split
     for (int i = 0; i < n; i++) {
         const cJSON *e = cJSON_GetArrayItem(arr, i);
         const cJSON *file = jget(e, "file"), *tok = jget(e, "tokens"), *docs = jget(e, "docs");
-        if (!cJSON_IsString(file) || !cJSON_IsNumber(tok)) {
-            st = ms_err_set(err, MS_ERR_FORMAT, "%s: %s[%d]: expected {\"file\": ..., \"tokens\": ...}",
-                            mpath, split, i);
+        /* a shard is a plain name inside token_dir: no path can lead elsewhere */
+        if (!cJSON_IsString(file) || !cJSON_IsNumber(tok) || strchr(file->valuestring, '/') ||
+            !file->valuestring[0] || strcmp(file->valuestring, "..") == 0) {
+            st = ms_err_set(err, MS_ERR_FORMAT, "%s: %s[%d]: expected {\"file\": NAME, \"tokens\": ...} with a "
+                            "plain file name", mpath, split, i);
             goto done;
         }
         char *sp = ms_path_join(token_dir, file->valuestring);
@@ -652,13 +662,14 @@ ms_status ms_tokset_open(ms_tokset *ts, const char *token_dir, const char *split
         free(sp);
         if (st != MS_OK) goto done;
         ts->n_shards = i + 1;
-        if (ts->shards[i].count != (int64_t)tok->valuedouble) {
+        if ((double)ts->shards[i].count != tok->valuedouble) {
             st = ms_err_set(err, MS_ERR_STATE, "%s: %s has %" PRId64 " tokens, manifest says %.0f",
                             mpath, file->valuestring, ts->shards[i].count, tok->valuedouble);
             goto done;
         }
         ts->offsets[i + 1] = ts->offsets[i] + ts->shards[i].count;
-        if (cJSON_IsNumber(docs)) ts->n_docs += (int64_t)docs->valuedouble;
+        if (cJSON_IsNumber(docs) && docs->valuedouble >= 0 && docs->valuedouble < 9e18)
+            ts->n_docs += (int64_t)docs->valuedouble;
     }
     ts->count = ts->offsets[n];
 done:
@@ -879,10 +890,42 @@ ms_status ms_corpus_tokenize_part(const ms_tokenize_job *job, int rank, int size
     return MS_OK;
 }
 
+/* Deletes shard files of an earlier run that the new manifest will not list (a corpus that
+ * shrank leaves train-000007.bin behind), and temporaries of killed runs. Runs before the
+ * manifest is written: until then the directory has no manifest, so no reader trusts it. */
+static ms_status remove_stale_shards(const ms_tokenize_job *job, const int64_t *stats, int64_t n_chunks,
+                                     ms_err *err)
+{
+    DIR *dp = opendir(job->out_dir);
+    if (!dp) return ms_err_set(err, MS_ERR_IO, "%s: cannot list: %s", job->out_dir, strerror(errno));
+    ms_status st = MS_OK;
+    struct dirent *e;
+    while (st == MS_OK && (e = readdir(dp))) {
+        int s = strncmp(e->d_name, "train-", 6) == 0 ? 0 : strncmp(e->d_name, "heldout-", 8) == 0 ? 1 : -1;
+        if (s < 0) continue;
+        const char *num = e->d_name + (s == 0 ? 6 : 8);
+        char *end;
+        long long c = strtoll(num, &end, 10);
+        bool shard = end != num && strcmp(end, ".bin") == 0;
+        bool tmp = end != num && strncmp(end, ".bin.tmp.", 9) == 0;
+        if (!shard && !tmp) continue;
+        if (shard && c >= 0 && c < n_chunks && stats[c * MS_CHUNK_STATS + 2 * s] > 0) continue; /* listed */
+        char *p = ms_path_join(job->out_dir, e->d_name);
+        if (!p) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        else if (unlink(p) != 0 && errno != ENOENT)
+            st = ms_err_set(err, MS_ERR_IO, "%s: cannot remove a stale shard: %s", p, strerror(errno));
+        free(p);
+    }
+    closedir(dp);
+    return st;
+}
+
 ms_status ms_corpus_manifest_write(const ms_tokenize_job *job, const int64_t *stats,
                                    int64_t n_chunks, const char *tokenizer_sha256,
                                    const char *fingerprint, ms_err *err)
 {
+    ms_status sst = remove_stale_shards(job, stats, n_chunks, err);
+    if (sst != MS_OK) return sst;
     cJSON *j = cJSON_CreateObject();
     if (!j) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     cJSON_AddNumberToObject(j, "version", 1);

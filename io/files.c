@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 ms_status ms_mkdirs(const char *path, ms_err *err)
@@ -184,4 +186,26 @@ uint64_t ms_fnv1a64(const void *buf, size_t len, uint64_t h)
         h *= 1099511628211ULL;
     }
     return h;
+}
+
+const char *ms_create_error(const char *path)
+{
+    char *tmp = strdup(path ? path : "");
+    if (!tmp) return strerror(ENOMEM);
+    const char *dir = dirname(tmp);
+    struct statvfs sv;
+    struct stat sb;
+    int e = 0;
+    if (path && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        e = EISDIR;
+    else if (statvfs(dir, &sv) != 0)
+        e = errno;
+    else if (sv.f_flag & ST_RDONLY)
+        e = EROFS;
+    else if (access(dir, W_OK) != 0)
+        e = errno;
+    else if (sv.f_bavail == 0)
+        e = ENOSPC;
+    free(tmp);
+    return e ? strerror(e) : "reason unknown";
 }

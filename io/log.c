@@ -142,8 +142,8 @@ void ms_progress_format(const ms_progress *p, double now, char *buf, size_t n)
     char d[32], t[32], r[32], eta[32], els[32];
     fmt_count(p->done, d, sizeof d);
     fmt_count(p->total, t, sizeof t);
-    fmt_count(ms_progress_rate(p->done, el), r, sizeof r);
-    ms_format_duration(ms_progress_eta(p->done, p->total, el), eta, sizeof eta);
+    fmt_count(ms_progress_rate(p->done - p->done0, el), r, sizeof r);
+    ms_format_duration(ms_progress_eta(p->done - p->done0, p->total - p->done0, el), eta, sizeof eta);
     ms_format_duration(el, els, sizeof els);
     double pct = p->total > 0 ? 100.0 * p->done / p->total : 0.0;
     snprintf(buf, n, "%s: %s/%s %s (%.1f%%) %s %s/s elapsed %s ETA %s", p->label, d, t, p->unit, pct, r, p->unit,

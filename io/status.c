@@ -1,7 +1,10 @@
 /* Status codes, their names and exit codes, and the first-error-wins error record. */
 #include "monosem/io.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *ms_status_str(ms_status s)
@@ -51,4 +54,17 @@ void ms_err_clear(ms_err *e)
     if (!e) return;
     e->status = MS_OK;
     e->msg[0] = '\0';
+}
+
+bool ms_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s) return false;
+    const char *d = s + (*s == '-');
+    if (!isdigit((unsigned char)*d)) return false; /* also refuses "", " 5", "+5" */
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0' || errno != 0 || v < lo || v > hi) return false;
+    *out = v;
+    return true;
 }

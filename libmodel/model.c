@@ -105,8 +105,8 @@ ms_status ms_model_config_load(ms_model_config *c, const char *path, ms_err *err
     if (!eps) eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
     c->eps = 1e-5f;
     if (eps) {
-        if (!cJSON_IsNumber(eps)) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: key 'eps': expected a number", path);
+        if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0 && eps->valuedouble <= 1)) {
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: key 'eps': expected a number in (0, 1]", path);
             goto done;
         }
         c->eps = (float)eps->valuedouble;
@@ -515,7 +515,7 @@ ms_status ms_model_save(const ms_model *m, const char *dir, ms_err *err)
         for (int d = 0; d < t->ndim; d++) items[i].shape[d] = t->shape[d];
         items[i].data = m->params + t->offset;
     }
-    const char *meta[] = {"format", "pt", "producer", "monosem " MS_VERSION_STRING};
+    const char *meta[] = {"format", "pt", "producer", ("monosem " MS_VERSION_STRING)};
     rc = ms_st_write(wp, items, m->n_tensors, meta, 2, err);
     if (rc == MS_OK) rc = ms_file_write_atomic(cp, json, strlen(json), err);
 done:

@@ -546,6 +546,21 @@ static ms_status load_merges(ms_tokenizer *t, const char *path, ms_err *err)
         line = next;
     }
     t->n_merges = rank;
+    if (rank == 0) {
+        /* no merge line (an empty or truncated file) with a vocabulary of multi-byte tokens
+         * would silently encode byte by byte: only a bytes-only vocabulary may have none */
+        int32_t multi = 0;
+        for (int32_t id = 0; id < t->n_ids; id++) {
+            if (t->tok_off[id] == UINT64_MAX || t->tok_len[id] < 2) continue;
+            const uint8_t *b = t->tok_arena + t->tok_off[id];
+            if (bmap_find(t, b, t->tok_len[id], ms_bpe_hash(b, t->tok_len[id])) == id) multi++;
+        }
+        if (multi > 0)
+            st = ms_err_set(err, MS_ERR_FORMAT,
+                            "%s: no merges (%s), but the vocabulary has %d multi-byte tokens: expected one "
+                            "merge per line (\"a b\") after #version; empty or truncated file?",
+                            path, len == 0 ? "empty file" : "no line after #version", multi);
+    }
 out:
     free(buf);
     free(text);

@@ -227,9 +227,9 @@ ms_status ms_train_checkpoint_save(const char *path, const ms_model *m, const fl
     char *cfgjson = ms_model_config_json(&m->cfg);
     const char *meta[] = {"format", "monosem-train-checkpoint-v1", "step", step, "data_position", pos,
                           "fingerprint", info->fingerprint, "n_ranks", ranks, "config",
-                          cfgjson ? cfgjson : "{}"};
+                          cfgjson ? cfgjson : "{}", "job_keys", info->job_keys};
     /* the replaced checkpoint stays as .prev: the fallback if this one is found corrupt */
-    ms_status st = ms_st_write_rotate(path, items, 3 * n, meta, 6, err);
+    ms_status st = ms_st_write_rotate(path, items, 3 * n, meta, info->job_keys ? 7 : 6, err);
     free(cfgjson);
     free(items);
     free(names);
@@ -252,9 +252,17 @@ ms_status ms_train_checkpoint_load(const char *path, ms_model *m, float *adam_m,
         goto done;
     }
     memset(info, 0, sizeof *info);
-    info->step = strtoll(step, NULL, 10);
-    info->data_pos = strtoll(pos, NULL, 10);
-    info->n_ranks = atoi(ranks);
+    /* strict: a negative or non-numeric step would send the data order into an endless walk */
+    int64_t nr = 0;
+    if (!ms_parse_i64(step, 0, INT64_MAX / 2, &info->step) || !ms_parse_i64(pos, 0, INT64_MAX / 2, &info->data_pos) ||
+        !ms_parse_i64(ranks, 1, 1 << 24, &nr) || strlen(fp) != 16 || strspn(fp, "0123456789abcdef") != 16) {
+        rc = ms_err_set(err, MS_ERR_FORMAT,
+                        "%s: corrupt checkpoint state (step \"%.32s\", data_position \"%.32s\", n_ranks \"%.16s\", "
+                        "fingerprint \"%.32s\"): expected non-negative integers and 16 hex digits", path, step, pos,
+                        ranks, fp);
+        goto done;
+    }
+    info->n_ranks = (int)nr;
     snprintf(info->fingerprint, sizeof info->fingerprint, "%s", fp);
     float *dst[3] = {m->params, adam_m, adam_v};
     static const char *const pre[3] = {"", "adam_m.", "adam_v."};

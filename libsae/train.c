@@ -202,8 +202,20 @@ enum {
     CK_D_SAE, CK_ARCH, CK_N
 };
 
+/* What a resume compares: the job keys that can change the SAE (not cadence or paths) ... */
+static const char *const result_scopes[] = {"run.seed", "sae.", NULL};
+
+/* ... and the activations by content identity, not by path (a moved or re-linked file is the
+ * same data; a regenerated one is not). */
+static void acts_identity(const ms_actmeta *m, char *buf, size_t n)
+{
+    snprintf(buf, n, "%lld rows x %lld %s, context %lld, seed %lld, hook %s, model %.16s, config %s",
+             (long long)m->n_rows, (long long)m->d, m->dtype == MS_DTYPE_F16 ? "float16" : "float32",
+             (long long)m->context, (long long)m->seed, m->hook, m->model_sha256, m->config_hash);
+}
+
 static ms_status ckpt_write(const char *path, const ms_sae *sae, const train_state *t,
-                            const ms_config *cfg, int n_ranks, ms_err *err)
+                            const ms_config *cfg, const ms_actmeta *am, int n_ranks, ms_err *err)
 {
     int64_t s[CK_N] = {0};
     s[CK_VERSION] = CKPT_VERSION;
@@ -239,10 +251,17 @@ static ms_status ckpt_write(const char *path, const ms_sae *sae, const train_sta
     };
     char ranks[16];
     snprintf(ranks, sizeof ranks, "%d", n_ranks);
+    char acts_id[512];
+    acts_identity(am, acts_id, sizeof acts_id);
+    char *keys = ms_config_result_keys(cfg, result_scopes);
+    if (!keys) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     const char *meta[] = {"config_hash", cfg->hash, "arch", ms_enum_name("sae.arch", sae->hp.arch),
-                          "n_ranks", ranks, "version", MS_VERSION_STRING};
+                          "n_ranks", ranks, "version", MS_VERSION_STRING, "result_keys", keys,
+                          "activations_id", acts_id};
     /* the replaced checkpoint stays as .prev: the fallback if this one is found corrupt */
-    return ms_st_write_rotate(path, items, (int)(sizeof items / sizeof items[0]), meta, 4, err);
+    ms_status st = ms_st_write_rotate(path, items, (int)(sizeof items / sizeof items[0]), meta, 6, err);
+    free(keys);
+    return st;
 }
 
 /* Reads an I64 tensor of exactly n elements. */
@@ -260,20 +279,68 @@ static ms_status st_read_i64(const ms_safetensors *f, const char *name, int64_t 
     return MS_OK;
 }
 
+/* Every state value read back in range (a corrupt or hand-edited file must fail here, not
+ * make the loop or the reader spin): s is the "state" tensor; the counters are already read. */
+static ms_status state_check(const char *path, const int64_t *s, const ms_sae *sae,
+                             const train_state *t, const ms_config *cfg, ms_err *err)
+{
+    const char *bad = NULL;
+    float scale;
+    uint32_t fb = (uint32_t)s[CK_SCALE_BITS];
+    memcpy(&scale, &fb, 4);
+    double lref;
+    memcpy(&lref, &s[CK_LOSSREF_BITS], 8);
+    if (s[CK_STEP] < 0 || s[CK_STEP] > INT64_MAX / cfg->sae.batch) bad = "step"; /* past sae.steps: the caller says so */
+    else if (s[CK_EPOCH] < 0 || s[CK_WINDOW] < 0) bad = "reader epoch/window";
+    else if (s[CK_WSTART] < 0 || s[CK_NEXT] < s[CK_WSTART] || s[CK_NEXT] != s[CK_STEP] * cfg->sae.batch)
+        bad = "reader position";
+    else if (s[CK_SKIPPED] < 0) bad = "skipped rows";
+    else if (s[CK_THRESH_SET] != 0 && s[CK_THRESH_SET] != 1) bad = "threshold flag";
+    else if (s[CK_TOKENS] < 0 || s[CK_TOKENS] > s[CK_STEP] * cfg->sae.batch) bad = "tokens";
+    else if (s[CK_SCALE_BITS] < 0 || s[CK_SCALE_BITS] > (int64_t)UINT32_MAX || !isfinite(scale) || scale <= 0)
+        bad = "input scale";
+    else if (!isfinite(lref) || lref < 0) bad = "reference loss";
+    for (int64_t j = 0; !bad && j < sae->hp.d_sae; j++)
+        if (sae->since_fired[j] < 0 || t->fire_count[j] < 0 || t->fire_start[j] < 0 ||
+            t->fire_start[j] > s[CK_TOKENS] || t->fire_count[j] > s[CK_TOKENS] - t->fire_start[j])
+            bad = "firing counters";
+    for (int64_t i = 0; !bad && i < t->n_hist; i++)
+        if (t->history[2 * i] < 1 || t->history[2 * i] > s[CK_STEP] || t->history[2 * i + 1] < 0 ||
+            t->history[2 * i + 1] > sae->hp.d_sae)
+            bad = "resample history";
+    if (!bad) return MS_OK;
+    return ms_err_set(err, MS_ERR_FORMAT,
+                      "%s: corrupt checkpoint: %s out of range (step %lld of sae.steps %lld); "
+                      "remove it or use another sae.out_dir",
+                      path, bad, (long long)s[CK_STEP], (long long)cfg->sae.steps);
+}
+
 static ms_status ckpt_read(const char *path, ms_sae *sae, train_state *t, const ms_config *cfg,
-                           ms_err *err)
+                           const ms_actmeta *am, ms_err *err)
 {
     ms_safetensors f;
     memset(&f, 0, sizeof f);
     ms_status st = ms_st_open(&f, path, err);
     if (st) return st;
-    const char *h = ms_st_meta(&f, "config_hash");
+    const char *h = ms_st_meta(&f, "config_hash"), *keys = ms_st_meta(&f, "result_keys"),
+               *ids = ms_st_meta(&f, "activations_id");
     int64_t s[CK_N];
-    if (!h || strcmp(h, cfg->hash) != 0)
+    char acts_id[512];
+    acts_identity(am, acts_id, sizeof acts_id);
+    if (keys) /* key by key: name what changed, allow what cannot change the result */
+        st = ms_config_result_diff(cfg, result_scopes, keys, path,
+                                   "restore them, or remove the checkpoint or use another sae.out_dir to start over",
+                                   err);
+    else if (!h || strcmp(h, cfg->hash) != 0) /* a checkpoint of an earlier version */
         st = ms_err_set(err, MS_ERR_STATE,
                         "%s: checkpoint from another job configuration (hash %s, this job %s): "
                         "remove it or use another sae.out_dir",
                         path, h ? h : "none", cfg->hash);
+    if (!st && ids && strcmp(ids, acts_id) != 0)
+        st = ms_err_set(err, MS_ERR_STATE,
+                        "%s: sae.activations %s is not the data the checkpoint was trained on (checkpoint: %s; "
+                        "this file: %s): remove the checkpoint or use another sae.out_dir to start over",
+                        path, cfg->sae.activations, ids, acts_id);
     if (!st) st = st_read_i64(&f, "state", CK_N, s, err);
     if (!st && (s[CK_VERSION] != CKPT_VERSION || s[CK_D_IN] != sae->hp.d_in ||
                 s[CK_D_SAE] != sae->hp.d_sae || s[CK_ARCH] != sae->hp.arch ||
@@ -301,12 +368,19 @@ static ms_status ckpt_read(const char *path, ms_sae *sae, train_state *t, const 
     if (!st) st = st_read_i64(&f, "fire_start", ds, t->fire_start, err);
     if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
         int64_t nh = tt->shape[0];
+        if (nh < 0 || (s[CK_STEP] >= 0 && nh > s[CK_STEP])) /* <= one resampling per step */
+            st = ms_err_set(err, MS_ERR_FORMAT, "%s: corrupt checkpoint: %lld resample_history rows at step %lld",
+                            path, (long long)nh, (long long)s[CK_STEP]);
+    }
+    if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
+        int64_t nh = tt->shape[0];
         free(t->history);
         t->history = malloc((size_t)(nh + 1) * 2 * sizeof *t->history);
         t->n_hist = nh;
         if (!t->history) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         if (!st) st = st_read_i64(&f, "resample_history", 2 * nh, t->history, err);
     }
+    if (!st) st = state_check(path, s, sae, t, cfg, err);
     if (!st) {
         sae->step = s[CK_STEP];
         t->rng.key = (uint64_t)s[CK_RNG_KEY];
@@ -323,6 +397,27 @@ static ms_status ckpt_read(const char *path, ms_sae *sae, train_state *t, const 
         memcpy(&t->loss_ref, &s[CK_LOSSREF_BITS], 8);
     }
     ms_st_close(&f);
+    return st;
+}
+
+ms_status ms_sae_checkpoint_verify(const char *path, const ms_config *cfg, const ms_actmeta *acts,
+                                   ms_err *err)
+{
+    ms_sae_hparams hp;
+    ms_sae_hparams_from_config(&hp, cfg, acts->d, cfg->sae.batch);
+    ms_sae sae;
+    memset(&sae, 0, sizeof sae);
+    train_state t;
+    memset(&t, 0, sizeof t);
+    ms_status st = ms_sae_hparams_check(&hp, err);
+    if (!st) st = ms_sae_init(&sae, &hp, err);
+    if (!st) st = state_alloc(&t, hp.d_sae, err);
+    if (!st) st = ckpt_read(path, &sae, &t, cfg, acts, err);
+    if (!st && sae.step > cfg->sae.steps)
+        st = ms_err_set(err, MS_ERR_STATE, "%s: checkpoint at step %lld is past sae.steps %lld", path,
+                        (long long)sae.step, (long long)cfg->sae.steps);
+    ms_sae_free(&sae);
+    state_free(&t);
     return st;
 }
 
@@ -363,6 +458,33 @@ static void metrics_truncate(const char *path, int64_t last_step)
     }
     ms_file_write_atomic(path, text, keep, NULL);
     free(text);
+}
+
+/* The metrics line of `step` (the last one of a finished run), for a rerun that has nothing to
+ * train: its numbers are the run's, not zeros. false if metrics.jsonl lacks that line. */
+static bool metrics_at(const char *path, int64_t step, ms_train_result *res)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (ms_file_read_all(path, &text, &len, NULL) != MS_OK) return false;
+    bool found = false;
+    for (char *line = text; line < text + len && !found;) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        if (!nl) break;
+        *nl = '\0';
+        long long st = -1, tok, dead, low;
+        double v[5];
+        if (sscanf(line, "{\"step\": %lld, \"tokens\": %lld, \"loss\": %lg, \"mse\": %lg, \"fvu\": %lg, "
+                         "\"l0\": %lg, \"l1\": %lg, \"dead\": %lld, \"ultralow\": %lld",
+                   &st, &tok, &v[0], &v[1], &v[2], &v[3], &v[4], &dead, &low) == 9 && st == step) {
+            res->loss = v[0], res->mse = v[1], res->fvu = v[2], res->l0 = v[3], res->l1 = v[4];
+            res->dead = dead, res->ultralow = low;
+            found = true;
+        }
+        line = nl + 1;
+    }
+    free(text);
+    return found;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -623,7 +745,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     if (resumed) {
         char prev[4096];
         snprintf(prev, sizeof prev, "%s.prev", ckpt_path);
-        st = ckpt_read(have_ckpt == 2 ? prev : ckpt_path, &sae, &t, cfg, err);
+        st = ckpt_read(have_ckpt == 2 ? prev : ckpt_path, &sae, &t, cfg, &meta, err);
         res->resumed_from = sae.step;
     } else {
         ms_rng_init(&t.rng, (uint64_t)cfg->run.seed, 0x5ae);
@@ -683,6 +805,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
     /* ---- steps */
     ms_progress prog;
     ms_progress_init(&prog, "train", "steps", (double)steps, cfg->run.log_every_s);
+    prog.done = prog.done0 = (double)sae.step; /* a resumed run starts where its checkpoint is */
     const int64_t start_step = sae.step;
     double t_begin = ms_time_now(), t_last_log = t_begin;
     int64_t step_last_log = sae.step;
@@ -779,7 +902,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
             double c0 = ms_time_now();
             ms_status cs = check_identical(&sae, comm, err);
             n_checked += cs == MS_OK;
-            if (!cs && comm->rank == 0) cs = ckpt_write(ckpt_path, &sae, &t, cfg, comm->size, err);
+            if (!cs && comm->rank == 0) cs = ckpt_write(ckpt_path, &sae, &t, cfg, &meta, comm->size, err);
             st = ms_comm_agree(comm, cs, err);
             if (rec) ms_runrec_time(rec, "checkpoint", ms_time_now() - c0);
             if (st) break;
@@ -800,7 +923,31 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         }
     }
     if (st) goto done;
-    ms_progress_finish(&prog);
+    if (start_step < steps) ms_progress_finish(&prog);
+    /* a rerun of a finished run trains nothing: report the run's own last numbers (rank 0's
+     * metrics.jsonl, to every rank), not the zeros of a loop that did not run */
+    const bool was_complete = resumed && start_step == steps;
+    if (was_complete) {
+        double v[8] = {NAN, NAN, NAN, NAN, NAN, 0, 0, 0};
+        if (comm->rank == 0 && metrics_at(metrics_path, steps, res)) {
+            double got[8] = {res->loss, res->mse, res->fvu, res->l0, res->l1, (double)res->dead,
+                             (double)res->ultralow, 1};
+            memcpy(v, got, sizeof v);
+        }
+        st = ms_comm_bcast(comm, v, sizeof v, 0, err);
+        if (st) goto done;
+        res->loss = v[0], res->mse = v[1], res->fvu = v[2], res->l0 = v[3], res->l1 = v[4];
+        res->dead = (int64_t)v[5], res->ultralow = (int64_t)v[6];
+        if (v[7] != 0)
+            ms_log("train: already complete at step %lld (nothing to train): loss %.6g, MSE %.6g, FVU %.4f, "
+                   "L0 %.2f, dead %lld, ultralow %lld; remove %s to train again",
+                   (long long)steps, res->loss, res->mse, res->fvu, res->l0, (long long)res->dead,
+                   (long long)res->ultralow, ckpt_path);
+        else
+            ms_log("train: already complete at step %lld (nothing to train; %s has no line for that "
+                   "step, so no final numbers); remove %s to train again",
+                   (long long)steps, metrics_path, ckpt_path);
+    }
     double t_total = ms_time_now() - t_begin;
     res->steps = sae.step;
     res->skipped_rows = ms_actstream_skipped(stream);
@@ -808,8 +955,9 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
                                               : 0.0;
 
     /* ---- final outputs (rank 0) */
-    densities(&sae, &t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, log10d, &res->dead,
-              &res->ultralow);
+    int64_t n_dead = 0, n_low = 0;
+    densities(&sae, &t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, log10d, &n_dead, &n_low);
+    if (!was_complete) res->dead = n_dead, res->ultralow = n_low;
     if (comm->rank == 0) {
         const int64_t ds = hp.d_sae;
         float *buf = malloc(sae.layout.n_params * sizeof *buf);
@@ -859,7 +1007,11 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         ms_runrec_fact(rec, "sae.final_l0", "%.6g", res->l0);
         ms_runrec_fact(rec, "sae.dead", "%lld", (long long)res->dead);
         ms_runrec_fact(rec, "sae.ultralow", "%lld", (long long)res->ultralow);
-        ms_runrec_fact(rec, "sae.tokens_per_s", "%.1f", res->tokens_per_s);
+        if (was_complete)
+            ms_runrec_fact(rec, "sae.already_complete", "true (rerun at step %lld: numbers from metrics.jsonl)",
+                           (long long)steps);
+        else
+            ms_runrec_fact(rec, "sae.tokens_per_s", "%.1f", res->tokens_per_s);
         ms_runrec_fact(rec, "sae.skipped_rows", "%lld", (long long)res->skipped_rows);
         ms_runrec_fact(rec, "sae.resumed_from", "%lld", (long long)res->resumed_from);
         ms_runrec_fact(rec, "sae.invariant.params_identical_across_ranks",
@@ -869,7 +1021,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         ms_runrec_fact(rec, "sae.out", "%s", h5_path);
         ms_runrec_fact(rec, "sae.saelens", "%s", lens_dir);
     }
-    if (!st)
+    if (!st && !was_complete)
         ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f, dead %lld, "
                "ultralow %lld; %s, %s",
                (long long)sae.step, res->loss, res->mse, res->fvu, res->l0, (long long)res->dead,

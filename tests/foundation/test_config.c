@@ -204,6 +204,89 @@ static void test_empty_and_null(void **s)
     ms_config_free(&c);
 }
 
+/* Nesting is bounded before a document is built: refused at once with the place. */
+static void test_nesting_depth(void **s)
+{
+    (void)s;
+    size_t n = 100000;
+    char *deep = malloc(5 * n + 3);
+    for (size_t i = 0; i < n; i++) memcpy(deep + 4 * i, "{a: ", 4);
+    deep[4 * n] = '1';
+    memset(deep + 4 * n + 1, '}', n);
+    deep[5 * n + 1] = '\0';
+    expect_error(deep, "job.yaml:1:129: nesting deeper than 32 levels (a job file needs at most 4)");
+    free(deep);
+    expect_error("sae: {resample: {at: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}\n",
+                 "job.yaml:1:51: nesting deeper than 32 levels (a job file needs at most 4)");
+}
+
+/* Resume checks: only RESULT keys of the scopes are compared, and each change is named. */
+static void test_result_keys(void **s)
+{
+    (void)s;
+    static const char *const scopes[] = {"run.seed", "sae.", NULL};
+    ms_config a, b;
+    ms_err e = {0};
+    assert_int_equal(parse(&a, "run: {seed: 5, out_dir: /x}\nsae: {lr: 0.01, log_every: 5}\n", &e), MS_OK);
+    char *keys = ms_config_result_keys(&a, scopes);
+    assert_non_null(keys);
+    assert_non_null(strstr(keys, "run.seed=5\nsae.arch=relu-l1\n"));
+    assert_non_null(strstr(keys, "sae.lr=0.01\n"));
+    assert_null(strstr(keys, "sae.log_every")); /* cadence */
+    assert_null(strstr(keys, "sae.out_dir"));   /* a path */
+    assert_null(strstr(keys, "run.out_dir"));   /* outside the scopes and a path */
+    assert_null(strstr(keys, "model."));        /* outside the scopes */
+    /* harmless changes */
+    assert_int_equal(parse(&b, "run: {seed: 5, out_dir: /y, name: z, log_every_s: 1}\n"
+                               "sae: {lr: 0.01, log_every: 7, checkpoint_every: 3, activations: /other.h5}\n"
+                               "model: {d_mlp: 64}\n", &e), MS_OK);
+    assert_int_equal(ms_config_result_diff(&b, scopes, keys, "ck", "hint", &e), MS_OK);
+    ms_config_free(&b);
+    /* changes that alter the result, all named with both values */
+    assert_int_equal(parse(&b, "run: {seed: 6}\nsae: {lr: 0.02, resample: {at: [10, 20]}}\n", &e), MS_OK);
+    assert_int_equal(ms_config_result_diff(&b, scopes, keys, "ck", "hint", &e), MS_ERR_STATE);
+    assert_string_equal(e.msg, "ck: changed since the checkpoint: run.seed 5 -> 6, sae.lr 0.01 -> 0.02, "
+                               "sae.resample.at [] -> [10, 20] (hint)");
+    ms_config_free(&b);
+    /* a key missing from an older checkpoint counts only if it is not at its default */
+    ms_err_clear(&e);
+    assert_int_equal(parse(&b, "run: {seed: 5}\nsae: {lr: 0.01}\n", &e), MS_OK);
+    assert_int_equal(ms_config_result_diff(&b, scopes, "run.seed=5\nsae.lr=0.01\n", "ck", "h", &e), MS_OK);
+    ms_config_free(&b);
+    assert_int_equal(parse(&b, "run: {seed: 5}\nsae: {lr: 0.01, k: 7}\n", &e), MS_OK);
+    assert_int_equal(ms_config_result_diff(&b, scopes, "run.seed=5\nsae.lr=0.01\n", "ck", "h", &e), MS_ERR_STATE);
+    assert_string_equal(e.msg, "ck: changed since the checkpoint: sae.k (unset) -> 7 (h)");
+    ms_config_free(&b);
+    free(keys);
+    ms_config_free(&a);
+    /* keys set: 0 for an empty job (stages refuse it), overrides count */
+    assert_int_equal(parse(&a, "# only a comment\nsae:\n", &e), MS_OK);
+    assert_int_equal(ms_config_n_set(&a), 0);
+    ms_config_free(&a);
+    assert_int_equal(parse(&a, "sae: {d_sae: 8}\nrun: {seed: 2}\n", &e), MS_OK);
+    assert_int_equal(ms_config_n_set(&a), 2);
+    ms_config_free(&a);
+}
+
+/* The resolved dump of a valid job is a valid job with the same hash (found by fuzz_config:
+ * corpus.context above the default model.n_ctx). */
+static void test_dump_is_a_job(void **s)
+{
+    (void)s;
+    ms_config a, b;
+    ms_err e = {0};
+    assert_int_equal(parse(&a, "corpus: {context: 256}\n", &e), MS_OK);
+    assert_int_equal(a.model.n_ctx, 256);
+    char *d = ms_config_dump_string(&a);
+    assert_int_equal(parse(&b, d, &e), MS_OK);
+    assert_string_equal(a.hash, b.hash);
+    free(d);
+    ms_config_free(&a);
+    ms_config_free(&b);
+    expect_error("corpus: {context: 256}\nmodel: {n_ctx: 128}\n",
+                 "job.yaml:1:10: key 'corpus.context': expected at most model.n_ctx (128), got 256");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +295,8 @@ int main(void)
         cmocka_unit_test(test_malformed),         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_defaults_round_trip), cmocka_unit_test(test_values_round_trip),
         cmocka_unit_test(test_overrides),         cmocka_unit_test(test_empty_and_null),
+        cmocka_unit_test(test_nesting_depth),     cmocka_unit_test(test_result_keys),
+        cmocka_unit_test(test_dump_is_a_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,7 +110,7 @@ expect_err hook 3 "key 'model.hook': hook 'blocks.3.mlp.hook_post': layer 3 outs
 expect_err out_path 2 "$d/afile" --generate.out=$d/afile/acts.h5
 mkdir -p "$d/dir.h5.partial"
 expect_err unwritable 2 "$d/dir.h5.partial: cannot create the activations file" --generate.out=$d/dir.h5
-expect_err empty_corpus 2 "the corpus has no documents to run" --corpus.paths="[$d/empty/*.txt]" \
+expect_err empty_corpus 2 "hold no document with text: the train split would be empty" --corpus.paths="[$d/empty/*.txt]" \
   --corpus.token_dir=$d/tok_empty --generate.out=$d/bad3.h5
 expect_err no_model 2 "$d/nomodel" --model.dir=$d/nomodel --generate.out=$d/bad4.h5
 # disk full: a file-size limit smaller than the store (SIGXFSZ ignored, as monosem does, so a

@@ -520,6 +520,25 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* A vocabulary of the 256 byte tokens and <|endoftext|> only. */
+static void write_bytes_vocab(const char *path)
+{
+    uint16_t b2u[256];
+    int16_t u2b[324];
+    ms_bpe_alphabet(b2u, u2b);
+    cJSON *j = cJSON_CreateObject();
+    for (int b = 0; b < 256; b++) {
+        char a[4] = {0};
+        ms_bpe_bytes_to_alpha(a, (const uint8_t[]){(uint8_t)b}, 1, b2u);
+        cJSON_AddNumberToObject(j, a, b);
+    }
+    cJSON_AddNumberToObject(j, "<|endoftext|>", 256);
+    char *text = cJSON_PrintUnformatted(j);
+    write_file(path, text);
+    free(text);
+    cJSON_Delete(j);
+}
+
 static void expect_load_error(const char *vocab, const char *merges, ms_status want, const char *needle)
 {
     ms_tokenizer *t = (ms_tokenizer *)1;
@@ -560,11 +579,17 @@ static void test_bad_files(void **state)
     expect_load_error(g_vocab, m, MS_ERR_FORMAT, "two tokens");
     write_file(m, "#version: 0.2\n\xe4\xb8\xad b\n");
     expect_load_error(g_vocab, m, MS_ERR_FORMAT, "alphabet");
-    /* an empty merges file is valid: bytes only */
+    /* an empty merges file beside a vocabulary of merged tokens: refused (it would silently
+     * encode byte by byte); with a bytes-only vocabulary it is valid */
+    write_file(m, "#version: 0.2\n");
+    expect_load_error(g_vocab, m, MS_ERR_FORMAT, "no merges (no line after #version)");
+    write_file(m, "");
+    expect_load_error(g_vocab, m, MS_ERR_FORMAT, "no merges (empty file)");
+    write_bytes_vocab(bad);
     write_file(m, "#version: 0.2\n");
     ms_tokenizer *t = NULL;
     ms_err err = {0};
-    assert_int_equal(ms_tokenizer_load(&t, g_vocab, m, &err), MS_OK);
+    assert_int_equal(ms_tokenizer_load(&t, bad, m, &err), MS_OK);
     int32_t *ids;
     size_t n;
     encode_all(t, "hello", 5, &ids, &n);

@@ -201,6 +201,23 @@ ms_status ms_config_check_required(const ms_config *cfg, const char *const *requ
 void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col);
 
 const char *ms_enum_name(const char *key, int value);
+
+/* Keys the job file or the command line set (0: an empty job file, all defaults). */
+int ms_config_n_set(const ms_config *cfg);
+
+/* Resume checks, key by key. Each key of the field table is classed as affecting a stage's
+ * result or not: log cadence, checkpoint interval, progress, thread count and every path
+ * (run/output directories, input files: their content identity is checked by the stage) do
+ * not. `scopes` (NULL-terminated) selects keys: "sae." = a section, "run.seed" = one key.
+ * ms_config_result_keys: the selected result keys as "key=value" lines (canonical text, stored
+ * in checkpoints); malloc'd, caller frees; NULL if out of memory.
+ * ms_config_result_diff: compares such a text with cfg; MS_OK if every selected result key has
+ * the same value, else MS_ERR_STATE with err = "<what>: changed since the checkpoint: sae.lr
+ * 0.001 -> 0.002, sae.d_sae 4096 -> 8192 (<hint>)"; a key the saved text lacks (added to the
+ * table since) counts only if this job sets it to a non-default value. Not collective. */
+char *ms_config_result_keys(const ms_config *cfg, const char *const *scopes);
+ms_status ms_config_result_diff(const ms_config *cfg, const char *const *scopes, const char *saved,
+                                const char *what, const char *hint, ms_err *err);
 /* Prints every key with its type, default and meaning (for --help). */
 void ms_config_describe(FILE *f); /* e.g. ("sae.arch", 0) -> "relu-l1" */
 
@@ -337,6 +354,7 @@ typedef struct ms_progress {
     char unit[16];
     double total;
     double done;
+    double done0; /* done when this process started (a resumed run): rate and ETA count from it */
     double t_start, t_last_print;
     double every_s;
     bool tty;
@@ -401,12 +419,19 @@ ms_status ms_file_write_atomic(const char *path, const void *buf, size_t len, ms
 /* Joins a and b with '/' into a malloc'd string. */
 char *ms_path_join(const char *a, const char *b);
 bool ms_path_exists(const char *path);
+/* Why a file cannot be created at path, as strerror text ("Read-only file system", "No such
+ * file or directory", "Permission denied", ...), found by probing its directory; for failures
+ * reported by a library without errno (HDF5). "reason unknown" if the directory looks fine. */
+const char *ms_create_error(const char *path);
 
 /* sha256 of a file / buffer as 64 lowercase hex digits + NUL. */
 ms_status ms_sha256_file(const char *path, char out[65], ms_err *err);
 void ms_sha256_buf(const void *buf, size_t len, char out[65]);
 /* FNV-1a 64-bit. */
 uint64_t ms_fnv1a64(const void *buf, size_t len, uint64_t h);
+/* Strict decimal integer: optional '-', digits only, no spaces or trailing text, no overflow,
+ * value in [lo, hi]. For state read back from files ("abc" or "-5" must not become a step). */
+bool ms_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 
 /* ===================================================================== output locks */
 /* (io/lock.c) A stage locks its output so that two runs into one place cannot interleave: a
@@ -667,6 +692,10 @@ int64_t ms_actstream_skipped(const ms_actstream *s);
 /* Bytes read from the file so far by this rank (for throughput reports). */
 int64_t ms_actstream_bytes_read(const ms_actstream *s);
 
+/* Turns off HDF5's automatic printing of its error stack (18 lines before monosem's own one-line
+ * message); every HDF5 failure is reported through ms_err instead. main calls it once. */
+void ms_h5_quiet(void);
+
 /* Writes tensors (F32, I64, I32 or U8 items, any shape) as root datasets of an HDF5 file, plus
  * string attributes (key/value pairs) on the root, to path.tmp.<pid> then renames it to path.
  * Not collective (serial driver): call on one rank. (io/actstore.c) */
@@ -810,7 +839,8 @@ typedef struct ms_tokenize_job {
  * chunk, zero for chunks of other ranks: sum them over ranks (allreduce) for the manifest. */
 ms_status ms_corpus_tokenize_part(const ms_tokenize_job *job, int rank, int size,
                                   int64_t **stats, int64_t *n_chunks, ms_err *err);
-/* Writes <out_dir>/manifest.json atomically from the summed stats. fingerprint identifies the
+/* Writes <out_dir>/manifest.json atomically from the summed stats, after deleting the shard
+ * files (and temporaries) of earlier runs that it does not list. fingerprint identifies the
  * inputs and settings (see ms_corpus_fingerprint). */
 ms_status ms_corpus_manifest_write(const ms_tokenize_job *job, const int64_t *stats,
                                    int64_t n_chunks, const char *tokenizer_sha256,

@@ -357,6 +357,8 @@ typedef struct ms_train_ckpt_info {
     int64_t data_pos; /* training contexts consumed (global) */
     char fingerprint[17];
     int n_ranks;
+    const char *job_keys; /* save: the job keys that affect the result (ms_config_result_keys),
+                           * stored as metadata "job_keys" when not NULL; borrowed. load: NULL */
 } ms_train_ckpt_info;
 ms_status ms_train_checkpoint_save(const char *path, const ms_model *m, const float *adam_m,
                                    const float *adam_v, const ms_train_ckpt_info *info,

@@ -273,6 +273,13 @@ typedef struct ms_train_result {
 ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec,
                        ms_train_result *res, ms_err *err);
 
+/* Reads the SAE checkpoint at path exactly as a resume of job cfg on the activations described
+ * by acts would (shapes, the job's result keys, the data's identity, every state value range-
+ * checked) and frees it again: MS_OK if `monosem train` would resume from it. Not collective
+ * (tools, tests, fuzzing). */
+ms_status ms_sae_checkpoint_verify(const char *path, const ms_config *cfg, const ms_actmeta *acts,
+                                   ms_err *err);
+
 /* SAELens directory I/O (not collective). Save writes cfg.json, sae_weights.safetensors and,
  * if log10_density is non-NULL, sparsity.safetensors (tensor "sparsity" (d_sae)). `extra_json`
  * is inserted into cfg.json as additional members (may be NULL; e.g. "\"hook_name\": ..."). */
