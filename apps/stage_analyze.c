@@ -235,12 +235,13 @@ static void ln_accumulate(az *a, const float *resid, int64_t n)
 
 /* One pass over this rank's blocks: forward, encoders (pass 1; pass 2 reads their codes back),
  * and the pass's scan. Local. */
-static ms_status az_pass(az *a, int pass, ms_err *err)
+/* One block of contexts: forward to the hook, encode, scan. Local. */
+static ms_status az_block(az *a, int pass, int64_t blk, ms_err *err)
 {
     const int64_t T = a->T;
     const ms_comm *comm = &a->app->comm;
     ms_forward_opts opts = {.stop_after = pass == 1 && a->ln_needed ? &a->last_resid : &a->hook};
-    for (int64_t blk = a->blk0; blk < a->blk1; blk++) {
+    {
         int64_t c0 = blk * a->B, nb = a->n_ctx - c0 < a->B ? a->n_ctx - c0 : a->B;
         double t = ms_time_now();
         ms_status st = ms_tokset_read(&a->ts, c0 * T, nb * T, a->tokens, err);
@@ -281,6 +282,28 @@ static ms_status az_pass(az *a, int pass, ms_err *err)
         }
     }
     return MS_OK;
+}
+
+/* COLLECTIVE. One pass over this rank's blocks. Every rank runs the same number of rounds (the
+ * largest share), agreeing on stop signals after each, so a SIGTERM on any rank stops all of
+ * them at the same block; a rank that failed keeps joining the rounds without working. Returns
+ * MS_INTERRUPTED (err set) when a signal stopped the pass. */
+static ms_status az_pass(az *a, int pass, ms_err *err)
+{
+    const ms_comm *comm = &a->app->comm;
+    const int64_t rounds = (a->n_blocks + comm->size - 1) / comm->size;
+    ms_status st = MS_OK;
+    for (int64_t k = 0; k < rounds; k++) {
+        if (!st && a->blk0 + k < a->blk1) st = az_block(a, pass, a->blk0 + k, err);
+        int sig = ms_comm_signal_agree(comm);
+        if (sig && !st)
+            st = ms_err_set(err, MS_INTERRUPTED,
+                            "analyze: %s: stopped in pass %d of 2 after %" PRId64 " of %" PRId64 " blocks per rank; "
+                            "analyze keeps no checkpoint (its passes are short next to training): rerun to start over",
+                            ms_signal_name(sig), pass, k + 1, rounds);
+        if (sig) break;
+    }
+    return st;
 }
 
 /* Token bytes table for the dashboards (rank 0). */
@@ -529,6 +552,7 @@ ms_status ms_stage_analyze(ms_app *app, ms_err *err)
     uint8_t *vbytes = NULL;
     int64_t nv = 0;
 
+    ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: all ranks stop at the same block, exit 75 */
     ms_status st = az_prepare(&a, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;

@@ -25,6 +25,21 @@ static ms_status lock_in(const ms_app *app, const char *dir, const char *file, c
     return st;
 }
 
+/* Locks `.<name>.lock` in the directory that holds path (created if missing), so that nothing
+ * is created inside path itself before the stage has checked its inputs, and other outputs in
+ * the same directory stay free. COLLECTIVE. */
+static ms_status lock_beside(const ms_app *app, const char *path, ms_lock *l, ms_err *err)
+{
+    char *d = strdup(path), *b = strdup(path);
+    char *lk = d && b ? malloc(strlen(b) + 8) : NULL;
+    if (lk) snprintf(lk, strlen(b) + 8, ".%s.lock", basename(b));
+    ms_status st = lk ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    st = ms_comm_agree(&app->comm, st, err);
+    if (!st) st = lock_in(app, dirname(d), lk, path, l, err);
+    free(d), free(b), free(lk);
+    return st;
+}
+
 ms_status ms_app_lock_outputs(const ms_app *app, const char *stage, ms_lock *locks, int *n, ms_err *err)
 {
     *n = 0;
@@ -32,19 +47,12 @@ ms_status ms_app_lock_outputs(const ms_app *app, const char *stage, ms_lock *loc
     const ms_config *c = &app->cfg;
     ms_status st = MS_OK;
     if (strcmp(stage, "tokenize") == 0 || (strcmp(stage, "generate") == 0 && c->corpus.n_paths > 0)) {
-        st = lock_in(app, c->corpus.token_dir, LOCK_NAME, c->corpus.token_dir, &locks[*n], err);
+        st = lock_beside(app, c->corpus.token_dir, &locks[*n], err);
         if (st) return st;
         (*n)++;
     }
     if (strcmp(stage, "generate") == 0) {
-        /* <out>.lock beside the file: other activation files in the same directory stay free */
-        char *d = strdup(c->generate.out), *b = strdup(c->generate.out);
-        char *lk = d && b ? malloc(strlen(b) + 8) : NULL;
-        if (lk) snprintf(lk, strlen(b) + 8, ".%s.lock", basename(b));
-        st = lk ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-        st = ms_comm_agree(&app->comm, st, err);
-        if (!st) st = lock_in(app, dirname(d), lk, c->generate.out, &locks[*n], err);
-        free(d), free(b), free(lk);
+        st = lock_beside(app, c->generate.out, &locks[*n], err);
         if (st) goto fail;
         (*n)++;
     }

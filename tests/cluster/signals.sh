@@ -3,9 +3,9 @@
 # every rank stops at the same step boundary, a checkpoint is written, exit code 75; rerunning
 # the same command resumes and ends bitwise identical to an uninterrupted run. A storm of
 # SIGTERMs (signals arriving while the checkpoint is written) leaves a valid checkpoint.
-#   signals.sh train-model | train | generate
+#   signals.sh train-model | train | generate | analyze
 set -u
-case_=${1:?usage: signals.sh train-model|train|generate}
+case_=${1:?usage: signals.sh train-model|train|generate|analyze}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/fixture.sh"
 py=${MS_PYTHON:-/usr/bin/python3}
@@ -115,6 +115,30 @@ generate)
   grep -qE "resuming .*: [1-9][0-9]* of 75 shards already done" "$tmp/resume.log" || fail "generate: did not resume"
   "$py" "$here/../generate/ref_generate.py" same "$tmp/ref.h5" "$tmp/int.h5" ||
     fail "generate: interrupted+resumed file differs from the uninterrupted one" ;;
+analyze)
+  # analyze keeps no checkpoint: a stop is agreed at a block, exits 75 without writing any
+  # analysis file, and a rerun starts over and ends identical to an uninterrupted run
+  mon 2 "$tmp/model.log" train-model || { cat "$tmp/model.log"; echo "FAIL: train-model"; exit 1; }
+  mon 2 "$tmp/gen.log" generate || { cat "$tmp/gen.log"; echo "FAIL: generate"; exit 1; }
+  mon 2 "$tmp/train.log" train || { cat "$tmp/train.log"; echo "FAIL: train"; exit 1; }
+  a=(--analyze.batch=1 --analyze.out_dir="$tmp/ref")
+  mon 2 "$tmp/ref.log" analyze "${a[@]}" || { cat "$tmp/ref.log"; fail "uninterrupted analyze"; }
+  a=(--analyze.batch=1 --analyze.out_dir="$tmp/int")
+  interrupt "$tmp/int.log" "$tmp/int.log" '^analyze: [0-9]+ contexts' 1 TERM 0 analyze "${a[@]}"
+  cat "$tmp/int.log"
+  [ "$rc" = 75 ] || fail "analyze: exit code $rc, expected 75"
+  grep -q "analyze: SIGTERM: stopped in pass [12] of 2 after" "$tmp/int.log" || fail "analyze: no stop line"
+  [ -n "$(find "$tmp/int" -name 'analysis.h5*' 2>/dev/null)" ] && fail "analyze: an interrupted run wrote analysis files"
+  mon 2 "$tmp/rerun.log" analyze "${a[@]}" || { cat "$tmp/rerun.log"; fail "analyze: rerun"; }
+  for f in sae/analysis.h5 neurons/analysis.h5; do
+    "$py" - "$tmp/ref/$f" "$tmp/int/$f" <<'PYEOF' || fail "analyze: $f of the rerun differs from the uninterrupted run"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+assert sorted(a) == sorted(b)
+for k in a:
+    assert np.array_equal(a[k][...], b[k][...]), k
+PYEOF
+  done ;;
 *) echo "unknown case $case_"; exit 2 ;;
 esac
 [ "$fails" -eq 0 ] && echo "signals $case_: all checks passed"

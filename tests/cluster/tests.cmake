@@ -1,7 +1,7 @@
 # Clusters (issue 15): stop signals on one rank -> checkpoint, exit 75, exact resume (fault).
 ms_unit_test(test_signals SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_signals.c LIBS msio LABELS fault)
 set_tests_properties(test_signals PROPERTIES FIXTURES_REQUIRED tmpdir)
-foreach(stage train-model train generate)
+foreach(stage train-model train generate analyze)
   ms_script_test(signals_${stage} LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/signals.sh ${stage})
   set_tests_properties(signals_${stage} PROPERTIES PROCESSORS 2)
 endforeach()

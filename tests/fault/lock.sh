@@ -16,7 +16,10 @@ sae: {activations: $T/a.h5, d_sae: 512, batch: 400, steps: 140, lr: 0.01, l1_coe
       log_every: 5, shuffle_buffer: 20000, median_samples: 2000, resample: {at: [], window: 2, inputs: 2000}}
 JOB
 LOCK="$T/run/sae/.monosem.lock"
-timeout 300 "$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" "$MS_BIN/monosem" train job.yaml > a.log 2>&1 &
+# the first run is paced (50 ms a step: 7 s) so that it still holds the lock, however fast the
+# machine, when the second one starts
+MONOSEM_TEST_STEP_DELAY_MS=50 timeout 300 "$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" -x MONOSEM_TEST_STEP_DELAY_MS \
+  "$MS_BIN/monosem" train job.yaml > a.log 2>&1 &
 A=$!
 for _ in $(seq 1 600); do [ -s "$LOCK" ] && break; sleep 0.05; done
 [ -s "$LOCK" ] || die "first run never took the lock: $(cat a.log)"
@@ -36,7 +39,8 @@ PY
 [ -s "$LOCK" ] && die "lock file not emptied by a clean exit: $(cat "$LOCK")"
 # a job killed with kill -9 leaves its record; the next run takes over and names it
 rm -rf run
-timeout 300 "$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" "$MS_BIN/monosem" train job.yaml > k.log 2>&1 &
+MONOSEM_TEST_STEP_DELAY_MS=50 timeout 300 "$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" -x MONOSEM_TEST_STEP_DELAY_MS \
+  "$MS_BIN/monosem" train job.yaml > k.log 2>&1 &
 K=$!
 for _ in $(seq 1 600); do [ -f run/sae/checkpoint.safetensors ] && break; sleep 0.05; done
 read -r host pid stage _ < "$LOCK"
