@@ -716,11 +716,19 @@ static ms_status hook_point(const ms_model *m, ms_model_acts *a, const ms_forwar
     return MS_OK;
 }
 
-#define HOOK(kind)                                                           \
-    do {                                                                     \
-        ms_status rc_ = hook_point(m, a, opts, l, kind, B, T, &stop, err);  \
-        if (rc_) return rc_;                                                 \
-        if (stop) return MS_OK;                                              \
+/* Position of a hook in forward order (resume points compare by it). */
+static int hook_order(int layer, ms_hook_kind kind) { return layer * MS_HOOK_KIND_COUNT + (int)kind; }
+
+/* With opts->start_at, hooks before it are skipped and so is the computation that produces
+ * an activation at or before it (COMPUTE(kind): does the block producing `kind` run?). */
+#define COMPUTE(kind) (hook_order(l, kind) > start)
+#define HOOK(kind)                                                               \
+    do {                                                                         \
+        if (hook_order(l, kind) >= start) {                                      \
+            ms_status rc_ = hook_point(m, a, opts, l, kind, B, T, &stop, err);  \
+            if (rc_) return rc_;                                                 \
+            if (stop) return MS_OK;                                              \
+        }                                                                        \
     } while (0)
 
 ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *tokens, int B, int T,
@@ -748,6 +756,18 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
     } else if (a->flags & MS_ACTS_NO_LOGITS) {
         return ms_err_set(err, MS_ERR_USAGE, "model forward: activations allocated without logits need stop_after");
     }
+    int start = -1;
+    if (opts && opts->start_at) {
+        const ms_hook *s = opts->start_at;
+        if (s->layer < 0 || s->layer >= c->n_layers || (unsigned)s->kind >= MS_HOOK_KIND_COUNT ||
+            (s->kind == MS_HOOK_MLP_MID && c->act_fn != MS_ACT_SOLU_LN))
+            return ms_err_set(err, MS_ERR_USAGE, "model forward: start_at hook does not exist in this model");
+        if (a->b != B || a->t != T)
+            return ms_err_set(err, MS_ERR_USAGE,
+                              "model forward: start_at needs the previous forward's batch (%d,%d), got (%d,%d)", a->b,
+                              a->t, B, T);
+        start = hook_order(s->layer, s->kind);
+    }
     a->b = B;
     a->t = T;
     a->mean_loss = NAN;
@@ -755,51 +775,59 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
     const int C = c->d_model, M = c->d_mlp, H = c->n_heads, D = c->d_head, HD = H * D, V = c->d_vocab;
     bool stop = false;
     int l = 0;
-    ms_embed_forward(a->layers[0].resid_pre, tokens, m->w.W_E, m->w.W_pos, B, T, C);
+    if (COMPUTE(MS_HOOK_RESID_PRE)) ms_embed_forward(a->layers[0].resid_pre, tokens, m->w.W_E, m->w.W_pos, B, T, C);
     for (l = 0; l < c->n_layers; l++) {
         const ms_layer_params *p = &m->w.blocks[l];
         ms_layer_acts *L = &a->layers[l];
         HOOK(MS_HOOK_RESID_PRE);
-        if (c->normalization == MS_NORM_NONE)
-            memcpy(L->ln1, L->resid_pre, N * C * sizeof(float));
-        else
-            ms_layernorm_forward(L->ln1, L->ln1_mean, L->ln1_rstd, L->resid_pre, p->ln1_w, p->ln1_b, (int)N, C, c->eps);
-        /* q, k, v: W_Q/W_K/W_V (H,C,D) packed into (C,3,H,D) so one GEMM fills (N,3,H,D) */
-        const float *Wqkv[3] = {p->W_Q, p->W_K, p->W_V}, *bqkv[3] = {p->b_Q, p->b_K, p->b_V};
-        for (int which = 0; which < 3; which++) {
-            for (int h = 0; h < H; h++)
-                for (int r = 0; r < C; r++)
-                    memcpy(a->wqkv + (size_t)r * 3 * HD + (size_t)which * HD + (size_t)h * D,
-                           Wqkv[which] + ((size_t)h * C + r) * D, (size_t)D * sizeof(float));
-            memcpy(a->bqkv + (size_t)which * HD, bqkv[which], (size_t)HD * sizeof(float));
+        if (COMPUTE(MS_HOOK_ATTN_OUT)) {
+            if (c->normalization == MS_NORM_NONE)
+                memcpy(L->ln1, L->resid_pre, N * C * sizeof(float));
+            else
+                ms_layernorm_forward(L->ln1, L->ln1_mean, L->ln1_rstd, L->resid_pre, p->ln1_w, p->ln1_b, (int)N, C, c->eps);
+            /* q, k, v: W_Q/W_K/W_V (H,C,D) packed into (C,3,H,D) so one GEMM fills (N,3,H,D) */
+            const float *Wqkv[3] = {p->W_Q, p->W_K, p->W_V}, *bqkv[3] = {p->b_Q, p->b_K, p->b_V};
+            for (int which = 0; which < 3; which++) {
+                for (int h = 0; h < H; h++)
+                    for (int r = 0; r < C; r++)
+                        memcpy(a->wqkv + (size_t)r * 3 * HD + (size_t)which * HD + (size_t)h * D,
+                               Wqkv[which] + ((size_t)h * C + r) * D, (size_t)D * sizeof(float));
+                memcpy(a->bqkv + (size_t)which * HD, bqkv[which], (size_t)HD * sizeof(float));
+            }
+            ms_matmul_forward(L->qkv, 3 * HD, L->ln1, C, a->wqkv, 3 * HD, a->bqkv, (int)N, C, 3 * HD);
+            ms_attention_forward(L->z, L->att, L->qkv, B, T, H, D);
+            ms_matmul_forward(L->attn_out, C, L->z, HD, p->W_O, C, p->b_O, (int)N, HD, C);
         }
-        ms_matmul_forward(L->qkv, 3 * HD, L->ln1, C, a->wqkv, 3 * HD, a->bqkv, (int)N, C, 3 * HD);
-        ms_attention_forward(L->z, L->att, L->qkv, B, T, H, D);
-        ms_matmul_forward(L->attn_out, C, L->z, HD, p->W_O, C, p->b_O, (int)N, HD, C);
         HOOK(MS_HOOK_ATTN_OUT);
-        ms_residual_forward(L->resid_mid, L->resid_pre, L->attn_out, N * C);
+        if (COMPUTE(MS_HOOK_RESID_MID)) ms_residual_forward(L->resid_mid, L->resid_pre, L->attn_out, N * C);
         HOOK(MS_HOOK_RESID_MID);
-        if (c->normalization == MS_NORM_NONE)
-            memcpy(L->ln2, L->resid_mid, N * C * sizeof(float));
-        else
-            ms_layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->resid_mid, p->ln2_w, p->ln2_b, (int)N, C, c->eps);
-        ms_matmul_forward(L->mlp_pre, M, L->ln2, C, p->W_in, M, p->b_in, (int)N, C, M);
+        if (COMPUTE(MS_HOOK_MLP_PRE)) {
+            if (c->normalization == MS_NORM_NONE)
+                memcpy(L->ln2, L->resid_mid, N * C * sizeof(float));
+            else
+                ms_layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->resid_mid, p->ln2_w, p->ln2_b, (int)N, C,
+                                     c->eps);
+            ms_matmul_forward(L->mlp_pre, M, L->ln2, C, p->W_in, M, p->b_in, (int)N, C, M);
+        }
         HOOK(MS_HOOK_MLP_PRE);
         if (c->act_fn == MS_ACT_SOLU_LN) {
-            ms_solu_forward(L->mlp_mid, L->mlp_pre, (int)N, M);
+            if (COMPUTE(MS_HOOK_MLP_MID)) ms_solu_forward(L->mlp_mid, L->mlp_pre, (int)N, M);
             HOOK(MS_HOOK_MLP_MID);
-            if (c->normalization == MS_NORM_NONE)
-                memcpy(L->mlp_post, L->mlp_mid, N * M * sizeof(float));
-            else
-                ms_layernorm_forward(L->mlp_post, L->mid_mean, L->mid_rstd, L->mlp_mid, p->ln_mid_w, p->ln_mid_b,
-                                     (int)N, M, c->eps);
-        } else {
+            if (COMPUTE(MS_HOOK_MLP_POST)) {
+                if (c->normalization == MS_NORM_NONE)
+                    memcpy(L->mlp_post, L->mlp_mid, N * M * sizeof(float));
+                else
+                    ms_layernorm_forward(L->mlp_post, L->mid_mean, L->mid_rstd, L->mlp_mid, p->ln_mid_w,
+                                         p->ln_mid_b, (int)N, M, c->eps);
+            }
+        } else if (COMPUTE(MS_HOOK_MLP_POST)) {
             ms_act_forward(L->mlp_post, L->mlp_pre, N * M, c->act_fn);
         }
         HOOK(MS_HOOK_MLP_POST);
-        ms_matmul_forward(L->mlp_out, C, L->mlp_post, M, p->W_out, C, p->b_out, (int)N, M, C);
+        if (COMPUTE(MS_HOOK_MLP_OUT))
+            ms_matmul_forward(L->mlp_out, C, L->mlp_post, M, p->W_out, C, p->b_out, (int)N, M, C);
         HOOK(MS_HOOK_MLP_OUT);
-        ms_residual_forward(L->resid_post, L->resid_mid, L->mlp_out, N * C);
+        if (COMPUTE(MS_HOOK_RESID_POST)) ms_residual_forward(L->resid_post, L->resid_mid, L->mlp_out, N * C);
         HOOK(MS_HOOK_RESID_POST);
     }
     const float *resid = a->layers[c->n_layers - 1].resid_post;

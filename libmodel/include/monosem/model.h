@@ -224,6 +224,14 @@ typedef struct ms_forward_opts {
     /* Stop right after this hook (its replaces and captures run; nothing after: no later
      * layers, no unembed). NULL runs to the logits. */
     const ms_hook *stop_after;
+    /* Resume at this hook: everything before it is taken as the previous forward on the same
+     * acts left it (same tokens, B and T: the caller's promise; B and T are checked). The
+     * replaces and captures at the hook run on its buffer, then the rest of the forward is
+     * recomputed. Evaluations use it to splice several replacements into one clean forward
+     * at the cost of the tail only. NULL runs from the embedding. Resuming at an earlier hook
+     * after a resume at a later one is fine; the reverse reads buffers the earlier resume
+     * changed, so order resumes from the latest hook to the earliest. */
+    const ms_hook *start_at;
     const ms_hook_capture *captures; /* copies taken after any replace at the same hook */
     int n_captures;
     const ms_hook_replace *replaces; /* run in order at their hook */
