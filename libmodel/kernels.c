@@ -575,6 +575,43 @@ void ms_logits_bias_lse_forward(float *logits, float *lse, const float *bias, in
     ms_parallel_for(N, 8, bias_lse_range, &x);
 }
 
+/* ------------------------------------------------------------------ KL between two logits */
+
+typedef struct kl_ctx {
+    float *kl;
+    const float *lp, *lse_p, *lq, *lse_q;
+    int V;
+} kl_ctx;
+
+MS_HOT
+static void kl_range(void *vctx, int64_t n0, int64_t n1)
+{
+    const kl_ctx *x = vctx;
+    const int V = x->V, V8 = V & ~7;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *a = x->lp + (size_t)n * V, *b = x->lq + (size_t)n * V;
+        const float la = x->lse_p[n], lb = x->lse_q[n];
+        v8f acc = splat8(0.0f);
+        for (int v = 0; v < V8; v += 8) {
+            v8f pa = ld8(a + v) - la, qb = ld8(b + v) - lb; /* log p, log q */
+            acc += exp8(pa) * (pa - qb);
+        }
+        double s = hsum8(acc);
+        for (int v = V8; v < V; v++) {
+            float pa = a[v] - la, qb = b[v] - lb;
+            s += (double)(expf_inl(pa) * (pa - qb));
+        }
+        x->kl[n] = (float)s;
+    }
+}
+
+void ms_logits_kl(float *kl, const float *logits_p, const float *lse_p, const float *logits_q,
+                  const float *lse_q, int N, int V)
+{
+    kl_ctx x = {kl, logits_p, lse_p, logits_q, lse_q, V};
+    ms_parallel_for(N, 8, kl_range, &x);
+}
+
 double ms_crossentropy_forward(float *losses, float *lse, const float *logits,
                                const int32_t *targets, int N, int V, int64_t *n_loss)
 {

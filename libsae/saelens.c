@@ -235,7 +235,7 @@ ms_status ms_sae_open_saelens(ms_sae *sae, const char *dir, int64_t max_batch,
         hp.arch = MS_SAE_RELU_L1;
     } else if (!strcmp(a, "jumprelu")) {
         hp.arch = MS_SAE_JUMPRELU;
-        hp.bandwidth = 1e-3;
+        hp.bandwidth = 1e-3, hp.threshold_init = 1e-3; /* training-only; θ is loaded */
     } else if (!strcmp(a, "topk")) {
         hp.arch = MS_SAE_TOPK;
         hp.k = int_member(j, "k"); /* v6; older files: activation_fn_kwargs.k */

@@ -306,6 +306,12 @@ ms_status ms_tokens_load_text(const char *path, int32_t **tokens, int *B, int *T
  * stored (hook_mid outside solu_ln). */
 float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h);
 
+/* Per-position KL(p ‖ q) in nats: kl (N) = Σ_v p_v (log p_v − log q_v), p = softmax of
+ * logits_p (N,V) with row logsumexps lse_p (N), q likewise (the forward fills acts->lse when
+ * it has targets). Identical rows give exactly 0. Threads as the forward's kernels. */
+void ms_logits_kl(float *kl, const float *logits_p, const float *lse_p, const float *logits_q,
+                  const float *lse_q, int N, int V);
+
 /* ===================================================================== model trainer */
 /* (libmodel/train.c, libmodel/kernels_backward.c) Backward pass, AdamW with warm-up + cosine
  * decay, global-norm clipping, and a data-parallel trainer with exact checkpoint/resume. The
