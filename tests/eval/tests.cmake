@@ -8,3 +8,7 @@ target_link_libraries(eval_driver PRIVATE mssae msmodel msio PkgConfig::CJSON)
 ms_script_test(eval_ref LABELS "ref;mpi;e2e" DEPENDS tmpdir
   COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/eval_ref.py $<TARGET_FILE:eval_driver> ${CMAKE_CURRENT_BINARY_DIR}/tmp/eval_ref)
 set_tests_properties(eval_ref PROPERTIES PROCESSORS 2)
+add_executable(saelens_driver ${CMAKE_CURRENT_LIST_DIR}/saelens_driver.c)
+target_link_libraries(saelens_driver PRIVATE mssae)
+ms_script_test(eval_saelens_ref LABELS ref DEPENDS tmpdir
+  COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/saelens_ref.py $<TARGET_FILE:saelens_driver> ${CMAKE_CURRENT_BINARY_DIR}/tmp/eval_saelens)
