@@ -12,3 +12,6 @@ add_executable(saelens_driver ${CMAKE_CURRENT_LIST_DIR}/saelens_driver.c)
 target_link_libraries(saelens_driver PRIVATE mssae)
 ms_script_test(eval_saelens_ref LABELS ref DEPENDS tmpdir
   COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/saelens_ref.py $<TARGET_FILE:saelens_driver> ${CMAKE_CURRENT_BINARY_DIR}/tmp/eval_saelens)
+ms_unit_test(test_eval_units SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_eval_units.c ${PROJECT_SOURCE_DIR}/apps/eval_metrics.c
+  LIBS mssae msmodel)
+target_include_directories(test_eval_units PRIVATE ${PROJECT_SOURCE_DIR}/apps)
