@@ -52,7 +52,11 @@ typedef struct evaluator {
     int n_hooks;
     int *order; /* hook indices, latest hook first (the order resumes must run in) */
     int32_t *win, *tokens, *targets; /* (T+1), (B,T), (B,T) */
-    float *clean_logits, *clean_lse, *kl; /* (B,T,V), (B,T), (B,T) */
+    /* the clean forward's logits and logsumexps stay where it wrote them while the next
+     * forwards write into the other buffer of each pair (a pointer swap, no copy) */
+    float *clean_logits, *clean_lse;  /* (B,T,V), (B,T) */
+    float *spare_logits, *spare_lse;  /* owned: the second buffer of each pair */
+    float *kl;                        /* (B,T) */
     double *sums;
     size_t n_sums;
     double t_clean, t_zero, t_read;
@@ -77,7 +81,7 @@ static void evaluator_free(evaluator *e)
     for (int h = 0; h < e->n_hooks; h++) free(e->hooks[h].clean);
     free(e->order);
     free(e->win), free(e->tokens), free(e->targets);
-    free(e->clean_logits), free(e->clean_lse), free(e->kl);
+    free(e->spare_logits), free(e->spare_lse), free(e->kl);
     free(e->sums);
     ms_tokset_close(&e->ts);
     ms_model_acts_free(&e->a);
@@ -192,11 +196,13 @@ static ms_status setup(evaluator *e, ms_err *err)
     e->win = malloc((size_t)(e->T + 1) * sizeof *e->win);
     e->tokens = malloc(rows * sizeof *e->tokens);
     e->targets = malloc(rows * sizeof *e->targets);
-    e->clean_logits = malloc(rows * V * sizeof(float));
-    e->clean_lse = malloc(rows * sizeof(float));
+    e->spare_logits = malloc(rows * V * sizeof(float));
+    e->spare_lse = malloc(rows * sizeof(float));
     e->kl = malloc(rows * sizeof(float));
-    if (!e->win || !e->tokens || !e->targets || !e->clean_logits || !e->clean_lse || !e->kl)
+    if (!e->win || !e->tokens || !e->targets || !e->spare_logits || !e->spare_lse || !e->kl)
         return oom(err, "the logits");
+    memset(e->spare_logits, 0, rows * V * sizeof(float)); /* first touch here, not in the loop */
+    e->clean_logits = e->spare_logits, e->clean_lse = e->spare_lse;
     return MS_OK;
 }
 
@@ -207,20 +213,27 @@ static double sum_losses(const ms_model_acts *a, size_t rows)
     return s;
 }
 
-static double sum_kl(evaluator *e, size_t rows)
+static double sum_kl(const evaluator *e, size_t rows)
 {
-    ms_logits_kl(e->kl, e->clean_logits, e->clean_lse, e->a.logits, e->a.lse, (int)rows,
-                 e->m.cfg.d_vocab);
     double s = 0;
     for (size_t i = 0; i < rows; i++) s += e->kl[i];
     return s;
+}
+
+/* After the clean forward: its logits become the reference, the other buffer takes the next
+ * forwards' logits. */
+static void keep_clean(evaluator *e)
+{
+    float *l = e->a.logits, *s = e->a.lse;
+    e->a.logits = e->clean_logits, e->a.lse = e->clean_lse;
+    e->clean_logits = l, e->clean_lse = s;
 }
 
 /* One batch of nb contexts starting at context c0. */
 static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
 {
     const int T = e->T;
-    const size_t rows = (size_t)nb * T, V = (size_t)e->m.cfg.d_vocab;
+    const size_t rows = (size_t)nb * T;
     double t0 = ms_time_now();
     for (int b = 0; b < nb; b++) {
         ms_status st = ms_tokset_context(&e->ts, c0 + b, T, true, e->win, err);
@@ -238,8 +251,7 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
     if (st) return st;
     e->sums[EVG_TOKENS] += (double)e->a.n_loss;
     e->sums[EVG_LOSS_CLEAN] += sum_losses(&e->a, rows);
-    memcpy(e->clean_logits, e->a.logits, rows * V * sizeof(float));
-    memcpy(e->clean_lse, e->a.lse, rows * sizeof(float));
+    keep_clean(e);
     for (int k = 0; k < e->n_hooks; k++)
         ms_eval_neuron_sums(e->hooks[k].acc, e->hooks[k].clean, (int64_t)rows, e->hooks[k].d);
     double t2 = ms_time_now();
@@ -250,7 +262,8 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
         double z0 = ms_time_now();
         ms_hook_replace zr = {h->hook, ms_hook_fn_zero, NULL};
         ms_forward_opts oz = {.targets = e->targets, .start_at = &h->hook, .replaces = &zr,
-                              .n_replaces = 1};
+                              .n_replaces = 1, .kl_ref_logits = e->clean_logits,
+                              .kl_ref_lse = e->clean_lse, .kl_out = e->kl};
         st = ms_model_forward(&e->m, &e->a, e->tokens, nb, T, &oz, err);
         if (st) return st;
         h->acc[EVH_LOSS_ZERO] += sum_losses(&e->a, rows);
@@ -263,7 +276,8 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
             s->splice.clean = h->clean;
             ms_hook_replace sr = {h->hook, ms_eval_splice_fn, &s->splice};
             ms_forward_opts os = {.targets = e->targets, .start_at = &h->hook, .replaces = &sr,
-                                  .n_replaces = 1};
+                                  .n_replaces = 1, .kl_ref_logits = e->clean_logits,
+                                  .kl_ref_lse = e->clean_lse, .kl_out = e->kl};
             st = ms_model_forward(&e->m, &e->a, e->tokens, nb, T, &os, err);
             if (st) return st;
             s->splice.acc[EVS_LOSS] += sum_losses(&e->a, rows);

@@ -546,10 +546,40 @@ static float row_bias_lse(float *x, const float *bias, int V)
     return mx + (float)log(s);
 }
 
+/* KL(p ‖ q) of one row from logits and logsumexps: Σ_v p_v (lp_v − lq_v) written as
+ * Σ p_v (a_v − b_v) + (lse_b − lse_a)·Σ p_v, so identical rows give exactly 0 and nothing large
+ * cancels; float lanes are flushed into a double every 256 entries. */
+MS_HOT
+static float row_kl(const float *a, float lse_a, const float *b, float lse_b, int V)
+{
+    const int V8 = V & ~7;
+    double kl = 0, sp = 0;
+    int v = 0;
+    while (v < V8) {
+        v8f acc = splat8(0.0f), ps = splat8(0.0f);
+        const int end = v + 256 < V8 ? v + 256 : V8;
+        for (; v < end; v += 8) {
+            v8f av = ld8(a + v), p = exp8(av - lse_a);
+            acc += p * (av - ld8(b + v));
+            ps += p;
+        }
+        kl += hsum8(acc);
+        sp += hsum8(ps);
+    }
+    for (; v < V; v++) {
+        float p = expf_inl(a[v] - lse_a);
+        kl += (double)(p * (a[v] - b[v]));
+        sp += p;
+    }
+    return (float)(kl + ((double)lse_b - (double)lse_a) * sp);
+}
+
 typedef struct lse_ctx {
     float *logits, *lse;
     const float *bias;
     int V;
+    const float *ref, *ref_lse; /* optional: KL(ref ‖ logits) per row into kl */
+    float *kl;
 } lse_ctx;
 
 MS_HOT
@@ -561,6 +591,7 @@ static void bias_lse_range(void *vctx, int64_t n0, int64_t n1)
         float *row = x->logits + (size_t)n * V;
         if (x->lse) {
             x->lse[n] = row_bias_lse(row, x->bias, V);
+            if (x->kl) x->kl[n] = row_kl(x->ref + (size_t)n * V, x->ref_lse[n], row, x->lse[n], V);
         } else if (x->bias) {
             int v = 0;
             for (; v + 8 <= V; v += 8) st8(row + v, ld8(row + v) + ld8(x->bias + v));
@@ -571,11 +602,16 @@ static void bias_lse_range(void *vctx, int64_t n0, int64_t n1)
 
 void ms_logits_bias_lse_forward(float *logits, float *lse, const float *bias, int N, int V)
 {
-    lse_ctx x = {logits, lse, bias, V};
+    lse_ctx x = {logits, lse, bias, V, NULL, NULL, NULL};
     ms_parallel_for(N, 8, bias_lse_range, &x);
 }
 
-/* ------------------------------------------------------------------ KL between two logits */
+void ms_logits_bias_lse_kl_forward(float *kl, float *logits, float *lse, const float *bias,
+                                   const float *ref, const float *ref_lse, int N, int V)
+{
+    lse_ctx x = {logits, lse, bias, V, ref, ref_lse, kl};
+    ms_parallel_for(N, 8, bias_lse_range, &x);
+}
 
 typedef struct kl_ctx {
     float *kl;
@@ -583,26 +619,11 @@ typedef struct kl_ctx {
     int V;
 } kl_ctx;
 
-MS_HOT
 static void kl_range(void *vctx, int64_t n0, int64_t n1)
 {
     const kl_ctx *x = vctx;
-    const int V = x->V, V8 = V & ~7;
-    for (int64_t n = n0; n < n1; n++) {
-        const float *a = x->lp + (size_t)n * V, *b = x->lq + (size_t)n * V;
-        const float la = x->lse_p[n], lb = x->lse_q[n];
-        v8f acc = splat8(0.0f);
-        for (int v = 0; v < V8; v += 8) {
-            v8f pa = ld8(a + v) - la, qb = ld8(b + v) - lb; /* log p, log q */
-            acc += exp8(pa) * (pa - qb);
-        }
-        double s = hsum8(acc);
-        for (int v = V8; v < V; v++) {
-            float pa = a[v] - la, qb = b[v] - lb;
-            s += (double)(expf_inl(pa) * (pa - qb));
-        }
-        x->kl[n] = (float)s;
-    }
+    for (int64_t n = n0; n < n1; n++)
+        x->kl[n] = row_kl(x->lp + (size_t)n * x->V, x->lse_p[n], x->lq + (size_t)n * x->V, x->lse_q[n], x->V);
 }
 
 void ms_logits_kl(float *kl, const float *logits_p, const float *lse_p, const float *logits_q,

@@ -836,6 +836,7 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
     else
         ms_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, m->w.lnf_w, m->w.lnf_b, (int)N, C, c->eps);
     const int32_t *tg = opts ? opts->targets : NULL;
+    float *kl = opts && opts->kl_out && opts->kl_ref_logits && opts->kl_ref_lse ? opts->kl_out : NULL;
     if (tg)
         for (size_t i = 0; i < N; i++)
             if (tg[i] >= V)
@@ -850,11 +851,17 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
             a->lnf1[i * (C + 1) + C] = 1.0f;
         }
         ms_matmul_forward(a->logits, V, a->lnf1, C + 1, m->w.W_U, V, NULL, (int)N, C + 1, V);
-        if (tg) ms_logits_bias_lse_forward(a->logits, a->lse, NULL, (int)N, V);
+        if (tg && kl) ms_logits_bias_lse_kl_forward(kl, a->logits, a->lse, NULL, opts->kl_ref_logits,
+                                                    opts->kl_ref_lse, (int)N, V);
+        else if (tg) ms_logits_bias_lse_forward(a->logits, a->lse, NULL, (int)N, V);
     } else {
         /* the bias is added in the same pass over the logits that computes the logsumexp */
         ms_matmul_forward(a->logits, V, a->lnf, C, m->w.W_U, V, NULL, (int)N, C, V);
-        ms_logits_bias_lse_forward(a->logits, tg ? a->lse : NULL, m->w.b_U, (int)N, V);
+        if (tg && kl)
+            ms_logits_bias_lse_kl_forward(kl, a->logits, a->lse, m->w.b_U, opts->kl_ref_logits, opts->kl_ref_lse,
+                                          (int)N, V);
+        else
+            ms_logits_bias_lse_forward(a->logits, tg ? a->lse : NULL, m->w.b_U, (int)N, V);
     }
     if (tg) {
         double total = 0;

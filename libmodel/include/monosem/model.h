@@ -232,6 +232,12 @@ typedef struct ms_forward_opts {
      * after a resume at a later one is fine; the reverse reads buffers the earlier resume
      * changed, so order resumes from the latest hook to the earliest. */
     const ms_hook *start_at;
+    /* With targets: kl_out (B,T) = per-position KL(ref ‖ this forward's next-token
+     * distribution), ref given by a previous forward's logits (B,T,V) and logsumexps (B,T)
+     * kept aside (e.g. a clean run), computed in the logsumexp's pass over the logits. NULL:
+     * none. Identical logits give exactly 0. */
+    const float *kl_ref_logits, *kl_ref_lse;
+    float *kl_out;
     const ms_hook_capture *captures; /* copies taken after any replace at the same hook */
     int n_captures;
     const ms_hook_replace *replaces; /* run in order at their hook */
