@@ -15,3 +15,5 @@ ms_script_test(eval_saelens_ref LABELS ref DEPENDS tmpdir
 ms_unit_test(test_eval_units SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_eval_units.c ${PROJECT_SOURCE_DIR}/apps/eval_metrics.c
   LIBS mssae msmodel)
 target_include_directories(test_eval_units PRIVATE ${PROJECT_SOURCE_DIR}/apps)
+ms_script_test(eval_train_window LABELS "mpi;e2e" DEPENDS tmpdir COMMAND ${CMAKE_CURRENT_LIST_DIR}/train_window.sh)
+set_tests_properties(eval_train_window PROPERTIES PROCESSORS 2)
