@@ -150,15 +150,19 @@ int main(int argc, char **argv)
                "thread(s), best of %d\n",
                V, d_sae, B, T, N, app.comm.size, openblas_get_num_threads(), reps);
         printf("forward to the loss:        %10.0f tokens/s\n", r_fwd);
-        printf("eval, 1 SAE (whole pass):   %10.0f tokens/s  = %.2fx the forward (clean %.2fs, "
-               "zero tail %.2fs, spliced tail %.2fs of which SAE %.2fs)\n",
-               N / best[0], N / best[0] / r_fwd, clean, zero, splice[0], sae_t);
+        const double steady = N / (clean + zero + splice[0]);
+        printf("eval, 1 SAE (in the loop):  %10.0f tokens/s  = %.2fx the forward (clean forward %.2fs, "
+               "zero-ablated tail %.2fs, spliced tail %.2fs of which SAE %.2fs)\n",
+               steady, steady / r_fwd, clean, zero, splice[0], sae_t);
+        printf("eval, 1 SAE (whole run):    %10.0f tokens/s  = %.2fx the forward (with loading the model "
+               "and SAE and first-touching the buffers)\n",
+               N / best[0], N / best[0] / r_fwd);
         printf("eval, 2 SAEs (whole pass):  %10.0f tokens/s  = %.2fx the forward\n", N / best[1],
                N / best[1] / r_fwd);
         double marg = (best[1] - best[0]) > 0 ? N / (best[1] - best[0]) : 0;
-        printf("an SAE's marginal cost:     %10.0f tokens/s  = %.2fx the forward (second SAE added "
-               "to the pass; its spliced tail alone: %.0f tokens/s = %.2fx)\n",
-               marg, marg / r_fwd, N / splice[0], N / splice[0] / r_fwd);
+        printf("an SAE's marginal cost:     %10.0f tokens/s  = %.2fx the forward (its spliced tail: "
+               "resumed forward + encode/decode + KL; whole-run difference 1 -> 2 SAEs: %.0f tokens/s)\n",
+               N / splice[0], N / splice[0] / r_fwd, marg);
     }
     free(ids);
     free(tg);
