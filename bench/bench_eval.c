@@ -78,6 +78,18 @@ int main(int argc, char **argv)
                      V, V - 1, (long long)n_tok);
     snprintf(shard, sizeof shard, "%s/manifest.json", tdir);
     if (ms_file_write_atomic(shard, man, (size_t)n, &err)) die(&err);
+    /* a sample of the hook's activations, to give the random SAEs a trained SAE's sparsity */
+    enum { NS = 256 };
+    float *xs = malloc((size_t)B * T * mc.d_mlp * sizeof *xs);
+    {
+        ms_model_acts a0;
+        ms_hook h = {0, MS_HOOK_MLP_POST};
+        ms_hook_capture cap = {h, xs};
+        ms_forward_opts o0 = {.stop_after = &h, .captures = &cap, .n_captures = 1};
+        if (ms_model_acts_init(&a0, &mc, B, T, 0, &err) || ms_model_forward(&m, &a0, ids, B, T, &o0, &err))
+            die(&err);
+        ms_model_acts_free(&a0);
+    }
     for (int k = 0; k < 2; k++) {
         snprintf(sdir[k], sizeof sdir[k], "%s/sae%d", dir, k);
         snprintf(lens, sizeof lens, "%s/saelens", sdir[k]);
@@ -88,7 +100,24 @@ int main(int argc, char **argv)
         ms_rng_init(&rng, 9, (uint64_t)k);
         if (ms_sae_init(&sae, &hp, &err)) die(&err);
         ms_sae_init_params(&sae, &rng);
-        for (int j = 0; j < d_sae; j++) sae.p.b_enc[j] = -0.02f; /* sparse codes, as trained */
+        /* b_enc_j = minus the 99th percentile of feature j's pre-activation on the sample, so
+         * about 1% of features fire per token (the demo's trained SAE: L0 15 of 2048) */
+        float *z = malloc(NS * sizeof *z);
+        for (int j = 0; j < d_sae; j++) {
+            for (int r = 0; r < NS; r++) {
+                const float *xr = xs + (size_t)r * 16 * 512; /* spread over the batch */
+                double acc = 0;
+                for (int i = 0; i < 512; i++) acc += (double)xr[i] * sae.p.W_enc[(size_t)i * d_sae + j];
+                z[r] = (float)acc;
+            }
+            for (int a = 1; a < NS; a++) /* insertion sort: NS is small */
+                for (int b = a; b > 0 && z[b] < z[b - 1]; b--) {
+                    float t = z[b];
+                    z[b] = z[b - 1], z[b - 1] = t;
+                }
+            sae.p.b_enc[j] = -z[NS * 99 / 100];
+        }
+        free(z);
         ms_saelens_meta meta = {.hook_name = "blocks.0.mlp.hook_post", .context_size = T};
         if (ms_sae_save_saelens(&sae, lens, NULL, &meta, &err)) die(&err);
         ms_sae_free(&sae);
@@ -165,6 +194,7 @@ int main(int argc, char **argv)
                N / splice[0], N / splice[0] / r_fwd, marg);
     }
     free(ids);
+    free(xs);
     free(tg);
     ms_model_free(&m);
     ms_config_free(&app.cfg);

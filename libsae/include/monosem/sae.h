@@ -239,6 +239,10 @@ int64_t ms_sae_resample(ms_sae *sae, const uint8_t *dead, const float *x, const 
 void ms_sae_encode(ms_sae *sae, float *f, const float *x, int64_t B);
 /* xhat (B,d_in) = f·W_dec + b_dec, in scaled units (divide by input_scale for x units). */
 void ms_sae_decode(const ms_sae *sae, float *xhat, const float *f, int64_t B);
+/* The same for f with few nonzeros (inference after a sparse encode): x̂ row = b_dec + Σ over
+ * f_j ≠ 0 of f_j·W_dec row j, in ascending j (threads over rows). Equal to ms_sae_decode up to
+ * summation order; cheaper when the active fraction is below a few percent. */
+void ms_sae_decode_sparse(const ms_sae *sae, float *xhat, const float *f, int64_t B);
 
 /* SAELens-space tensors with the input scale folded in (W_enc·s, W_dec/s, b_dec/s; threshold
  * as θ). Any output may be NULL. Shapes as above. */
