@@ -11,6 +11,9 @@
 
 /* rows per SAE encode/decode: bounds the SAE workspace (≈ 11·chunk·d_sae bytes) */
 #define EVAL_SAE_CHUNK 1024
+/* rows per unembedding: a variant's logits (rows·d_vocab floats, 12.9 MB at GPT-2's vocabulary)
+ * and the clean reference's stay in cache for the logsumexp, loss and KL passes */
+#define EVAL_UNEMBED_ROWS 64
 
 #define EVAL_RULE                                                                              \
     "held-out split (tokenize's heldout shards concatenated in manifest order) cut into "      \
@@ -24,6 +27,7 @@ typedef struct eval_hook {
     ms_hook hook;
     int d;
     float *clean;  /* (B*T, d) clean activation of the current batch */
+    float *resid;  /* (B*T, C) last residual stream with the hook zero-ablated */
     double *acc;   /* EVH_* + d, inside the one sums array */
 } eval_hook;
 
@@ -34,6 +38,7 @@ typedef struct eval_sae {
     ms_saelens_info info;
     int hook; /* index into the hooks */
     ms_eval_splice splice;
+    float *resid; /* (B*T, C) last residual stream with this SAE spliced in */
     double t_tail;
 } eval_sae;
 
@@ -52,11 +57,14 @@ typedef struct evaluator {
     int n_hooks;
     int *order; /* hook indices, latest hook first (the order resumes must run in) */
     int32_t *win, *tokens, *targets; /* (T+1), (B,T), (B,T) */
-    /* the clean forward's logits and logsumexps stay where it wrote them while the next
-     * forwards write into the other buffer of each pair (a pointer swap, no copy) */
-    float *clean_logits, *clean_lse;  /* (B,T,V), (B,T) */
-    float *spare_logits, *spare_lse;  /* owned: the second buffer of each pair */
-    float *kl;                        /* (B,T) */
+    /* Forwards stop at the last residual stream (last_hook); each variant's (B*T, C) copy of it
+     * is unembedded in chunks of R rows: the clean chunk first, then each variant against it. */
+    ms_hook last_hook;
+    float *resid_clean;              /* (B*T, C) */
+    int R;                           /* rows per unembedding chunk */
+    float *logits_c, *logits_x;      /* (R, V) clean, variant */
+    float *lse_c, *lse_x, *loss, *kl; /* (R) each */
+    float *scratch;                  /* ms_model_unembed_scratch(R) */
     double *sums;
     size_t n_sums;
     double t_clean, t_zero, t_read;
@@ -78,10 +86,12 @@ static void evaluator_free(evaluator *e)
         free(e->saes[i].splice.xhat);
     }
     free(e->saes);
-    for (int h = 0; h < e->n_hooks; h++) free(e->hooks[h].clean);
+    for (int h = 0; h < e->n_hooks; h++) free(e->hooks[h].clean), free(e->hooks[h].resid);
+    for (int i = 0; i < e->n_jobs && e->saes; i++) free(e->saes[i].resid);
     free(e->order);
     free(e->win), free(e->tokens), free(e->targets);
-    free(e->spare_logits), free(e->spare_lse), free(e->kl);
+    free(e->resid_clean), free(e->logits_c), free(e->logits_x);
+    free(e->lse_c), free(e->lse_x), free(e->loss), free(e->kl), free(e->scratch);
     free(e->sums);
     ms_tokset_close(&e->ts);
     ms_model_acts_free(&e->a);
@@ -156,7 +166,8 @@ static ms_status setup(evaluator *e, ms_err *err)
             e->hooks[k].hook = h;
             e->hooks[k].d = ms_hook_dim(mc, h);
             e->hooks[k].clean = malloc(rows * (size_t)e->hooks[k].d * sizeof(float));
-            if (!e->hooks[k].clean) return oom(err, "the clean activations");
+            e->hooks[k].resid = malloc(rows * (size_t)mc->d_model * sizeof(float));
+            if (!e->hooks[k].clean || !e->hooks[k].resid) return oom(err, "the clean activations");
             n_sums += ms_eval_hook_len(e->hooks[k].d);
             e->n_hooks++;
         }
@@ -165,7 +176,8 @@ static ms_status setup(evaluator *e, ms_err *err)
         s->splice = (ms_eval_splice){.sae = &s->sae, .chunk = chunk};
         s->splice.f = malloc((size_t)chunk * (size_t)s->sae.hp.d_sae * sizeof(float));
         s->splice.xhat = malloc((size_t)chunk * (size_t)s->sae.hp.d_in * sizeof(float));
-        if (!s->splice.f || !s->splice.xhat) return oom(err, "the SAE codes");
+        s->resid = malloc(rows * (size_t)mc->d_model * sizeof(float));
+        if (!s->splice.f || !s->splice.xhat || !s->resid) return oom(err, "the SAE codes");
     }
     /* one array of sums: global | hooks | SAEs (one allreduce at the end) */
     e->n_sums = n_sums;
@@ -190,50 +202,68 @@ static ms_status setup(evaluator *e, ms_err *err)
             e->order[b - 1] = t;
         }
 
-    st = ms_model_acts_init(&e->a, mc, e->B, e->T, 0, err);
+    st = ms_model_acts_init(&e->a, mc, e->B, e->T, MS_ACTS_NO_LOGITS, err);
     if (st) return st;
+    e->last_hook = (ms_hook){mc->n_layers - 1, MS_HOOK_RESID_POST};
     const size_t V = (size_t)mc->d_vocab;
+    e->R = (int)rows < EVAL_UNEMBED_ROWS ? (int)rows : EVAL_UNEMBED_ROWS;
+    const size_t R = (size_t)e->R;
     e->win = malloc((size_t)(e->T + 1) * sizeof *e->win);
     e->tokens = malloc(rows * sizeof *e->tokens);
     e->targets = malloc(rows * sizeof *e->targets);
-    e->spare_logits = malloc(rows * V * sizeof(float));
-    e->spare_lse = malloc(rows * sizeof(float));
-    e->kl = malloc(rows * sizeof(float));
-    if (!e->win || !e->tokens || !e->targets || !e->spare_logits || !e->spare_lse || !e->kl)
+    e->resid_clean = malloc(rows * (size_t)mc->d_model * sizeof(float));
+    e->logits_c = calloc(R * V, sizeof(float)); /* calloc: pages touched now, not in the loop */
+    e->logits_x = calloc(R * V, sizeof(float));
+    e->lse_c = malloc(R * sizeof(float)), e->lse_x = malloc(R * sizeof(float));
+    e->loss = malloc(R * sizeof(float)), e->kl = malloc(R * sizeof(float));
+    e->scratch = malloc(ms_model_unembed_scratch(mc, e->R) * sizeof(float));
+    if (!e->win || !e->tokens || !e->targets || !e->resid_clean || !e->logits_c || !e->logits_x ||
+        !e->lse_c || !e->lse_x || !e->loss || !e->kl || !e->scratch)
         return oom(err, "the logits");
-    memset(e->spare_logits, 0, rows * V * sizeof(float)); /* first touch here, not in the loop */
-    e->clean_logits = e->spare_logits, e->clean_lse = e->spare_lse;
+    memset(e->logits_c, 0, R * V * sizeof(float));
+    memset(e->logits_x, 0, R * V * sizeof(float));
     return MS_OK;
 }
 
-static double sum_losses(const ms_model_acts *a, size_t rows)
+static double sum(const float *v, int n)
 {
     double s = 0;
-    for (size_t i = 0; i < rows; i++) s += a->losses[i];
+    for (int i = 0; i < n; i++) s += v[i];
     return s;
 }
 
-static double sum_kl(const evaluator *e, size_t rows)
+/* A forward resumed at h (NULL: from the start) that stops at the last residual stream,
+ * replacing at h with rep (may be NULL) and keeping that residual stream in resid. */
+static ms_status forward_to_resid(evaluator *e, const ms_hook *h, const ms_hook_replace *rep,
+                                  const ms_hook_capture *extra, int n_extra, float *resid, int nb,
+                                  ms_err *err)
 {
-    double s = 0;
-    for (size_t i = 0; i < rows; i++) s += e->kl[i];
-    return s;
+    ms_hook_capture caps[MS_HOOK_KIND_COUNT * 8 + 1];
+    for (int k = 0; k < n_extra; k++) caps[k] = extra[k];
+    caps[n_extra] = (ms_hook_capture){e->last_hook, resid};
+    ms_forward_opts o = {.stop_after = &e->last_hook, .start_at = h, .captures = caps,
+                         .n_captures = n_extra + 1, .replaces = rep, .n_replaces = rep ? 1 : 0};
+    return ms_model_forward(&e->m, &e->a, e->tokens, nb, e->T, &o, err);
 }
 
-/* After the clean forward: its logits become the reference, the other buffer takes the next
- * forwards' logits. */
-static void keep_clean(evaluator *e)
+/* Unembeds rows [r0, r0+n) of a variant's residual stream against the clean chunk in
+ * logits_c/lse_c: adds its loss and KL sums. */
+static ms_status unembed_variant(evaluator *e, const float *resid, int64_t r0, int n, double *loss,
+                                 double *kl, ms_err *err)
 {
-    float *l = e->a.logits, *s = e->a.lse;
-    e->a.logits = e->clean_logits, e->a.lse = e->clean_lse;
-    e->clean_logits = l, e->clean_lse = s;
+    const int C = e->m.cfg.d_model;
+    ms_status st = ms_model_unembed(&e->m, e->logits_x, e->lse_x, e->loss, e->kl, resid + r0 * C,
+                                    e->targets + r0, e->logits_c, e->lse_c, e->scratch, n, err);
+    *loss += sum(e->loss, n);
+    *kl += sum(e->kl, n);
+    return st;
 }
 
 /* One batch of nb contexts starting at context c0. */
 static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
 {
-    const int T = e->T;
-    const size_t rows = (size_t)nb * T;
+    const int T = e->T, C = e->m.cfg.d_model;
+    const int64_t rows = (int64_t)nb * T;
     double t0 = ms_time_now();
     for (int b = 0; b < nb; b++) {
         ms_status st = ms_tokset_context(&e->ts, c0 + b, T, true, e->win, err);
@@ -243,17 +273,13 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
     }
     double t1 = ms_time_now();
     e->t_read += t1 - t0;
-    /* clean forward, capturing every hook an SAE reads */
+    /* clean forward to the last residual stream, capturing every hook an SAE reads */
     ms_hook_capture caps[MS_HOOK_KIND_COUNT * 8];
     for (int k = 0; k < e->n_hooks; k++) caps[k] = (ms_hook_capture){e->hooks[k].hook, e->hooks[k].clean};
-    ms_forward_opts o = {.targets = e->targets, .captures = caps, .n_captures = e->n_hooks};
-    ms_status st = ms_model_forward(&e->m, &e->a, e->tokens, nb, T, &o, err);
+    ms_status st = forward_to_resid(e, NULL, NULL, caps, e->n_hooks, e->resid_clean, nb, err);
     if (st) return st;
-    e->sums[EVG_TOKENS] += (double)e->a.n_loss;
-    e->sums[EVG_LOSS_CLEAN] += sum_losses(&e->a, rows);
-    keep_clean(e);
     for (int k = 0; k < e->n_hooks; k++)
-        ms_eval_neuron_sums(e->hooks[k].acc, e->hooks[k].clean, (int64_t)rows, e->hooks[k].d);
+        ms_eval_neuron_sums(e->hooks[k].acc, e->hooks[k].clean, rows, e->hooks[k].d);
     double t2 = ms_time_now();
     e->t_clean += t2 - t1;
     /* per hook, latest first: zero ablation, then each SAE reading it, resumed at the hook */
@@ -261,13 +287,8 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
         eval_hook *h = &e->hooks[e->order[oi]];
         double z0 = ms_time_now();
         ms_hook_replace zr = {h->hook, ms_hook_fn_zero, NULL};
-        ms_forward_opts oz = {.targets = e->targets, .start_at = &h->hook, .replaces = &zr,
-                              .n_replaces = 1, .kl_ref_logits = e->clean_logits,
-                              .kl_ref_lse = e->clean_lse, .kl_out = e->kl};
-        st = ms_model_forward(&e->m, &e->a, e->tokens, nb, T, &oz, err);
+        st = forward_to_resid(e, &h->hook, &zr, NULL, 0, h->resid, nb, err);
         if (st) return st;
-        h->acc[EVH_LOSS_ZERO] += sum_losses(&e->a, rows);
-        h->acc[EVH_KL_ZERO] += sum_kl(e, rows);
         e->t_zero += ms_time_now() - z0;
         for (int i = 0; i < e->n_jobs; i++) {
             eval_sae *s = &e->saes[i];
@@ -275,15 +296,34 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
             double s0 = ms_time_now();
             s->splice.clean = h->clean;
             ms_hook_replace sr = {h->hook, ms_eval_splice_fn, &s->splice};
-            ms_forward_opts os = {.targets = e->targets, .start_at = &h->hook, .replaces = &sr,
-                                  .n_replaces = 1, .kl_ref_logits = e->clean_logits,
-                                  .kl_ref_lse = e->clean_lse, .kl_out = e->kl};
-            st = ms_model_forward(&e->m, &e->a, e->tokens, nb, T, &os, err);
+            st = forward_to_resid(e, &h->hook, &sr, NULL, 0, s->resid, nb, err);
             if (st) return st;
-            s->splice.acc[EVS_LOSS] += sum_losses(&e->a, rows);
-            s->splice.acc[EVS_KL] += sum_kl(e, rows);
             s->t_tail += ms_time_now() - s0;
         }
+    }
+    /* the unembeddings, chunk by chunk: the clean logits stay in cache for every variant */
+    for (int64_t r0 = 0; r0 < rows; r0 += e->R) {
+        const int n = rows - r0 < e->R ? (int)(rows - r0) : e->R;
+        double u0 = ms_time_now();
+        st = ms_model_unembed(&e->m, e->logits_c, e->lse_c, e->loss, NULL, e->resid_clean + r0 * C,
+                              e->targets + r0, NULL, NULL, e->scratch, n, err);
+        if (st) return st;
+        e->sums[EVG_TOKENS] += n;
+        e->sums[EVG_LOSS_CLEAN] += sum(e->loss, n);
+        double u1 = ms_time_now();
+        e->t_clean += u1 - u0;
+        for (int k = 0; k < e->n_hooks && !st; k++)
+            st = unembed_variant(e, e->hooks[k].resid, r0, n, &e->hooks[k].acc[EVH_LOSS_ZERO],
+                                 &e->hooks[k].acc[EVH_KL_ZERO], err);
+        double u2 = ms_time_now();
+        e->t_zero += u2 - u1;
+        for (int i = 0; i < e->n_jobs && !st; i++) {
+            double s0 = ms_time_now();
+            eval_sae *s = &e->saes[i];
+            st = unembed_variant(e, s->resid, r0, n, &s->splice.acc[EVS_LOSS], &s->splice.acc[EVS_KL], err);
+            s->t_tail += ms_time_now() - s0;
+        }
+        if (st) return st;
     }
     return MS_OK;
 }

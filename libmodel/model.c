@@ -716,6 +716,45 @@ static ms_status hook_point(const ms_model *m, ms_model_acts *a, const ms_forwar
     return MS_OK;
 }
 
+/* Final LayerNorm and unembedding of n rows of the residual stream: logits (n,V); with lse:
+ * their logsumexps; with targets and losses: per-row loss (0 where target < 0); with kl and a
+ * reference (logits, lse of the same rows): per-row KL(ref ‖ these). lnf (n,C), mean and rstd
+ * (n), lnf1 (n,C+1) are scratch. Shared by the forward and ms_model_unembed. */
+static void unembed(const ms_model *m, float *logits, float *lse, float *losses, float *kl, const float *ref,
+                    const float *ref_lse, float *lnf, float *mean, float *rstd, float *lnf1, const float *resid,
+                    const int32_t *tg, int n)
+{
+    const ms_model_config *c = &m->cfg;
+    const int C = c->d_model, V = c->d_vocab;
+    const size_t N = (size_t)n;
+    if (c->normalization == MS_NORM_NONE)
+        memcpy(lnf, resid, N * C * sizeof(float));
+    else
+        ms_layernorm_forward(lnf, mean, rstd, resid, m->w.lnf_w, m->w.lnf_b, n, C, c->eps);
+    const bool with_kl = kl && ref && ref_lse && lse;
+    const float *bias = m->w.b_U;
+    if (m->w.b_U == m->w.W_U + (size_t)C * V && !ms_kernels_naive()) {
+        /* b_U directly follows W_U in the slab (C*V a multiple of 16): [W_U; b_U] is one (C+1,V)
+         * matrix, so with a ones column on lnf the bias costs one more K step instead of a
+         * read-write pass over all the logits. */
+        for (size_t i = 0; i < N; i++) {
+            memcpy(lnf1 + i * (C + 1), lnf + i * C, (size_t)C * sizeof(float));
+            lnf1[i * (C + 1) + C] = 1.0f;
+        }
+        ms_matmul_forward(logits, V, lnf1, C + 1, m->w.W_U, V, NULL, n, C + 1, V);
+        bias = NULL;
+    } else {
+        /* the bias is added in the same pass over the logits that computes the logsumexp */
+        ms_matmul_forward(logits, V, lnf, C, m->w.W_U, V, NULL, n, C, V);
+    }
+    if (with_kl)
+        ms_logits_bias_lse_kl_forward(kl, logits, lse, bias, ref, ref_lse, n, V);
+    else if (bias || lse)
+        ms_logits_bias_lse_forward(logits, lse, bias, n, V);
+    if (tg && losses && lse)
+        for (size_t i = 0; i < N; i++) losses[i] = tg[i] >= 0 ? lse[i] - logits[i * V + tg[i]] : 0.0f;
+}
+
 /* Position of a hook in forward order (resume points compare by it). */
 static int hook_order(int layer, ms_hook_kind kind) { return layer * MS_HOOK_KIND_COUNT + (int)kind; }
 
@@ -830,55 +869,42 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
         if (COMPUTE(MS_HOOK_RESID_POST)) ms_residual_forward(L->resid_post, L->resid_mid, L->mlp_out, N * C);
         HOOK(MS_HOOK_RESID_POST);
     }
-    const float *resid = a->layers[c->n_layers - 1].resid_post;
-    if (c->normalization == MS_NORM_NONE)
-        memcpy(a->lnf, resid, N * C * sizeof(float));
-    else
-        ms_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, resid, m->w.lnf_w, m->w.lnf_b, (int)N, C, c->eps);
     const int32_t *tg = opts ? opts->targets : NULL;
-    float *kl = opts && opts->kl_out && opts->kl_ref_logits && opts->kl_ref_lse ? opts->kl_out : NULL;
     if (tg)
         for (size_t i = 0; i < N; i++)
             if (tg[i] >= V)
                 return ms_err_set(err, MS_ERR_USAGE, "model forward: target %d at (%zu,%zu) outside the vocabulary",
                                   tg[i], i / (size_t)T, i % (size_t)T);
-    if (m->w.b_U == m->w.W_U + (size_t)C * V && !ms_kernels_naive()) {
-        /* b_U directly follows W_U in the slab (C*V a multiple of 16): [W_U; b_U] is one (C+1,V)
-         * matrix, so with a ones column on lnf the bias costs one more K step instead of a
-         * read-write pass over all the logits. */
-        for (size_t i = 0; i < N; i++) {
-            memcpy(a->lnf1 + i * (C + 1), a->lnf + i * C, (size_t)C * sizeof(float));
-            a->lnf1[i * (C + 1) + C] = 1.0f;
-        }
-        ms_matmul_forward(a->logits, V, a->lnf1, C + 1, m->w.W_U, V, NULL, (int)N, C + 1, V);
-        if (tg && kl) ms_logits_bias_lse_kl_forward(kl, a->logits, a->lse, NULL, opts->kl_ref_logits,
-                                                    opts->kl_ref_lse, (int)N, V);
-        else if (tg) ms_logits_bias_lse_forward(a->logits, a->lse, NULL, (int)N, V);
-    } else {
-        /* the bias is added in the same pass over the logits that computes the logsumexp */
-        ms_matmul_forward(a->logits, V, a->lnf, C, m->w.W_U, V, NULL, (int)N, C, V);
-        if (tg && kl)
-            ms_logits_bias_lse_kl_forward(kl, a->logits, a->lse, m->w.b_U, opts->kl_ref_logits, opts->kl_ref_lse,
-                                          (int)N, V);
-        else
-            ms_logits_bias_lse_forward(a->logits, tg ? a->lse : NULL, m->w.b_U, (int)N, V);
-    }
+    unembed(m, a->logits, tg ? a->lse : NULL, tg ? a->losses : NULL, NULL, NULL, NULL, a->lnf, a->lnf_mean,
+            a->lnf_rstd, a->lnf1, a->layers[c->n_layers - 1].resid_post, tg, (int)N);
     if (tg) {
         double total = 0;
         int64_t cnt = 0;
-        for (size_t i = 0; i < N; i++) {
-            if (tg[i] >= 0) {
-                a->losses[i] = a->lse[i] - a->logits[i * V + tg[i]];
-                total += a->losses[i];
-                cnt++;
-            } else {
-                a->losses[i] = 0.0f;
-            }
-        }
+        for (size_t i = 0; i < N; i++)
+            if (tg[i] >= 0) total += a->losses[i], cnt++;
         a->n_loss = cnt;
         a->mean_loss = cnt ? total / (double)cnt : NAN;
     }
     return MS_OK;
+}
+
+ms_status ms_model_unembed(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
+                           const float *resid, const int32_t *targets, const float *kl_ref_logits,
+                           const float *kl_ref_lse, float *scratch, int n, ms_err *err)
+{
+    const int C = m->cfg.d_model, V = m->cfg.d_vocab;
+    for (int i = 0; i < n; i++)
+        if (targets[i] >= V)
+            return ms_err_set(err, MS_ERR_USAGE, "model unembed: target %d at row %d outside the vocabulary",
+                              targets[i], i);
+    float *lnf = scratch, *mean = lnf + (size_t)n * C, *rstd = mean + n, *lnf1 = rstd + n;
+    unembed(m, logits, lse, losses, kl, kl_ref_logits, kl_ref_lse, lnf, mean, rstd, lnf1, resid, targets, n);
+    return MS_OK;
+}
+
+size_t ms_model_unembed_scratch(const ms_model_config *cfg, int n)
+{
+    return (size_t)n * (2 * (size_t)cfg->d_model + 3);
 }
 
 /* ===================================================================== token text files */

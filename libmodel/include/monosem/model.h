@@ -232,12 +232,6 @@ typedef struct ms_forward_opts {
      * after a resume at a later one is fine; the reverse reads buffers the earlier resume
      * changed, so order resumes from the latest hook to the earliest. */
     const ms_hook *start_at;
-    /* With targets: kl_out (B,T) = per-position KL(ref ‖ this forward's next-token
-     * distribution), ref given by a previous forward's logits (B,T,V) and logsumexps (B,T)
-     * kept aside (e.g. a clean run), computed in the logsumexp's pass over the logits. NULL:
-     * none. Identical logits give exactly 0. */
-    const float *kl_ref_logits, *kl_ref_lse;
-    float *kl_out;
     const ms_hook_capture *captures; /* copies taken after any replace at the same hook */
     int n_captures;
     const ms_hook_replace *replaces; /* run in order at their hook */
@@ -311,6 +305,20 @@ ms_status ms_tokens_load_text(const char *path, int32_t **tokens, int *B, int *T
 /* The buffer holding activation h in acts after a forward ((b,t,d) packed); NULL if h is not
  * stored (hook_mid outside solu_ln). */
 float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h);
+
+/* The final LayerNorm and unembedding of n rows of the last layer's residual stream (e.g.
+ * captured at blocks.{L-1}.hook_resid_post by forwards that stop there), so evaluations can
+ * unembed in row chunks that stay in cache instead of holding (B,T,V) logits:
+ * logits (n,V); lse (n) their logsumexps; losses (n) = lse − logit[target] (0 where the target
+ * is negative); with kl (n) non-NULL and a reference — the logits (n,V) and lse (n) of another
+ * unembedding of the same rows — per-row KL(ref ‖ this), computed in the logsumexp's pass
+ * (identical logits give exactly 0). kl, kl_ref_* may be NULL. scratch holds
+ * ms_model_unembed_scratch(cfg, n) floats. Results equal the forward's for the same rows.
+ * Threads as the forward. */
+ms_status ms_model_unembed(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
+                           const float *resid, const int32_t *targets, const float *kl_ref_logits,
+                           const float *kl_ref_lse, float *scratch, int n, ms_err *err);
+size_t ms_model_unembed_scratch(const ms_model_config *cfg, int n);
 
 /* Per-position KL(p ‖ q) in nats: kl (N) = Σ_v p_v (log p_v − log q_v), p = softmax of
  * logits_p (N,V) with row logsumexps lse_p (N), q likewise (the forward fills acts->lse when
