@@ -110,6 +110,48 @@ static void test_forward_resume(void **state)
     ms_model_free(&m);
 }
 
+/* ms_model_unembed on row chunks of a captured last residual stream gives the forward's
+ * logits and losses; a chunk against itself has KL exactly 0. */
+static void test_unembed_rows(void **state)
+{
+    (void)state;
+    ms_model_config c = {.n_layers = 1, .d_model = 16, .d_mlp = 32, .n_heads = 2, .d_head = 8,
+                         .n_ctx = 12, .d_vocab = 53, .act_fn = MS_ACT_RELU,
+                         .normalization = MS_NORM_LN, .eps = 1e-5f};
+    ms_model m;
+    ms_err err = {0};
+    assert_int_equal(ms_model_init(&m, &c, &err), MS_OK);
+    ms_model_init_random(&m, 9, 0.3f);
+    enum { B = 2, T = 11, N = B * T, V = 53, C = 16, R = 7 };
+    int32_t tok[N], tg[N];
+    for (int i = 0; i < N; i++) tok[i] = (i * 5 + 1) % V;
+    ms_model_next_targets(tg, tok, B, T);
+    ms_model_acts a = {0};
+    assert_int_equal(ms_model_acts_init(&a, &c, B, T, 0, &err), MS_OK);
+    static float resid[N * C], lg[R * V], lg2[R * V], lse[R], lse2[R], loss[R], kl[R];
+    float *scratch = malloc(ms_model_unembed_scratch(&c, R) * sizeof(float));
+    ms_hook last = {0, MS_HOOK_RESID_POST};
+    ms_hook_capture cap = {last, resid};
+    ms_forward_opts o = {.targets = tg, .captures = &cap, .n_captures = 1};
+    assert_int_equal(ms_model_forward(&m, &a, tok, B, T, &o, &err), MS_OK);
+    for (int r0 = 0; r0 < N; r0 += R) {
+        int n = N - r0 < R ? N - r0 : R;
+        assert_int_equal(ms_model_unembed(&m, lg, lse, loss, NULL, resid + r0 * C, tg + r0, NULL, NULL,
+                                          scratch, n, &err), MS_OK);
+        for (int i = 0; i < n; i++) {
+            assert_true(fabsf(loss[i] - a.losses[r0 + i]) <= 1e-5f * (1 + fabsf(a.losses[r0 + i])));
+            for (int v = 0; v < V; v++)
+                assert_true(fabsf(lg[i * V + v] - a.logits[(size_t)(r0 + i) * V + v]) <= 1e-5f);
+        }
+        assert_int_equal(ms_model_unembed(&m, lg2, lse2, loss, kl, resid + r0 * C, tg + r0, lg, lse,
+                                          scratch, n, &err), MS_OK);
+        for (int i = 0; i < n; i++) assert_true(kl[i] == 0.0f);
+    }
+    free(scratch);
+    ms_model_acts_free(&a);
+    ms_model_free(&m);
+}
+
 /* KL of identical logits is exactly 0; of shifted logits (same distribution) ~0; else > 0. */
 static void test_kl(void **state)
 {
@@ -146,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_derive),
         cmocka_unit_test(test_forward_resume),
         cmocka_unit_test(test_kl),
+        cmocka_unit_test(test_unembed_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
