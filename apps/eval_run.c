@@ -13,7 +13,7 @@
 #define EVAL_SAE_CHUNK 1024
 /* rows per unembedding: a variant's logits (rows·d_vocab floats, 12.9 MB at GPT-2's vocabulary)
  * and the clean reference's stay in cache for the logsumexp, loss and KL passes */
-#define EVAL_UNEMBED_ROWS 64
+#define EVAL_UNEMBED_ROWS 256
 
 #define EVAL_RULE                                                                              \
     "held-out split (tokenize's heldout shards concatenated in manifest order) cut into "      \
@@ -64,6 +64,7 @@ typedef struct evaluator {
     int R;                           /* rows per unembedding chunk */
     float *logits_c, *logits_x;      /* (R, V) clean, variant */
     float *lse_c, *lse_x, *loss, *kl; /* (R) each */
+    double *pdot, *psum;              /* (R) the clean chunk as a KL reference (ms_kl_ref) */
     float *scratch;                  /* ms_model_unembed_scratch(R) */
     double *sums;
     size_t n_sums;
@@ -92,6 +93,7 @@ static void evaluator_free(evaluator *e)
     free(e->win), free(e->tokens), free(e->targets);
     free(e->resid_clean), free(e->logits_c), free(e->logits_x);
     free(e->lse_c), free(e->lse_x), free(e->loss), free(e->kl), free(e->scratch);
+    free(e->pdot), free(e->psum);
     free(e->sums);
     ms_tokset_close(&e->ts);
     ms_model_acts_free(&e->a);
@@ -217,8 +219,9 @@ static ms_status setup(evaluator *e, ms_err *err)
     e->lse_c = malloc(R * sizeof(float)), e->lse_x = malloc(R * sizeof(float));
     e->loss = malloc(R * sizeof(float)), e->kl = malloc(R * sizeof(float));
     e->scratch = malloc(ms_model_unembed_scratch(mc, e->R) * sizeof(float));
+    e->pdot = malloc(R * sizeof(double)), e->psum = malloc(R * sizeof(double));
     if (!e->win || !e->tokens || !e->targets || !e->resid_clean || !e->logits_c || !e->logits_x ||
-        !e->lse_c || !e->lse_x || !e->loss || !e->kl || !e->scratch)
+        !e->lse_c || !e->lse_x || !e->loss || !e->kl || !e->scratch || !e->pdot || !e->psum)
         return oom(err, "the logits");
     memset(e->logits_c, 0, R * V * sizeof(float));
     memset(e->logits_x, 0, R * V * sizeof(float));
@@ -246,14 +249,15 @@ static ms_status forward_to_resid(evaluator *e, const ms_hook *h, const ms_hook_
     return ms_model_forward(&e->m, &e->a, e->tokens, nb, e->T, &o, err);
 }
 
-/* Unembeds rows [r0, r0+n) of a variant's residual stream against the clean chunk in
- * logits_c/lse_c: adds its loss and KL sums. */
+/* Unembeds rows [r0, r0+n) of a variant's residual stream against the clean chunk (held as
+ * probabilities in logits_c): adds its loss and KL sums. */
 static ms_status unembed_variant(evaluator *e, const float *resid, int64_t r0, int n, double *loss,
                                  double *kl, ms_err *err)
 {
     const int C = e->m.cfg.d_model;
-    ms_status st = ms_model_unembed(&e->m, e->logits_x, e->lse_x, e->loss, e->kl, resid + r0 * C,
-                                    e->targets + r0, e->logits_c, e->lse_c, e->scratch, n, err);
+    ms_kl_ref ref = {e->logits_c, e->lse_c, e->pdot, e->psum};
+    ms_status st = ms_model_unembed_kl(&e->m, e->logits_x, e->lse_x, e->loss, e->kl, resid + r0 * C,
+                                       e->targets + r0, &ref, e->scratch, n, err);
     *loss += sum(e->loss, n);
     *kl += sum(e->kl, n);
     return st;
@@ -310,6 +314,9 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
         if (st) return st;
         e->sums[EVG_TOKENS] += n;
         e->sums[EVG_LOSS_CLEAN] += sum(e->loss, n);
+        /* the clean chunk becomes the KL reference: probabilities in place, one exp per logit
+         * here instead of one per logit in every variant */
+        ms_kl_ref_fill(e->logits_c, e->pdot, e->psum, e->logits_c, e->lse_c, n, e->m.cfg.d_vocab);
         double u1 = ms_time_now();
         e->t_clean += u1 - u0;
         for (int k = 0; k < e->n_hooks && !st; k++)

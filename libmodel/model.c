@@ -721,8 +721,8 @@ static ms_status hook_point(const ms_model *m, ms_model_acts *a, const ms_forwar
  * reference (logits, lse of the same rows): per-row KL(ref ‖ these). lnf (n,C), mean and rstd
  * (n), lnf1 (n,C+1) are scratch. Shared by the forward and ms_model_unembed. */
 static void unembed(const ms_model *m, float *logits, float *lse, float *losses, float *kl, const float *ref,
-                    const float *ref_lse, float *lnf, float *mean, float *rstd, float *lnf1, const float *resid,
-                    const int32_t *tg, int n)
+                    const float *ref_lse, const ms_kl_ref *kref, float *lnf, float *mean, float *rstd, float *lnf1,
+                    const float *resid, const int32_t *tg, int n)
 {
     const ms_model_config *c = &m->cfg;
     const int C = c->d_model, V = c->d_vocab;
@@ -747,7 +747,9 @@ static void unembed(const ms_model *m, float *logits, float *lse, float *losses,
         /* the bias is added in the same pass over the logits that computes the logsumexp */
         ms_matmul_forward(logits, V, lnf, C, m->w.W_U, V, NULL, n, C, V);
     }
-    if (with_kl)
+    if (kl && kref && lse)
+        ms_logits_bias_lse_klref_forward(kl, logits, lse, bias, kref, n, V);
+    else if (with_kl)
         ms_logits_bias_lse_kl_forward(kl, logits, lse, bias, ref, ref_lse, n, V);
     else if (bias || lse)
         ms_logits_bias_lse_forward(logits, lse, bias, n, V);
@@ -875,7 +877,7 @@ ms_status ms_model_forward(const ms_model *m, ms_model_acts *a, const int32_t *t
             if (tg[i] >= V)
                 return ms_err_set(err, MS_ERR_USAGE, "model forward: target %d at (%zu,%zu) outside the vocabulary",
                                   tg[i], i / (size_t)T, i % (size_t)T);
-    unembed(m, a->logits, tg ? a->lse : NULL, tg ? a->losses : NULL, NULL, NULL, NULL, a->lnf, a->lnf_mean,
+    unembed(m, a->logits, tg ? a->lse : NULL, tg ? a->losses : NULL, NULL, NULL, NULL, NULL, a->lnf, a->lnf_mean,
             a->lnf_rstd, a->lnf1, a->layers[c->n_layers - 1].resid_post, tg, (int)N);
     if (tg) {
         double total = 0;
@@ -898,7 +900,21 @@ ms_status ms_model_unembed(const ms_model *m, float *logits, float *lse, float *
             return ms_err_set(err, MS_ERR_USAGE, "model unembed: target %d at row %d outside the vocabulary",
                               targets[i], i);
     float *lnf = scratch, *mean = lnf + (size_t)n * C, *rstd = mean + n, *lnf1 = rstd + n;
-    unembed(m, logits, lse, losses, kl, kl_ref_logits, kl_ref_lse, lnf, mean, rstd, lnf1, resid, targets, n);
+    unembed(m, logits, lse, losses, kl, kl_ref_logits, kl_ref_lse, NULL, lnf, mean, rstd, lnf1, resid, targets, n);
+    return MS_OK;
+}
+
+ms_status ms_model_unembed_kl(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
+                              const float *resid, const int32_t *targets, const ms_kl_ref *ref,
+                              float *scratch, int n, ms_err *err)
+{
+    const int C = m->cfg.d_model, V = m->cfg.d_vocab;
+    for (int i = 0; i < n; i++)
+        if (targets[i] >= V)
+            return ms_err_set(err, MS_ERR_USAGE, "model unembed: target %d at row %d outside the vocabulary",
+                              targets[i], i);
+    float *lnf = scratch, *mean = lnf + (size_t)n * C, *rstd = mean + n, *lnf1 = rstd + n;
+    unembed(m, logits, lse, losses, ref ? kl : NULL, NULL, NULL, ref, lnf, mean, rstd, lnf1, resid, targets, n);
     return MS_OK;
 }
 

@@ -318,6 +318,23 @@ float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h);
 ms_status ms_model_unembed(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
                            const float *resid, const int32_t *targets, const float *kl_ref_logits,
                            const float *kl_ref_lse, float *scratch, int n, ms_err *err);
+/* A KL reference in probability form, for unembedding many variants against one reference:
+ * probs (n,V) = softmax of its logits, lse (n) their logsumexps, pdot (n) = Σ_v p_v·logit_v,
+ * psum (n) = Σ_v p_v (≈ 1). The KL of a row x is then (pdot − Σ p·x) + (lse_x − lse)·psum: one
+ * multiply-add per logit instead of an exp (products summed exactly in double, so identical
+ * logits still give exactly 0). */
+typedef struct ms_kl_ref {
+    const float *probs;
+    const float *lse;
+    const double *pdot, *psum;
+} ms_kl_ref;
+/* Fills probs (may be logits itself: in place), pdot and psum from logits (n,V) and lse (n). */
+void ms_kl_ref_fill(float *probs, double *pdot, double *psum, const float *logits, const float *lse,
+                    int n, int V);
+/* ms_model_unembed with the KL against a reference in probability form (ref non-NULL: kl (n)). */
+ms_status ms_model_unembed_kl(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
+                              const float *resid, const int32_t *targets, const ms_kl_ref *ref,
+                              float *scratch, int n, ms_err *err);
 size_t ms_model_unembed_scratch(const ms_model_config *cfg, int n);
 
 /* Per-position KL(p ‖ q) in nats: kl (N) = Σ_v p_v (log p_v − log q_v), p = softmax of
