@@ -85,10 +85,10 @@ static void evaluator_free(evaluator *e)
         free(e->saes[i].lens_dir);
         free(e->saes[i].splice.f);
         free(e->saes[i].splice.xhat);
+        free(e->saes[i].resid);
     }
     free(e->saes);
     for (int h = 0; h < e->n_hooks; h++) free(e->hooks[h].clean), free(e->hooks[h].resid);
-    for (int i = 0; i < e->n_jobs && e->saes; i++) free(e->saes[i].resid);
     free(e->order);
     free(e->win), free(e->tokens), free(e->targets);
     free(e->resid_clean), free(e->logits_c), free(e->logits_x);
