@@ -11,9 +11,10 @@
 
 /* rows per SAE encode/decode: bounds the SAE workspace (≈ 11·chunk·d_sae bytes) */
 #define EVAL_SAE_CHUNK 1024
-/* rows per unembedding: a variant's logits (rows·d_vocab floats, 12.9 MB at GPT-2's vocabulary)
- * and the clean reference's stay in cache for the logsumexp, loss and KL passes */
-#define EVAL_UNEMBED_ROWS 256
+/* rows per unembedding: bounds the two logits chunks (rows·d_vocab floats each, 103 MB at
+ * GPT-2's vocabulary) and keeps them in a large last-level cache for the logsumexp, loss and KL
+ * passes; fewer rows repack W_U too often (OpenBLAS packs it per call: ~25% more at 64 rows) */
+#define EVAL_UNEMBED_ROWS 512
 
 #define EVAL_RULE                                                                              \
     "held-out split (tokenize's heldout shards concatenated in manifest order) cut into "      \

@@ -575,20 +575,16 @@ static float row_kl(const float *a, float lse_a, const float *b, float lse_b, in
     return (float)(kl + ((double)lse_b - (double)lse_a) * sp);
 }
 
-/* Σ_v p_v·x_v in double, 8 lanes at a time into two 4-lane accumulators: every product of two
- * floats is exact in double, so the same p and x give the same bits in every caller (the
- * reference pass and the fused logsumexp pass below) whether or not the compiler fuses the
- * multiply-add. */
+/* Σ_v p_v·x_v for the KL: float products summed in 8 float lanes over blocks of 64 entries,
+ * each block's lanes added into two double accumulators. Every caller (the reference pass and
+ * the fused logsumexp pass below) runs this same sequence, so the same p and x give the same
+ * bits and identical logits a KL of exactly 0. */
 typedef double v4d __attribute__((vector_size(32)));
-typedef float v4f __attribute__((vector_size(16)));
-MS_VINLINE void pdot8(v4d *a0, v4d *a1, v8f p, v8f x)
+#define PDOT_BLOCK 64
+MS_VINLINE void pdot_flush(v4d *a0, v4d *a1, v8f acc)
 {
-    v4d plo = __builtin_convertvector(__builtin_shufflevector(p, p, 0, 1, 2, 3), v4d);
-    v4d phi = __builtin_convertvector(__builtin_shufflevector(p, p, 4, 5, 6, 7), v4d);
-    v4d xlo = __builtin_convertvector(__builtin_shufflevector(x, x, 0, 1, 2, 3), v4d);
-    v4d xhi = __builtin_convertvector(__builtin_shufflevector(x, x, 4, 5, 6, 7), v4d);
-    *a0 += plo * xlo;
-    *a1 += phi * xhi;
+    *a0 += __builtin_convertvector(__builtin_shufflevector(acc, acc, 0, 1, 2, 3), v4d);
+    *a1 += __builtin_convertvector(__builtin_shufflevector(acc, acc, 4, 5, 6, 7), v4d);
 }
 MS_VINLINE double pdot_sum(v4d a0, v4d a1) { return ((a0[0] + a0[1]) + (a0[2] + a0[3])) + ((a1[0] + a1[1]) + (a1[2] + a1[3])); }
 
@@ -598,17 +594,22 @@ static void row_kl_ref(float *probs, double *pdot, double *psum, const float *x,
 {
     const int V8 = V & ~7;
     v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0}, s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
-    const v8f ones = splat8(1.0f);
-    for (int v = 0; v < V8; v += 8) {
-        v8f xv = ld8(x + v), p = exp8(xv - lse);
-        pdot8(&a0, &a1, p, xv);
-        pdot8(&s0, &s1, p, ones);
-        st8(probs + v, p);
+    for (int v = 0; v < V8;) {
+        const int end = v + PDOT_BLOCK < V8 ? v + PDOT_BLOCK : V8;
+        v8f acc = splat8(0.0f), ps = splat8(0.0f);
+        for (; v < end; v += 8) {
+            v8f xv = ld8(x + v), p = exp8(xv - lse);
+            acc += p * xv;
+            ps += p;
+            st8(probs + v, p);
+        }
+        pdot_flush(&a0, &a1, acc);
+        pdot_flush(&s0, &s1, ps);
     }
     double d = pdot_sum(a0, a1), sp = pdot_sum(s0, s1);
     for (int v = V8; v < V; v++) {
         float p = expf_inl(x[v] - lse);
-        d += (double)p * (double)x[v];
+        d += (double)(p * x[v]);
         sp += p;
         probs[v] = p;
     }
@@ -638,15 +639,20 @@ static float row_bias_lse_kl(float *x, const float *bias, const float *rp, doubl
     for (int v = V8; v < V; v++) mx = x[v] > mx ? x[v] : mx;
     v8f sv = splat8(0.0f);
     v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
-    for (int v = 0; v < V8; v += 8) {
-        v8f xv = ld8(x + v);
-        sv += exp8(xv - mx);
-        pdot8(&a0, &a1, ld8(rp + v), xv);
+    for (int v = 0; v < V8;) {
+        const int end = v + PDOT_BLOCK < V8 ? v + PDOT_BLOCK : V8;
+        v8f acc = splat8(0.0f);
+        for (; v < end; v += 8) {
+            v8f xv = ld8(x + v);
+            sv += exp8(xv - mx);
+            acc += ld8(rp + v) * xv;
+        }
+        pdot_flush(&a0, &a1, acc);
     }
     double s = hsum8(sv), d = pdot_sum(a0, a1);
     for (int v = V8; v < V; v++) {
         s += expf_inl(x[v] - mx);
-        d += (double)rp[v] * (double)x[v];
+        d += (double)(rp[v] * x[v]);
     }
     float lse = mx + (float)log(s);
     *kl = (float)((rdot - d) + ((double)lse - (double)rlse) * rsum);

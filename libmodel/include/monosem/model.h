@@ -321,8 +321,9 @@ ms_status ms_model_unembed(const ms_model *m, float *logits, float *lse, float *
 /* A KL reference in probability form, for unembedding many variants against one reference:
  * probs (n,V) = softmax of its logits, lse (n) their logsumexps, pdot (n) = Σ_v p_v·logit_v,
  * psum (n) = Σ_v p_v (≈ 1). The KL of a row x is then (pdot − Σ p·x) + (lse_x − lse)·psum: one
- * multiply-add per logit instead of an exp (products summed exactly in double, so identical
- * logits still give exactly 0). */
+ * multiply-add per logit instead of an exp (float products in blocks of 64 summed into
+ * doubles, in the same order for the reference and every row, so identical logits still give
+ * exactly 0). */
 typedef struct ms_kl_ref {
     const float *probs;
     const float *lse;
