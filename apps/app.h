@@ -87,6 +87,7 @@ ms_status ms_stage_encode(ms_app *app, ms_err *err);
 ms_status ms_stage_decode(ms_app *app, ms_err *err);
 ms_status ms_stage_train_model(ms_app *app, ms_err *err);
 ms_status ms_stage_train(ms_app *app, ms_err *err);
+ms_status ms_stage_eval(ms_app *app, ms_err *err);
 ms_status ms_stage_run(ms_app *app, ms_err *err);
 ms_status ms_stage_report(ms_app *app, ms_err *err);
 ms_status ms_stage_analyze(ms_app *app, ms_err *err);

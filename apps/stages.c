@@ -34,7 +34,7 @@ const ms_stage ms_stages[] = {
     {.name = "train", .summary = "train a sparse autoencoder on the activations (data parallel)",
      .usage = "train job.yaml", .needs_job = true, .record = true, .run = ms_stage_train},
     {.name = "eval", .summary = "loss recovered, MSE/FVU, L0, dead and ultralow features, density histogram",
-     .usage = "eval job.yaml", .needs_job = true, .record = true},
+     .usage = "eval job.yaml", .needs_job = true, .record = true, .run = ms_stage_eval},
     {.name = "analyze", .summary = "what every feature and neuron responds to: top/interval contexts, logit effects, measures",
      .usage = "analyze job.yaml", .needs_job = true, .record = true, .run = ms_stage_analyze},
     {.name = "report", .summary = "static HTML feature dashboard from the eval and analyze outputs",

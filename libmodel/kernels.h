@@ -71,6 +71,14 @@ void ms_residual_forward(float *out, const float *a, const float *b, size_t n);
 /* logits (N,V) += bias (V, may be NULL) and, if lse is non-NULL, lse (N) = logsumexp of each
  * row, in one pass over the logits. */
 void ms_logits_bias_lse_forward(float *logits, float *lse, const float *bias, int N, int V);
+/* Same, and per row kl (N) = KL(softmax(ref) ‖ softmax(logits after the bias)) with ref (N,V)
+ * and its row logsumexps ref_lse (N), in the same pass (the row is still in cache). */
+void ms_logits_bias_lse_kl_forward(float *kl, float *logits, float *lse, const float *bias,
+                                   const float *ref, const float *ref_lse, int N, int V);
+/* Same with the reference in probability form (ms_kl_ref): no exp of the reference per row. */
+struct ms_kl_ref;
+void ms_logits_bias_lse_klref_forward(float *kl, float *logits, float *lse, const float *bias,
+                                      const struct ms_kl_ref *ref, int N, int V);
 
 /* Per-row logsumexp of logits (N,V) into lse (N); losses (N) = lse - logits[target], 0 where
  * targets is NULL or target < 0. Returns the sum of the losses over rows with a target and

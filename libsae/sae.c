@@ -1091,6 +1091,24 @@ void ms_sae_decode(const ms_sae *sae, float *xhat, const float *f, int64_t B)
     sae_sgemm(sae->ws->kernel, 0, 0, B, d, m, 1.0f, f, m, sae->p.W_dec, d, 1.0f, xhat, d);
 }
 
+void ms_sae_decode_sparse(const ms_sae *sae, float *xhat, const float *f, int64_t B)
+{
+    const int64_t d = sae->hp.d_in, m = sae->hp.d_sae;
+    int nt = nthreads_for(sae);
+    (void)nt;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        float *xr = xhat + b * d;
+        const float *fr = f + b * m;
+        memcpy(xr, sae->p.b_dec, sizeof(float) * (size_t)d);
+        for (int64_t j = 0; j < m; j++) {
+            if (fr[j] == 0.0f) continue;
+            const float a = fr[j], *w = sae->p.W_dec + j * d;
+            for (int64_t i = 0; i < d; i++) xr[i] += a * w[i];
+        }
+    }
+}
+
 void ms_sae_loss_per_input(ms_sae *sae, const float *x, int64_t n, float *out)
 {
     const ms_sae_hparams *hp = &sae->hp;

@@ -21,149 +21,11 @@ typedef struct train_state {
     double loss_ref;      /* first step's loss, for blow-up detection */
     int64_t *fire_count;  /* (d_sae) rows on which feature j fired since fire_start[j] */
     int64_t *fire_start;  /* (d_sae) tokens at which feature j's count was (re)started */
+    int64_t *fire_prev;   /* (2, d_sae): fired rows and rows of feature j's last complete
+                           * density window (0 rows: none yet); see densities() */
     int64_t *history;     /* (n_hist, 2): (step, n_resampled) */
     int64_t n_hist;
 } train_state;
-
-static const char *arch_saelens(int arch)
-{
-    switch (arch) {
-    case MS_SAE_TOPK: return "topk";
-    case MS_SAE_BATCHTOPK: /* saved as JumpReLU with its inference threshold (as SAELens) */
-    case MS_SAE_JUMPRELU: return "jumprelu";
-    default: return "standard";
-    }
-}
-
-/* ------------------------------------------------------------------ SAELens directory */
-
-ms_status ms_sae_save_saelens(const ms_sae *sae, const char *dir, const float *log10_density,
-                              const char *extra_json, ms_err *err)
-{
-    ms_status st = ms_mkdirs(dir, err);
-    if (st) return st;
-    const int64_t din = sae->hp.d_in, dsae = sae->hp.d_sae;
-    float *buf = malloc(sae->layout.n_params * sizeof *buf);
-    if (!buf) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", dir);
-    float *We = buf, *be = We + din * dsae, *Wd = be + dsae, *bd = Wd + dsae * din,
-          *th = bd + din;
-    bool has_th = sae->hp.arch == MS_SAE_JUMPRELU || sae->hp.arch == MS_SAE_BATCHTOPK;
-    ms_sae_export(sae, We, be, Wd, bd, has_th ? th : NULL);
-    ms_st_item items[5] = {
-        {"W_enc", MS_ST_F32, 2, {din, dsae}, We},
-        {"b_enc", MS_ST_F32, 1, {dsae}, be},
-        {"W_dec", MS_ST_F32, 2, {dsae, din}, Wd},
-        {"b_dec", MS_ST_F32, 1, {din}, bd},
-        {"threshold", MS_ST_F32, 1, {dsae}, th},
-    };
-    char *p = ms_path_join(dir, "sae_weights.safetensors");
-    const char *meta[] = {"format", "pt"};
-    st = p ? ms_st_write(p, items, has_th ? 5 : 4, meta, 1, err)
-           : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    free(p);
-    free(buf);
-    if (!st && log10_density) {
-        ms_st_item sp = {"sparsity", MS_ST_F32, 1, {dsae}, log10_density};
-        p = ms_path_join(dir, "sparsity.safetensors");
-        st = p ? ms_st_write(p, &sp, 1, meta, 1, err)
-               : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-        free(p);
-    }
-    if (st) return st;
-    char json[8192];
-    int n = snprintf(json, sizeof json,
-                     "{\n  \"d_in\": %lld,\n  \"d_sae\": %lld,\n  \"architecture\": \"%s\",\n"
-                     "  \"dtype\": \"float32\",\n  \"device\": \"cpu\",\n"
-                     "  \"apply_b_dec_to_input\": true,\n  \"normalize_activations\": \"none\",\n"
-                     "  \"activation_fn_str\": \"%s\",\n  \"activation_fn_kwargs\": {%s},\n"
-                     "  \"monosem_arch\": \"%s\",\n  \"monosem_version\": \"%s\"%s%s\n}\n",
-                     (long long)din, (long long)dsae, arch_saelens(sae->hp.arch),
-                     sae->hp.arch == MS_SAE_TOPK ? "topk" : "relu",
-                     sae->hp.arch == MS_SAE_TOPK ? "\"k\": " : "",
-                     ms_enum_name("sae.arch", sae->hp.arch), MS_VERSION_STRING,
-                     extra_json && *extra_json ? ",\n  " : "", extra_json ? extra_json : "");
-    if (sae->hp.arch == MS_SAE_TOPK) { /* k value inside the kwargs braces */
-        char k[32];
-        snprintf(k, sizeof k, "\"k\": %lld", (long long)sae->hp.k);
-        char *at = strstr(json, "\"k\": }");
-        if (at) {
-            char rest[8192];
-            snprintf(rest, sizeof rest, "%s", at + 6);
-            n = (int)(at - json) + snprintf(at, sizeof json - (size_t)(at - json), "%s}%s", k, rest);
-        }
-    }
-    if (n < 0 || (size_t)n >= sizeof json)
-        return ms_err_set(err, MS_ERR_USAGE, "%s: cfg.json too long", dir);
-    p = ms_path_join(dir, "cfg.json");
-    st = p ? ms_file_write_atomic(p, json, strlen(json), err)
-           : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    free(p);
-    return st;
-}
-
-/* Value of a top-level integer member "key" in a small JSON text, or -1. */
-static int64_t json_int(const char *json, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(json, pat);
-    if (!p) return -1;
-    p += strlen(pat);
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-    if (*p != ':') return -1;
-    char *end;
-    long long v = strtoll(p + 1, &end, 10);
-    return end == p + 1 ? -1 : v;
-}
-
-ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err)
-{
-    char *p = ms_path_join(dir, "cfg.json"), *text = NULL;
-    if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    ms_status st = ms_file_read_all(p, &text, NULL, err);
-    if (!st) {
-        int64_t a = json_int(text, "d_in"), b = json_int(text, "d_sae");
-        if (a < 1 || b < 1)
-            st = ms_err_set(err, MS_ERR_FORMAT, "%s: expected positive integers d_in and d_sae",
-                            p);
-        if (d_in) *d_in = a;
-        if (d_sae) *d_sae = b;
-    }
-    free(text);
-    free(p);
-    return st;
-}
-
-ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err)
-{
-    char *p = ms_path_join(dir, "sae_weights.safetensors");
-    if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    ms_safetensors st_file;
-    memset(&st_file, 0, sizeof st_file);
-    ms_status st = ms_st_open(&st_file, p, err);
-    const int64_t din = sae->hp.d_in, dsae = sae->hp.d_sae;
-    float *buf = malloc(sae->layout.n_params * sizeof *buf + sizeof(float));
-    if (!st && !buf) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    if (!st) {
-        float *We = buf, *be = We + din * dsae, *Wd = be + dsae, *bd = Wd + dsae * din,
-              *th = bd + din;
-        int64_t s_we[2] = {din, dsae}, s_wd[2] = {dsae, din}, s_be[1] = {dsae}, s_bd[1] = {din};
-        st = ms_st_read_f32_shaped(&st_file, "W_enc", 2, s_we, We, err);
-        if (!st) st = ms_st_read_f32_shaped(&st_file, "b_enc", 1, s_be, be, err);
-        if (!st) st = ms_st_read_f32_shaped(&st_file, "W_dec", 2, s_wd, Wd, err);
-        if (!st) st = ms_st_read_f32_shaped(&st_file, "b_dec", 1, s_bd, bd, err);
-        bool th_ok = false;
-        if (!st && ms_st_find(&st_file, "threshold")) {
-            st = ms_st_read_f32_shaped(&st_file, "threshold", 1, s_be, th, err);
-            th_ok = !st;
-        }
-        if (!st) ms_sae_import(sae, We, be, Wd, bd, th_ok ? th : NULL);
-    }
-    ms_st_close(&st_file);
-    free(buf);
-    free(p);
-    return st;
-}
 
 /* ------------------------------------------------------------------ checkpoints */
 
@@ -171,6 +33,7 @@ static void state_free(train_state *t)
 {
     free(t->fire_count);
     free(t->fire_start);
+    free(t->fire_prev);
     free(t->history);
     memset(t, 0, sizeof *t);
 }
@@ -179,7 +42,8 @@ static ms_status state_alloc(train_state *t, int64_t d_sae, ms_err *err)
 {
     t->fire_count = calloc((size_t)d_sae, sizeof *t->fire_count);
     t->fire_start = calloc((size_t)d_sae, sizeof *t->fire_start);
-    if (!t->fire_count || !t->fire_start)
+    t->fire_prev = calloc((size_t)(2 * d_sae), sizeof *t->fire_prev);
+    if (!t->fire_count || !t->fire_start || !t->fire_prev)
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory for %lld firing counters",
                           (long long)d_sae);
     return MS_OK;
@@ -246,6 +110,7 @@ static ms_status ckpt_write(const char *path, const ms_sae *sae, const train_sta
         {"since_fired", MS_ST_I64, 1, {ds}, sae->since_fired},
         {"fire_count", MS_ST_I64, 1, {ds}, t->fire_count},
         {"fire_start", MS_ST_I64, 1, {ds}, t->fire_start},
+        {"fire_prev", MS_ST_I64, 2, {2, ds}, t->fire_prev},
         {"state", MS_ST_I64, 1, {CK_N}, s},
         {"resample_history", MS_ST_I64, 2, {t->n_hist, 2}, t->n_hist ? t->history : hist0},
     };
@@ -366,6 +231,8 @@ static ms_status ckpt_read(const char *path, ms_sae *sae, train_state *t, const 
     if (!st) st = st_read_i64(&f, "since_fired", ds, sae->since_fired, err);
     if (!st) st = st_read_i64(&f, "fire_count", ds, t->fire_count, err);
     if (!st) st = st_read_i64(&f, "fire_start", ds, t->fire_start, err);
+    if (!st && ms_st_find(&f, "fire_prev")) /* absent in checkpoints before the window */
+        st = st_read_i64(&f, "fire_prev", 2 * ds, t->fire_prev, err);
     if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
         int64_t nh = tt->shape[0];
         if (nh < 0 || (s[CK_STEP] >= 0 && nh > s[CK_STEP])) /* <= one resampling per step */
@@ -423,15 +290,32 @@ ms_status ms_sae_checkpoint_verify(const char *path, const ms_config *cfg, const
 
 /* ------------------------------------------------------------------ metrics */
 
-/* Feature densities (fired rows / rows since the counter started) and counts of dead (not
- * fired for dead_tokens) and ultralow (alive, density < ultralow_density) features. */
+/* Training-time estimates (not the held-out numbers `monosem eval` measures). Feature j's
+ * firing count runs over a window of `window` tokens (sae.dead_tokens) from fire_start[j]; when
+ * the window is full it becomes fire_prev and a new one starts (resampling restarts it). The
+ * density is that of the last complete window, or of the current partial one before the first
+ * completes. dead = not fired in the last `window` tokens (since_fired); ultralow = alive with
+ * density < ultralow. */
+static void window_roll(train_state *t, int64_t d_sae, int64_t window)
+{
+    for (int64_t j = 0; j < d_sae; j++)
+        if (t->tokens - t->fire_start[j] >= window) {
+            t->fire_prev[j] = t->fire_count[j];
+            t->fire_prev[d_sae + j] = t->tokens - t->fire_start[j];
+            t->fire_count[j] = 0;
+            t->fire_start[j] = t->tokens;
+        }
+}
+
 static void densities(const ms_sae *sae, const train_state *t, double ultralow, int64_t dead_tokens,
                       float *log10_density, int64_t *n_dead, int64_t *n_ultralow)
 {
     int64_t dead = 0, low = 0;
-    for (int64_t j = 0; j < sae->hp.d_sae; j++) {
-        int64_t span = t->tokens - t->fire_start[j];
-        double dens = span > 0 ? (double)t->fire_count[j] / (double)span : 0.0;
+    const int64_t m = sae->hp.d_sae;
+    for (int64_t j = 0; j < m; j++) {
+        int64_t span = t->tokens - t->fire_start[j], cnt = t->fire_count[j];
+        if (t->fire_prev[m + j] > 0) span = t->fire_prev[m + j], cnt = t->fire_prev[j];
+        double dens = span > 0 ? (double)cnt / (double)span : 0.0;
         bool is_dead = sae->since_fired[j] >= dead_tokens;
         dead += is_dead;
         low += !is_dead && dens < ultralow;
@@ -623,7 +507,7 @@ static ms_status resample(ms_sae *sae, train_state *t, ms_actfile *f, const ms_c
     }
     if (!st)
         for (int64_t j = 0; j < m; j++)
-            if (dead[j]) t->fire_count[j] = 0, t->fire_start[j] = t->tokens;
+            if (dead[j]) t->fire_count[j] = 0, t->fire_start[j] = t->tokens, t->fire_prev[m + j] = 0;
 out:
     if (!st) st = history_add(t, sae->step, *n_done, err);
     free(dead);
@@ -801,6 +685,11 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
            "in %s",
            ms_enum_name("sae.arch", hp.arch), (long long)d, (long long)hp.d_sae, (long long)B,
            comm->size, (long long)steps, (long long)meta.n_rows, cfg->sae.activations);
+    if (cfg->sae.dead_tokens > steps * B)
+        ms_log("train: warning: sae.dead_tokens %lld exceeds this run's %lld tokens: no feature "
+               "can count as dead in training, and densities cover the run so far (including its "
+               "dense start); lower sae.dead_tokens, or measure with `monosem eval`",
+               (long long)cfg->sae.dead_tokens, (long long)(steps * B));
 
     /* ---- steps */
     ms_progress prog;
@@ -868,6 +757,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         const double *fired = stats + MS_SAE_STAT_FIXED;
         for (int64_t j = 0; j < hp.d_sae; j++) t.fire_count[j] += (int64_t)fired[j];
         t.tokens += (int64_t)stats[MS_SAE_STAT_ROWS];
+        window_roll(&t, hp.d_sae, cfg->sae.dead_tokens);
         t.pos = ms_actstream_pos(stream);
         res->loss = loss;
         res->mse = ms_sae_stats_mse(&sae, stats);
@@ -886,10 +776,11 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
                 fprintf(metrics,
                         "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.9g, \"mse\": %.9g, "
                         "\"fvu\": %.9g, \"l0\": %.6g, \"l1\": %.9g, \"dead\": %lld, "
-                        "\"ultralow\": %lld, \"lr\": %.9g, \"tokens_per_s\": %.1f, "
-                        "\"skipped\": %lld}\n",
+                        "\"ultralow\": %lld, \"density_window\": %lld, \"lr\": %.9g, "
+                        "\"tokens_per_s\": %.1f, \"skipped\": %lld}\n",
                         (long long)sae.step, (long long)t.tokens, loss, res->mse, res->fvu,
-                        res->l0, res->l1, (long long)res->dead, (long long)res->ultralow, lr, tps,
+                        res->l0, res->l1, (long long)res->dead, (long long)res->ultralow,
+                        (long long)cfg->sae.dead_tokens, lr, tps,
                         (long long)ms_actstream_skipped(stream));
                 fflush(metrics);
             }
@@ -983,16 +874,19 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         }
         free(buf);
         if (!st) {
-            char extra[2048];
+            char src[160];
+            snprintf(src, sizeof src, "training window of %lld tokens (sae.dead_tokens)",
+                     (long long)cfg->sae.dead_tokens);
             /* monosem models have no public name: the run's name identifies them */
-            const char *model = cfg->run.name && *cfg->run.name ? cfg->run.name : "monosem";
-            snprintf(extra, sizeof extra,
-                     "\"hook_name\": \"%s\",\n  \"hook_layer\": 0,\n  \"context_size\": %lld,\n"
-                     "  \"model_name\": \"%s\",\n  \"dataset_path\": \"%s\",\n"
-                     "  \"l1_coefficient\": %.9g,\n  \"training_tokens\": %lld",
-                     meta.hook, (long long)meta.context, model,
-                     cfg->sae.activations, cfg->sae.l1_coeff, (long long)t.tokens);
-            st = ms_sae_save_saelens(&sae, lens_dir, log10d, extra, err);
+            ms_saelens_meta lm = {.hook_name = meta.hook,
+                                  .model_name = cfg->run.name && *cfg->run.name ? cfg->run.name
+                                                                                : "monosem",
+                                  .dataset_path = cfg->sae.activations,
+                                  .context_size = meta.context,
+                                  .l1_coefficient = cfg->sae.l1_coeff,
+                                  .training_tokens = t.tokens,
+                                  .density_source = src};
+            st = ms_sae_save_saelens(&sae, lens_dir, log10d, &lm, err);
         }
     }
     st = ms_comm_agree(comm, st, err);
@@ -1005,8 +899,10 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         ms_runrec_fact(rec, "sae.final_mse", "%.9g", res->mse);
         ms_runrec_fact(rec, "sae.final_fvu", "%.9g", res->fvu);
         ms_runrec_fact(rec, "sae.final_l0", "%.6g", res->l0);
-        ms_runrec_fact(rec, "sae.dead", "%lld", (long long)res->dead);
-        ms_runrec_fact(rec, "sae.ultralow", "%lld", (long long)res->ultralow);
+        ms_runrec_fact(rec, "sae.dead", "%lld (training-time estimate: not fired in the last %lld "
+                       "tokens)", (long long)res->dead, (long long)cfg->sae.dead_tokens);
+        ms_runrec_fact(rec, "sae.ultralow", "%lld (training-time estimate over a %lld-token "
+                       "window)", (long long)res->ultralow, (long long)cfg->sae.dead_tokens);
         if (was_complete)
             ms_runrec_fact(rec, "sae.already_complete", "true (rerun at step %lld: numbers from metrics.jsonl)",
                            (long long)steps);
@@ -1022,10 +918,12 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
         ms_runrec_fact(rec, "sae.saelens", "%s", lens_dir);
     }
     if (!st && !was_complete)
-        ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f, dead %lld, "
-               "ultralow %lld; %s, %s",
-               (long long)sae.step, res->loss, res->mse, res->fvu, res->l0, (long long)res->dead,
-               (long long)res->ultralow, h5_path, lens_dir);
+        ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f; training-time "
+               "estimates over the last %lld tokens: dead %lld, ultralow %lld (held-out numbers: "
+               "monosem eval); %s, %s",
+               (long long)sae.step, res->loss, res->mse, res->fvu, res->l0,
+               (long long)cfg->sae.dead_tokens, (long long)res->dead, (long long)res->ultralow,
+               h5_path, lens_dir);
 done:
     if (metrics) fclose(metrics);
     ms_actstream_close(stream);

@@ -60,7 +60,8 @@ static void write_seeds(const char *dir)
     if (ms_sae_init(&sae, &hp, &err)) abort();
     ms_sae_init_params(&sae, &rng);
     snprintf(p, sizeof p, "%s/saelens", fz_tmpdir());
-    if (ms_sae_save_saelens(&sae, p, NULL, "\"hook_name\": \"blocks.0.mlp.hook_post\"", &err)) abort();
+    ms_saelens_meta lm = {.hook_name = "blocks.0.mlp.hook_post"};
+    if (ms_sae_save_saelens(&sae, p, NULL, &lm, &err)) abort();
     snprintf(q, sizeof q, "%s/seed_saelens_dir", dir);
     o = fopen(q, "wb");
     fputc(2, o);

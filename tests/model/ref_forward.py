@@ -107,8 +107,10 @@ def softmax(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def np_forward(cfg, W, tokens, zero=None):
-    """Returns logits (B,T,V), loss (B,T-1), hooks {name: array}. zero: hook name to zero-ablate."""
+def np_forward(cfg, W, tokens, zero=None, replace=None):
+    """Returns logits (B,T,V), loss (B,T-1), hooks {name: array}. zero: hook name to zero-ablate;
+    replace: {hook name: function of the activation returning what the forward continues with}
+    (hooks records the activation before a replace)."""
     B, T = tokens.shape
     eps, D = cfg["eps"], cfg["d_head"]
     norm = cfg["normalization_type"]
@@ -118,6 +120,8 @@ def np_forward(cfg, W, tokens, zero=None):
         if name == zero:
             x = np.zeros_like(x)
         hooks[name] = x
+        if replace and name in replace:
+            x = replace[name](x)
         return x
 
     def ln(x, pre):

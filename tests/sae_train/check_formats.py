@@ -68,8 +68,13 @@ def sae(out, d_in, d_sae):
     for k in ("W_enc", "b_enc", "W_dec", "b_dec"):
         check(w[k].dtype == np.float32 and np.array_equal(w[k], h5[k]), f"saelens {k} == sae.h5 {k}")
     cfg = json.load(open(f"{out}/saelens/cfg.json"))
-    for k in ("d_in", "d_sae", "architecture", "hook_name", "dtype", "context_size", "model_name"):
+    for k in ("d_in", "d_sae", "architecture", "dtype", "metadata"):
         check(k in cfg, f"cfg.json has {k}")
+    md = cfg.get("metadata", {})
+    for k in ("sae_lens_version", "hook_name", "context_size", "model_name", "dataset_path"):
+        check(k in md, f"cfg.json metadata has {k} (SAELens v6 layout)")
+    check(md.get("prepend_bos") is False, "cfg.json metadata.prepend_bos is false (monosem contexts have no BOS)")
+    check(cfg["architecture"] != "topk" or isinstance(cfg.get("k"), int), "topk: k at the top level")
     check(cfg["d_in"] == d_in and cfg["d_sae"] == d_sae, "cfg.json dims")
     sp, _ = read_safetensors(f"{out}/saelens/sparsity.safetensors")
     check(sp["sparsity"].shape == (d_sae,) and np.all(sp["sparsity"] <= 0), "sparsity = log10 density")

@@ -162,7 +162,7 @@ archs)
             || die "$arch: resumed weights differ"
         "$PY" "$HERE/check_formats.py" sae "$T/$arch-a/sae" 32 128 || die "$arch formats"
         want=$(case $arch in topk) echo topk;; april-2024) echo standard;; *) echo jumprelu;; esac)
-        grep -q "\"architecture\": \"$want\"" "$T/$arch-a/sae/saelens/cfg.json" || die "$arch: cfg.json architecture"
+        grep -Eq "\"architecture\":[[:space:]]*\"$want\"" "$T/$arch-a/sae/saelens/cfg.json" || die "$arch: cfg.json architecture"
         echo "$arch: trained on 2 ranks, resumed bitwise, outputs as documented"
     done
     ;;

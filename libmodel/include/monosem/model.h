@@ -224,6 +224,14 @@ typedef struct ms_forward_opts {
     /* Stop right after this hook (its replaces and captures run; nothing after: no later
      * layers, no unembed). NULL runs to the logits. */
     const ms_hook *stop_after;
+    /* Resume at this hook: everything before it is taken as the previous forward on the same
+     * acts left it (same tokens, B and T: the caller's promise; B and T are checked). The
+     * replaces and captures at the hook run on its buffer, then the rest of the forward is
+     * recomputed. Evaluations use it to splice several replacements into one clean forward
+     * at the cost of the tail only. NULL runs from the embedding. Resuming at an earlier hook
+     * after a resume at a later one is fine; the reverse reads buffers the earlier resume
+     * changed, so order resumes from the latest hook to the earliest. */
+    const ms_hook *start_at;
     const ms_hook_capture *captures; /* copies taken after any replace at the same hook */
     int n_captures;
     const ms_hook_replace *replaces; /* run in order at their hook */
@@ -302,6 +310,44 @@ ms_status ms_tokens_load_text(const char *path, int32_t **tokens, int *B, int *T
 /* The buffer holding activation h in acts after a forward ((b,t,d) packed); NULL if h is not
  * stored (hook_mid outside solu_ln). */
 float *ms_model_acts_hook(const ms_model_acts *acts, ms_hook h);
+
+/* The final LayerNorm and unembedding of n rows of the last layer's residual stream (e.g.
+ * captured at blocks.{L-1}.hook_resid_post by forwards that stop there), so evaluations can
+ * unembed in row chunks that stay in cache instead of holding (B,T,V) logits:
+ * logits (n,V); lse (n) their logsumexps; losses (n) = lse − logit[target] (0 where the target
+ * is negative); with kl (n) non-NULL and a reference — the logits (n,V) and lse (n) of another
+ * unembedding of the same rows — per-row KL(ref ‖ this), computed in the logsumexp's pass
+ * (identical logits give exactly 0). kl, kl_ref_* may be NULL. scratch holds
+ * ms_model_unembed_scratch(cfg, n) floats. Results equal the forward's for the same rows.
+ * Threads as the forward. */
+ms_status ms_model_unembed(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
+                           const float *resid, const int32_t *targets, const float *kl_ref_logits,
+                           const float *kl_ref_lse, float *scratch, int n, ms_err *err);
+/* A KL reference in probability form, for unembedding many variants against one reference:
+ * probs (n,V) = softmax of its logits, lse (n) their logsumexps, pdot (n) = Σ_v p_v·logit_v,
+ * psum (n) = Σ_v p_v (≈ 1). The KL of a row x is then (pdot − Σ p·x) + (lse_x − lse)·psum: one
+ * multiply-add per logit instead of an exp (float products in blocks of 64 summed into
+ * doubles, in the same order for the reference and every row, so identical logits still give
+ * exactly 0). */
+typedef struct ms_kl_ref {
+    const float *probs;
+    const float *lse;
+    const double *pdot, *psum;
+} ms_kl_ref;
+/* Fills probs (may be logits itself: in place), pdot and psum from logits (n,V) and lse (n). */
+void ms_kl_ref_fill(float *probs, double *pdot, double *psum, const float *logits, const float *lse,
+                    int n, int V);
+/* ms_model_unembed with the KL against a reference in probability form (ref non-NULL: kl (n)). */
+ms_status ms_model_unembed_kl(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
+                              const float *resid, const int32_t *targets, const ms_kl_ref *ref,
+                              float *scratch, int n, ms_err *err);
+size_t ms_model_unembed_scratch(const ms_model_config *cfg, int n);
+
+/* Per-position KL(p ‖ q) in nats: kl (N) = Σ_v p_v (log p_v − log q_v), p = softmax of
+ * logits_p (N,V) with row logsumexps lse_p (N), q likewise (the forward fills acts->lse when
+ * it has targets). Identical rows give exactly 0. Threads as the forward's kernels. */
+void ms_logits_kl(float *kl, const float *logits_p, const float *lse_p, const float *logits_q,
+                  const float *lse_q, int N, int V);
 
 /* ===================================================================== model trainer */
 /* (libmodel/train.c, libmodel/kernels_backward.c) Backward pass, AdamW with warm-up + cosine

@@ -239,6 +239,10 @@ int64_t ms_sae_resample(ms_sae *sae, const uint8_t *dead, const float *x, const 
 void ms_sae_encode(ms_sae *sae, float *f, const float *x, int64_t B);
 /* xhat (B,d_in) = f·W_dec + b_dec, in scaled units (divide by input_scale for x units). */
 void ms_sae_decode(const ms_sae *sae, float *xhat, const float *f, int64_t B);
+/* The same for f with few nonzeros (inference after a sparse encode): x̂ row = b_dec + Σ over
+ * f_j ≠ 0 of f_j·W_dec row j, in ascending j (threads over rows). Equal to ms_sae_decode up to
+ * summation order; cheaper when the active fraction is below a few percent. */
+void ms_sae_decode_sparse(const ms_sae *sae, float *xhat, const float *f, int64_t B);
 
 /* SAELens-space tensors with the input scale folded in (W_enc·s, W_dec/s, b_dec/s; threshold
  * as θ). Any output may be NULL. Shapes as above. */
@@ -280,15 +284,58 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
 ms_status ms_sae_checkpoint_verify(const char *path, const ms_config *cfg, const ms_actmeta *acts,
                                    ms_err *err);
 
-/* SAELens directory I/O (not collective). Save writes cfg.json, sae_weights.safetensors and,
- * if log10_density is non-NULL, sparsity.safetensors (tensor "sparsity" (d_sae)). `extra_json`
- * is inserted into cfg.json as additional members (may be NULL; e.g. "\"hook_name\": ..."). */
+/* ===================================================================== SAELens directory (libsae/saelens.c) */
+/* Not collective. Layout (SAELens v6, as its loader reads a local directory): cfg.json with
+ * architecture ("standard" | "topk" | "jumprelu"; batchtopk is saved as jumprelu with its
+ * threshold, april-2024 as standard), d_in, d_sae, dtype, device, apply_b_dec_to_input true,
+ * normalize_activations and reshape_activations "none", k (topk only, top level), and a
+ * `metadata` object (sae_lens_version, model_name, hook_name, context_size, dataset_path,
+ * prepend_bos = false, monosem_arch, ...); sae_weights.safetensors (W_enc, b_enc, W_dec, b_dec
+ * [, threshold], F32, any input scale folded in); sparsity.safetensors ("sparsity" (d_sae) =
+ * log10(density + 1e-10), its source in the safetensors metadata). */
+#define MS_SAELENS_VERSION "6.0.0"
+
+/* Provenance written into cfg.json's metadata. Strings may be NULL. */
+typedef struct ms_saelens_meta {
+    const char *hook_name;
+    const char *model_name;
+    const char *dataset_path;
+    int64_t context_size;       /* tokens per context; 0 = omitted */
+    double l1_coefficient;
+    int64_t training_tokens;
+    const char *density_source; /* what the sparsity densities were measured on */
+} ms_saelens_meta;
+
+/* Writes cfg.json, sae_weights.safetensors and, if log10_density is non-NULL,
+ * sparsity.safetensors into dir (created), each atomically. meta may be NULL. */
 ms_status ms_sae_save_saelens(const ms_sae *sae, const char *dir, const float *log10_density,
-                              const char *extra_json, ms_err *err);
+                              const ms_saelens_meta *meta, ms_err *err);
+/* Writes (replaces) dir/sparsity.safetensors: log10_density (d_sae) and its source. */
+ms_status ms_sae_write_sparsity(const char *dir, const float *log10_density, int64_t d_sae,
+                                const char *source, ms_err *err);
 /* Reads DIR/cfg.json's d_in and d_sae into *d_in, *d_sae (either may be NULL). */
 ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err);
 /* Loads DIR/sae_weights.safetensors into an initialised sae of matching shapes (import). */
 ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err);
+
+/* What cfg.json says about an SAE (v6 metadata, or the older flat layout). */
+typedef struct ms_saelens_info {
+    char architecture[16]; /* standard | topk | jumprelu */
+    char monosem_arch[32]; /* the recipe it was trained with, "" if not monosem's */
+    char hook_name[128];
+    char model_name[128];
+    int64_t context_size;  /* 0 if absent */
+    int64_t k;             /* topk */
+    bool prepend_bos;      /* as SAELens reads it (true when absent) */
+} ms_saelens_info;
+/* Opens a SAELens directory for inference: reads cfg.json, initialises sae (ms_sae_init for
+ * max_batch rows; caller frees with ms_sae_free) with the encoder SAELens would use —
+ * standard: ReLU (relu-l1), topk: top-k with cfg's k (v6: top level; 100 when absent, as
+ * SAELens), jumprelu: z·[z > θ] — and loads the weights with input_scale 1 (the export folds
+ * any scale in). apply_b_dec_to_input false or a normalize_activations other than "none" are
+ * MS_ERR_UNSUPPORTED. On error sae is left freed. */
+ms_status ms_sae_open_saelens(ms_sae *sae, const char *dir, int64_t max_batch,
+                              ms_saelens_info *info, ms_err *err);
 
 /* ===================================================================== analysis */
 /* What each unit (an SAE feature, or a neuron: the identity dictionary) responds to, from its

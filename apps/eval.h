@@ -1,0 +1,113 @@
+/* apps/eval.h: `monosem eval` — the paper's numbers for every SAE of a job on held-out text.
+ * eval_metrics.c: the partial sums and what is derived from them (pure, unit-tested);
+ * eval_splice.c: the replace hook that runs an SAE inside the model's forward;
+ * eval_run.c: the distributed pass over the held-out contexts and the outputs. */
+#ifndef MONOSEM_EVAL_H
+#define MONOSEM_EVAL_H
+
+#include "app.h"
+#include "monosem/model.h"
+#include "monosem/sae.h"
+
+/* ---------------------------------------------------------------- partial sums (doubles, so
+ * one ms_comm_allreduce_f64 over all of them makes them global) */
+
+/* Per hook the SAEs read: the zero-ablated forward and the model's own neurons there. */
+enum {
+    EVH_LOSS_ZERO = 0, /* Σ per-token loss with the hook's activation zeroed */
+    EVH_KL_ZERO,       /* Σ KL(clean ‖ zero-ablated) */
+    EVH_L0,            /* Σ #units > 0 at the hook (neurons firing) */
+    EVH_FIXED          /* then d firing counts, one per unit (activation > 0) */
+};
+/* Per SAE. */
+enum {
+    EVS_LOSS = 0, /* Σ per-token loss with the reconstruction spliced in */
+    EVS_KL,       /* Σ KL(clean ‖ spliced) */
+    EVS_SSE,      /* Σ ‖x̂ − x‖² */
+    EVS_X_SQ,     /* Σ ‖x‖² */
+    EVS_XHAT_SQ,  /* Σ ‖x̂‖² */
+    EVS_COS,      /* Σ cos(x, x̂) over rows with x ≠ 0 and x̂ ≠ 0 */
+    EVS_RATIO,    /* Σ ‖x̂‖/‖x‖ over rows with x ≠ 0 */
+    EVS_NZ_ROWS,  /* rows with x ≠ 0 */
+    EVS_COS_ROWS, /* rows with x ≠ 0 and x̂ ≠ 0 */
+    EVS_L0,       /* Σ #features with f ≠ 0 */
+    EVS_L1,       /* Σ |f| */
+    EVS_FIXED     /* then d_sae firing counts (f ≠ 0), then d_in sums of x (for FVU) */
+};
+/* Global. */
+enum {
+    EVG_TOKENS = 0, /* predicted tokens (= rows at every hook) */
+    EVG_LOSS_CLEAN, /* Σ per-token clean loss */
+    EVG_FIXED
+};
+
+static inline size_t ms_eval_hook_len(int64_t d) { return EVH_FIXED + (size_t)d; }
+static inline size_t ms_eval_sae_len(int64_t d_sae, int64_t d_in)
+{
+    return EVS_FIXED + (size_t)d_sae + (size_t)d_in;
+}
+
+/* Bins of the log10-density histogram: [-10, 0] in steps of 0.25 (dead features, density 0,
+ * are counted apart, not binned). */
+#define MS_EVAL_HIST_LO (-10.0)
+#define MS_EVAL_HIST_STEP 0.25
+#define MS_EVAL_HIST_BINS 40
+
+/* Density statistics of a set of units (features or neurons) over N tokens. */
+typedef struct ms_eval_density {
+    int64_t n_units, dead, ultralow, dense;  /* dead: never fired; ultralow: alive, density <
+                                              * ultralow; dense: density > 1% */
+    int64_t hist[MS_EVAL_HIST_BINS];         /* alive units per log10-density bin */
+    double min_detectable;                   /* 1/N: the smallest nonzero density seen */
+} ms_eval_density;
+/* fires (n) counts over n_tokens tokens. Pure. */
+void ms_eval_density_stats(ms_eval_density *out, const double *fires, int64_t n, double n_tokens,
+                           double ultralow);
+
+/* The derived numbers of one SAE (the paper's definitions; docs/eval.md). */
+typedef struct ms_eval_result {
+    double tokens;
+    double loss_clean, loss_sae, loss_zero, loss_recovered; /* nats/token */
+    double kl, kl_zero;                                    /* mean KL(clean ‖ ·), nats */
+    double mse;      /* Σ‖x̂−x‖² / (N·d) */
+    double fvu;      /* Σ‖x̂−x‖² / Σ‖x − mean(x)‖²; explained variance = 1 − fvu */
+    double cos;      /* mean over rows of cos(x, x̂) */
+    double l2_ratio; /* mean over rows of ‖x̂‖/‖x‖ */
+    double l0, l1;   /* mean #active features, mean Σ|f| per token */
+    double neuron_l0; /* mean #neurons ≠ 0 at the hook */
+    ms_eval_density features, neurons;
+} ms_eval_result;
+/* From global sums: glob (EVG_*), hook (EVH_* + d), sae (EVS_* + d_sae + d_in). Pure. */
+void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, const double *sae,
+                    int64_t d_in, int64_t d_sae, double ultralow);
+
+/* ---------------------------------------------------------------- the splice */
+
+/* One SAE spliced at its hook. The callback ignores the activation it is handed and
+ * reconstructs the CLEAN activation (`clean`, captured in the clean forward), so several
+ * splices can resume from one clean forward in any order of hooks that ms_forward_opts'
+ * start_at allows. It writes x̂ in the model's units (an SAE with input scale s works on s·x
+ * and its x̂ is divided by s) and adds EVS_* sums into acc. */
+typedef struct ms_eval_splice {
+    ms_sae *sae;
+    const float *clean; /* (rows, d_in) the clean activation at the hook, this batch */
+    double *acc;        /* EVS_* sums */
+    float *f;           /* (chunk, d_sae) scratch */
+    float *xhat;        /* (chunk, d_in) scratch */
+    int64_t chunk;      /* rows per encode/decode (≤ sae->hp.max_batch) */
+    double t_sae;       /* seconds in the SAE (encode, decode, sums) */
+} ms_eval_splice;
+ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, int d,
+                            ms_err *err);
+/* Adds the neurons' firing counts (activation > 0) and EVH_L0 of rows (n,d) into acc. */
+void ms_eval_neuron_sums(double *acc, const float *x, int64_t n, int64_t d);
+
+/* ---------------------------------------------------------------- the stage */
+
+/* COLLECTIVE. Evaluates the SAEs (the job's: ms_job_saes; the same list on every rank; they
+ * must share one model) on the held-out contexts in one pass; writes <sae dir>/eval.json,
+ * <sae dir>/eval_density.h5 and <sae dir>/saelens/sparsity.safetensors (rank 0), run-record
+ * facts, and the comparison table. saes stays owned by the caller. */
+ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err);
+
+#endif
