@@ -58,11 +58,23 @@ typedef struct ms_job_sae {
     char *dir;         /* the SAE's out_dir: sae.h5, saelens/, metrics.jsonl */
     char *model_dir;   /* the model whose hook it reads */
     char *activations; /* the activations file it was trained on */
+    int model;         /* 0 = model A, 1 = model B */
+    int64_t d_sae;
+    int index;         /* entry of cfg->saes, -1 for the sae section (ms_config_derive_sae) */
 } ms_job_sae;
-/* Every SAE the job describes, in job order; *out malloc'd, free with ms_job_saes_free.
- * Not collective (a pure function of the config). */
+/* Every SAE the job describes, in job order (the saes: list, or else the sae section); *out
+ * malloc'd, free with ms_job_saes_free. Not collective (a pure function of the config). The
+ * full config of one SAE: ms_config_derive_sae(cfg, s->index, ...). */
 ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err);
 void ms_job_saes_free(ms_job_sae *s, int n);
+/* The job's models: 1, or 2 with model_b.seed set. Model m's config: ms_config_derive_model. */
+int ms_job_models(const ms_config *cfg);
+/* "A" / "B". */
+const char *ms_job_model_name(int model);
+/* Runs a stage body for model A (app as is) and, when the job has model B, again on B's
+ * derived config with its own run record (<out_dir>/run-<stage>-b.yaml). `--only A|B` picks
+ * one. COLLECTIVE (the body is). */
+ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err);
 
 /* Stage entry points (one file each under apps/). */
 ms_status ms_stage_config(ms_app *app, ms_err *err);
@@ -76,5 +88,6 @@ ms_status ms_stage_decode(ms_app *app, ms_err *err);
 ms_status ms_stage_train_model(ms_app *app, ms_err *err);
 ms_status ms_stage_train(ms_app *app, ms_err *err);
 ms_status ms_stage_run(ms_app *app, ms_err *err);
+ms_status ms_stage_compare(ms_app *app, ms_err *err);
 
 #endif

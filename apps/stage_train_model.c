@@ -230,7 +230,7 @@ static ms_status check_replicas(const trainer *t, int64_t step, ms_err *err)
     return MS_OK;
 }
 
-ms_status ms_stage_train_model(ms_app *app, ms_err *err)
+static ms_status train_model_one(ms_app *app, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
@@ -239,7 +239,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     tr.cfg = cfg;
     tr.comm = comm;
     ms_status st = MS_OK;
-    char *train_dir = ms_path_join(cfg->run.out_dir, "train_model");
+    char *train_dir = strdup(cfg->train_model.dir);
     char *ckpt_path = train_dir ? ms_path_join(train_dir, "checkpoint.safetensors") : NULL;
     char *log_path = train_dir ? ms_path_join(train_dir, "log.jsonl") : NULL;
     if (!ckpt_path || !log_path) st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
@@ -499,3 +499,6 @@ done:
     free(log_path);
     return st;
 }
+
+/* Model A, then model B when the job has one (--only A|B picks one). */
+ms_status ms_stage_train_model(ms_app *app, ms_err *err) { return ms_job_each_model(app, train_model_one, err); }
