@@ -971,12 +971,6 @@ ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, si
 
 static void fmt_real(double v, char *buf, size_t n);
 
-static void rehash(ms_config *cfg)
-{
-    char *dump = ms_config_dump_string(cfg);
-    snprintf(cfg->hash, sizeof cfg->hash, "%016llx", dump ? (unsigned long long)ms_fnv1a64(dump, strlen(dump), 0) : 0ull);
-    free(dump);
-}
 
 /* "key='text'" with the text single-quoted for YAML. */
 static char *quoted_override(const char *key, const char *v)
@@ -1017,7 +1011,18 @@ static ms_status derive_with(const ms_config *base, char **extra, int n_extra, c
         ms_config_free(out);
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     }
-    rehash(out);
+    /* a derived config is one pipeline's identity (the SAE checkpoint's): keys that only pick
+     * stages, pace logs or configure later stages do not change it */
+    static const char *const all[] = {"run.", "corpus.", "tokenizer.", "model.", "train_model.", "generate.", "sae.",
+                                      NULL};
+    static const char *const not_identity[] = {"run.stages", "run.log_every_s", "run.blas_threads", NULL};
+    char *keys = ms_config_subset(out, all, not_identity);
+    if (!keys) {
+        ms_config_free(out);
+        return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    }
+    snprintf(out->hash, sizeof out->hash, "%016llx", (unsigned long long)ms_fnv1a64(keys, strlen(keys), 0));
+    free(keys);
     return MS_OK;
 }
 

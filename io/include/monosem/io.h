@@ -212,8 +212,10 @@ ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, si
 /* The config of one SAE of the job: the job re-derived with entry i's keys over the `sae`
  * section (i = -1: the `sae` section itself), sae.out_dir defaulting to <out_dir>/sae-<name>,
  * and for a model-B entry the model-B settings (see ms_config_derive_model). The result has no
- * `saes` list and no model_b section, so its hash (the SAE checkpoint's identity) does not
- * change when other entries do. Caller frees out. Not collective. */
+ * `saes` list and no model_b section, and its hash (the SAE checkpoint's identity) covers the
+ * run, corpus, tokenizer, model, train_model, generate and sae keys only (not run.stages,
+ * run.log_every_s, run.blas_threads, eval, analyze, compare, other entries): changing those
+ * never blocks a resume. Caller frees out. Not collective. */
 ms_status ms_config_derive_sae(const ms_config *base, int i, ms_config *out, ms_err *err);
 /* The config of model A (model 0) or model B (model 1) as a single-model job: for B,
  * run.seed = model_b.seed, model.dir = model_b.dir, generate.out and sae.activations =
