@@ -14,18 +14,21 @@ static ms_status train_one(ms_app *app, const ms_job_sae *s, ms_err *err)
     if (st) return st; /* a pure function of the config: identical on every rank */
     if (app->cfg.n_saes > 0) ms_log("== train %s: d_sae %lld, model %s -> %s", s->name, (long long)d.sae.d_sae,
                                     ms_job_model_name(s->model), d.sae.out_dir);
+    /* one SAE (the sae section): its facts are the stage's record; several: each SAE gets
+     * its own record beside its outputs, and one line in the stage's record */
+    const bool single = app->cfg.n_saes == 0;
     ms_runrec rec;
     ms_runrec_init(&rec, "train");
+    ms_runrec *r = single ? &app->rec : &rec;
     ms_train_result res;
     memset(&res, 0, sizeof res);
-    st = ms_sae_train(&d, &app->comm, &rec, &res, err);
+    st = ms_sae_train(&d, &app->comm, r, &res, err);
     st = ms_comm_agree(&app->comm, st, err);
-    if (st == MS_OK && res.resumed_from >= 0) ms_runrec_fact(&rec, "sae.resumed", "from step %lld", (long long)res.resumed_from);
-    /* the SAE's own record beside its outputs, and one line in the stage's record */
+    if (st == MS_OK && res.resumed_from >= 0) ms_runrec_fact(r, "sae.resumed", "from step %lld", (long long)res.resumed_from);
     ms_err rerr = {0};
-    ms_status rst = ms_runrec_write(&rec, &app->comm, &d, d.sae.out_dir, st, &rerr);
+    ms_status rst = single ? MS_OK : ms_runrec_write(&rec, &app->comm, &d, d.sae.out_dir, st, &rerr);
     rst = ms_comm_agree(&app->comm, rst, &rerr);
-    if (st == MS_OK)
+    if (st == MS_OK && !single)
         ms_runrec_fact(&app->rec, s->name, "d_sae %lld, model %s, %lld steps, L0 %.2f, FVU %.4f, dead %lld -> %s",
                        (long long)d.sae.d_sae, ms_job_model_name(s->model), (long long)res.steps, res.l0, res.fvu,
                        (long long)res.dead, d.sae.out_dir);

@@ -112,7 +112,8 @@ static void run_fingerprint(const trainer *t, const char *tokens_fp, char out[17
     const ms_config *c = t->cfg;
     uint64_t h = ms_fnv1a64("monosem-train-model-v2", 22, 0); /* v2: Feistel data order */
     h = ms_fnv1a64(&t->m.cfg, sizeof t->m.cfg, h);
-    h = ms_fnv1a64(&c->train_model, sizeof c->train_model, h);
+    /* the numeric settings (train_model.dir, a path, is not part of the run's identity) */
+    h = ms_fnv1a64(&c->train_model, (size_t)((const char *)&c->train_model.dir - (const char *)&c->train_model), h);
     int64_t v[2] = {c->corpus.context, c->run.seed};
     h = ms_fnv1a64(v, sizeof v, h);
     h = ms_fnv1a64(tokens_fp, strlen(tokens_fp), h);
