@@ -9,14 +9,16 @@
 #SBATCH --time=24:00:00
 #SBATCH --output=monosem-%j.log
 set -euo pipefail
-JOB=${JOB:-jobs/demo.yaml}
+JOB=${JOB:-jobs/paper-a-sweep.yaml}
 export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK
 export MONOSEM_PROGRESS=lines          # batch log: periodic plain progress lines
 
 srun monosem tokenize "$JOB"
-srun monosem train-model "$JOB"
-srun monosem generate "$JOB"
-# a dictionary-size sweep from the same activations (the paper's A/0 ... A/5 series)
-for m in 512 4096 16384; do
-  srun monosem train "$JOB" --sae.d_sae=$m --sae.out_dir=runs/sweep/sae-$m
-done
+srun monosem train-model "$JOB"         # model A, then model B when the job has model_b.seed
+srun monosem generate "$JOB"            # activations of each model
+# the job's saes: list (the paper's A/0 ... A/5 sweep, B/1) trained in sequence; or one SAE
+# per array task:  sbatch --array=0-6 ... and  srun monosem train "$JOB" --only ${NAMES[$SLURM_ARRAY_TASK_ID]}
+srun monosem train "$JOB"
+srun monosem compare "$JOB"             # feature splitting and universality
+# or all of the above (skipping what is done, redoing what changed) in one step:
+#   srun monosem run "$JOB"
