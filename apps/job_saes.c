@@ -71,7 +71,7 @@ ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err)
     if ((st = ms_config_derive_model(&app->cfg, 1, &sub.cfg, err))) return st;
     char label[32];
     snprintf(label, sizeof label, "%s-b", app->stage);
-    ms_log("== %s: model B (seed %lld) -> %s", app->stage, (long long)sub.cfg.run.seed, sub.cfg.model.dir);
+    ms_log("== %s: model B (seed %lld) -> %s", app->stage, (long long)sub.cfg.train_model.seed, sub.cfg.model.dir);
     ms_runrec_init(&sub.rec, label);
     st = one(&sub, err);
     st = ms_comm_agree(&app->comm, st, err);

@@ -113,7 +113,7 @@ static cJSON *model_entry(const ms_config *cfg, int model, const ms_job_sae *sae
     cJSON *o = cJSON_CreateObject();
     if (ms_config_derive_model(cfg, model, &mc, &e) != MS_OK) return o;
     cJSON_AddStringToObject(o, "dir", mc.model.dir);
-    cJSON_AddNumberToObject(o, "seed", (double)mc.run.seed);
+    cJSON_AddNumberToObject(o, "seed", (double)(mc.train_model.seed ? mc.train_model.seed : mc.run.seed));
     /* loss_clean / loss_zero: measured by eval, the same for every SAE of the model */
     cJSON *ev = NULL;
     for (int i = 0; i < n && !ev; i++)

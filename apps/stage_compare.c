@@ -28,7 +28,9 @@ typedef struct pair {
     int kind;
     int a, b;        /* sources: an SAE index or SRC_NEURONS_A/B */
     int64_t da, db;
-    int64_t nb, n_blocks; /* columns per block, blocks (one pass each) */
+    int64_t nb, n_blocks; /* columns per block, blocks */
+    int64_t next_block;   /* the next block to accumulate */
+    bool active;          /* corr holds a block in the current pass */
     ms_corr corr;
     float *row_max, *col_max;    /* by activation correlation (da), (db) */
     int64_t *row_arg, *col_arg;
@@ -79,7 +81,7 @@ static ms_status add_pair(cmp *c, int kind, int a, int b, int64_t da, int64_t db
     memset(p, 0, sizeof *p);
     p->kind = kind, p->a = a, p->b = b, p->da = da, p->db = db;
     if (da > 0) { /* neurons: sized in prepare, once the hook width is known */
-        p->nb = ms_corr_block_cols(da, db, (size_t)c->cfg->compare.block_mb << 20);
+        p->nb = ms_corr_block_cols(da, db, (size_t)(c->cfg->compare.block_mb * 1048576.0));
         p->n_blocks = (db + p->nb - 1) / p->nb;
     }
     p->row_max = malloc((size_t)(da > 0 ? da : 1) * sizeof(float));
@@ -102,15 +104,20 @@ static ms_status add_pair(cmp *c, int kind, int a, int b, int64_t da, int64_t db
     return MS_OK;
 }
 
-/* Splitting: every pair of different sizes on the same model (small first). Universality:
- * each model-A SAE with the first model-B SAE of its size; model A's neurons with B's. */
+/* Splitting: on each model, each SAE with the first SAE of the next larger size (consecutive
+ * sizes: the family tree of a sweep, linear in its length). Universality: each model-A SAE
+ * with the first model-B SAE of its size; model A's neurons with B's. */
 static ms_status plan_pairs(cmp *c, ms_err *err)
 {
     ms_status st = MS_OK;
-    for (int i = 0; i < c->n_saes && !st; i++)
-        for (int j = 0; j < c->n_saes && !st; j++)
-            if (c->jobs[i].model == c->jobs[j].model && c->jobs[i].d_sae < c->jobs[j].d_sae)
-                st = add_pair(c, PAIR_SPLIT, i, j, c->jobs[i].d_sae, c->jobs[j].d_sae, err);
+    for (int i = 0; i < c->n_saes && !st; i++) {
+        int next = -1;
+        for (int j = 0; j < c->n_saes; j++)
+            if (c->jobs[j].model == c->jobs[i].model && c->jobs[j].d_sae > c->jobs[i].d_sae &&
+                (next < 0 || c->jobs[j].d_sae < c->jobs[next].d_sae))
+                next = j;
+        if (next >= 0) st = add_pair(c, PAIR_SPLIT, i, next, c->jobs[i].d_sae, c->jobs[next].d_sae, err);
+    }
     for (int i = 0; i < c->n_saes && !st; i++) {
         if (c->jobs[i].model != 0) continue;
         for (int j = 0; j < c->n_saes; j++)
@@ -147,7 +154,7 @@ static ms_status prepare(cmp *c, ms_err *err)
         pair *p = &c->pairs[k];
         if (p->a >= 0) continue;
         p->da = p->db = c->d;
-        p->nb = ms_corr_block_cols(c->d, c->d, (size_t)cfg->compare.block_mb << 20);
+        p->nb = ms_corr_block_cols(c->d, c->d, (size_t)(cfg->compare.block_mb * 1048576.0));
         p->n_blocks = (c->d + p->nb - 1) / p->nb;
         float *r = realloc(p->row_max, (size_t)c->d * sizeof(float)), *cm = realloc(p->col_max, (size_t)c->d * sizeof(float));
         if (r) p->row_max = r;
@@ -211,8 +218,8 @@ static ms_status prepare(cmp *c, ms_err *err)
     return MS_OK;
 }
 
-/* One pass over this rank's contexts: forward, encode, add to the pairs' block `blk`. */
-static ms_status pass(cmp *c, int64_t blk, ms_progress *prog, double done0, ms_err *err)
+/* One pass over this rank's contexts: forward, encode, add to the active pairs' blocks. */
+static ms_status pass(cmp *c, ms_progress *prog, double done0, ms_err *err)
 {
     const ms_comm *comm = &c->app->comm;
     for (int64_t c0 = c->ctx0; c0 < c->ctx1; c0 += c->B) {
@@ -233,7 +240,7 @@ static ms_status pass(cmp *c, int64_t blk, ms_progress *prog, double done0, ms_e
             if (c->saes[i].needed) ms_sae_encode(&c->saes[i].sae, c->saes[i].f, c->h[c->jobs[i].model], rows);
         for (int k = 0; k < c->n_pairs; k++) {
             pair *p = &c->pairs[k];
-            if (blk < p->n_blocks) ms_corr_add(&p->corr, src_units(c, p->a), src_units(c, p->b), rows);
+            if (p->active) ms_corr_add(&p->corr, src_units(c, p->a), src_units(c, p->b), rows);
         }
         ms_progress_update(prog, done0 + (double)(c0 + nb - c->ctx0) * (double)c->T * comm->size);
     }
@@ -459,6 +466,29 @@ static ms_status write_outputs(cmp *c, const char *dir, double seconds, ms_err *
     return st;
 }
 
+/* Bytes of one block of a pair (ms_corr_block_cols's accounting). */
+static size_t block_bytes(const pair *p)
+{
+    return (size_t)p->da * (size_t)p->nb * (sizeof(double) + sizeof(float)) + 2 * sizeof(double) * (size_t)p->nb;
+}
+
+/* Picks the blocks of the next pass: at most one per pair, as many pairs as fit in
+ * compare.block_mb together (at least one). False when every block is done. */
+static bool next_pass(cmp *c, bool dry)
+{
+    size_t budget = (size_t)(c->cfg->compare.block_mb * 1048576.0), used = 0;
+    bool any = false;
+    for (int k = 0; k < c->n_pairs; k++) {
+        pair *p = &c->pairs[k];
+        p->active = false;
+        if (p->next_block >= p->n_blocks || (any && used + block_bytes(p) > budget)) continue;
+        p->active = true, any = true;
+        used += block_bytes(p);
+        if (dry) p->next_block++;
+    }
+    return any;
+}
+
 static void cmp_free(cmp *c)
 {
     for (int k = 0; k < c->n_pairs; k++) {
@@ -527,32 +557,36 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
             st = ms_decoder_best(p->drow_max, p->drow_arg, p->dcol_max, p->dcol_arg, c.saes[p->a].sae.p.W_dec,
                                  c.saes[p->b].sae.p.W_dec, p->da, p->db, c.d, err);
     }
-    int64_t n_pass = 1;
-    for (int k = 0; k < c.n_pairs; k++) n_pass = c.pairs[k].n_blocks > n_pass ? c.pairs[k].n_blocks : n_pass;
+    /* passes: the pairs' column blocks packed under compare.block_mb (counted dry first) */
+    int64_t n_pass = 0;
+    while (next_pass(&c, true)) n_pass++;
+    for (int k = 0; k < c.n_pairs; k++) c.pairs[k].next_block = 0;
     ms_log("compare: %d pair(s) (%s) over %lld contexts x %lld tokens on %d rank(s), %lld pass(es)", c.n_pairs,
            c.have_b ? "splitting + universality" : "splitting", (long long)c.n_ctx, (long long)c.T, comm->size,
            (long long)n_pass);
     ms_progress prog;
     ms_progress_init(&prog, "compare", "tokens", (double)(c.n_ctx * c.T * n_pass), c.cfg->run.log_every_s);
     double t_reduce = 0;
-    for (int64_t blk = 0; blk < n_pass && !st; blk++) {
+    for (int64_t ip = 0; ip < n_pass && !st; ip++) {
+        next_pass(&c, false);
         for (int k = 0; k < c.n_pairs && !st; k++) {
             pair *p = &c.pairs[k];
-            if (blk >= p->n_blocks) continue;
-            int64_t b0 = blk * p->nb, b1 = b0 + p->nb < p->db ? b0 + p->nb : p->db;
+            if (!p->active) continue;
+            int64_t b0 = p->next_block * p->nb, b1 = b0 + p->nb < p->db ? b0 + p->nb : p->db;
             st = ms_corr_init(&p->corr, p->da, p->db, b0, b1, err);
         }
         st = ms_comm_agree(comm, st, err);
-        if (!st) st = pass(&c, blk, &prog, (double)(blk * c.n_ctx * c.T), err);
+        if (!st) st = pass(&c, &prog, (double)(ip * c.n_ctx * c.T), err);
         st = ms_comm_agree(comm, st, err);
-        /* every pair's sums in one reduction each; then the best matches everywhere */
+        /* each active block's sums in ONE reduction; then the best matches everywhere */
         double tr = ms_time_now();
         for (int k = 0; k < c.n_pairs && !st; k++) {
             pair *p = &c.pairs[k];
-            if (blk >= p->n_blocks) continue;
+            if (!p->active) continue;
             st = ms_comm_allreduce_f64(comm, p->corr.sums, p->corr.n_sums, err);
             if (!st) ms_corr_best(&p->corr, p->row_max, p->row_arg, p->col_max, p->col_arg);
             ms_corr_free(&p->corr);
+            p->next_block++;
         }
         t_reduce += ms_time_now() - tr;
         st = ms_comm_agree(comm, st, err);

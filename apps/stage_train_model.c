@@ -114,7 +114,7 @@ static void run_fingerprint(const trainer *t, const char *tokens_fp, char out[17
     h = ms_fnv1a64(&t->m.cfg, sizeof t->m.cfg, h);
     /* the numeric settings (train_model.dir, a path, is not part of the run's identity) */
     h = ms_fnv1a64(&c->train_model, (size_t)((const char *)&c->train_model.dir - (const char *)&c->train_model), h);
-    int64_t v[2] = {c->corpus.context, c->run.seed};
+    int64_t v[2] = {c->corpus.context, c->train_model.seed ? c->train_model.seed : c->run.seed};
     h = ms_fnv1a64(v, sizeof v, h);
     h = ms_fnv1a64(tokens_fp, strlen(tokens_fp), h);
     snprintf(out, 17, "%016" PRIx64, h);
@@ -245,6 +245,8 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
     char *log_path = train_dir ? ms_path_join(train_dir, "log.jsonl") : NULL;
     if (!ckpt_path || !log_path) st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
     int threads = ms_blas_threads_set(comm, cfg->run.blas_threads);
+    /* model B differs from A by this seed only (the held-out split keeps run.seed) */
+    const int64_t seed = cfg->train_model.seed ? cfg->train_model.seed : cfg->run.seed;
 
     /* ---- data and model */
     if (st == MS_OK) st = ms_tokset_open(&tr.train, cfg->corpus.token_dir, "train", err);
@@ -293,7 +295,7 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
         tr.win = xcalloc((size_t)tr.T + 1, sizeof(int32_t), &st, err);
         tr.x = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
         tr.y = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
-        data_order_init(&tr.order, n_ctx_train, (uint64_t)cfg->run.seed);
+        data_order_init(&tr.order, n_ctx_train, (uint64_t)seed);
     }
     if (st == MS_OK) st = ms_model_params_bind(&mc, tr.grads, &tr.gv, err);
     st = ms_comm_agree(comm, st, err);
@@ -324,7 +326,7 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
             ms_log("train-model: resuming from %s at step %" PRId64, ckpt_path, step);
         }
     } else {
-        ms_model_init_random(&tr.m, (uint64_t)cfg->run.seed, 0.02f);
+        ms_model_init_random(&tr.m, (uint64_t)seed, 0.02f);
     }
     if (st == MS_OK && comm->rank == 0) {
         st = ms_mkdirs(train_dir, err);

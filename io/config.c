@@ -88,6 +88,7 @@ static const field ms_fields[] = {
     {"train_model.eval_batches", F_INT, OFF(train_model.eval_batches), 0, 1, BIG, "8", NULL, "held-out batches per evaluation"},
     {"train_model.log_every", F_INT, OFF(train_model.log_every), 0, 1, BIG, "10", NULL, "steps between metric lines"},
     {"train_model.dir", F_STR, OFF(train_model.dir), 0, 0, 0, "", NULL, "checkpoint and log (default <out_dir>/train_model)"},
+    {"train_model.seed", F_INT, OFF(train_model.seed), 0, 0, BIG, "0", NULL, "initialisation and data-order seed (0 = run.seed)"},
     /* model_b: the paper's second model, trained exactly like A with another seed */
     {"model_b.seed", F_INT, OFF(model_b.seed), 0, 0, BIG, "0", NULL, "seed of model B (0 = no model B)"},
     {"model_b.dir", F_STR, OFF(model_b.dir), 0, 0, 0, "", NULL, "model B directory (default <out_dir>/model-b)"},
@@ -148,7 +149,7 @@ static const field ms_fields[] = {
     /* compare: feature splitting and universality */
     {"compare.tokens", F_INT, OFF(compare.tokens), 0, 1, BIG, "65536", NULL, "train-split tokens over which activations are correlated"},
     {"compare.batch", F_INT, OFF(compare.batch), 0, 1, 65536, "16", NULL, "contexts per forward"},
-    {"compare.block_mb", F_INT, OFF(compare.block_mb), 0, 1, 1048576, "256", NULL, "MiB per rank for one pair's correlation sums (larger pairs: column blocks, one pass each)"},
+    {"compare.block_mb", F_REAL, OFF(compare.block_mb), 0, 0.001, 1048576, "256", NULL, "MiB per rank for the correlation sums of one pass over the tokens (larger pairs: column blocks, more passes)"},
     {"compare.family_min", F_REAL, OFF(compare.family_min), 0, -1, 1, "0.5", NULL, "decoder cosine a large-SAE feature needs to join the family of its best small-SAE match"},
 };
 #define N_FIELDS ((int)(sizeof ms_fields / sizeof ms_fields[0]))
@@ -746,13 +747,14 @@ static ms_status resolve(ms_config *cfg, ms_err *err)
     for (int i = 0; i < cfg->n_saes && !cfg->derived; i++)
         if (cfg->saes[i].model == 1 && cfg->model_b.seed == 0) {
             where w = {cfg->path, cfg->saes[i].line, cfg->saes[i].col};
-            return where_err(err, &w, "saes entry '%s': model B needs key 'model_b.seed' (a seed other than run.seed)",
+            return where_err(err, &w, "saes entry '%s': model B needs key 'model_b.seed' (a seed other than model A's)",
                              cfg->saes[i].name);
         }
-    if (!cfg->derived && cfg->model_b.seed != 0 && cfg->model_b.seed == cfg->run.seed) {
+    const int64_t seed_a = cfg->train_model.seed ? cfg->train_model.seed : cfg->run.seed;
+    if (!cfg->derived && cfg->model_b.seed != 0 && cfg->model_b.seed == seed_a) {
         where w = where_of(cfg, "model_b.seed");
-        return where_err(err, &w, "key 'model_b.seed': expected a seed other than run.seed (%lld): model B is "
-                         "model A's recipe with another seed", (long long)cfg->run.seed);
+        return where_err(err, &w, "key 'model_b.seed': expected a seed other than model A's (%lld): model B is "
+                         "model A's recipe with another seed", (long long)seed_a);
     }
 
     /* The schedule keys describe Anthropic's April 2024 recipe; every other recipe (the paper's
@@ -1030,7 +1032,7 @@ static ms_status derive_with(const ms_config *base, char **extra, int n_extra, c
 static bool model_b_overrides(const ms_config *base, char **ex, int *n)
 {
     char seed[32], tdir[4096];
-    snprintf(seed, sizeof seed, "run.seed=%lld", (long long)base->model_b.seed);
+    snprintf(seed, sizeof seed, "train_model.seed=%lld", (long long)base->model_b.seed);
     snprintf(tdir, sizeof tdir, "%s-b", base->train_model.dir);
     ex[(*n)++] = strdup(seed);
     ex[(*n)++] = quoted_override("model.dir", base->model_b.dir);

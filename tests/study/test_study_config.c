@@ -94,7 +94,8 @@ static void test_derived_sae(void **s)
     assert_string_equal(d.generate.out, "out/activations-b.h5");
     assert_string_equal(d.train_model.dir, "out/train_model-b");
     assert_string_equal(d.sae.out_dir, "elsewhere");
-    assert_int_equal(d.run.seed, 7);
+    assert_int_equal(d.train_model.seed, 7);
+    assert_int_equal(d.run.seed, 5); /* the held-out split and sampling stay model A's */
     ms_config_free(&d);
     ms_config_free(&c);
     /* an SAE's hash (its checkpoint identity) does not depend on the other entries */
@@ -119,7 +120,8 @@ static void test_derived_model_and_overrides(void **s)
     assert_int_equal(ms_config_derive_model(&c, 1, &b, &e), MS_OK);
     assert_string_equal(a.model.dir, "out/model");
     assert_string_equal(b.model.dir, "mb");
-    assert_int_equal(b.run.seed, 7);
+    assert_int_equal(b.train_model.seed, 7);
+    assert_int_equal(a.train_model.seed, 0);
     assert_true(a.sae.lr == 0.5 && b.sae.lr == 0.5); /* command-line overrides reach every derived config */
     ms_config_free(&a);
     ms_config_free(&b);
@@ -170,7 +172,7 @@ static void test_errors(void **s)
     expect_error("saes:\n  - {name: a, d_sae: abc}\n", "job.yaml:2:22: key 'sae.d_sae': expected a positive integer, got \"abc\"");
     expect_error("saes:\n  - {name: a}\n  - {name: a}\n", "job.yaml:3:5: saes entry 2: duplicate name 'a' (first at 2:5)");
     expect_error("saes:\n  - {name: a, model: B}\n",
-                 "job.yaml:2:5: saes entry 'a': model B needs key 'model_b.seed' (a seed other than run.seed)");
+                 "job.yaml:2:5: saes entry 'a': model B needs key 'model_b.seed' (a seed other than model A's)");
     expect_error("saes:\n  - {name: a, model: C}\n", "job.yaml:2:22: key 'saes.model': expected A or B, got \"C\"");
     expect_error("saes:\n  - {name: 'a/b'}\n",
                  "job.yaml:2:12: key 'saes.name': expected a name of letters, digits, '_', '.', '-' (at most 47, used in "
@@ -180,7 +182,10 @@ static void test_errors(void **s)
     expect_error("saes:\n  - {name: a, resample: 3}\n", "job.yaml:2:15: key 'sae.resample': expected a mapping of its keys, got a scalar");
     expect_error("saes:\n  - {name: a, d_sae: 3, d_sae: 4}\n", "job.yaml:2:25: duplicate key 'sae.d_sae' (first set at 2:15)");
     expect_error("run: {seed: 9}\nmodel_b: {seed: 9}\n",
-                 "job.yaml:2:11: key 'model_b.seed': expected a seed other than run.seed (9): model B is model A's recipe "
+                 "job.yaml:2:11: key 'model_b.seed': expected a seed other than model A's (9): model B is model A's recipe "
+                 "with another seed");
+    expect_error("train_model: {seed: 3}\nmodel_b: {seed: 3}\n",
+                 "job.yaml:2:11: key 'model_b.seed': expected a seed other than model A's (3): model B is model A's recipe "
                  "with another seed");
     expect_error("saes:\n  - {name: a}\nsaes: []\n", "job.yaml:3:1: duplicate key 'saes' (first set at 1:1)");
 }

@@ -115,6 +115,7 @@ typedef struct ms_config {
         int64_t warmup_steps;
         int64_t checkpoint_every, eval_every, eval_batches, log_every;
         char *dir; /* checkpoint and log (default "<out_dir>/train_model") */
+        int64_t seed; /* initialisation and data order; 0 = run.seed (model B: model_b.seed) */
     } train_model;
     struct {
         int64_t seed;      /* 0 = no model B; else the seed of a second model trained like A */
@@ -172,7 +173,7 @@ typedef struct ms_config {
     struct {
         int64_t tokens;    /* tokens (train split, from the start) for activation correlations */
         int64_t batch;     /* contexts per forward */
-        int64_t block_mb;  /* memory cap of one correlation block (Σxy of a pair, per rank) */
+        double block_mb;   /* MiB per rank for the correlation blocks of one pass (Σab of the pairs) */
         double family_min; /* decoder cosine a large feature needs to join its best small one */
     } compare;
     /* The `saes:` list: several SAEs from one job (a dictionary sweep, model B's SAEs). Each
@@ -218,8 +219,10 @@ ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, si
  * never blocks a resume. Caller frees out. Not collective. */
 ms_status ms_config_derive_sae(const ms_config *base, int i, ms_config *out, ms_err *err);
 /* The config of model A (model 0) or model B (model 1) as a single-model job: for B,
- * run.seed = model_b.seed, model.dir = model_b.dir, generate.out and sae.activations =
- * model_b.activations, train_model.dir = <out_dir>/train_model-b. No `saes`, no model_b. */
+ * train_model.seed = model_b.seed (initialisation and data order; run.seed, which also fixes
+ * the held-out split, the sampled positions and the SAE streams, stays), model.dir =
+ * model_b.dir, generate.out and sae.activations = model_b.activations, train_model.dir =
+ * <train_model.dir>-b. No `saes`, no model_b. */
 ms_status ms_config_derive_model(const ms_config *base, int model, ms_config *out, ms_err *err);
 /* "key=value" lines (value as in the dump) of every field whose key starts with one of the
  * NULL-terminated prefixes and not with one of `exclude` (may be NULL); malloc'd, caller
