@@ -5,7 +5,7 @@
 
 #include "app.h"
 
-#define MS_UNIT_MAX_INPUTS 16
+#define MS_UNIT_MAX_INPUTS 64 /* a unit reading every SAE of a sweep lists each */
 
 /* One unit: a stage for one model or one SAE ("train-model-b", "train-A0", "compare"). */
 typedef struct ms_unit {

@@ -194,7 +194,8 @@ static bool clear_for_redo(const run_plan *p, const plan_unit *pu)
     if (!strcmp(s, "train")) ck = ms_path_join(p->saes[pu->sae].dir, "checkpoint.safetensors");
     if (ck) unlink(ck);
     free(ck);
-    return !strcmp(s, "tokenizer-train") || !strcmp(s, "generate");
+    /* never tokenizer-train: its files may be GPT-2's; it keeps existing ones and says so */
+    return !strcmp(s, "generate");
 }
 
 enum { DO_SKIP = 0, DO_RUN, DO_RESUME, DO_REDO };
@@ -245,7 +246,15 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
         ms_log("== %s: redone: %s", label, out->note);
     else
         ms_log("== %s%s%s", label, out->note[0] ? ": " : "", out->note);
-    if ((st = ms_config_check_required(cfg, def->required, err))) return st; /* identical on every rank */
+    if ((st = ms_config_check_required(cfg, def->required, err))) { /* identical on every rank */
+        if (strcmp(pu->stage, "tokenizer-train") != 0 && strcmp(pu->stage, "tokenize") != 0) return st;
+        /* no corpus.paths: the job brings its tokenizer files and token shards */
+        ms_log("== %s: skipped, %s (the job uses existing tokenizer files and token shards)", label, err->msg);
+        snprintf(out->status, sizeof out->status, "skipped");
+        snprintf(out->note, sizeof out->note, "%.380s", err->msg);
+        ms_err_clear(err);
+        return MS_OK;
+    }
 
     ms_err werr = {0};
     ms_status wst = app->comm.rank == 0 ? ms_unit_write(cfg->run.out_dir, &pu->u, false, 0, &werr) : MS_OK;
