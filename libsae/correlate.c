@@ -32,7 +32,9 @@ ms_status ms_corr_init(ms_corr *c, int64_t da, int64_t db, int64_t b0, int64_t b
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory for correlation sums of %lld x %lld units (%.1f MiB)",
                           (long long)da, (long long)nb, (double)da * (double)nb * 12 / 1048576.0);
     }
-    memset(c->tmp, 0, (size_t)da * (size_t)nb * sizeof *c->tmp); /* first touch here */
+    /* first touch here, not in the accumulation */
+    memset(c->sums, 0, c->n_sums * sizeof *c->sums);
+    memset(c->tmp, 0, (size_t)da * (size_t)nb * sizeof *c->tmp);
     return MS_OK;
 }
 
