@@ -2,6 +2,7 @@
  * (eval.json per SAE, analyze's features-vs-neurons medians, compare/, training logs). A number
  * whose producer has not run is null with a reason, never guessed. */
 #include <cjson/cJSON.h>
+#include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,25 +149,94 @@ static void strip_arrays(cJSON *j)
         if (cJSON_IsArray(cJSON_GetObjectItem(j, big[i]))) cJSON_DeleteItemFromObject(j, big[i]);
 }
 
-static cJSON *features_vs_neurons(const ms_job_sae *saes, int n)
+/* A numeric string attribute of an HDF5 file's root (analyze writes its medians so), or NAN. */
+static double h5_attr_number(hid_t f, const char *name)
 {
-    /* the analyze stage's medians (its output per SAE); read when present */
+    double v = NAN;
+    if (H5Aexists(f, name) <= 0) return v;
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
+        char buf[128] = "";
+        if (H5Tis_variable_str(t) > 0) {
+            char *p = NULL;
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(t)); /* h5py writes UTF-8: HDF5 converts no charset */
+            if (H5Aread(a, mt, &p) >= 0 && p) snprintf(buf, sizeof buf, "%s", p);
+            if (p) H5free_memory(p);
+            H5Tclose(mt);
+        } else if (H5Tget_size(t) < sizeof buf) {
+            hid_t mt = H5Tcopy(t);
+            H5Tset_size(mt, sizeof buf - 1);
+            H5Tset_strpad(mt, H5T_STR_NULLTERM);
+            if (H5Aread(a, mt, buf) < 0) buf[0] = '\0';
+            H5Tclose(mt);
+        }
+        char *end;
+        double d = strtod(buf, &end);
+        if (end != buf) v = d;
+    } else if (t >= 0 && H5Tget_class(t) == H5T_FLOAT) {
+        H5Aread(a, H5T_NATIVE_DOUBLE, &v);
+    }
+    if (t >= 0) H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
+    return v;
+}
+
+/* The analyze stage's medians of one analysis file (docs/analysis.md), or NULL if absent. */
+static cJSON *analysis_medians(const char *path)
+{
+    static const char *const keys[] = {"median_top_token_share", "median_eff_tokens", "median_logit_agreement", NULL};
+    if (!ms_path_exists(path)) return NULL;
+    cJSON *o = NULL;
+    H5E_BEGIN_TRY /* a file that is not HDF5 reads as absent, without HDF5's error print */
+    {
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f >= 0) {
+            o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "file", path);
+            for (int i = 0; keys[i]; i++) {
+                double v = h5_attr_number(f, keys[i]);
+                if (isfinite(v))
+                    cJSON_AddNumberToObject(o, keys[i], v);
+                else
+                    cJSON_AddNullToObject(o, keys[i]);
+            }
+            H5Fclose(f);
+        }
+    }
+    H5E_END_TRY;
+    return o;
+}
+
+/* Features vs neurons: the analyze stage's measure medians per SAE (<sae dir>/analysis.h5)
+ * and for model A's neurons (<out_dir>/neurons/analysis.h5), where analyze writes them by
+ * default; read when present. */
+static cJSON *features_vs_neurons(const ms_config *cfg, const ms_job_sae *saes, int n)
+{
     cJSON *o = cJSON_CreateObject();
+    bool any = false;
+    char *np = ms_path_join(cfg->run.out_dir, "neurons/analysis.h5");
+    cJSON *nm = np ? analysis_medians(np) : NULL;
+    free(np);
+    any = any || nm;
+    if (nm)
+        cJSON_AddItemToObject(o, "neurons", nm);
+    else
+        cJSON_AddNullToObject(o, "neurons");
     for (int i = 0; i < n; i++) {
-        cJSON *a = read_json(saes[i].dir, "analyze.json");
-        cJSON *fv = a ? cJSON_DetachItemFromObject(a, "features_vs_neurons") : NULL;
-        if (fv)
-            cJSON_AddItemToObject(o, saes[i].name, fv);
+        char *p = ms_path_join(saes[i].dir, "analysis.h5");
+        cJSON *m = p ? analysis_medians(p) : NULL;
+        free(p);
+        any = any || m;
+        if (m)
+            cJSON_AddItemToObject(o, saes[i].name, m);
         else
             cJSON_AddNullToObject(o, saes[i].name);
-        cJSON_Delete(a);
     }
-    bool any = false;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, o) any = any || !cJSON_IsNull(c);
     if (!any)
-        cJSON_AddStringToObject(o, "null_reason", "no analyze output (<sae dir>/analyze.json): the analyze stage has "
-                                                  "not run (not built in this monosem)");
+        cJSON_AddStringToObject(o, "null_reason", "no analysis.h5 (<sae dir>/analysis.h5, <out_dir>/neurons/analysis.h5): "
+                                                  "the analyze stage has not run (not built in this monosem)");
     return o;
 }
 
@@ -187,7 +257,7 @@ ms_status ms_run_summary_write(const ms_config *cfg, const ms_unit_outcome *outc
         cJSON_AddItemToObject(models, ms_job_model_name(m), model_entry(cfg, m, saes, n));
     cJSON *arr = cJSON_AddArrayToObject(root, "saes");
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, sae_entry(&saes[i]));
-    cJSON_AddItemToObject(root, "features_vs_neurons", features_vs_neurons(saes, n));
+    cJSON_AddItemToObject(root, "features_vs_neurons", features_vs_neurons(cfg, saes, n));
 
     char *cdir = ms_path_join(cfg->run.out_dir, "compare");
     cJSON *split = cdir ? read_json(cdir, "splitting.json") : NULL, *univ = cdir ? read_json(cdir, "universality.json") : NULL;

@@ -117,8 +117,28 @@ for k in a:
 PY
 
 # ---- 2. again: every built unit is skipped (compare's record was made by `run`; the manual
-# compare above rewrote its outputs from the same configuration)
+# compare above rewrote its outputs from the same configuration). analysis files as the
+# analyze stage writes them (medians as string attributes) reach summary.json.
+"$py" - "$tmp/out" <<'PY' || fail "writing analysis.h5 stand-ins"
+import sys, os, h5py, numpy as np
+out = sys.argv[1]
+os.makedirs(out + '/neurons', exist_ok=True)
+with h5py.File(out + '/sae-A1/analysis.h5', 'w') as f:
+    f.attrs['median_top_token_share'] = '0.625'
+    f.attrs['median_eff_tokens'] = np.bytes_('3.5')
+with h5py.File(out + '/neurons/analysis.h5', 'w') as f:
+    f.attrs['median_top_token_share'] = '0.125'
+    f.attrs['median_logit_agreement'] = '0.25'
+PY
 run "$tmp/run2.log" "$tmp/job.yaml" || { cat "$tmp/run2.log"; fail "second run"; }
+"$py" - "$tmp/out/summary.json" <<'PY' || fail "features_vs_neurons in summary.json"
+import json, sys
+fv = json.load(open(sys.argv[1]))['features_vs_neurons']
+assert fv['A1']['median_top_token_share'] == 0.625 and fv['A1']['median_eff_tokens'] == 3.5, fv
+assert fv['A1']['median_logit_agreement'] is None and fv['A0'] is None, fv
+assert fv['neurons']['median_top_token_share'] == 0.125 and fv['neurons']['median_logit_agreement'] == 0.25, fv
+assert 'null_reason' not in fv, fv
+PY
 n_skip=$(grep -c ": skipped, up to date" "$tmp/run2.log")
 [ "$n_skip" -eq 10 ] || { cat "$tmp/run2.log"; fail "second run: expected 10 units skipped, got $n_skip"; }
 grep -q "resuming\|redone" "$tmp/run2.log" && fail "second run redid something"
