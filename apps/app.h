@@ -58,9 +58,13 @@ typedef struct ms_job_sae {
     char *dir;         /* the SAE's out_dir: sae.h5, saelens/, metrics.jsonl */
     char *model_dir;   /* the model whose hook it reads */
     char *activations; /* the activations file it was trained on */
+    int model;         /* 0 = model A, 1 = model B */
+    int64_t d_sae;
+    int index;         /* entry of cfg->saes, -1 for the sae section (ms_config_derive_sae) */
 } ms_job_sae;
-/* Every SAE the job describes, in job order; *out malloc'd, free with ms_job_saes_free.
- * Not collective (a pure function of the config). */
+/* Every SAE the job describes, in job order (the saes: list, or else the sae section); *out
+ * malloc'd, free with ms_job_saes_free. Not collective (a pure function of the config). The
+ * full config of one SAE: ms_config_derive_sae(cfg, s->index, ...). */
 ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err);
 void ms_job_saes_free(ms_job_sae *s, int n);
 /* Where `monosem analyze` writes (and report reads) a dictionary's analysis.h5: under
@@ -68,13 +72,27 @@ void ms_job_saes_free(ms_job_sae *s, int n);
  * <out_dir>/neurons for the neurons). malloc'd; NULL on OOM. */
 char *ms_job_analysis_path(const ms_config *cfg, const char *name, const char *beside);
 
-/* COLLECTIVE. Locks the outputs `stage` writes (apps/stage_lock.c): tokenize and generate the
- * token directory, generate <out> (as .<name>.lock beside it), train-model
- * <run.out_dir>/train_model, train sae.out_dir. locks has room for 4; *n are held on return
- * (none on error: another live run holds one, named with host and pid). */
+/* COLLECTIVE. Output locks (apps/stage_lock.c, io/lock.c): a second run into the same output
+ * stops at once naming the first one's host and pid. ms_app_lock_outputs takes what the stage
+ * shares across models (tokenize and generate: `.<dir>.lock` beside the token directory);
+ * ms_app_lock_model_outputs one model's outputs (generate: `.<file>.lock` beside generate.out;
+ * train-model: train_model.dir), called by ms_job_each_model per model; ms_app_lock_dir one
+ * directory (train: each SAE's out_dir). The directory is created. locks has room for
+ * MS_APP_MAX_LOCKS; *n are held on return (none on error). */
 #define MS_APP_MAX_LOCKS 4
 ms_status ms_app_lock_outputs(const ms_app *app, const char *stage, ms_lock *locks, int *n, ms_err *err);
+ms_status ms_app_lock_model_outputs(const ms_app *app, const char *stage, ms_lock *l, int *n, ms_err *err);
+ms_status ms_app_lock_dir(const ms_app *app, const char *dir, ms_lock *l, ms_err *err);
 void ms_app_unlock(ms_lock *locks, int n);
+
+/* The job's models: 1, or 2 with model_b.seed set. Model m's config: ms_config_derive_model. */
+int ms_job_models(const ms_config *cfg);
+/* "A" / "B". */
+const char *ms_job_model_name(int model);
+/* Runs a stage body for model A (app as is) and, when the job has model B, again on B's
+ * derived config with its own run record (<out_dir>/run-<stage>-b.yaml). `--only A|B` picks
+ * one. COLLECTIVE (the body is). */
+ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err);
 
 /* Stage entry points (one file each under apps/). */
 ms_status ms_stage_config(ms_app *app, ms_err *err);
@@ -91,5 +109,6 @@ ms_status ms_stage_eval(ms_app *app, ms_err *err);
 ms_status ms_stage_run(ms_app *app, ms_err *err);
 ms_status ms_stage_report(ms_app *app, ms_err *err);
 ms_status ms_stage_analyze(ms_app *app, ms_err *err);
+ms_status ms_stage_compare(ms_app *app, ms_err *err);
 
 #endif

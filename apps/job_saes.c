@@ -1,4 +1,5 @@
-/* The SAEs a job describes, as one list that eval, analyze and report iterate over. */
+/* The SAEs and models a job describes, as lists that train, eval, analyze, compare and report
+ * iterate over. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,24 +7,41 @@
 
 static char *dup_str(const char *s) { return s ? strdup(s) : strdup(""); }
 
+int ms_job_models(const ms_config *cfg) { return cfg->model_b.seed != 0 ? 2 : 1; }
+
+const char *ms_job_model_name(int model) { return model == 1 ? "B" : "A"; }
+
 ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err)
 {
     *out = NULL;
     *n = 0;
-    /* Today a job trains one SAE (the sae section). A job with several SAEs (a dictionary
-     * sweep, a second model) adds entries here; every consumer already loops over the list. */
-    ms_job_sae *s = calloc(1, sizeof *s);
+    /* without a saes: list the sae section is the job's one SAE */
+    int count = cfg->n_saes > 0 ? cfg->n_saes : 1;
+    ms_job_sae *s = calloc((size_t)count, sizeof *s);
     if (!s) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    snprintf(s->name, sizeof s->name, "%s", "sae");
-    s->dir = dup_str(cfg->sae.out_dir);
-    s->model_dir = dup_str(cfg->model.dir);
-    s->activations = dup_str(cfg->sae.activations);
-    if (!s->dir || !s->model_dir || !s->activations) {
-        ms_job_saes_free(s, 1);
-        return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < count; i++) {
+        int idx = cfg->n_saes > 0 ? i : -1;
+        ms_config d;
+        ms_status st = ms_config_derive_sae(cfg, idx, &d, err);
+        if (st) {
+            ms_job_saes_free(s, count);
+            return st;
+        }
+        snprintf(s[i].name, sizeof s[i].name, "%s", idx < 0 ? "sae" : cfg->saes[i].name);
+        s[i].dir = dup_str(d.sae.out_dir);
+        s[i].model_dir = dup_str(d.model.dir);
+        s[i].activations = dup_str(d.sae.activations);
+        s[i].model = idx < 0 ? 0 : cfg->saes[i].model;
+        s[i].d_sae = d.sae.d_sae;
+        s[i].index = idx;
+        ms_config_free(&d);
+        if (!s[i].dir || !s[i].model_dir || !s[i].activations) {
+            ms_job_saes_free(s, count);
+            return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        }
     }
     *out = s;
-    *n = 1;
+    *n = count;
     return MS_OK;
 }
 
@@ -45,4 +63,44 @@ char *ms_job_analysis_path(const ms_config *cfg, const char *name, const char *b
     char *p = dir ? ms_path_join(dir, "analysis.h5") : NULL;
     free(dir);
     return p;
+}
+
+/* One model's stage body under the lock of that model's outputs. COLLECTIVE. */
+static ms_status locked(ms_app *app, ms_stage_fn one, ms_err *err)
+{
+    ms_lock lk;
+    int n = 0;
+    ms_status st = ms_app_lock_model_outputs(app, app->stage, &lk, &n, err);
+    if (st) return st;
+    st = one(app, err);
+    st = ms_comm_agree(&app->comm, st, err);
+    if (n) ms_lock_release(&lk);
+    return st;
+}
+
+ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err)
+{
+    const char *only = ms_app_option(app, "only");
+    if (only && strcmp(only, "A") != 0 && strcmp(only, "B") != 0)
+        return ms_err_set(err, MS_ERR_USAGE, "monosem %s --only %s: expected A or B (the job's models)", app->stage, only);
+    if (only && strcmp(only, "B") == 0 && ms_job_models(&app->cfg) < 2)
+        return ms_err_set(err, MS_ERR_USAGE, "monosem %s --only B: the job has no model B (model_b.seed is 0)", app->stage);
+    ms_status st = MS_OK;
+    if (!only || strcmp(only, "A") == 0) st = locked(app, one, err);
+    if (st || ms_job_models(&app->cfg) < 2 || (only && strcmp(only, "B") != 0)) return st;
+    /* model B: the same stage on B's derived config, with its own run record */
+    ms_app sub = *app;
+    if ((st = ms_config_derive_model(&app->cfg, 1, &sub.cfg, err))) return st;
+    char label[32];
+    snprintf(label, sizeof label, "%s-b", app->stage);
+    ms_log("== %s: model B (seed %lld) -> %s", app->stage, (long long)sub.cfg.train_model.seed, sub.cfg.model.dir);
+    ms_runrec_init(&sub.rec, label);
+    st = locked(&sub, one, err);
+    st = ms_comm_agree(&app->comm, st, err);
+    ms_err rerr = {0};
+    ms_status rst = ms_runrec_write(&sub.rec, &app->comm, &sub.cfg, app->cfg.run.out_dir, st, &rerr);
+    rst = ms_comm_agree(&app->comm, rst, &rerr);
+    ms_config_free(&sub.cfg);
+    if (!st && rst) st = ms_err_set(err, rerr.status, "%s", rerr.msg);
+    return st;
 }

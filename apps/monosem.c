@@ -15,6 +15,9 @@ static void usage(FILE *f)
     fprintf(f, "\nEvery stage runs under mpirun (monosem <stage> works as 1 rank). Job keys and\n"
                "their defaults (override any with --key=value):\n\n");
     ms_config_describe(f);
+    fprintf(f, "  %-28s %-14s %s\n", "saes", "[]",
+            "several SAEs: a list of {name, model: A|B, any sae key} over the sae section, "
+            "outputs in <out_dir>/sae-<name> (docs/formats.md)");
 }
 
 /* Rank 0 reads the job file; every rank gets the bytes (or the read error) and parses them

@@ -329,6 +329,11 @@ static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *
     }
     int n = 0;
     for (int i = 0; i < ns && !st; i++) {
+        if (saes[i].model != 0) { /* analyze covers model A; B's numbers are in summary.json */
+            ms_log("report: %s (model %s) not shown: analyze covers model A's SAEs (its eval and "
+                   "universality numbers are in summary.json)", saes[i].name, ms_job_model_name(saes[i].model));
+            continue;
+        }
         rdict *r = &d[n++];
         snprintf(r->name, sizeof r->name, "%s", saes[i].name);
         r->kind = "features";

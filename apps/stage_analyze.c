@@ -55,7 +55,8 @@ typedef struct az {
     int d;
     bool ln_needed, logits_ok;
     ms_job_sae *saes;
-    int n_saes;
+    int n_saes;     /* the SAEs analysed (model A's), first in saes */
+    int n_saes_all; /* entries of saes (freed) */
     dict *dicts;
     int n_dicts;
     int64_t T, n_ctx, n_blocks, blk0, blk1, enc_ctx;
@@ -85,7 +86,7 @@ static void az_free(az *a)
         for (int m = 0; m < N_MEASURES; m++) free(d->measure[m]);
     }
     free(a->dicts);
-    ms_job_saes_free(a->saes, a->n_saes);
+    ms_job_saes_free(a->saes, a->n_saes_all);
     ms_tokset_close(&a->ts);
     if (a->have_model) ms_model_free(&a->model);
     ms_model_acts_free(&a->acts);
@@ -176,6 +177,21 @@ static ms_status az_prepare(az *a, ms_err *err)
 
     st = ms_job_saes(cfg, &a->saes, &a->n_saes, err);
     if (st) return st;
+    /* model A's SAEs and neurons (the paper's dashboards); model B's SAEs are compared with
+     * A's by `monosem compare` (universality) and evaluated by `monosem eval` */
+    int keep = 0;
+    for (int i = 0; i < a->n_saes; i++) {
+        if (a->saes[i].model == 0) {
+            ms_job_sae t = a->saes[keep];
+            a->saes[keep++] = a->saes[i];
+            a->saes[i] = t;
+        } else {
+            ms_log("analyze: %s (model %s) skipped: analyze covers model A's SAEs and neurons", a->saes[i].name,
+                   ms_job_model_name(a->saes[i].model));
+        }
+    }
+    a->n_saes_all = a->n_saes;
+    a->n_saes = keep;
     a->n_dicts = a->n_saes + 1;
     a->dicts = calloc((size_t)a->n_dicts, sizeof *a->dicts);
     if (!a->dicts) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");

@@ -1,5 +1,7 @@
 /* `monosem eval job.yaml`: every SAE of the job measured on held-out text with the paper's
  * numbers (the pass lives in eval_run.c; this stage only wires the job's SAEs to it). */
+#include <stdlib.h>
+
 #include "eval.h"
 
 ms_status ms_stage_eval(ms_app *app, ms_err *err)
@@ -7,7 +9,29 @@ ms_status ms_stage_eval(ms_app *app, ms_err *err)
     ms_job_sae *saes = NULL;
     int n = 0;
     ms_status st = ms_job_saes(&app->cfg, &saes, &n, err);
-    if (!st) st = ms_eval_run(app, saes, n, err);
+    if (st) return st;
+    /* one pass per model (a pass shares one model's forward): model A's SAEs, then model B's
+     * on B's derived config (same held-out tokens: the split follows run.seed, which B keeps) */
+    ms_job_sae *sel = calloc((size_t)n + 1, sizeof *sel); /* shallow copies: strings stay owned by saes */
+    if (!sel) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    for (int m = 0; !st && m < ms_job_models(&app->cfg); m++) {
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (saes[i].model == m) sel[k++] = saes[i];
+        if (k == 0) continue;
+        if (m == 0) {
+            st = ms_eval_run(app, sel, k, err);
+            continue;
+        }
+        ms_config mine = app->cfg, derived;
+        if ((st = ms_config_derive_model(&mine, m, &derived, err))) break;
+        ms_log("== eval: model %s (%s)", ms_job_model_name(m), derived.model.dir);
+        app->cfg = derived;
+        st = ms_eval_run(app, sel, k, err);
+        app->cfg = mine;
+        ms_config_free(&derived);
+    }
+    free(sel);
     ms_job_saes_free(saes, n);
     return st;
 }

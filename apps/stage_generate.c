@@ -430,7 +430,7 @@ static ms_status gen_open(gen *g, ms_err *err)
     return st;
 }
 
-ms_status ms_stage_generate(ms_app *app, ms_err *err)
+static ms_status generate_one(ms_app *app, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
@@ -623,3 +623,6 @@ done:
     gen_free(&g);
     return st;
 }
+
+/* Model A, then model B when the job has one (--only A|B picks one). */
+ms_status ms_stage_generate(ms_app *app, ms_err *err) { return ms_job_each_model(app, generate_one, err); }

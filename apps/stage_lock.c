@@ -46,35 +46,31 @@ ms_status ms_app_lock_outputs(const ms_app *app, const char *stage, ms_lock *loc
     if (!app->have_cfg) return MS_OK;
     const ms_config *c = &app->cfg;
     ms_status st = MS_OK;
+    /* the token directory, shared by both models; per-model and per-SAE outputs are locked by
+     * the stage bodies (ms_app_lock_model_outputs, ms_app_lock_dir) */
     if (strcmp(stage, "tokenize") == 0 || (strcmp(stage, "generate") == 0 && c->corpus.n_paths > 0)) {
         st = lock_beside(app, c->corpus.token_dir, &locks[*n], err);
         if (st) return st;
         (*n)++;
     }
-    if (strcmp(stage, "generate") == 0) {
-        st = lock_beside(app, c->generate.out, &locks[*n], err);
-        if (st) goto fail;
-        (*n)++;
-    }
-    if (strcmp(stage, "train-model") == 0) {
-        char *dir = ms_path_join(c->run.out_dir, "train_model");
-        st = dir ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-        st = ms_comm_agree(&app->comm, st, err);
-        if (!st) st = lock_in(app, dir, LOCK_NAME, dir, &locks[*n], err);
-        free(dir);
-        if (st) goto fail;
-        (*n)++;
-    }
-    if (strcmp(stage, "train") == 0) {
-        st = lock_in(app, c->sae.out_dir, LOCK_NAME, c->sae.out_dir, &locks[*n], err);
-        if (st) goto fail;
-        (*n)++;
-    }
     return MS_OK;
-fail:
-    ms_app_unlock(locks, *n);
+}
+
+ms_status ms_app_lock_model_outputs(const ms_app *app, const char *stage, ms_lock *l, int *n, ms_err *err)
+{
     *n = 0;
+    const ms_config *c = &app->cfg;
+    ms_status st = MS_OK;
+    if (strcmp(stage, "generate") == 0) st = lock_beside(app, c->generate.out, l, err);
+    else if (strcmp(stage, "train-model") == 0) st = ms_app_lock_dir(app, c->train_model.dir, l, err);
+    else return MS_OK;
+    if (!st) *n = 1;
     return st;
+}
+
+ms_status ms_app_lock_dir(const ms_app *app, const char *dir, ms_lock *l, ms_err *err)
+{
+    return lock_in(app, dir, LOCK_NAME, dir, l, err);
 }
 
 void ms_app_unlock(ms_lock *locks, int n)

@@ -1,68 +1,358 @@
-/* `monosem run job.yaml`: the pipeline stages in order in one launch, each with its own run
- * record; stages whose outputs already exist are skipped, the others resume or start. */
+/* `monosem run job.yaml`: every stage the job asks for, in pipeline order, in one launch — per
+ * model and per SAE. A unit whose outputs are complete and were made from the same
+ * configuration and inputs is skipped; a partial one resumes; one whose keys or inputs changed
+ * is redone with a note saying why (records in <out_dir>/stages/, run_state.c). Ends with
+ * <out_dir>/summary.json and the dashboard's path. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "app.h"
+#include "run_state.h"
 
-static const char *const pipeline[] = {"tokenizer-train", "tokenize", "train-model", "generate", "train", "eval",
-                                       "analyze", "report"};
+static const char *const pipeline[] = {"tokenizer-train", "tokenize", "train-model", "generate", "train",
+                                       "eval",            "analyze",  "compare",     "report"};
+#define N_PIPELINE ((int)(sizeof pipeline / sizeof pipeline[0]))
+#define MAX_UNITS 256
 
-/* True on every rank if rank 0 sees the file (ranks agree even without a shared view). */
-static bool exists_agreed(const ms_app *app, const char *path)
+typedef struct plan_unit {
+    ms_unit u;
+    const char *stage;
+    char only[64];   /* --only value ("" = none) */
+    int model;       /* 0/1 for per-model units */
+    int sae;         /* index into the job's SAEs for train units, -1 otherwise */
+    bool own_record; /* the stage writes its own run record (model B units) */
+} plan_unit;
+
+typedef struct run_plan {
+    plan_unit units[MAX_UNITS];
+    int n;
+    ms_job_sae *saes;
+    int n_saes;
+    ms_config model_cfg[2];
+    ms_config *sae_cfg; /* n_saes derived configs */
+} run_plan;
+
+static bool stage_wanted(const ms_config *cfg, const char *stage)
 {
-    int e = app->comm.rank == 0 && ms_path_exists(path);
-    ms_comm_bcast(&app->comm, &e, sizeof e, 0, NULL);
-    return e != 0;
+    if (cfg->run.n_stages == 0) return true;
+    for (int i = 0; i < cfg->run.n_stages; i++)
+        if (strcmp(cfg->run.stages[i], stage) == 0) return true;
+    return false;
 }
 
-/* Outputs that make a stage unnecessary: tokenizer files (tokenizer-train keeps existing ones
- * anyway) or a finished model. The other stages decide for themselves (they resume). */
-static bool finished(const ms_app *app, const char *stage)
+static const char *unit_hash_of(const run_plan *p, const char *name)
 {
-    if (strcmp(stage, "tokenizer-train") == 0)
-        return exists_agreed(app, app->cfg.tokenizer.vocab) && exists_agreed(app, app->cfg.tokenizer.merges);
-    if (strcmp(stage, "train-model") == 0) {
-        char *p = ms_path_join(app->cfg.model.dir, "model.safetensors");
-        bool done = p && exists_agreed(app, p);
-        free(p);
-        return done;
+    for (int i = 0; i < p->n; i++)
+        if (strcmp(p->units[i].u.name, name) == 0) return p->units[i].u.hash;
+    return NULL;
+}
+
+/* Adds a unit; keys from cfg by prefixes (minus exclude); inputs: the named earlier units. */
+static ms_status add_unit(run_plan *p, const char *stage, const char *name, const ms_config *cfg,
+                          const char *const *prefixes, const char *const *exclude, const char *const *inputs,
+                          int n_inputs, ms_err *err)
+{
+    if (p->n >= MAX_UNITS) return ms_err_set(err, MS_ERR_UNSUPPORTED, "monosem run: more than %d units of work", MAX_UNITS);
+    plan_unit *pu = &p->units[p->n];
+    memset(pu, 0, sizeof *pu);
+    snprintf(pu->u.name, sizeof pu->u.name, "%s", name);
+    snprintf(pu->u.stage, sizeof pu->u.stage, "%s", stage);
+    pu->stage = stage;
+    pu->sae = -1;
+    if (!(pu->u.keys = ms_config_subset(cfg, prefixes, exclude))) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n_inputs; i++) {
+        const char *h = unit_hash_of(p, inputs[i]);
+        if (h) ms_unit_input(&pu->u, inputs[i], h);
     }
-    return false;
+    ms_unit_hash(&pu->u);
+    p->n++;
+    return MS_OK;
+}
+
+static void plan_free(run_plan *p)
+{
+    for (int i = 0; i < p->n; i++) free(p->units[i].u.keys);
+    for (int m = 0; m < 2; m++) ms_config_free(&p->model_cfg[m]);
+    for (int i = 0; p->sae_cfg && i < p->n_saes; i++) ms_config_free(&p->sae_cfg[i]);
+    free(p->sae_cfg);
+    ms_job_saes_free(p->saes, p->n_saes);
+}
+
+/* The units of the whole pipeline, from the configuration alone (identical on every rank). */
+static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
+{
+    static const char *const tok_keys[] = {"tokenizer.", "corpus.paths", "corpus.format", "corpus.delimiter",
+                                           "corpus.text_field", NULL};
+    static const char *const corpus_keys[] = {"corpus.", NULL};
+    static const char *const tm_keys[] = {"model.", "train_model.", "corpus.context", "run.seed", NULL};
+    static const char *const tm_excl[] = {"model.hook", "train_model.log_every", "train_model.checkpoint_every",
+                                          "train_model.eval_every", "train_model.eval_batches", NULL};
+    static const char *const gen_keys[] = {"generate.", "model.hook", "model.dir", "run.seed", "corpus.context", NULL};
+    static const char *const gen_excl[] = {"generate.batch", NULL};
+    static const char *const sae_keys[] = {"sae.", "run.seed", NULL};
+    static const char *const sae_excl[] = {"sae.log_every", "sae.checkpoint_every", NULL};
+    static const char *const eval_keys[] = {"eval.", NULL};
+    static const char *const analyze_keys[] = {"analyze.", NULL};
+    static const char *const compare_keys[] = {"compare.", "model.hook", NULL};
+    static const char *const none[] = {"-", NULL};
+    ms_status st = ms_job_saes(cfg, &p->saes, &p->n_saes, err);
+    if (st) return st;
+    const int n_models = ms_job_models(cfg);
+    for (int m = 0; m < n_models && !st; m++) st = ms_config_derive_model(cfg, m, &p->model_cfg[m], err);
+    if (!st && !(p->sae_cfg = calloc((size_t)p->n_saes, sizeof *p->sae_cfg)))
+        st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < p->n_saes && !st; i++) st = ms_config_derive_sae(cfg, p->saes[i].index, &p->sae_cfg[i], err);
+    if (st) return st;
+
+    const char *in_tok[] = {"tokenizer-train"}, *in_corpus[] = {"tokenize"};
+    st = add_unit(p, "tokenizer-train", "tokenizer-train", cfg, tok_keys, NULL, NULL, 0, err);
+    if (!st) st = add_unit(p, "tokenize", "tokenize", cfg, corpus_keys, NULL, in_tok, 1, err);
+    for (int m = 0; m < n_models && !st; m++) {
+        char name[80];
+        snprintf(name, sizeof name, "train-model%s", m ? "-b" : "");
+        st = add_unit(p, "train-model", name, &p->model_cfg[m], tm_keys, tm_excl, in_corpus, 1, err);
+        if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m == 1;
+        if (!st && n_models > 1) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
+    }
+    for (int m = 0; m < n_models && !st; m++) {
+        char name[80], tm[80];
+        snprintf(name, sizeof name, "generate%s", m ? "-b" : "");
+        snprintf(tm, sizeof tm, "train-model%s", m ? "-b" : "");
+        const char *in[] = {"tokenize", tm};
+        st = add_unit(p, "generate", name, &p->model_cfg[m], gen_keys, gen_excl, in, 2, err);
+        if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m == 1;
+        if (!st && n_models > 1) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
+    }
+    const char *trained[MS_UNIT_MAX_INPUTS];
+    int n_trained = 0;
+    char names[MS_UNIT_MAX_INPUTS][80];
+    for (int i = 0; i < p->n_saes && !st; i++) {
+        char name[80], gen[80];
+        snprintf(name, sizeof name, "train-%s", p->saes[i].name);
+        snprintf(gen, sizeof gen, "generate%s", p->saes[i].model ? "-b" : "");
+        const char *in[] = {gen};
+        st = add_unit(p, "train", name, &p->sae_cfg[i], sae_keys, sae_excl, in, 1, err);
+        if (st) break;
+        plan_unit *pu = &p->units[p->n - 1];
+        pu->sae = i, pu->model = p->saes[i].model;
+        snprintf(pu->only, sizeof pu->only, "%s", p->saes[i].name);
+        if (n_trained < MS_UNIT_MAX_INPUTS - 3) {
+            snprintf(names[n_trained], sizeof names[0], "%s", name);
+            trained[n_trained] = names[n_trained];
+            n_trained++;
+        }
+    }
+    if (st) return st;
+    trained[n_trained++] = "train-model";
+    if (n_models > 1) trained[n_trained++] = "train-model-b";
+    trained[n_trained++] = "tokenize";
+    st = add_unit(p, "eval", "eval", cfg, eval_keys, NULL, trained, n_trained, err);
+    if (!st) st = add_unit(p, "analyze", "analyze", cfg, analyze_keys, NULL, trained, n_trained, err);
+    if (!st) st = add_unit(p, "compare", "compare", cfg, compare_keys, NULL, trained, n_trained, err);
+    const char *in_report[] = {"eval", "analyze", "compare"};
+    if (!st) st = add_unit(p, "report", "report", cfg, none, NULL, in_report, 3, err);
+    return st;
+}
+
+static bool exists_join(const char *dir, const char *name)
+{
+    char *p = ms_path_join(dir, name);
+    bool e = p && ms_path_exists(p);
+    free(p);
+    return e;
+}
+
+/* The unit's known outputs are all there (rank 0's view). */
+static bool outputs_present(const run_plan *p, const plan_unit *pu, const ms_config *cfg)
+{
+    const char *s = pu->stage;
+    const ms_config *mc = &p->model_cfg[pu->model];
+    if (!strcmp(s, "tokenizer-train")) return ms_path_exists(cfg->tokenizer.vocab) && ms_path_exists(cfg->tokenizer.merges);
+    if (!strcmp(s, "tokenize")) return exists_join(cfg->corpus.token_dir, MS_TOKENS_MANIFEST);
+    if (!strcmp(s, "train-model")) return exists_join(mc->model.dir, "model.safetensors");
+    if (!strcmp(s, "generate")) return ms_path_exists(mc->generate.out);
+    if (!strcmp(s, "train"))
+        return exists_join(p->saes[pu->sae].dir, "sae.h5") && exists_join(p->saes[pu->sae].dir, "saelens/sae_weights.safetensors");
+    if (!strcmp(s, "eval")) {
+        for (int i = 0; i < p->n_saes; i++)
+            if (!exists_join(p->saes[i].dir, "eval.json")) return false;
+        return true;
+    }
+    if (!strcmp(s, "compare"))
+        return exists_join(cfg->run.out_dir, "compare/splitting.json") && exists_join(cfg->run.out_dir, "compare/universality.json");
+    if (!strcmp(s, "report")) return exists_join(cfg->run.out_dir, "report/index.html");
+    if (!strcmp(s, "analyze")) { /* every dictionary's analysis.h5 */
+        bool all = true;
+        for (int i = 0; i < p->n_saes && all; i++) {
+            char *a = ms_job_analysis_path(cfg, p->saes[i].name, p->saes[i].dir);
+            all = a && ms_path_exists(a);
+            free(a);
+        }
+        char *nb = ms_path_join(cfg->run.out_dir, "neurons");
+        char *a = nb ? ms_job_analysis_path(cfg, "neurons", nb) : NULL;
+        all = all && a && ms_path_exists(a);
+        free(nb), free(a);
+        return all;
+    }
+    return true;
+}
+
+/* Clears state that would make a stage resume a run of another configuration (rank 0);
+ * returns true if the stage must be told --force instead. */
+static bool clear_for_redo(const run_plan *p, const plan_unit *pu)
+{
+    const char *s = pu->stage;
+    char *ck = NULL;
+    if (!strcmp(s, "train-model")) ck = ms_path_join(p->model_cfg[pu->model].train_model.dir, "checkpoint.safetensors");
+    if (!strcmp(s, "train")) ck = ms_path_join(p->saes[pu->sae].dir, "checkpoint.safetensors");
+    if (ck) unlink(ck);
+    free(ck);
+    /* never tokenizer-train: its files may be GPT-2's; it keeps existing ones and says so */
+    return !strcmp(s, "generate");
+}
+
+enum { DO_SKIP = 0, DO_RUN, DO_RESUME, DO_REDO };
+
+static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, ms_unit_outcome *out, ms_err *err)
+{
+    const ms_config *cfg = &app->cfg;
+    const ms_stage *def = ms_stage_find(pu->stage);
+    char label[128];
+    snprintf(label, sizeof label, "%s%s%s", pu->stage, pu->only[0] ? " " : "", pu->only);
+    snprintf(out->unit, sizeof out->unit, "%s", pu->u.name);
+    if (!def || !def->run) {
+        snprintf(out->status, sizeof out->status, "not-built");
+        snprintf(out->note, sizeof out->note, "stage '%s' is not built in monosem %s", pu->stage, MS_VERSION_STRING);
+        ms_log("== %s: not built in monosem %s: skipped (summary.json says what is missing)", label, MS_VERSION_STRING);
+        return MS_OK;
+    }
+    /* rank 0 decides from its records; every rank follows */
+    int32_t dec[2] = {DO_RUN, 0}; /* action, force */
+    if (app->comm.rank == 0) {
+        ms_unit_record r;
+        bool have = ms_unit_read(cfg->run.out_dir, pu->u.name, &r);
+        bool same = have && strcmp(r.hash, pu->u.hash) == 0;
+        if (have && same && r.complete && outputs_present(p, pu, cfg)) {
+            dec[0] = DO_SKIP;
+            snprintf(out->note, sizeof out->note, "up to date (hash %s)", pu->u.hash);
+        } else if (have && !same) {
+            dec[0] = DO_REDO;
+            ms_unit_why(&pu->u, &r, out->note, sizeof out->note);
+            dec[1] = clear_for_redo(p, pu);
+        } else if (have && !r.complete) {
+            dec[0] = DO_RESUME;
+            snprintf(out->note, sizeof out->note, "a run of the same configuration was interrupted: resuming");
+        } else if (have) {
+            snprintf(out->note, sizeof out->note, "outputs missing: running again");
+        }
+        if (have) ms_unit_record_free(&r);
+    }
+    ms_status st = ms_comm_bcast(&app->comm, dec, sizeof dec, 0, err);
+    if (st) return st;
+    static const char *const what[] = {"skipped", "ran", "resumed", "redone"};
+    snprintf(out->status, sizeof out->status, "%s", what[dec[0]]);
+    if (dec[0] == DO_SKIP) {
+        ms_log("== %s: skipped, %s", label, out->note);
+        return MS_OK;
+    }
+    if (dec[0] == DO_REDO)
+        ms_log("== %s: redone: %s", label, out->note);
+    else
+        ms_log("== %s%s%s", label, out->note[0] ? ": " : "", out->note);
+    if ((st = ms_config_check_required(cfg, def->required, err))) { /* identical on every rank */
+        if (strcmp(pu->stage, "tokenizer-train") != 0 && strcmp(pu->stage, "tokenize") != 0) return st;
+        /* no corpus.paths: the job brings its tokenizer files and token shards */
+        ms_log("== %s: skipped, %s (the job uses existing tokenizer files and token shards)", label, err->msg);
+        snprintf(out->status, sizeof out->status, "skipped");
+        snprintf(out->note, sizeof out->note, "%.380s", err->msg);
+        ms_err_clear(err);
+        return MS_OK;
+    }
+
+    ms_err werr = {0};
+    ms_status wst = app->comm.rank == 0 ? ms_unit_write(cfg->run.out_dir, &pu->u, false, 0, &werr) : MS_OK;
+    if ((wst = ms_comm_agree(&app->comm, wst, &werr))) return ms_err_set(err, wst, "%s", werr.msg);
+
+    char *argv[4] = {0};
+    int argc = 0;
+    if (pu->only[0]) argv[argc++] = "--only", argv[argc++] = (char *)pu->only;
+    if (dec[1]) argv[argc++] = "--force";
+    ms_app sub = *app;
+    sub.def = def;
+    sub.stage = def->name;
+    sub.argc = argc;
+    sub.argv = argv;
+    char rec_label[96];
+    snprintf(rec_label, sizeof rec_label, "%s", pu->stage);
+    if (pu->sae >= 0) snprintf(rec_label, sizeof rec_label, "%s", pu->u.name);
+    ms_runrec_init(&sub.rec, rec_label);
+    double t0 = ms_time_now();
+    ms_lock locks[MS_APP_MAX_LOCKS];
+    int n_locks = 0;
+    st = ms_app_lock_outputs(&sub, def->name, locks, &n_locks, err);
+    if (!st) st = def->run(&sub, err);
+    st = ms_comm_agree(&app->comm, st, err);
+    ms_app_unlock(locks, n_locks);
+    out->seconds = ms_time_now() - t0;
+    ms_err rerr = {0};
+    ms_status rst = MS_OK;
+    if (!pu->own_record) rst = ms_runrec_write(&sub.rec, &app->comm, cfg, cfg->run.out_dir, st, &rerr);
+    if (st) return st;
+    if ((rst = ms_comm_agree(&app->comm, rst, &rerr))) return ms_err_set(err, rerr.status, "%s", rerr.msg);
+    wst = app->comm.rank == 0 ? ms_unit_write(cfg->run.out_dir, &pu->u, true, out->seconds, &werr) : MS_OK;
+    if ((wst = ms_comm_agree(&app->comm, wst, &werr))) return ms_err_set(err, wst, "%s", werr.msg);
+    return MS_OK;
 }
 
 ms_status ms_stage_run(ms_app *app, ms_err *err)
 {
-    char done[256] = "";
-    for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++) {
-        const ms_stage *def = ms_stage_find(pipeline[i]);
-        if (!def->run)
-            return ms_err_set(err, MS_ERR_UNSUPPORTED,
-                              "monosem run: stage '%s' is not built in monosem %s; completed: %s", def->name,
-                              MS_VERSION_STRING, done[0] ? done : "none");
-        if (finished(app, def->name)) {
-            ms_log("== %s: outputs exist, skipped", def->name);
-        } else {
-            ms_status st = ms_config_check_required(&app->cfg, def->required, err);
-            if (st) return st; /* identical on every rank: no agreement needed */
-            ms_log("== %s", def->name);
-            ms_app sub = *app;
-            sub.def = def;
-            sub.stage = def->name;
-            ms_runrec_init(&sub.rec, def->name);
-            ms_lock locks[MS_APP_MAX_LOCKS];
-            int n_locks = 0;
-            st = ms_app_lock_outputs(&sub, def->name, locks, &n_locks, err);
-            if (st) return st;
-            st = def->run(&sub, err);
-            st = ms_comm_agree(&app->comm, st, err);
-            ms_app_unlock(locks, n_locks);
-            ms_err rerr = {0};
-            ms_status rst = ms_runrec_write(&sub.rec, &app->comm, &app->cfg, app->cfg.run.out_dir, st, &rerr);
-            if (st) return st;
-            if (ms_comm_agree(&app->comm, rst, &rerr)) return ms_err_set(err, rerr.status, "%s", rerr.msg);
+    const ms_config *cfg = &app->cfg;
+    for (int i = 0; i < cfg->run.n_stages; i++) {
+        bool known = false;
+        for (int k = 0; k < N_PIPELINE; k++) known = known || !strcmp(cfg->run.stages[i], pipeline[k]);
+        if (!known) {
+            int line, col;
+            ms_config_where(cfg, "run.stages", &line, &col);
+            return ms_err_set(err, MS_ERR_CONFIG,
+                              "%s:%d:%d: key 'run.stages': unknown stage '%s' (the pipeline: tokenizer-train, tokenize, "
+                              "train-model, generate, train, eval, analyze, compare, report)",
+                              cfg->path, line, col, cfg->run.stages[i]);
         }
-        snprintf(done + strlen(done), sizeof done - strlen(done), "%s%s", done[0] ? ", " : "", def->name);
     }
-    return MS_OK;
+    run_plan *p = calloc(1, sizeof *p);
+    if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    ms_status st = plan_build(p, cfg, err);
+    ms_unit_outcome *outc = st ? NULL : calloc((size_t)p->n, sizeof *outc);
+    if (!st && !outc) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    int n_out = 0;
+    double t0 = ms_time_now();
+    for (int k = 0; k < N_PIPELINE && !st; k++) {
+        if (!stage_wanted(cfg, pipeline[k])) continue;
+        for (int i = 0; i < p->n && !st; i++)
+            if (!strcmp(p->units[i].stage, pipeline[k])) st = run_unit(app, p, &p->units[i], &outc[n_out++], err);
+    }
+    if (!st) {
+        double secs = ms_time_now() - t0;
+        ms_err serr = {0};
+        ms_status sst = app->comm.rank == 0 ? ms_run_summary_write(cfg, outc, n_out, secs, &serr) : MS_OK;
+        if ((sst = ms_comm_agree(&app->comm, sst, &serr))) st = ms_err_set(err, sst, "%s", serr.msg);
+        char *dash = ms_path_join(cfg->run.out_dir, "report/index.html");
+        int have_dash = app->comm.rank == 0 && dash && ms_path_exists(dash);
+        ms_comm_bcast(&app->comm, &have_dash, sizeof have_dash, 0, NULL);
+        if (!st) {
+            char dur[32];
+            ms_format_duration(secs, dur, sizeof dur);
+            ms_log("monosem run: done in %s; numbers in %s/summary.json", dur, cfg->run.out_dir);
+            if (have_dash)
+                ms_log("dashboard: %s", dash ? dash : "");
+            else
+                ms_log("dashboard: %s (not written: the report stage is not built in monosem %s)", dash ? dash : "",
+                       MS_VERSION_STRING);
+        }
+        free(dash);
+    }
+    free(outc);
+    plan_free(p);
+    free(p);
+    return st;
 }

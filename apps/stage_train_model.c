@@ -122,8 +122,11 @@ static void run_fingerprint(const trainer *t, const char *tokens_fp, int version
     const char *tag = version == 2 ? "monosem-train-model-v2" : "monosem-train-model-v3";
     uint64_t h = ms_fnv1a64(tag, 22, 0); /* v2: Feistel data order; v3: keys compared apart */
     h = ms_fnv1a64(&t->m.cfg, sizeof t->m.cfg, h);
-    if (version == 2) h = ms_fnv1a64(&c->train_model, sizeof c->train_model, h);
-    int64_t v[2] = {c->corpus.context, c->run.seed};
+    /* the numeric settings (train_model.dir, a path, and seed, hashed below, are not bytes of
+     * the run's identity) */
+    if (version == 2)
+        h = ms_fnv1a64(&c->train_model, (size_t)((const char *)&c->train_model.dir - (const char *)&c->train_model), h);
+    int64_t v[2] = {c->corpus.context, c->train_model.seed ? c->train_model.seed : c->run.seed};
     h = ms_fnv1a64(v, sizeof v, h);
     h = ms_fnv1a64(tokens_fp, strlen(tokens_fp), h);
     snprintf(out, 17, "%016" PRIx64, h);
@@ -252,7 +255,7 @@ static ms_status check_replicas(const trainer *t, int64_t step, ms_err *err)
     return MS_OK;
 }
 
-ms_status ms_stage_train_model(ms_app *app, ms_err *err)
+static ms_status train_model_one(ms_app *app, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
@@ -262,12 +265,14 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
     tr.comm = comm;
     char *job_keys = NULL; /* this job's result keys, stored in every checkpoint */
     ms_status st = MS_OK;
-    char *train_dir = ms_path_join(cfg->run.out_dir, "train_model");
+    char *train_dir = strdup(cfg->train_model.dir);
     char *ckpt_path = train_dir ? ms_path_join(train_dir, "checkpoint.safetensors") : NULL;
     char *log_path = train_dir ? ms_path_join(train_dir, "log.jsonl") : NULL;
     if (!ckpt_path || !log_path) st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
     int threads = ms_blas_threads_set(comm, cfg->run.blas_threads);
     ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: checkpoint at the next step, exit 75 */
+    /* model B differs from A by this seed only (the held-out split keeps run.seed) */
+    const int64_t seed = cfg->train_model.seed ? cfg->train_model.seed : cfg->run.seed;
 
     /* ---- data and model */
     if (st == MS_OK) st = ms_tokset_open(&tr.train, cfg->corpus.token_dir, "train", err);
@@ -316,7 +321,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
         tr.win = xcalloc((size_t)tr.T + 1, sizeof(int32_t), &st, err);
         tr.x = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
         tr.y = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
-        data_order_init(&tr.order, n_ctx_train, (uint64_t)cfg->run.seed);
+        data_order_init(&tr.order, n_ctx_train, (uint64_t)seed);
     }
     if (st == MS_OK) st = ms_model_params_bind(&mc, tr.grads, &tr.gv, err);
     st = ms_comm_agree(comm, st, err);
@@ -385,7 +390,7 @@ ms_status ms_stage_train_model(ms_app *app, ms_err *err)
                 ms_log("train-model: resuming from %s at step %" PRId64, use_path, step);
         }
     } else {
-        ms_model_init_random(&tr.m, (uint64_t)cfg->run.seed, 0.02f);
+        ms_model_init_random(&tr.m, (uint64_t)seed, 0.02f);
     }
     if (st == MS_OK && comm->rank == 0) {
         st = ms_mkdirs(train_dir, err);
@@ -571,3 +576,6 @@ done:
     free(log_path);
     return st;
 }
+
+/* Model A, then model B when the job has one (--only A|B picks one). */
+ms_status ms_stage_train_model(ms_app *app, ms_err *err) { return ms_job_each_model(app, train_model_one, err); }

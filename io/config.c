@@ -50,6 +50,7 @@ static const field ms_fields[] = {
     {"run.seed", F_INT, OFF(run.seed), 0, 0, BIG, "1234", NULL, "seed of every random choice", RESULT},
     {"run.blas_threads", F_INT, OFF(run.blas_threads), 0, 0, 1024, "0", NULL, "OpenBLAS threads per rank (0 = the CPUs of the rank's affinity mask / ranks sharing it)", HARMLESS},
     {"run.log_every_s", F_REAL, OFF(run.log_every_s), 0, 0.01, 86400, "30", NULL, "seconds between progress lines in batch logs", HARMLESS},
+    {"run.stages", F_STRLIST, OFF(run.stages), OFF(run.n_stages), 0, 0, "", NULL, "stages `monosem run` runs (empty = every stage of the pipeline)", HARMLESS},
     /* corpus */
     {"corpus.format", F_ENUM, OFF(corpus.format), 0, 0, 0, "text", corpus_formats, "text | jsonl | tokens", RESULT},
     {"corpus.paths", F_STRLIST, OFF(corpus.paths), OFF(corpus.n_paths), 0, 0, "", NULL, "files or globs", HARMLESS},
@@ -90,6 +91,12 @@ static const field ms_fields[] = {
     {"train_model.eval_every", F_INT, OFF(train_model.eval_every), 0, 0, BIG, "250", NULL, "steps between held-out evaluations (0 = end only)", HARMLESS},
     {"train_model.eval_batches", F_INT, OFF(train_model.eval_batches), 0, 1, BIG, "8", NULL, "held-out batches per evaluation", RESULT},
     {"train_model.log_every", F_INT, OFF(train_model.log_every), 0, 1, BIG, "10", NULL, "steps between metric lines", HARMLESS},
+    {"train_model.dir", F_STR, OFF(train_model.dir), 0, 0, 0, "", NULL, "checkpoint and log (default <out_dir>/train_model)", HARMLESS},
+    {"train_model.seed", F_INT, OFF(train_model.seed), 0, 0, BIG, "0", NULL, "initialisation and data-order seed (0 = run.seed)", RESULT},
+    /* model_b: the paper's second model, trained exactly like A with another seed */
+    {"model_b.seed", F_INT, OFF(model_b.seed), 0, 0, BIG, "0", NULL, "seed of model B (0 = no model B)", RESULT},
+    {"model_b.dir", F_STR, OFF(model_b.dir), 0, 0, 0, "", NULL, "model B directory (default <out_dir>/model-b)", HARMLESS},
+    {"model_b.activations", F_STR, OFF(model_b.activations), 0, 0, 0, "", NULL, "model B activations (default <out_dir>/activations-b.h5)", HARMLESS},
     /* generate */
     {"generate.out", F_STR, OFF(generate.out), 0, 0, 0, "", NULL, "activations file (default <out_dir>/activations.h5)", HARMLESS},
     {"generate.tokens", F_INT, OFF(generate.tokens), 0, 0, BIG, "0", NULL, "corpus tokens to run (0 = all)", RESULT},
@@ -149,6 +156,11 @@ static const field ms_fields[] = {
     {"analyze.n_logits", F_INT, OFF(analyze.n_logits), 0, 1, 1000, "10", NULL, "top and bottom logit-effect tokens kept", RESULT},
     {"analyze.scratch_dir", F_STR, OFF(analyze.scratch_dir), 0, 0, 0, "", NULL, "local scratch for pass 1's sparse SAE codes (default $TMPDIR, else /tmp)", HARMLESS},
     {"analyze.out_dir", F_STR, OFF(analyze.out_dir), 0, 0, 0, "", NULL, "analysis outputs (default: <sae dir>/analysis.h5 and <out_dir>/neurons/analysis.h5)", HARMLESS},
+    /* compare: feature splitting and universality */
+    {"compare.tokens", F_INT, OFF(compare.tokens), 0, 1, BIG, "65536", NULL, "train-split tokens over which activations are correlated", RESULT},
+    {"compare.batch", F_INT, OFF(compare.batch), 0, 1, 65536, "16", NULL, "contexts per forward", HARMLESS},
+    {"compare.block_mb", F_REAL, OFF(compare.block_mb), 0, 0.001, 1048576, "256", NULL, "MiB per rank for the correlation sums of one pass over the tokens (larger pairs: column blocks, more passes)", HARMLESS},
+    {"compare.family_min", F_REAL, OFF(compare.family_min), 0, -1, 1, "0.5", NULL, "decoder cosine a large-SAE feature needs to join the family of its best small-SAE match", RESULT},
 };
 #define N_FIELDS ((int)(sizeof ms_fields / sizeof ms_fields[0]))
 
@@ -498,6 +510,8 @@ static ms_status set_node(walk *wk, const field *f, yaml_node_t *v, const where 
     return where_err(wk->err, &w, "key '%s': expected %s, got %s", f->key, exp, node_kind(v));
 }
 
+static ms_status parse_saes(walk *wk, yaml_node_t *v, const where *kw);
+
 static ms_status walk_mapping(walk *wk, yaml_node_t *map, const char *prefix)
 {
     /* duplicate keys inside one mapping are caught here even for sections */
@@ -519,6 +533,9 @@ static ms_status walk_mapping(walk *wk, yaml_node_t *map, const char *prefix)
         if (f) {
             ms_status st = set_node(wk, f, v, &kw);
             if (st) return st;
+        } else if (strcmp(full, "saes") == 0) {
+            ms_status st = parse_saes(wk, v, &kw);
+            if (st) return st;
         } else if (is_section(full)) {
             if (is_null_scalar(v)) continue; /* "eval:" with nothing under it: all defaults */
             if (v->type != YAML_MAPPING_NODE)
@@ -528,6 +545,165 @@ static ms_status walk_mapping(walk *wk, yaml_node_t *map, const char *prefix)
         } else {
             return unknown_key(wk, &kw, full);
         }
+    }
+    return MS_OK;
+}
+
+/* ------------------------------------------------------------------ the saes: list */
+
+static ms_status config_start(ms_config *cfg, const char *name, ms_err *err);
+
+/* Appends to a growing string; false on OOM. */
+static bool sb_add(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n + 1 > *cap) {
+        size_t c = (*cap ? *cap * 2 : 64) + n;
+        char *b = realloc(*buf, c);
+        if (!b) return false;
+        *buf = b, *cap = c;
+    }
+    memcpy(*buf + *len, s, n + 1);
+    *len += n;
+    return true;
+}
+
+/* A scalar as YAML flow text that reads back as the same value: strings single-quoted. */
+static bool sb_scalar(char **buf, size_t *len, size_t *cap, const char *v, bool quote)
+{
+    if (!quote) return sb_add(buf, len, cap, v);
+    bool ok = sb_add(buf, len, cap, "'");
+    for (const char *p = v; *p && ok; p++) ok = sb_add(buf, len, cap, *p == '\'' ? "''" : (char[2]){*p, 0});
+    return ok && sb_add(buf, len, cap, "'");
+}
+
+/* "key=value" override text of an (already validated) node for field f. */
+static char *entry_override(const walk *wk, const field *f, yaml_node_t *v)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    bool str = f->type == F_STR || f->type == F_STRLIST;
+    bool ok = sb_add(&buf, &len, &cap, f->key) && sb_add(&buf, &len, &cap, "=");
+    if (v->type == YAML_SEQUENCE_NODE) {
+        ok = ok && sb_add(&buf, &len, &cap, "[");
+        for (yaml_node_item_t *it = v->data.sequence.items.start; ok && it < v->data.sequence.items.top; it++) {
+            yaml_node_t *e = yaml_document_get_node(wk->doc, *it);
+            if (it > v->data.sequence.items.start) ok = sb_add(&buf, &len, &cap, ", ");
+            ok = ok && sb_scalar(&buf, &len, &cap, (const char *)e->data.scalar.value, str);
+        }
+        ok = ok && sb_add(&buf, &len, &cap, "]");
+    } else if (is_null_scalar(v)) {
+        ok = ok && sb_add(&buf, &len, &cap, f->type == F_STR ? "''" : (f->type == F_STRLIST || f->type == F_INTLIST) ? "[]" : "~");
+    } else {
+        ok = ok && sb_scalar(&buf, &len, &cap, (const char *)v->data.scalar.value, str);
+    }
+    if (!ok) free(buf);
+    return ok ? buf : NULL;
+}
+
+/* The keys of one entry (a mapping under `prefix`, "sae" or "sae.resample"): each is checked
+ * against the field table by setting it on a scratch config (types, ranges, duplicates with
+ * file:line:col), then kept as an override. */
+static ms_status entry_keys(walk *wk, ms_sae_entry *e, yaml_node_t *map, const char *prefix)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(wk->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(wk->doc, p->value);
+        where kw = {wk->name, (int)k->start_mark.line + 1, (int)k->start_mark.column + 1};
+        if (k->type != YAML_SCALAR_NODE) return where_err(wk->err, &kw, "expected a key name, got %s", node_kind(k));
+        const char *kname = (const char *)k->data.scalar.value;
+        if (strcmp(prefix, "sae") == 0 && (strcmp(kname, "name") == 0 || strcmp(kname, "model") == 0)) {
+            if (v->type != YAML_SCALAR_NODE || is_null_scalar(v))
+                return where_err(wk->err, &kw, "key 'saes.%s': expected %s, got %s", kname,
+                                 kname[0] == 'n' ? "a name" : "A or B", is_null_scalar(v) ? "nothing" : node_kind(v));
+            const char *val = (const char *)v->data.scalar.value;
+            where vw = {wk->name, (int)v->start_mark.line + 1, (int)v->start_mark.column + 1};
+            if (kname[0] == 'm') {
+                if (strcasecmp(val, "A") != 0 && strcasecmp(val, "B") != 0)
+                    return where_err(wk->err, &vw, "key 'saes.model': expected A or B, got \"%s\"", val);
+                e->model = strcasecmp(val, "B") == 0;
+                continue;
+            }
+            bool good = *val && strlen(val) < 48;
+            for (const char *c = val; *c && good; c++) good = isalnum((unsigned char)*c) || strchr("_.-", *c);
+            if (!good || val[0] == '.')
+                return where_err(wk->err, &vw, "key 'saes.name': expected a name of letters, digits, '_', '.', '-' "
+                                 "(at most 47, used in directory names), got \"%s\"", val);
+            if (e->name) return where_err(wk->err, &kw, "duplicate key 'saes.name' in one entry");
+            if (!(e->name = strdup(val))) return ms_err_set(wk->err, MS_ERR_NOMEM, "out of memory");
+            continue;
+        }
+        char full[256];
+        snprintf(full, sizeof full, "%s.%s", prefix, kname);
+        const field *f = field_find(full);
+        if (f) {
+            ms_status st = set_node(wk, f, v, &kw);
+            if (st) return st;
+            char *o = entry_override(wk, f, v);
+            char **a = o ? realloc(e->set, sizeof *a * (size_t)(e->n_set + 1)) : NULL;
+            if (!a) {
+                free(o);
+                return ms_err_set(wk->err, MS_ERR_NOMEM, "out of memory");
+            }
+            e->set = a;
+            e->set[e->n_set++] = o;
+        } else if (is_section(full) && v->type == YAML_MAPPING_NODE) {
+            ms_status st = entry_keys(wk, e, v, full);
+            if (st) return st;
+        } else if (is_section(full)) {
+            return where_err(wk->err, &kw, "key '%s': expected a mapping of its keys, got %s", full, node_kind(v));
+        } else {
+            return unknown_key(wk, &kw, full);
+        }
+    }
+    return MS_OK;
+}
+
+static void entry_free(ms_sae_entry *e)
+{
+    free(e->name);
+    for (int i = 0; i < e->n_set; i++) free(e->set[i]);
+    free(e->set);
+    memset(e, 0, sizeof *e);
+}
+
+/* saes: a list of mappings, each a name, an optional model (A | B) and keys of the sae
+ * section that this SAE sets differently. */
+static ms_status parse_saes(walk *wk, yaml_node_t *v, const where *kw)
+{
+    if (is_null_scalar(v)) return MS_OK;
+    if (v->type != YAML_SEQUENCE_NODE)
+        return where_err(wk->err, kw, "key 'saes': expected a list of mappings (- name: A0, d_sae: 512), got %s",
+                         node_kind(v));
+    ms_config *cfg = wk->cfg;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        yaml_node_t *m = yaml_document_get_node(wk->doc, *it);
+        where ew = {wk->name, (int)m->start_mark.line + 1, (int)m->start_mark.column + 1};
+        if (m->type != YAML_MAPPING_NODE)
+            return where_err(wk->err, &ew, "key 'saes': expected each entry to be a mapping (name: ..., d_sae: ...), got %s",
+                             node_kind(m));
+        ms_sae_entry *a = realloc(cfg->saes, sizeof *a * (size_t)(cfg->n_saes + 1));
+        if (!a) return ms_err_set(wk->err, MS_ERR_NOMEM, "out of memory");
+        cfg->saes = a;
+        ms_sae_entry *e = &cfg->saes[cfg->n_saes++];
+        memset(e, 0, sizeof *e);
+        e->line = ew.line, e->col = ew.col;
+        /* duplicates inside the entry, and values checked by type, on a scratch config */
+        ms_config scratch;
+        ms_status st = config_start(&scratch, wk->name, wk->err);
+        if (!st) {
+            walk sw = *wk;
+            sw.cfg = &scratch;
+            st = entry_keys(&sw, e, m, "sae");
+        }
+        scratch.saes = NULL, scratch.n_saes = 0;
+        ms_config_free(&scratch);
+        if (st) return st;
+        if (!e->name) return where_err(wk->err, &ew, "saes entry %d: missing key 'name'", cfg->n_saes);
+        for (int j = 0; j + 1 < cfg->n_saes; j++)
+            if (strcmp(cfg->saes[j].name, e->name) == 0)
+                return where_err(wk->err, &ew, "saes entry %d: duplicate name '%s' (first at %d:%d)", cfg->n_saes,
+                                 e->name, cfg->saes[j].line, cfg->saes[j].col);
     }
     return MS_OK;
 }
@@ -575,6 +751,21 @@ static ms_status resolve(ms_config *cfg, ms_err *err)
     if ((st = derive(&cfg->generate.out, o, "activations.h5", err))) return st;
     if ((st = derive(&cfg->sae.activations, cfg->generate.out, NULL, err))) return st;
     if ((st = derive(&cfg->sae.out_dir, o, "sae", err))) return st;
+    if ((st = derive(&cfg->train_model.dir, o, "train_model", err))) return st;
+    if ((st = derive(&cfg->model_b.dir, o, "model-b", err))) return st;
+    if ((st = derive(&cfg->model_b.activations, o, "activations-b.h5", err))) return st;
+    for (int i = 0; i < cfg->n_saes && !cfg->derived; i++)
+        if (cfg->saes[i].model == 1 && cfg->model_b.seed == 0) {
+            where w = {cfg->path, cfg->saes[i].line, cfg->saes[i].col};
+            return where_err(err, &w, "saes entry '%s': model B needs key 'model_b.seed' (a seed other than model A's)",
+                             cfg->saes[i].name);
+        }
+    const int64_t seed_a = cfg->train_model.seed ? cfg->train_model.seed : cfg->run.seed;
+    if (!cfg->derived && cfg->model_b.seed != 0 && cfg->model_b.seed == seed_a) {
+        where w = where_of(cfg, "model_b.seed");
+        return where_err(err, &w, "key 'model_b.seed': expected a seed other than model A's (%lld): model B is "
+                         "model A's recipe with another seed", (long long)seed_a);
+    }
 
     /* The schedule keys describe Anthropic's April 2024 recipe; every other recipe (the paper's
      * relu-l1 above all: constant lr, no clipping) runs without them unless they are set. */
@@ -628,6 +819,11 @@ void ms_config_free(ms_config *cfg)
 {
     if (!cfg) return;
     for (int i = 0; i < N_FIELDS; i++) field_clear(cfg, &ms_fields[i]);
+    for (int i = 0; i < cfg->n_saes; i++) entry_free(&cfg->saes[i]);
+    free(cfg->saes);
+    for (int i = 0; i < cfg->n_ovr; i++) free(cfg->ovr[i]);
+    free(cfg->ovr);
+    free(cfg->src);
     free(cfg->path);
     free(cfg->marks);
     memset(cfg, 0, sizeof *cfg);
@@ -770,12 +966,28 @@ static ms_status apply_override(ms_config *cfg, const char *ov, ms_err *err)
     return st;
 }
 
-ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, size_t len,
-                          const char *const *overrides, int n_overrides, const char *const *required,
-                          ms_err *err)
+static ms_status check_entries(const ms_config *cfg, ms_err *err);
+
+/* derived: parsing for ms_config_derive_* (the entries were checked by the base parse). */
+static ms_status config_parse(ms_config *cfg, const char *name, const char *text, size_t len,
+                              const char *const *overrides, int n_overrides, const char *const *required,
+                              bool derived, ms_err *err)
 {
     ms_status st = config_start(cfg, name, err);
     if (st) goto fail;
+    /* keep the job as given: an entry's config is re-derived from it */
+    if (!(cfg->src = malloc(len + 1)) || (n_overrides && !(cfg->ovr = calloc((size_t)n_overrides, sizeof *cfg->ovr)))) {
+        st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (len) memcpy(cfg->src, text, len);
+    cfg->src[len] = '\0';
+    cfg->src_len = len;
+    for (int i = 0; i < n_overrides; i++, cfg->n_ovr++)
+        if (!(cfg->ovr[i] = strdup(overrides[i]))) {
+            st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
     yaml_document_t doc;
     if ((st = load_doc(&doc, cfg->path, text, len, err))) goto fail;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
@@ -793,11 +1005,216 @@ ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, si
     for (int i = 0; i < n_overrides; i++)
         if ((st = apply_override(cfg, overrides[i], err))) goto fail;
     if ((st = ms_config_check_required(cfg, required, err))) goto fail;
+    cfg->derived = derived;
     if ((st = finish(cfg, err))) goto fail;
+    if (!derived && (st = check_entries(cfg, err))) goto fail;
     return MS_OK;
 fail:
     ms_config_free(cfg);
     return st;
+}
+
+ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, size_t len,
+                          const char *const *overrides, int n_overrides, const char *const *required,
+                          ms_err *err)
+{
+    return config_parse(cfg, name, text, len, overrides, n_overrides, required, false, err);
+}
+
+/* ------------------------------------------------------------------ derived configs */
+
+static void fmt_real(double v, char *buf, size_t n);
+
+
+/* "key='text'" with the text single-quoted for YAML. */
+static char *quoted_override(const char *key, const char *v)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = sb_add(&buf, &len, &cap, key) && sb_add(&buf, &len, &cap, "=") && sb_scalar(&buf, &len, &cap, v, true);
+    if (!ok) free(buf);
+    return ok ? buf : NULL;
+}
+
+/* The job re-parsed with the base's overrides, then `extra`, then `set` (later wins); the
+ * result describes one pipeline: no saes list, no model_b. */
+static ms_status derive_with(const ms_config *base, char **extra, int n_extra, char *const *set, int n_set,
+                             ms_config *out, ms_err *err)
+{
+    int n = base->n_ovr + n_extra + n_set;
+    const char **ov = calloc((size_t)n + 1, sizeof *ov);
+    if (!ov) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < base->n_ovr; i++) ov[k++] = base->ovr[i];
+    for (int i = 0; i < n_extra; i++) ov[k++] = extra[i];
+    for (int i = 0; i < n_set; i++) ov[k++] = set[i];
+    ms_status st = config_parse(out, base->path, base->src ? base->src : "", base->src ? base->src_len : 0, ov, k,
+                                NULL, true, err);
+    free(ov);
+    if (st) return st;
+    for (int i = 0; i < out->n_saes; i++) entry_free(&out->saes[i]);
+    free(out->saes);
+    out->saes = NULL;
+    out->n_saes = 0;
+    out->model_b.seed = 0;
+    free(out->model_b.dir);
+    free(out->model_b.activations);
+    out->model_b.dir = strdup("");
+    out->model_b.activations = strdup("");
+    if (!out->model_b.dir || !out->model_b.activations) {
+        ms_config_free(out);
+        return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    }
+    /* a derived config is one pipeline's identity (the SAE checkpoint's): keys that only pick
+     * stages, pace logs or configure later stages do not change it */
+    static const char *const all[] = {"run.", "corpus.", "tokenizer.", "model.", "train_model.", "generate.", "sae.",
+                                      NULL};
+    static const char *const not_identity[] = {"run.stages", "run.log_every_s", "run.blas_threads", NULL};
+    char *keys = ms_config_subset(out, all, not_identity);
+    if (!keys) {
+        ms_config_free(out);
+        return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    }
+    snprintf(out->hash, sizeof out->hash, "%016llx", (unsigned long long)ms_fnv1a64(keys, strlen(keys), 0));
+    free(keys);
+    return MS_OK;
+}
+
+/* Overrides that turn the job into model B's pipeline (appended to ex, *n updated). */
+static bool model_b_overrides(const ms_config *base, char **ex, int *n)
+{
+    char seed[32], tdir[4096];
+    snprintf(seed, sizeof seed, "train_model.seed=%lld", (long long)base->model_b.seed);
+    snprintf(tdir, sizeof tdir, "%s-b", base->train_model.dir);
+    ex[(*n)++] = strdup(seed);
+    ex[(*n)++] = quoted_override("model.dir", base->model_b.dir);
+    ex[(*n)++] = quoted_override("generate.out", base->model_b.activations);
+    ex[(*n)++] = quoted_override("sae.activations", base->model_b.activations);
+    ex[(*n)++] = quoted_override("train_model.dir", tdir);
+    for (int i = 0; i < *n; i++)
+        if (!ex[i]) return false;
+    return true;
+}
+
+ms_status ms_config_derive_model(const ms_config *base, int model, ms_config *out, ms_err *err)
+{
+    memset(out, 0, sizeof *out);
+    char *ex[8] = {0};
+    int n = 0;
+    ms_status st = MS_OK;
+    if (model == 1 && base->model_b.seed == 0)
+        st = ms_err_set(err, MS_ERR_CONFIG, "%s: the job has no model B (model_b.seed is 0)", base->path);
+    else if (model == 1 && !model_b_overrides(base, ex, &n))
+        st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if (!st) st = derive_with(base, ex, n, NULL, 0, out, err);
+    for (int i = 0; i < 8; i++) free(ex[i]);
+    return st;
+}
+
+ms_status ms_config_derive_sae(const ms_config *base, int i, ms_config *out, ms_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (i < 0) return ms_config_derive_model(base, 0, out, err);
+    if (i >= base->n_saes) return ms_err_set(err, MS_ERR_USAGE, "%s: no SAE entry %d", base->path, i);
+    const ms_sae_entry *e = &base->saes[i];
+    char *ex[8] = {0};
+    int n = 0;
+    ms_status st = MS_OK;
+    if (e->model == 1 && !model_b_overrides(base, ex, &n)) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    char dir[64];
+    snprintf(dir, sizeof dir, "sae-%s", e->name);
+    char *d = ms_path_join(base->run.out_dir, dir);
+    if (!st && (!d || !(ex[n++] = quoted_override("sae.out_dir", d)))) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    free(d);
+    if (!st) st = derive_with(base, ex, n, e->set, e->n_set, out, err);
+    for (int k = 0; k < 8; k++) free(ex[k]);
+    return st;
+}
+
+/* Every entry must derive into a valid job (relations such as sae.k <= sae.d_sae hold per
+ * entry): checked once at parse time, with the entry's position. */
+static ms_status check_entries(const ms_config *cfg, ms_err *err)
+{
+    for (int i = 0; i < cfg->n_saes; i++) {
+        ms_config d;
+        ms_err e2 = {0};
+        ms_status st = ms_config_derive_sae(cfg, i, &d, &e2);
+        if (!st) {
+            ms_config_free(&d);
+            continue;
+        }
+        const char *msg = e2.msg;
+        size_t pl = strlen(cfg->path);
+        if (strncmp(msg, cfg->path, pl) == 0 && msg[pl] == ':') msg += pl + 1 + (msg[pl + 1] == ' ');
+        where w = {cfg->path, cfg->saes[i].line, cfg->saes[i].col};
+        if (st != MS_ERR_CONFIG) return ms_err_set(err, st, "%s", e2.msg);
+        return where_err(err, &w, "saes entry '%s': %s", cfg->saes[i].name, msg);
+    }
+    return MS_OK;
+}
+
+/* A field's value as one line of text (lists comma-separated). */
+static void field_text(const ms_config *cfg, const field *f, char **buf, size_t *len, size_t *cap, bool *ok)
+{
+    char tmp[64];
+    switch (f->type) {
+    case F_STR:
+        *ok = *ok && sb_add(buf, len, cap, *AT(cfg, f->off, char *const));
+        break;
+    case F_INT:
+        snprintf(tmp, sizeof tmp, "%lld", (long long)*AT(cfg, f->off, const int64_t));
+        *ok = *ok && sb_add(buf, len, cap, tmp);
+        break;
+    case F_REAL:
+        fmt_real(*AT(cfg, f->off, const double), tmp, sizeof tmp);
+        *ok = *ok && sb_add(buf, len, cap, tmp);
+        break;
+    case F_BOOL:
+        *ok = *ok && sb_add(buf, len, cap, *AT(cfg, f->off, const bool) ? "true" : "false");
+        break;
+    case F_ENUM:
+        *ok = *ok && sb_add(buf, len, cap, f->choices[*AT(cfg, f->off, const int)]);
+        break;
+    case F_STRLIST:
+    case F_INTLIST: {
+        int n = *AT(cfg, f->off_n, const int);
+        for (int i = 0; i < n; i++) {
+            if (i) *ok = *ok && sb_add(buf, len, cap, ",");
+            if (f->type == F_STRLIST) {
+                *ok = *ok && sb_add(buf, len, cap, (*AT(cfg, f->off, char **const))[i]);
+            } else {
+                snprintf(tmp, sizeof tmp, "%lld", (long long)(*AT(cfg, f->off, int64_t *const))[i]);
+                *ok = *ok && sb_add(buf, len, cap, tmp);
+            }
+        }
+        break;
+    }
+    }
+}
+
+static bool key_matches(const char *key, const char *const *list)
+{
+    for (int i = 0; list && list[i]; i++) {
+        size_t n = strlen(list[i]);
+        if (strncmp(key, list[i], n) == 0 && (key[n] == '\0' || key[n] == '.' || list[i][n - 1] == '.')) return true;
+    }
+    return false;
+}
+
+char *ms_config_subset(const ms_config *cfg, const char *const *prefixes, const char *const *exclude)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = sb_add(&buf, &len, &cap, "");
+    for (int i = 0; i < N_FIELDS && ok; i++) {
+        const field *f = &ms_fields[i];
+        if (!key_matches(f->key, prefixes) || key_matches(f->key, exclude)) continue;
+        ok = sb_add(&buf, &len, &cap, f->key) && sb_add(&buf, &len, &cap, "=");
+        field_text(cfg, f, &buf, &len, &cap, &ok);
+        ok = ok && sb_add(&buf, &len, &cap, "\n");
+    }
+    if (!ok) free(buf);
+    return ok ? buf : NULL;
 }
 
 ms_status ms_config_check_required(const ms_config *cfg, const char *const *required, ms_err *err)
@@ -878,6 +1295,7 @@ static void ev_simple(emit_ctx *e, int kind)
     case 0: yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE); break;
     case 1: yaml_mapping_end_event_initialize(&ev); break;
     case 2: yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE); break;
+    case 4: yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE); break;
     default: yaml_sequence_end_event_initialize(&ev); break;
     }
     e->ok = yaml_emitter_emit(e->em, &ev) != 0;
@@ -945,6 +1363,66 @@ static int write_handler(void *data, unsigned char *buf, size_t size)
     return fwrite(buf, 1, size, f) == size;
 }
 
+/* One override value ("[a, b]" or a scalar, as entry_override wrote it) re-read and emitted. */
+static void emit_override_value(emit_ctx *e, const char *text)
+{
+    yaml_document_t doc;
+    if (load_doc(&doc, "saes", text, strlen(text), NULL)) {
+        e->ok = false;
+        return;
+    }
+    yaml_node_t *r = yaml_document_get_root_node(&doc);
+    if (r && r->type == YAML_SEQUENCE_NODE) {
+        ev_simple(e, 2);
+        for (yaml_node_item_t *it = r->data.sequence.items.start; it < r->data.sequence.items.top; it++) {
+            const yaml_node_t *item = yaml_document_get_node(&doc, *it);
+            const char *v = (const char *)item->data.scalar.value;
+            ev_scalar(e, v, item->data.scalar.style == YAML_PLAIN_SCALAR_STYLE || !needs_quotes(v));
+        }
+        ev_simple(e, 3);
+    } else {
+        const char *v = r && r->type == YAML_SCALAR_NODE ? (const char *)r->data.scalar.value : "";
+        bool plain = r && r->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        ev_scalar(e, v, plain || !needs_quotes(v));
+    }
+    yaml_document_delete(&doc);
+}
+
+/* saes: one block mapping per entry (name, model, its keys; sae.resample.* nested). */
+static void emit_saes(emit_ctx *e, const ms_config *cfg)
+{
+    ev_scalar(e, "saes", true);
+    ev_simple(e, 4);
+    for (int i = 0; i < cfg->n_saes; i++) {
+        const ms_sae_entry *en = &cfg->saes[i];
+        ev_simple(e, 0);
+        ev_scalar(e, "name", true);
+        ev_scalar(e, en->name, !needs_quotes(en->name));
+        ev_scalar(e, "model", true);
+        ev_scalar(e, en->model ? "B" : "A", true);
+        char open[64] = "";
+        for (int k = 0; k < en->n_set; k++) {
+            const char *kv = en->set[k] + 4; /* after "sae." */
+            const char *eq = strchr(kv, '='), *dot = strchr(kv, '.');
+            char sect[64] = "";
+            if (dot && dot < eq) snprintf(sect, sizeof sect, "%.*s", (int)(dot - kv), kv);
+            if (strcmp(sect, open) != 0) {
+                if (open[0]) ev_simple(e, 1);
+                if (sect[0]) ev_scalar(e, sect, true), ev_simple(e, 0);
+                snprintf(open, sizeof open, "%s", sect);
+            }
+            const char *leaf = sect[0] ? dot + 1 : kv;
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - leaf), leaf);
+            ev_scalar(e, name, true);
+            emit_override_value(e, eq + 1);
+        }
+        if (open[0]) ev_simple(e, 1);
+        ev_simple(e, 1);
+    }
+    ev_simple(e, 3);
+}
+
 /* Emits the fields as nested block mappings, opening/closing levels as the dotted prefix
  * changes between consecutive keys. */
 bool ms_config_emit_mapping(const ms_config *cfg, yaml_emitter_t *em)
@@ -973,6 +1451,7 @@ bool ms_config_emit_mapping(const ms_config *cfg, yaml_emitter_t *em)
         emit_value(&e, cfg, &ms_fields[i]);
     }
     while (depth > 0) ev_simple(&e, 1), depth--;
+    if (cfg->n_saes > 0) emit_saes(&e, cfg);
     ev_simple(&e, 1);
     return e.ok;
 }

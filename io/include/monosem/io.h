@@ -83,6 +83,8 @@ typedef struct ms_config {
         int64_t seed;
         int64_t blas_threads; /* per rank; 0 = CPUs in the affinity mask / ranks sharing it, at least 1 */
         double log_every_s;   /* seconds between progress lines when stdout is not a tty */
+        char **stages;        /* stages `monosem run` runs (pipeline order); empty = all */
+        int n_stages;
     } run;
     struct {
         int format; /* ms_corpus_format */
@@ -115,7 +117,14 @@ typedef struct ms_config {
         double lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2;
         int64_t warmup_steps;
         int64_t checkpoint_every, eval_every, eval_batches, log_every;
+        char *dir; /* checkpoint and log (default "<out_dir>/train_model") */
+        int64_t seed; /* initialisation and data order; 0 = run.seed (model B: model_b.seed) */
     } train_model;
+    struct {
+        int64_t seed;      /* 0 = no model B; else the seed of a second model trained like A */
+        char *dir;         /* default "<out_dir>/model-b" */
+        char *activations; /* default "<out_dir>/activations-b.h5" */
+    } model_b;
     struct {
         char *out; /* default "<out_dir>/activations.h5" */
         int64_t tokens; /* 0 = the whole corpus */
@@ -170,9 +179,34 @@ typedef struct ms_config {
         char *out_dir;            /* "" = beside each SAE (and <out_dir>/neurons) */
         char *scratch_dir;        /* pass 1's sparse codes; "" = $TMPDIR or /tmp */
     } analyze;
+    struct {
+        int64_t tokens;    /* tokens (train split, from the start) for activation correlations */
+        int64_t batch;     /* contexts per forward */
+        double block_mb;   /* MiB per rank for the correlation blocks of one pass (Σab of the pairs) */
+        double family_min; /* decoder cosine a large feature needs to join its best small one */
+    } compare;
+    /* The `saes:` list: several SAEs from one job (a dictionary sweep, model B's SAEs). Each
+     * entry overrides keys of the `sae` section; empty = the `sae` section is the one SAE. */
+    struct ms_sae_entry *saes;
+    int n_saes;
     char hash[17]; /* 16 hex digits: FNV-1a 64 of the canonical resolved dump */
     int32_t *marks; /* private: (line, col) where each field was set; 0 = default */
+    /* private: the job text and overrides as given, so one entry's config can be re-derived */
+    char *src;
+    size_t src_len;
+    char **ovr;
+    int n_ovr;
+    bool derived; /* private: made by ms_config_derive_* (one pipeline of the job) */
 } ms_config;
+
+/* One entry of `saes:` (owned by the config). */
+typedef struct ms_sae_entry {
+    char *name;  /* [A-Za-z0-9_.-]+, unique; outputs default to <out_dir>/sae-<name> */
+    int model;   /* 0 = model A (model.dir), 1 = model B (model_b) */
+    char **set;  /* the entry's keys as overrides "sae.key=value" (YAML flow text) */
+    int n_set;
+    int line, col; /* where the entry starts in the job file */
+} ms_sae_entry;
 
 /* Fills cfg with every default (resolved as if from an empty job file). */
 ms_status ms_config_init_defaults(ms_config *cfg, ms_err *err);
@@ -184,6 +218,25 @@ ms_status ms_config_init_defaults(ms_config *cfg, ms_err *err);
 ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, size_t len,
                           const char *const *overrides, int n_overrides,
                           const char *const *required, ms_err *err);
+
+/* The config of one SAE of the job: the job re-derived with entry i's keys over the `sae`
+ * section (i = -1: the `sae` section itself), sae.out_dir defaulting to <out_dir>/sae-<name>,
+ * and for a model-B entry the model-B settings (see ms_config_derive_model). The result has no
+ * `saes` list and no model_b section, and its hash (the SAE checkpoint's identity) covers the
+ * run, corpus, tokenizer, model, train_model, generate and sae keys only (not run.stages,
+ * run.log_every_s, run.blas_threads, eval, analyze, compare, other entries): changing those
+ * never blocks a resume. Caller frees out. Not collective. */
+ms_status ms_config_derive_sae(const ms_config *base, int i, ms_config *out, ms_err *err);
+/* The config of model A (model 0) or model B (model 1) as a single-model job: for B,
+ * train_model.seed = model_b.seed (initialisation and data order; run.seed, which also fixes
+ * the held-out split, the sampled positions and the SAE streams, stays), model.dir =
+ * model_b.dir, generate.out and sae.activations = model_b.activations, train_model.dir =
+ * <train_model.dir>-b. No `saes`, no model_b. */
+ms_status ms_config_derive_model(const ms_config *base, int model, ms_config *out, ms_err *err);
+/* "key=value" lines (value as in the dump) of every field whose key starts with one of the
+ * NULL-terminated prefixes and not with one of `exclude` (may be NULL); malloc'd, caller
+ * frees. What a stage's outputs depend on, for `monosem run`'s skip/redo decisions. */
+char *ms_config_subset(const ms_config *cfg, const char *const *prefixes, const char *const *exclude);
 
 /* Frees what the config owns; cfg may then be reused. Safe on a zeroed struct. */
 void ms_config_free(ms_config *cfg);

@@ -477,6 +477,56 @@ typedef struct ms_analysis_extra {
 ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, const char *path,
                             ms_err *err);
 
+/* ===================================================================== comparing units
+ * Feature splitting and universality (libsae/correlate.c, libsae/splitting.c): statistics over
+ * the activations of two sets of units (features of two SAEs, or two models' neurons) on the
+ * same rows, and over decoder directions. No model knowledge; not collective — the caller
+ * sums ms_corr.sums over ranks (ONE ms_comm_allreduce_f64 of n_sums doubles) before
+ * ms_corr_best. */
+
+/* Pearson correlation sums between units a (da) and the columns [b0,b1) of units b (db):
+ *   r_ij = (n·Σa_i b_j − Σa_i·Σb_j) / √((n·Σa_i² − (Σa_i)²)(n·Σb_j² − (Σb_j)²)).
+ * Memory: da·(b1−b0) doubles + as many floats (the GEMM tile): bounded by the unit counts,
+ * never by the rows; a large pair is covered by several column blocks (one pass each). */
+typedef struct ms_corr {
+    int64_t da, db; /* units of a; units of b (all of them) */
+    int64_t b0, b1; /* the columns of b this block holds */
+    double *sums;   /* one slab: [n | Σa (da) | Σa² (da) | Σb (nb) | Σb² (nb) | Σab (da,nb)] */
+    size_t n_sums;
+    float *tmp;     /* (da,nb) GEMM output of one ms_corr_add */
+} ms_corr;
+/* Columns of b per block so that one block takes at most `bytes` (at least 1, at most db). */
+int64_t ms_corr_block_cols(int64_t da, int64_t db, size_t bytes);
+/* Allocates (and touches) the sums, zeroed. Caller frees with ms_corr_free (zeroed-safe). */
+ms_status ms_corr_init(ms_corr *c, int64_t da, int64_t db, int64_t b0, int64_t b1, ms_err *err);
+void ms_corr_free(ms_corr *c);
+/* Adds n rows: xa (n,da), xb (n,db) (only columns [b0,b1) are read). One sgemm (float within
+ * the call, accumulated in double across calls) plus O(n·(da+nb)) sums. */
+void ms_corr_add(ms_corr *c, const float *xa, const float *xb, int64_t n);
+/* Best matches by r within this block. row_max/row_arg (da) are MERGED (initialise them to
+ * -INFINITY / -1 before the first block); col_max/col_arg (db): entries [b0,b1) written. A
+ * unit with no variance over the rows (never fires, or constant) has r = NaN with everything
+ * and never wins; a unit whose every r is NaN ends at -INFINITY / -1. Ties: lowest index. */
+void ms_corr_best(const ms_corr *c, float *row_max, int64_t *row_arg, float *col_max, int64_t *col_arg);
+
+/* Cosine similarity between the rows of Wa (da,d) and Wb (db,d) (decoder directions): for each
+ * row of a its best row of b (row_max/row_arg (da)) and for each row of b its best row of a
+ * (col_max/col_arg (db)); zero rows match nothing (-INFINITY / -1). Ties: lowest index.
+ * Memory: unit-norm copies of both plus a 256·db tile. */
+ms_status ms_decoder_best(float *row_max, int64_t *row_arg, float *col_max, int64_t *col_arg, const float *Wa,
+                          const float *Wb, int64_t da, int64_t db, int64_t d, ms_err *err);
+/* Families of split features: feature j of the large dictionary (db) joins the family of its
+ * best match col_arg[j] in the small one (da) when col_max[j] >= min: member[j] = that index
+ * or -1; size[i] (da) = members of small feature i. Returns the small features with at least
+ * one member. */
+int64_t ms_families(int64_t *member, int64_t *size, const float *col_max, const int64_t *col_arg, int64_t db,
+                    int64_t da, float min);
+/* Median of the finite entries of x (NaN and ±inf skipped; NaN if none); scratch holds n. */
+double ms_median_f32(const float *x, int64_t n, float *scratch);
+/* counts (nbins) of the finite entries of x over [lo,hi) in equal bins (outside: clamped to
+ * the end bins). Returns the number counted. */
+int64_t ms_histogram_f32(int64_t *counts, int nbins, double lo, double hi, const float *x, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,60 @@
+/* apps/run_state.h: the records `monosem run` keeps per unit of work (run_state.c) and the
+ * summary it writes at the end (run_summary.c). */
+#ifndef MONOSEM_RUN_STATE_H
+#define MONOSEM_RUN_STATE_H
+
+#include "app.h"
+
+#define MS_UNIT_MAX_INPUTS 64 /* a unit reading every SAE of a sweep lists each */
+
+/* One unit: a stage for one model or one SAE ("train-model-b", "train-A0", "compare"). */
+typedef struct ms_unit {
+    char name[80];
+    char stage[32];
+    char *keys; /* "key=value\n" lines its outputs depend on (ms_config_subset), owned */
+    int n_inputs;
+    struct {
+        char unit[80];
+        char hash[17];
+    } inputs[MS_UNIT_MAX_INPUTS]; /* units whose outputs it reads, with their hashes */
+    char hash[17];                /* FNV-1a of keys and inputs (ms_unit_hash) */
+} ms_unit;
+
+/* A unit's record as read back from <out_dir>/stages/<unit>.json. */
+typedef struct ms_unit_record {
+    bool complete;
+    char hash[17];
+    char *keys;
+    int n_inputs;
+    struct {
+        char unit[80];
+        char hash[17];
+    } inputs[MS_UNIT_MAX_INPUTS];
+} ms_unit_record;
+
+void ms_unit_input(ms_unit *u, const char *unit, const char *hash);
+void ms_unit_hash(ms_unit *u);
+/* False if there is no readable record. Free with ms_unit_record_free. */
+bool ms_unit_read(const char *out_dir, const char *unit, ms_unit_record *r);
+void ms_unit_record_free(ms_unit_record *r);
+/* Writes the record (state "started" or "complete"), atomically. Rank 0. */
+ms_status ms_unit_write(const char *out_dir, const ms_unit *u, bool complete, double seconds, ms_err *err);
+/* Why a record no longer matches: the keys that changed (old -> new) and inputs made anew. */
+void ms_unit_why(const ms_unit *u, const ms_unit_record *r, char *why, size_t n);
+
+/* What happened to each unit in this run, for summary.json. */
+typedef struct ms_unit_outcome {
+    char unit[80];
+    char status[16]; /* ran, resumed, redone, skipped, not-built */
+    double seconds;
+    char note[400];
+} ms_unit_outcome;
+
+/* Writes <out_dir>/summary.json (rank 0): per SAE its numbers (eval.json when present, else
+ * null with the reason; training-time metrics labelled as such), per model loss_clean /
+ * loss_zero, features-vs-neurons medians, splitting and universality, the stage outcomes and
+ * the paper's figures. */
+ms_status ms_run_summary_write(const ms_config *cfg, const ms_unit_outcome *outcomes, int n_outcomes, double seconds,
+                               ms_err *err);
+
+#endif
