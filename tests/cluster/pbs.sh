@@ -50,7 +50,8 @@ cmp -s "$tmp/direct/sae/saelens/sae_weights.safetensors" "$tmp/job/sae/saelens/s
 
 pbsrun "$tmp/sweep.log" JOB="$tmp/job/job.yaml" PBS_ARRAY_INDEX=1 MS_SIZES="32 48" MS_SWEEP_DIR="$tmp/sweep" \
   timeout 300 bash "$root/jobs/pbs/sweep.pbs" || { cat "$tmp/sweep.log"; fail "sweep.pbs"; }
-grep -q '"d_sae": 48' "$tmp/sweep/d_sae-48/saelens/cfg.json" 2>/dev/null || fail "sweep.pbs index 1: no d_sae 48 SAE"
+"${MS_PYTHON:-/usr/bin/python3}" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["d_sae"] != 48)' \
+  "$tmp/sweep/d_sae-48/saelens/cfg.json" 2>/dev/null || fail "sweep.pbs index 1: no d_sae 48 SAE"
 
 # walltime 4 s, margin 2 s: the timer fires ~2 s in; steps are paced to ~6 s in all
 rq=(JOB="$tmp/job/job.yaml" MS_OVERRIDES="--sae.out_dir=$tmp/sae-rq" MONOSEM_TEST_STEP_DELAY_MS=100)

@@ -62,7 +62,8 @@ timeout 300 sbatch --wait --array=0-1 --export="$common,MS_LAUNCHER=mpirun,MS_SI
 echo "sweep array done after $(elapsed)"
 for i in 0 1; do
   d=$([ $i = 0 ] && echo 32 || echo 48)
-  grep -q "\"d_sae\": $d" "$tmp/sweep/d_sae-$d/saelens/cfg.json" 2>/dev/null ||
+  "${MS_PYTHON:-/usr/bin/python3}" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["d_sae"] != int(sys.argv[2]))' \
+    "$tmp/sweep/d_sae-$d/saelens/cfg.json" "$d" 2>/dev/null ||
     { logs "$tmp/sweep-$i.out"; fail "sweep member $i: no SAE with d_sae $d"; }
   grep -q "run: mpirun -n 2 --map-by slot:PE=1 --bind-to core" "$tmp/sweep-$i.out" || fail "sweep member $i: launch line"
 done
