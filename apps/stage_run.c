@@ -184,6 +184,7 @@ static bool outputs_present(const run_plan *p, const plan_unit *pu, const ms_con
     if (!strcmp(s, "analyze")) { /* every dictionary's analysis.h5 */
         bool all = true;
         for (int i = 0; i < p->n_saes && all; i++) {
+            if (p->saes[i].model != 0) continue; /* analyze covers model A */
             char *a = ms_job_analysis_path(cfg, p->saes[i].name, p->saes[i].dir);
             all = a && ms_path_exists(a);
             free(a);
@@ -205,7 +206,14 @@ static bool clear_for_redo(const run_plan *p, const plan_unit *pu)
     char *ck = NULL;
     if (!strcmp(s, "train-model")) ck = ms_path_join(p->model_cfg[pu->model].train_model.dir, "checkpoint.safetensors");
     if (!strcmp(s, "train")) ck = ms_path_join(p->saes[pu->sae].dir, "checkpoint.safetensors");
-    if (ck) unlink(ck);
+    if (ck) { /* and the rotated ones, or the checkpoint fallback would resume the old run */
+        static const char *const sfx[] = {"", ".prev", ".corrupt"};
+        for (int i = 0; i < 3; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s%s", ck, sfx[i]);
+            unlink(path);
+        }
+    }
     free(ck);
     /* never tokenizer-train: its files may be GPT-2's; it keeps existing ones and says so */
     return !strcmp(s, "generate");

@@ -116,44 +116,38 @@ for k in a:
         assert np.array_equal(x, y), k
 PY
 
-# ---- 2. again: every built unit is skipped (compare's record was made by `run`; the manual
-# compare above rewrote its outputs from the same configuration). analysis files as the
-# analyze stage writes them (medians as string attributes) reach summary.json.
-"$py" - "$tmp/out" <<'PY' || fail "writing analysis.h5 stand-ins"
-import sys, os, h5py, numpy as np
-out = sys.argv[1]
-os.makedirs(out + '/neurons', exist_ok=True)
-with h5py.File(out + '/sae-A1/analysis.h5', 'w') as f:
-    f.attrs['median_top_token_share'] = '0.625'
-    f.attrs['median_eff_tokens'] = np.bytes_('3.5')
-with h5py.File(out + '/neurons/analysis.h5', 'w') as f:
-    f.attrs['median_top_token_share'] = '0.125'
-    f.attrs['median_logit_agreement'] = '0.25'
-PY
+# ---- 2. again: every unit is skipped (compare's record was made by `run`; the manual compare
+# above rewrote its outputs from the same configuration). The analyze stage's medians (model A's
+# SAEs and neurons) reach summary.json; model B's SAE is not analysed.
 run "$tmp/run2.log" "$tmp/job.yaml" || { cat "$tmp/run2.log"; fail "second run"; }
 "$py" - "$tmp/out/summary.json" <<'PY' || fail "features_vs_neurons in summary.json"
-import json, sys
+import json, math, sys
 fv = json.load(open(sys.argv[1]))['features_vs_neurons']
-assert fv['A1']['median_top_token_share'] == 0.625 and fv['A1']['median_eff_tokens'] == 3.5, fv
-assert fv['A1']['median_logit_agreement'] is None and fv['A0'] is None, fv
-assert fv['neurons']['median_top_token_share'] == 0.125 and fv['neurons']['median_logit_agreement'] == 0.25, fv
-assert 'null_reason' not in fv, fv
+for k in ('A0', 'A1', 'neurons'):
+    v = fv[k]['median_top_token_share']
+    assert isinstance(v, float) and 0 <= v <= 1, (k, fv)
+    assert isinstance(fv[k]['median_eff_tokens'], float) and fv[k]['median_eff_tokens'] >= 1, (k, fv)
+assert fv['B1'] is None, fv
 PY
 n_skip=$(grep -c ": skipped, up to date" "$tmp/run2.log")
-[ "$n_skip" -eq 10 ] || { cat "$tmp/run2.log"; fail "second run: expected 10 units skipped, got $n_skip"; }
+[ "$n_skip" -eq 13 ] || { cat "$tmp/run2.log"; fail "second run: expected 13 units skipped, got $n_skip"; }
 grep -q "resuming\|redone" "$tmp/run2.log" && fail "second run redid something"
 
-# ---- 3. a changed key of A1 redoes train A1 and compare only, each with its reason
+# ---- 3. a changed key of A1 redoes train A1 and the units that read it (eval, analyze, compare,
+# report), each with its reason; the 8 others are skipped
 sed 's/{name: A1, d_sae: 96}/{name: A1, d_sae: 96, l1_coeff: 2.0e-3}/' "$tmp/job.yaml" > "$tmp/job2.yaml"
 run "$tmp/run3.log" "$tmp/job2.yaml" || { cat "$tmp/run3.log"; fail "third run"; }
 grep -q "== train A1: redone: changed sae.l1_coeff 0.001 -> 0.002" "$tmp/run3.log" || { cat "$tmp/run3.log"; fail "no note for train A1"; }
 grep -q "== compare: redone: its input 'train-A1' was made differently" "$tmp/run3.log" || fail "no note for compare"
-[ "$(grep -c ': redone' "$tmp/run3.log")" -eq 2 ] || fail "only train A1 and compare should be redone"
+for u in eval analyze report; do
+  grep -q "== $u: redone: its input '[a-z-]*A*1*[a-z]*' was made differently" "$tmp/run3.log" || fail "no note for $u"
+done
+[ "$(grep -c ': redone' "$tmp/run3.log")" -eq 5 ] || fail "only train A1 and what reads it (eval, analyze, compare, report) should be redone"
 [ "$(grep -c ': skipped, up to date' "$tmp/run3.log")" -eq 8 ] || fail "the 8 other units should be skipped"
 "$py" -c "
 import json,sys; s=json.load(open('$tmp/out/summary.json'))
 st={x['unit']:x['status'] for x in s['stages']}
-sys.exit(0 if st['train-A1']=='redone' and st['compare']=='redone' and st['train-A0']=='skipped' and st['eval']=='not-built' else 1)" ||
+sys.exit(0 if st['train-A1']=='redone' and st['compare']=='redone' and st['train-A0']=='skipped' and st['eval']=='redone' else 1)" ||
   fail "summary stages"
 
 # ---- 4. an interrupted unit (record 'started', checkpoint present) resumes
