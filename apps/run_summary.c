@@ -21,18 +21,20 @@ static cJSON *read_json(const char *dir, const char *name)
 
 /* A number named key in j or in one of its objects one level down (eval.json's layout is the
  * eval stage's; both flat and grouped layouts are read). */
+/* The number at `key` in j: "a.b" is member b of object a (eval.json nests its sections:
+ * docs/eval.md), a plain key a top-level member. */
 static const cJSON *find_number(const cJSON *j, const char *key)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (cJSON_IsNumber(v)) return v;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, j)
-    {
-        if (!cJSON_IsObject(c)) continue;
-        v = cJSON_GetObjectItemCaseSensitive(c, key);
-        if (cJSON_IsNumber(v)) return v;
+    char head[64];
+    const char *dot = strchr(key, '.');
+    if (dot && (size_t)(dot - key) < sizeof head) {
+        memcpy(head, key, (size_t)(dot - key));
+        head[dot - key] = '\0';
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, head);
+        return cJSON_IsObject(o) ? find_number(o, dot + 1) : NULL;
     }
-    return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return cJSON_IsNumber(v) ? v : NULL;
 }
 
 /* Copies the numbers `keys` from src (may be NULL) into dst; missing ones are null and
@@ -41,13 +43,17 @@ static void copy_numbers(cJSON *dst, const cJSON *src, const char *const *keys, 
 {
     cJSON *missing = NULL;
     for (int i = 0; keys[i]; i++) {
-        const cJSON *v = src ? find_number(src, keys[i]) : NULL;
+        /* "name=path": the summary's name for the number at path (find_number) */
+        const char *eq = strchr(keys[i], '=');
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - keys[i]) : (int)strlen(keys[i]), keys[i]);
+        const cJSON *v = src ? find_number(src, eq ? eq + 1 : keys[i]) : NULL;
         if (v) {
-            cJSON_AddNumberToObject(dst, keys[i], v->valuedouble);
+            cJSON_AddNumberToObject(dst, name, v->valuedouble);
         } else {
-            cJSON_AddNullToObject(dst, keys[i]);
+            cJSON_AddNullToObject(dst, name);
             if (!missing) missing = cJSON_CreateArray();
-            cJSON_AddItemToArray(missing, cJSON_CreateString(keys[i]));
+            cJSON_AddItemToArray(missing, cJSON_CreateString(name));
         }
     }
     if (missing) {
@@ -81,7 +87,10 @@ static cJSON *last_jsonl(const char *path, const char *split)
 
 static cJSON *sae_entry(const ms_job_sae *s)
 {
-    static const char *const eval_keys[] = {"l0", "fvu", "mse", "loss_recovered", "kl", "dead", "ultralow", NULL};
+    /* eval.json's layout: docs/eval.md */
+    static const char *const eval_keys[] = {"l0=reconstruction.l0", "fvu=reconstruction.fvu",
+                                            "mse=reconstruction.mse", "loss_recovered=loss.recovered",
+                                            "kl=loss.kl", "dead=features.dead", "ultralow=features.ultralow", NULL};
     static const char *const train_keys[] = {"step", "l0", "fvu", "mse", "dead", "ultralow", NULL};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", s->name);
@@ -90,8 +99,7 @@ static cJSON *sae_entry(const ms_job_sae *s)
     cJSON_AddStringToObject(o, "dir", s->dir);
     cJSON *ev = read_json(s->dir, "eval.json");
     char reason[512];
-    snprintf(reason, sizeof reason, "no %s/eval.json: the eval stage has not run (not built in monosem %s)", s->dir,
-             MS_VERSION_STRING);
+    snprintf(reason, sizeof reason, "%s/eval.json is missing or lacks these: run `monosem eval`", s->dir);
     copy_numbers(o, ev, eval_keys, reason);
     cJSON_Delete(ev);
     /* training-time values: the last metrics line, on training batches (not held-out) */
@@ -108,7 +116,7 @@ static cJSON *sae_entry(const ms_job_sae *s)
 
 static cJSON *model_entry(const ms_config *cfg, int model, const ms_job_sae *saes, int n)
 {
-    static const char *const loss_keys[] = {"loss_clean", "loss_zero", NULL};
+    static const char *const loss_keys[] = {"loss_clean=loss.clean", "loss_zero=loss.zero", NULL};
     ms_config mc;
     ms_err e = {0};
     cJSON *o = cJSON_CreateObject();
@@ -120,8 +128,7 @@ static cJSON *model_entry(const ms_config *cfg, int model, const ms_job_sae *sae
     for (int i = 0; i < n && !ev; i++)
         if (saes[i].model == model) ev = read_json(saes[i].dir, "eval.json");
     char reason[256];
-    snprintf(reason, sizeof reason, "no eval.json for an SAE of model %s: the eval stage has not run (not built in "
-             "monosem %s)", ms_job_model_name(model), MS_VERSION_STRING);
+    snprintf(reason, sizeof reason, "no eval.json for an SAE of model %s: run `monosem eval`", ms_job_model_name(model));
     copy_numbers(o, ev, loss_keys, reason);
     cJSON_Delete(ev);
     char *lp = ms_path_join(mc.train_model.dir, "log.jsonl");

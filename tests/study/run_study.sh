@@ -63,12 +63,18 @@ if names != ['A0', 'A1', 'B1'] or [e['model'] for e in s['saes']] != ['A', 'A', 
 for e in s['saes']:
     for k in ('d_sae', 'l0', 'fvu', 'mse', 'loss_recovered', 'kl', 'dead', 'ultralow'):
         if k not in e: bad.append('%s lacks %s' % (e['name'], k))
-    # eval is not built on this branch: null with a reason, never a guess
-    if e['l0'] is None and 'eval' not in e.get('null_reason', ''): bad.append('%s: null without reason' % e['name'])
+    # the numbers are eval.json's, copied (not recomputed): every field present and equal
+    ev = json.load(open('%s/sae-%s/eval.json' % (out, e['name'])))
+    want = {'l0': ev['reconstruction']['l0'], 'fvu': ev['reconstruction']['fvu'], 'mse': ev['reconstruction']['mse'],
+            'loss_recovered': ev['loss']['recovered'], 'kl': ev['loss']['kl'], 'dead': ev['features']['dead'],
+            'ultralow': ev['features']['ultralow']}
+    for k, v in want.items():
+        if e.get(k) != v: bad.append('%s.%s = %r, eval.json %r' % (e['name'], k, e.get(k), v))
     if not (e['training_time']['step'] == 60 and e['training_time']['l0'] > 0): bad.append('%s training_time' % e['name'])
 for m in ('A', 'B'):
-    if m not in s['models'] or 'loss_clean' not in s['models'][m] or 'loss_zero' not in s['models'][m]:
-        bad.append('model %s fields' % m)
+    if m not in s['models'] or not all(isinstance(s['models'][m].get(k), float) for k in ('loss_clean', 'loss_zero')):
+        bad.append('model %s fields: %r' % (m, s['models'].get(m)))
+if 'null_fields' in s: bad.append('null fields: %r' % s['null_fields'])
 u = s['universality']
 for k in ('features_median', 'neurons_median'):
     if not (isinstance(u.get(k), float) and -1 <= u[k] <= 1): bad.append('universality %s = %r' % (k, u.get(k)))
