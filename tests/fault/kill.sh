@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kill -9 of a random rank at a random moment (seeded), then the same command again: the result
-# is bitwise identical to an uninterrupted run, for train-model, generate and train.
+# is bitwise identical to an uninterrupted run, for train-model, generate, train and analyze.
 #   kill.sh [SEEDS...]   (default 1 2 3)
 set -u
 . "$(dirname "$0")/common.sh"
@@ -70,4 +70,33 @@ for s in "${SEEDS[@]}"; do
   same_st sref/sae/saelens/sae_weights.safetensors "$o/sae/saelens/sae_weights.safetensors" || die "train seed $s: weights differ"
   same_st sref/sae/checkpoint.safetensors "$o/sae/checkpoint.safetensors" || die "train seed $s: final state differs"
   ok "train: kill -9 (seed $s) + rerun == uninterrupted"
+done
+
+same_h5() { # same_h5 A B: every dataset and attribute equal
+  "$MS_PYTHON" - "$1" "$2" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'r')
+assert sorted(a) == sorted(b) and sorted(a.attrs) == sorted(b.attrs)
+for k in a:
+    assert np.array_equal(a[k][...], b[k][...]), k
+PY
+}
+# ---- analyze (no checkpoint: a rerun starts over; its files appear whole or not at all)
+aj=(m/job.yaml --model.dir="$T/mref/model" --sae.activations="$T/gref.h5" --sae.out_dir="$T/asae")
+mon 2 asae.log train "${aj[@]}" --sae.d_sae=64 --sae.steps=20 --sae.batch=128 --sae.median_samples=500 \
+  --sae.shuffle_buffer=2000 || die "train for analyze: $(tail -3 asae.log)"
+t0=$(ms_now); mon 2 aref.log analyze "${aj[@]}" --analyze.out_dir="$T/aref" --analyze.batch=2 || die "analyze ref: $(tail -3 aref.log)"
+dur=$(( $(ms_now) - t0 ))
+for s in "${SEEDS[@]}"; do
+  killrun "$s" "$dur" ak$s.log analyze "${aj[@]}" --analyze.out_dir="$T/ak$s" --analyze.batch=2
+  # killed: each file it left under its final name is whole (written to a temporary name, then
+  # renamed), i.e. equal to the uninterrupted run's
+  for f in $(cd "$T/ak$s" 2>/dev/null && find . -name analysis.h5); do
+    same_h5 "$T/aref/$f" "$T/ak$s/$f" || die "analyze seed $s: the killed run left a $f that is not whole"
+  done
+  mon 2 ak$s.re.log analyze "${aj[@]}" --analyze.out_dir="$T/ak$s" --analyze.batch=2 || die "analyze rerun (seed $s): $(tail -3 ak$s.re.log)"
+  for f in sae/analysis.h5 neurons/analysis.h5; do
+    same_h5 "$T/aref/$f" "$T/ak$s/$f" || die "analyze seed $s: $f differs from the uninterrupted run"
+  done
+  ok "analyze: kill -9 (seed $s) + rerun == uninterrupted"
 done
