@@ -94,6 +94,13 @@ const char *ms_job_model_name(int model);
  * one. COLLECTIVE (the body is). */
 ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err);
 
+/* The job's contexts and token shards fit the model at model_dir (n_ctx, d_vocab from its
+ * config): corpus.context <= n_ctx (MS_ERR_CONFIG naming the key), the shards' vocabulary <=
+ * d_vocab (MS_ERR_STATE naming both). ts may be NULL (the context alone). Not collective.
+ * (apps/model_fit.c) */
+ms_status ms_app_check_model_fit(const ms_config *cfg, const char *model_dir, int n_ctx, int d_vocab,
+                                 const ms_tokset *ts, ms_err *err);
+
 /* Stage entry points (one file each under apps/). */
 ms_status ms_stage_config(ms_app *app, ms_err *err);
 ms_status ms_stage_forward(ms_app *app, ms_err *err);

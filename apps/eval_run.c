@@ -117,11 +117,7 @@ static ms_status setup(evaluator *e, ms_err *err)
     st = ms_model_load(&e->m, e->jobs[0].model_dir, err);
     if (st) return st;
     const ms_model_config *mc = &e->m.cfg;
-    if (cfg->corpus.context > mc->n_ctx)
-        return ms_err_set(err, MS_ERR_CONFIG,
-                          "%s: key 'corpus.context': %lld exceeds the model's n_ctx %d (%s)",
-                          cfg->path, (long long)cfg->corpus.context, mc->n_ctx,
-                          e->jobs[0].model_dir);
+    if ((st = ms_app_check_model_fit(cfg, e->jobs[0].model_dir, mc->n_ctx, mc->d_vocab, NULL, err))) return st;
     e->T = (int)cfg->corpus.context;
     st = ms_tokset_open(&e->ts, cfg->corpus.token_dir, "heldout", err);
     if (st) return st;

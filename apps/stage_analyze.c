@@ -156,12 +156,7 @@ static ms_status az_prepare(az *a, ms_err *err)
     if (st) return st;
     a->d = ms_hook_dim(mc, a->hook);
     a->T = cfg->corpus.context;
-    if (a->T > mc->n_ctx)
-        return ms_err_set(err, MS_ERR_CONFIG, "%s: key 'corpus.context': %" PRId64 " exceeds the model's n_ctx %d",
-                          cfg->path, a->T, mc->n_ctx);
-    if (a->ts.vocab_size > mc->d_vocab)
-        return ms_err_set(err, MS_ERR_STATE, "%s: token ids up to %d but the model (%s) has d_vocab %d",
-                          cfg->corpus.token_dir, a->ts.vocab_size, cfg->model.dir, mc->d_vocab);
+    if ((st = ms_app_check_model_fit(cfg, cfg->model.dir, mc->n_ctx, mc->d_vocab, &a->ts, err))) return st;
     int64_t avail = ms_tokset_n_contexts(&a->ts, a->T, false);
     a->n_ctx = (cfg->analyze.tokens + a->T - 1) / a->T;
     if (a->n_ctx > avail) a->n_ctx = avail;

@@ -169,9 +169,6 @@ static ms_status prepare(cmp *c, ms_err *err)
     st = ms_tokset_open(&c->ts, cfg->corpus.token_dir, "train", err);
     if (st) return st;
     c->T = cfg->corpus.context;
-    if (c->T > mc->n_ctx)
-        return ms_err_set(err, MS_ERR_CONFIG, "%s: corpus.context %lld exceeds the model's n_ctx %d", cfg->path,
-                          (long long)c->T, mc->n_ctx);
     int64_t avail = ms_tokset_n_contexts(&c->ts, c->T, false);
     c->n_ctx = (cfg->compare.tokens + c->T - 1) / c->T;
     if (c->n_ctx > avail) c->n_ctx = avail;
@@ -185,9 +182,8 @@ static ms_status prepare(cmp *c, ms_err *err)
     if (!c->tokens) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int m = 0; m < 2; m++) {
         if (!c->model_loaded[m]) continue;
-        if (c->ts.vocab_size > c->model[m].cfg.d_vocab)
-            return ms_err_set(err, MS_ERR_STATE, "compare: token ids up to %d but %s has d_vocab %d", c->ts.vocab_size,
-                              dirs[m], c->model[m].cfg.d_vocab);
+        if ((st = ms_app_check_model_fit(cfg, dirs[m], c->model[m].cfg.n_ctx, c->model[m].cfg.d_vocab, &c->ts, err)))
+            return st;
         st = ms_model_acts_init(&c->acts[m], &c->model[m].cfg, (int)c->B, (int)c->T, MS_ACTS_NO_LOGITS, err);
         if (st) return st;
         if (!(c->h[m] = calloc(rows * (size_t)c->d, sizeof(float)))) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");

@@ -130,15 +130,7 @@ static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
         *err = e2;
         return MS_ERR_CONFIG;
     }
-    if (cfg->corpus.context > mc->n_ctx)
-        return ms_err_set(err, MS_ERR_CONFIG,
-                          "%s: key 'corpus.context': %" PRId64 " exceeds the model's n_ctx %d (%s)",
-                          cfg->path, cfg->corpus.context, mc->n_ctx, cfg->model.dir);
-    if (g->ts.vocab_size > mc->d_vocab)
-        return ms_err_set(err, MS_ERR_STATE,
-                          "%s: the token shards use a vocabulary of %d ids but the model (%s) has "
-                          "d_vocab %d", cfg->corpus.token_dir, g->ts.vocab_size, cfg->model.dir,
-                          mc->d_vocab);
+    if ((st = ms_app_check_model_fit(cfg, cfg->model.dir, mc->n_ctx, mc->d_vocab, &g->ts, err))) return st;
     g->d = ms_hook_dim(mc, g->hook);
     g->kill_rank = -1;
     const char *kenv = getenv("MONOSEM_TEST_KILL");

@@ -583,9 +583,9 @@ void ms_residual_forward(float *out, const float *a, const float *b, size_t n)
 
 /* ------------------------------------------------------------------ logits, loss */
 
-/* logsumexp of one row; if bias, adds it to the row first (same pass). */
-MS_HOT
-static float row_bias_lse(float *x, const float *bias, int V)
+/* Adds bias (if any) to the row x (V) and returns the row's max, in one pass. Always inlined, so
+ * it is compiled for each MS_HOT caller's target. */
+static inline __attribute__((always_inline)) float row_bias_max(float *x, const float *bias, int V)
 {
     const int V8 = V & ~7;
     v8f mv = splat8(-INFINITY);
@@ -601,6 +601,15 @@ static float row_bias_lse(float *x, const float *bias, int V)
     }
     float mx = hmax8(mv);
     for (int v = V8; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    return mx;
+}
+
+/* logsumexp of one row; if bias, adds it to the row first (same pass). */
+MS_HOT
+static float row_bias_lse(float *x, const float *bias, int V)
+{
+    const int V8 = V & ~7;
+    const float mx = row_bias_max(x, bias, V);
     v8f sv = splat8(0.0f);
     for (int v = 0; v < V8; v += 8) sv += exp8(ld8(x + v) - mx);
     double s = hsum8(sv);
@@ -685,19 +694,7 @@ static float row_bias_lse_kl(float *x, const float *bias, const float *rp, doubl
                              float rlse, float *kl, int V)
 {
     const int V8 = V & ~7;
-    v8f mv = splat8(-INFINITY);
-    if (bias) {
-        for (int v = 0; v < V8; v += 8) {
-            v8f y = ld8(x + v) + ld8(bias + v);
-            st8(x + v, y);
-            mv = max8(mv, y);
-        }
-        for (int v = V8; v < V; v++) x[v] += bias[v];
-    } else {
-        for (int v = 0; v < V8; v += 8) mv = max8(mv, ld8(x + v));
-    }
-    float mx = hmax8(mv);
-    for (int v = V8; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    const float mx = row_bias_max(x, bias, V);
     v8f sv = splat8(0.0f);
     v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
     for (int v = 0; v < V8;) {

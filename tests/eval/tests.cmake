@@ -3,7 +3,8 @@
 # of SAELens v6's loading rules; the metric arithmetic and the resumed forward (unit).
 add_executable(eval_driver ${CMAKE_CURRENT_LIST_DIR}/eval_driver.c ${PROJECT_SOURCE_DIR}/apps/eval_run.c
   ${PROJECT_SOURCE_DIR}/apps/eval_splice.c ${PROJECT_SOURCE_DIR}/apps/eval_metrics.c ${PROJECT_SOURCE_DIR}/apps/job_saes.c
-  ${PROJECT_SOURCE_DIR}/apps/app_util.c ${PROJECT_SOURCE_DIR}/apps/stage_lock.c)
+  ${PROJECT_SOURCE_DIR}/apps/app_util.c ${PROJECT_SOURCE_DIR}/apps/stage_lock.c
+  ${PROJECT_SOURCE_DIR}/apps/model_fit.c)
 target_include_directories(eval_driver PRIVATE ${PROJECT_SOURCE_DIR}/apps)
 target_link_libraries(eval_driver PRIVATE mssae msmodel msio PkgConfig::CJSON)
 ms_script_test(eval_ref LABELS "ref;mpi;e2e" DEPENDS tmpdir
