@@ -35,6 +35,7 @@ struct ms_stage {
     bool needs_job;                /* first positional argument is a job file */
     bool job_optional;             /* ... which may be absent (defaults are used) */
     bool record;                   /* main writes <run.out_dir>/run-<stage>.yaml afterwards */
+    bool stops;                    /* agrees on stop signals (exit 75): handlers from before MPI_Init */
     const char *const *required;   /* keys the job must set (NULL-terminated), or NULL */
     const char *const *options;    /* options that take a value ("--hook NAME"), or NULL */
     ms_stage_fn run;               /* NULL: not built yet in this version */

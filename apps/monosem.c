@@ -68,6 +68,10 @@ int main(int argc, char **argv)
     ms_app app;
     memset(&app, 0, sizeof app);
     ms_err err = {0};
+    /* a stage that stops cleanly on SIGTERM/SIGUSR1 records them from the very start: a
+     * scheduler's signal during start-up stops it at its first step boundary (exit 75) */
+    const ms_stage *early = argc > 1 ? ms_stage_find(argv[1]) : NULL;
+    if (early && early->stops) ms_signals_install();
     if (ms_comm_init(&app.comm, &argc, &argv, &err) != MS_OK) {
         fprintf(stderr, "monosem: %s\n", err.msg);
         return 1;

@@ -306,7 +306,7 @@ static ms_status az_pass(az *a, int pass, ms_err *err)
     ms_status st = MS_OK;
     for (int64_t k = 0; k < rounds; k++) {
         if (!st && a->blk0 + k < a->blk1) st = az_block(a, pass, a->blk0 + k, err);
-        int sig = ms_comm_signal_agree(comm);
+        int sig = ms_comm_signal_agree(comm, (int64_t)(pass - 1) * rounds + k + 1); /* rounds over both passes */
         if (sig && !st)
             st = ms_err_set(err, MS_INTERRUPTED,
                             "analyze: %s: stopped in pass %d of 2 after %" PRId64 " of %" PRId64 " blocks per rank; "

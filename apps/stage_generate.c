@@ -46,11 +46,6 @@ typedef struct gen {
     /* accounting (this rank) */
     double t_read, t_fwd, t_gather, t_write, t_wait;
     int64_t shards_mine, tokens_mine, bytes_written;
-    /* test hook MONOSEM_TEST_KILL=RANK:N[:w]: rank RANK raises SIGKILL after its Nth shard is
-     * marked done, or with ":w" after writing its rows but before sync and mark (a crash test) */
-    int kill_rank;
-    int64_t kill_after;
-    bool kill_mid;
     /* rank 0 with workers: queue service points inside the forward */
     ms_hook_replace serve_at[MAX_SERVE_HOOKS];
     int n_serve_at;
@@ -132,18 +127,6 @@ static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
     }
     if ((st = ms_app_check_model_fit(cfg, cfg->model.dir, mc->n_ctx, mc->d_vocab, &g->ts, err))) return st;
     g->d = ms_hook_dim(mc, g->hook);
-    g->kill_rank = -1;
-    const char *kenv = getenv("MONOSEM_TEST_KILL");
-    if (kenv && *kenv) {
-        char mode = 0;
-        long long n = 0;
-        int r = -1;
-        if (sscanf(kenv, "%d:%lld:%c", &r, &n, &mode) >= 2) {
-            g->kill_rank = r;
-            g->kill_after = n;
-            g->kill_mid = mode == 'w';
-        }
-    }
     int64_t T = cfg->corpus.context;
     ms_gen_plan_init(&g->plan, ms_tokset_n_contexts(&g->ts, T, false), cfg->generate.tokens, T,
                      cfg->generate.sample_per_context, cfg->generate.shard_contexts);
@@ -248,7 +231,7 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     st = ms_actwriter_write_rows_raw(g->w, c0 * K, n * K, g->rows, g->index, err);
     if (comm->rank == 0) ms_queue_serve(comm, &g->q);
     if (!st) st = ms_actwriter_write_tokens(g->w, c0, n, g->tokens, err);
-    if (g->kill_mid && comm->rank == g->kill_rank && g->shards_mine + 1 == g->kill_after) raise(SIGKILL);
+    ms_testhook("shard-rows", g->shards_mine + 1); /* test hook: rows written, shard not yet done */
     /* rows reach the OS before the shard is recorded done: a kill -9 after this point leaves
      * a shard that resume may skip; before it, one that resume redoes */
     if (!st) st = ms_actwriter_sync(g->w, err);
@@ -257,7 +240,7 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     g->t_write += ms_time_now() - t;
     if (st) return st;
     g->shards_mine++;
-    if (!g->kill_mid && comm->rank == g->kill_rank && g->shards_mine == g->kill_after) raise(SIGKILL);
+    ms_testhook("shard", g->shards_mine); /* test hook: this rank's Nth shard recorded done */
     g->tokens_mine += n * T;
     g->bytes_written += n * K * d * (g->meta.dtype == MS_DTYPE_F16 ? 2 : 4) + n * K * 8 + n * T * 4;
     return MS_OK;
@@ -546,7 +529,7 @@ static ms_status generate_one(ms_app *app, ms_err *err)
     st = ms_comm_agree(comm, st, err);
     double work_s = ms_time_now() - t_work;
     if (st == MS_ERR_IO) gen_full_disk_hint(&g, err);
-    const int stop_sig = st ? 0 : ms_comm_signal_agree(comm);
+    const int stop_sig = st ? 0 : ms_comm_signal_agree(comm, 0); /* step 0: after the queue phase */
     if (stop_sig) {
         int64_t mine = g.shards_mine, all = 0;
         ms_comm_allreduce_i64(comm, &mine, 1, NULL);

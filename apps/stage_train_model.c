@@ -400,8 +400,6 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
     if (st != MS_OK) goto done;
 
     const int64_t steps = cfg->train_model.steps;
-    const char *crash_env = getenv("MONOSEM_TEST_KILL_AT_STEP");
-    const int64_t crash_at = crash_env ? strtoll(crash_env, NULL, 10) : 0;
     const int64_t tok_per_step = (int64_t)tr.Bg * tr.T;
     ms_log("train-model: %d layer(s) d_model %d d_mlp %d heads %dx%d vocab %d ctx %d, %zu params; "
            "%" PRId64 " steps x %d contexts (%" PRId64 " tokens/step) on %d rank(s) x %d thread(s); "
@@ -474,7 +472,7 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
         t_comm += t2 - t1;
 
         bool last = step == steps;
-        const int stop_sig = last ? 0 : ms_comm_signal_agree(comm); /* any rank signalled */
+        const int stop_sig = last ? 0 : ms_comm_signal_agree(comm, step); /* any rank signalled */
         if (comm->rank == 0 && (step % cfg->train_model.log_every == 0 || last)) {
             double now = ms_time_now();
             double tps = (double)(window_steps * tok_per_step) / (now - t_window);
@@ -512,6 +510,11 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
             if (comm->rank == 0) cs = ms_train_checkpoint_save(ckpt_path, &tr.m, tr.adam_m, tr.adam_v, &info, err);
             st = ms_comm_agree(comm, cs, err);
             if (st != MS_OK) goto done;
+            if (ms_testhook("checkpoint", step)) { /* test hook: fail right after this checkpoint */
+                st = ms_err_set(err, MS_ERR_STATE, "train-model: stopped after the checkpoint at step %" PRId64
+                                " (test hook)", step);
+                goto done;
+            }
             t_ckpt += ms_time_now() - tc;
             t_window += ms_time_now() - tc;
         }
@@ -521,11 +524,6 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
                             "train-model: %s: stopped at step %" PRId64 " of %" PRId64 " after writing %s; "
                             "rerun the same command to resume", ms_signal_name(stop_sig), step, steps, ckpt_path);
             goto done;
-        }
-        /* test hook: a hard kill of rank 0 after this step (exercises resume) */
-        if (crash_at > 0 && step == crash_at && comm->rank == 0) {
-            if (tr.log) fflush(tr.log);
-            raise(SIGKILL);
         }
     }
     ms_progress_finish(&prog);

@@ -80,6 +80,7 @@ ms_status ms_comm_init(ms_comm *comm, int *argc, char ***argv, ms_err *err)
     MPI_Comm_size(g_world, &comm->size);
     MPI_Comm_rank(g_node, &comm->node_rank);
     MPI_Comm_size(g_node, &comm->node_size);
+    ms_testhook_set_rank(comm->rank);
     return MS_OK;
 }
 
@@ -271,8 +272,9 @@ int ms_blas_threads_set(const ms_comm *comm, int64_t requested)
     return t;
 }
 
-int ms_comm_signal_agree(const ms_comm *comm)
+int ms_comm_signal_agree(const ms_comm *comm, int64_t step)
 {
+    ms_testhook("step", step); /* before the flag is read: a signal sent while stopped counts here */
     int mine = ms_signal_caught(), any = mine;
     /* MAX: any rank's signal stops all; a failed call reads as "no signal" and the step's own
      * collective reports the MPI failure */

@@ -3,9 +3,7 @@
 #include "monosem/io.h"
 
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static volatile sig_atomic_t g_caught = 0; /* the last stop signal caught, 0 none */
 static volatile sig_atomic_t g_count = 0;  /* how many (capped): a second one must do no harm */
@@ -36,22 +34,7 @@ void ms_signals_install(void)
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-int ms_signal_caught(void)
-{
-    /* test pacing: tests signal a run mid-way, so each step boundary may be slowed down */
-    static long delay_ms = -1;
-    if (delay_ms < 0) {
-        const char *e = getenv("MONOSEM_TEST_STEP_DELAY_MS");
-        delay_ms = e ? atol(e) : 0;
-        if (delay_ms < 0) delay_ms = 0;
-    }
-    if (delay_ms > 0) {
-        struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && !g_caught) {
-        }
-    }
-    return g_caught;
-}
+int ms_signal_caught(void) { return g_caught; }
 
 int ms_signal_count(void) { return g_count; }
 

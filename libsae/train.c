@@ -786,7 +786,7 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
             }
         }
         ms_progress_update(&prog, (double)sae.step);
-        const int stop_sig = last ? 0 : ms_comm_signal_agree(comm); /* any rank signalled */
+        const int stop_sig = last ? 0 : ms_comm_signal_agree(comm, sae.step); /* any rank signalled */
         bool ck = last || stop_sig ||
                   (cfg->sae.checkpoint_every > 0 && sae.step % cfg->sae.checkpoint_every == 0);
         if (ck) {
@@ -805,10 +805,9 @@ ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec
                 break;
             }
             /* test hook: stop like a crash right after this checkpoint (resume tests) */
-            const char *stop = getenv("MONOSEM_TRAIN_STOP_AT");
-            if (stop && atoll(stop) == sae.step) {
-                st = ms_err_set(err, MS_ERR_STATE, "stopped after the checkpoint at step %lld "
-                                "(MONOSEM_TRAIN_STOP_AT)", (long long)sae.step);
+            if (ms_testhook("checkpoint", sae.step)) {
+                st = ms_err_set(err, MS_ERR_STATE, "train: stopped after the checkpoint at step %lld "
+                                "(test hook)", (long long)sae.step);
                 break;
             }
         }

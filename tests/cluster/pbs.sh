@@ -11,6 +11,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/fixture.sh"
+. "$here/../hook.sh"
 py=${MS_PYTHON:-/usr/bin/python3}
 tmp="${MS_TEST_TMP:?}/pbs"
 rm -rf "$tmp"; mkdir -p "$tmp/bin"
@@ -53,10 +54,20 @@ pbsrun "$tmp/sweep.log" JOB="$tmp/job/job.yaml" PBS_ARRAY_INDEX=1 MS_SIZES="32 4
 "${MS_PYTHON:-/usr/bin/python3}" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["d_sae"] != 48)' \
   "$tmp/sweep/d_sae-48/saelens/cfg.json" 2>/dev/null || fail "sweep.pbs index 1: no d_sae 48 SAE"
 
-# walltime 4 s, margin 2 s: the timer fires ~2 s in; steps are paced to ~6 s in all
-rq=(JOB="$tmp/job/job.yaml" MS_OVERRIDES="--sae.out_dir=$tmp/sae-rq" MONOSEM_TEST_STEP_DELAY_MS=100)
-pbsrun "$tmp/rq1.log" "${rq[@]}" MS_WALLTIME=00:00:04 MS_MARGIN=2 timeout 300 bash "$root/jobs/pbs/train-requeue.pbs" ||
-  { cat "$tmp/rq1.log"; fail "train-requeue.pbs (first job)"; }
+# walltime 12 s, margin 2 s: the timer fires ~10 s in. Rank 0 stops itself at step 5
+# (MONOSEM_TEST_HOOK) and is let go only once the timer has fired, so the run is mid-way when
+# SIGUSR1 comes, however fast or loaded the machine (no pacing, no guessed duration)
+rq=(JOB="$tmp/job/job.yaml" MS_OVERRIDES="--sae.out_dir=$tmp/sae-rq")
+pbsrun "$tmp/rq1.log" "${rq[@]}" MONOSEM_TEST_HOOK="step:5:0:stop:$tmp/rq1.hook" MS_WALLTIME=00:00:12 MS_MARGIN=2 \
+  timeout 300 bash "$root/jobs/pbs/train-requeue.pbs" &
+bp=$!
+if rpid=$(hook_wait "$tmp/rq1.hook" $bp "train's step 5 under train-requeue.pbs"); then
+  for ((i = 0; i < 600; i++)); do grep -q "walltime - 2s: asking monosem" "$tmp/rq1.log" && break; sleep 0.05; done
+  grep -q "walltime - 2s: asking monosem" "$tmp/rq1.log" || fail "the walltime timer did not fire within 30 s of step 5"
+  wait_pending "$rpid" 60 "SIGUSR1 forwarded by mpiexec" || fail "rank 0 never got the timer's signal"
+  kill -CONT "$rpid"
+else fail "train never reached step 5 under train-requeue.pbs"; fi
+wait_bounded $bp 300 "train-requeue.pbs (first job)" || { cat "$tmp/rq1.log"; fail "train-requeue.pbs (first job)"; }
 grep -v " steps (" "$tmp/rq1.log"
 grep -q "walltime - 2s: asking monosem to checkpoint" "$tmp/rq1.log" || fail "the walltime timer did not fire"
 grep -q "train exited with code 75" "$tmp/rq1.log" || fail "no exit 75 on the timer's signal"
@@ -64,7 +75,7 @@ grep -q -- "-v JOB=$tmp/job/job.yaml,MONOSEM=$MS_BIN/monosem,MS_OVERRIDES=--sae.
   "$tmp/qsub.calls" 2>/dev/null || { cat "$tmp/qsub.calls"; fail "the script did not resubmit itself with its variables"; }
 pbsrun "$tmp/rq2.log" "${rq[@]}" PBS_JOBID=43.test timeout 300 bash "$root/jobs/pbs/train-requeue.pbs" ||
   { cat "$tmp/rq2.log"; fail "train-requeue.pbs (resubmitted job)"; }
-grep -q "train: resuming from .* at step [1-9][0-9]* of 60" "$tmp/rq2.log" || fail "the resubmitted job did not resume"
+grep -q "train: resuming from .* at step 5 of 60" "$tmp/rq2.log" || fail "the resubmitted job did not resume"
 cmp -s "$tmp/job/sae/saelens/sae_weights.safetensors" "$tmp/sae-rq/saelens/sae_weights.safetensors" ||
   fail "resubmitted+resumed SAE differs from the uninterrupted one"
 [ "$fails" -eq 0 ] && echo "pbs: all checks passed"

@@ -8,6 +8,7 @@ set -u
 case_=${1:?usage: signals.sh train-model|train|generate|analyze}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/fixture.sh"
+. "$here/../hook.sh"
 py=${MS_PYTHON:-/usr/bin/python3}
 tmp="${MS_TEST_TMP:?}/signals_$case_"
 rm -rf "$tmp"; mkdir -p "$tmp"
@@ -18,33 +19,27 @@ mon() { # mon NP LOG STAGE ARGS...: monosem under mpirun, foreground
   local np=$1 log=$2 stage=$3; shift 3
   timeout 300 "$MS_MPIRUN" -n "$np" $MS_MPI_FLAGS "$MS_BIN/monosem" "$stage" "$tmp/job/job.yaml" "$@" >"$log" 2>&1
 }
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
-rank_pid() { # rank_pid PID RANK: the pid of that rank among PID's descendants (timeout, mpirun, ranks)
-  local p
-  for p in $(descendants "$1"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return 0; }
-  done
-  return 1
-}
-# interrupt LOG READY_FILE READY_REGEX RANK SIGNAL STORM STAGE ARGS...: runs the stage on 2 ranks,
-# paced (MONOSEM_TEST_STEP_DELAY_MS); once READY_REGEX appears in READY_FILE, sends SIGNAL to
-# RANK (STORM=1: every 20 ms until it exits). Sets $rc to mpirun's exit code.
+# interrupt LOG SPEC SIGNAL STORM STAGE ARGS...: runs the stage on 2 ranks with a stop hook at SPEC
+# (POINT:N:RANK, MONOSEM_TEST_HOOK); once that rank has stopped there, sends it SIGNAL and lets
+# it go on (STORM=1: SIGNAL again every 20 ms until it exits, i.e. during the checkpoint). The
+# signal is pending when the rank resumes, so the stage stops exactly at that point. Sets $rc.
 interrupt() {
-  local log=$1 ready=$2 re=$3 rank=$4 sig=$5 storm=$6 stage=$7; shift 7
-  MONOSEM_TEST_STEP_DELAY_MS=60 timeout 300 "$MS_MPIRUN" -n 2 $MS_MPI_FLAGS -x MONOSEM_TEST_STEP_DELAY_MS \
+  local log=$1 spec=$2 sig=$3 storm=$4 stage=$5; shift 5
+  local rep="$tmp/hook.$stage.$$" mp pid i
+  rm -f "$rep"
+  MONOSEM_TEST_HOOK="$spec:stop:$rep" timeout 300 "$MS_MPIRUN" -n 2 $MS_MPI_FLAGS -x MONOSEM_TEST_HOOK \
     "$MS_BIN/monosem" "$stage" "$tmp/job/job.yaml" "$@" >"$log" 2>&1 &
-  local mp=$! pid="" i
-  for i in $(seq 1 600); do
-    grep -qE "$re" "$ready" 2>/dev/null && pid=$(rank_pid "$mp" "$rank") && break
-    sleep 0.05
-  done
-  if [ -z "$pid" ]; then fail "$stage never reached '$re' (or rank $rank not found)"; wait "$mp"; rc=$?; return; fi
-  echo "sending $sig to rank $rank (pid $pid)$([ "$storm" = 1 ] && echo ', repeatedly')"
-  kill -s "$sig" "$pid"
-  if [ "$storm" = 1 ]; then
-    while kill -s "$sig" "$pid" 2>/dev/null; do sleep 0.02; done
+  mp=$!
+  if ! pid=$(hook_wait "$rep" "$mp" "$stage at $spec"); then
+    fail "$stage never stopped at $spec"; wait_bounded "$mp" 60 "$stage"; rc=$?; return
   fi
-  wait "$mp"; rc=$?
+  echo "sending $sig to rank $(cut -d' ' -f2 "$rep") (pid $pid), stopped at $spec$([ "$storm" = 1 ] && echo ', repeatedly')"
+  kill -s "$sig" "$pid"
+  kill -CONT "$pid"
+  if [ "$storm" = 1 ]; then
+    for ((i = 0; i < 3000; i++)); do kill -s "$sig" "$pid" 2>/dev/null || break; sleep 0.02; done
+  fi
+  wait_bounded "$mp" 300 "$stage after $sig"; rc=$?
 }
 same_file() { cmp -s "$1" "$2" || fail "$3: $(basename "$1") differs from the uninterrupted run"; }
 strip() { sed 's/,"tokens_per_s":[0-9.]*//; s/"tokens_per_s": [0-9.]*, //' "$1"; }
@@ -59,10 +54,10 @@ train-model)
   for kind in once storm; do
     o=(--run.out_dir="$tmp/$kind" --model.dir="$tmp/$kind/model")
     storm=0; [ $kind = storm ] && storm=1
-    interrupt "$tmp/$kind.log" "$tmp/$kind/train_model/log.jsonl" '"step":1[05],' 1 TERM $storm train-model "${o[@]}"
+    interrupt "$tmp/$kind.log" step:12:1 TERM $storm train-model "${o[@]}"
     cat "$tmp/$kind.log"
     [ "$rc" = 75 ] || fail "$kind: exit code $rc, expected 75"
-    grep -q "train-model: SIGTERM: stopped at step [0-9]* of 60 after writing" "$tmp/$kind.log" ||
+    grep -q "train-model: SIGTERM: stopped at step 12 of 60 after writing" "$tmp/$kind.log" ||
       fail "$kind: no one-line explanation of the stop"
     grep -q "status: interrupted" "$tmp/$kind/run-train-model.yaml" || fail "$kind: run record does not say interrupted"
     [ -f "$tmp/$kind/model/model.safetensors" ] && fail "$kind: an interrupted run wrote the final model"
@@ -85,10 +80,10 @@ train)
   mv "$sae" "$tmp/ref"
   for kind in once storm; do
     storm=0; [ $kind = storm ] && storm=1
-    interrupt "$tmp/$kind.log" "$sae/metrics.jsonl" '"step": 1[05],' 0 TERM $storm train
+    interrupt "$tmp/$kind.log" step:12:0 TERM $storm train
     cat "$tmp/$kind.log"
     [ "$rc" = 75 ] || fail "$kind: exit code $rc, expected 75"
-    grep -q "train: SIGTERM: stopped at step [0-9]* of 60 after writing" "$tmp/$kind.log" || fail "$kind: no stop line"
+    grep -q "train: SIGTERM: stopped at step 12 of 60 after writing" "$tmp/$kind.log" || fail "$kind: no stop line"
     [ -f "$sae/checkpoint.safetensors" ] || fail "$kind: no checkpoint"
     [ -f "$sae/sae.h5" ] && fail "$kind: an interrupted run wrote the final SAE"
     ls "$sae" | grep -q tmp && fail "$kind: a temporary checkpoint file was left behind"
@@ -104,8 +99,8 @@ train)
 generate)
   mon 2 "$tmp/model.log" train-model || { cat "$tmp/model.log"; echo "FAIL: train-model"; exit 1; }
   mon 2 "$tmp/ref.log" generate --generate.out="$tmp/ref.h5" || { cat "$tmp/ref.log"; fail "uninterrupted generate"; }
-  # SIGUSR1 (what mpirun forwards) to the worker rank once the file is being written
-  interrupt "$tmp/int.log" "$tmp/int.log" '^generate: .* to do' 1 USR1 0 generate --generate.out="$tmp/int.h5"
+  # SIGUSR1 (what mpirun forwards) to the first rank that has written 2 shards
+  interrupt "$tmp/int.log" shard:2:any USR1 0 generate --generate.out="$tmp/int.h5"
   cat "$tmp/int.log"
   [ "$rc" = 75 ] || fail "generate: exit code $rc, expected 75"
   grep -q "generate: SIGUSR1: stopped after [0-9]* more of 75 shards" "$tmp/int.log" || fail "generate: no stop line"
@@ -124,10 +119,10 @@ analyze)
   a=(--analyze.batch=1 --analyze.out_dir="$tmp/ref")
   mon 2 "$tmp/ref.log" analyze "${a[@]}" || { cat "$tmp/ref.log"; fail "uninterrupted analyze"; }
   a=(--analyze.batch=1 --analyze.out_dir="$tmp/int")
-  interrupt "$tmp/int.log" "$tmp/int.log" '^analyze: [0-9]+ contexts' 1 TERM 0 analyze "${a[@]}"
+  interrupt "$tmp/int.log" step:3:1 TERM 0 analyze "${a[@]}"
   cat "$tmp/int.log"
   [ "$rc" = 75 ] || fail "analyze: exit code $rc, expected 75"
-  grep -q "analyze: SIGTERM: stopped in pass [12] of 2 after" "$tmp/int.log" || fail "analyze: no stop line"
+  grep -q "analyze: SIGTERM: stopped in pass 1 of 2 after 3 of" "$tmp/int.log" || fail "analyze: no stop line"
   [ -n "$(find "$tmp/int" -name 'analysis.h5*' 2>/dev/null)" ] && fail "analyze: an interrupted run wrote analysis files"
   mon 2 "$tmp/rerun.log" analyze "${a[@]}" || { cat "$tmp/rerun.log"; fail "analyze: rerun"; }
   for f in sae/analysis.h5 neurons/analysis.h5; do

@@ -12,6 +12,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/fixture.sh"
+. "$here/../hook.sh"
 py=${MS_PYTHON:-/usr/bin/python3}
 tmp="${MS_TEST_TMP:?}/slurm"
 rm -rf "$tmp"; mkdir -p "$tmp"
@@ -68,14 +69,23 @@ for i in 0 1; do
   grep -q "run: mpirun -n 2 --map-by slot:PE=1 --bind-to core" "$tmp/sweep-$i.out" || fail "sweep member $i: launch line"
 done
 
-# ---- 3. a self-requeueing training job under a real 1-minute limit (steps paced to ~48 s)
+# ---- 3. a self-requeueing training job under a real 1-minute limit: rank 0 stops itself at step 5
+#      (MONOSEM_TEST_HOOK) and is let go once Slurm's time-limit signal has reached the batch
+#      script, so the run is mid-way when the signal comes (the rerun resumes past step 5: no stop)
+hook="$tmp/requeue.hook"
 jid=$(sbatch --parsable --time=1 --signal=B:TERM@15 \
-  --export="$common,MS_STAGE=train,MONOSEM_TEST_STEP_DELAY_MS=800" -o "$tmp/requeue.out" \
+  --export="$common,MS_STAGE=train,MONOSEM_TEST_HOOK=step:5:0:stop:$hook" -o "$tmp/requeue.out" \
   "$root/jobs/slurm/train-requeue.sbatch" "$tmp/job/job.yaml" "--sae.out_dir=$tmp/sae-rq")
 echo "requeue job $jid submitted"
-state="" restarted=0
+state="" restarted=0 continued=0
 for i in $(seq 1 900); do
   state=$(job_state "$jid")
+  # Slurm may SIGCONT the ranks before its signal arrives: the hook stops rank 0 again until the
+  # signal is caught, so sending SIGCONT here (repeatedly) is harmless
+  if [ $continued = 0 ] && [ -s "$hook" ] && grep -q "signal: asking monosem to checkpoint" "$tmp/requeue.out" 2>/dev/null; then
+    read -r rpid _ < "$hook"
+    kill -CONT "$rpid" 2>/dev/null || { continued=1; echo "time-limit signal reached the batch script after $(elapsed); rank 0 gone from step 5"; }
+  fi
   if [ $restarted = 0 ] && [ "$(job_field "$jid" Restarts)" -ge 1 ] 2>/dev/null; then
     restarted=1
     echo "requeued after $(elapsed); lifting the time limit so the rerun is not signalled again"
@@ -89,7 +99,7 @@ grep -v " steps (" "$tmp/requeue.out"
 [ "$state" = COMPLETED ] || fail "requeue job ended $state"
 [ $restarted = 1 ] || fail "the job was never requeued (no time-limit signal before it finished?)"
 grep -q "signal: asking monosem to checkpoint" "$tmp/requeue.out" || fail "the batch script never got the time-limit signal"
-grep -q "train: SIGUSR1: stopped at step [0-9]* of 60" "$tmp/requeue.out" || fail "monosem did not checkpoint on the signal"
+grep -q "train: SIGUSR1: stopped at step 5 of 60" "$tmp/requeue.out" || fail "monosem did not checkpoint on the signal"
 grep -q "train exited with code 75" "$tmp/requeue.out" || fail "no exit code 75"
 grep -q "requeueing job $jid" "$tmp/requeue.out" || fail "the script did not requeue"
 grep -q "restart 1," "$tmp/requeue.out" || fail "no restarted run in the log"

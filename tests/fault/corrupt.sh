@@ -11,7 +11,7 @@ rm -rf "$T"; mkdir -p "$T"; cd "$T" || exit 1
 # ---- SAE: uninterrupted reference, then a run stopped after its step-40 checkpoint
 sae_fixture "$T/s"
 mon 2 ref.log train s/job.yaml --run.out_dir="$T/sref" --sae.out_dir="$T/sref/sae" || die "reference train: $(tail -3 ref.log)"
-MONOSEM_TRAIN_STOP_AT=40 mon 2 stop.log train s/job.yaml && die "stop hook did not stop"
+MONOSEM_TEST_HOOK=checkpoint:40:*:fail mon 2 stop.log train s/job.yaml && die "stop hook did not stop"
 ck=s/run/sae/checkpoint.safetensors
 [ -f $ck ] && [ -f $ck.prev ] || die "no checkpoint + checkpoint.prev after two checkpoints: $(ls s/run/sae)"
 flip $ck
@@ -25,7 +25,7 @@ same_st sref/sae/saelens/sae_weights.safetensors s/run/sae/saelens/sae_weights.s
 same_st sref/sae/checkpoint.safetensors $ck || die "SAE final state after fallback differs"
 ok "SAE: corrupt latest checkpoint detected, fell back to .prev, result bitwise identical"
 # both corrupt: one clear error, every rank non-zero
-rm -rf s/run; MONOSEM_TRAIN_STOP_AT=40 mon 2 stop2.log train s/job.yaml
+rm -rf s/run; MONOSEM_TEST_HOOK=checkpoint:40:*:fail mon 2 stop2.log train s/job.yaml
 flip $ck; flip $ck.prev
 mon 2 both.log train s/job.yaml; rc=$?
 n=$(grep -c "corrupt checkpoints, none to resume from" both.log)
@@ -40,7 +40,7 @@ ok "SAE: flipped saelens weights refused"
 # ---- train-model: reference, then a run killed at step 30 (checkpoints 20 and 30)
 model_fixture "$T/m"
 mon 2 mref.log train-model m/job.yaml --run.out_dir="$T/mref" --model.dir="$T/mref/model" || die "reference train-model: $(tail -3 mref.log)"
-MONOSEM_TEST_KILL_AT_STEP=30 mon 2 mk.log train-model m/job.yaml && die "kill hook did not kill"
+MONOSEM_TEST_HOOK=checkpoint:30:0:kill mon 2 mk.log train-model m/job.yaml && die "kill hook did not kill"
 mck=m/run/train_model/checkpoint.safetensors
 [ -f $mck ] && [ -f $mck.prev ] || die "no train-model checkpoint + .prev: $(ls m/run/train_model)"
 flip $mck 5

@@ -16,7 +16,7 @@ ok() { pass=$((pass+1)); echo "ok: $*"; }
 bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 run() { # np, log, args...: monosem generate under mpirun with a timeout
   local np=$1 log=$2; shift 2
-  timeout 120 "$MS_MPIRUN" -n "$np" $MS_MPI_FLAGS -x MONOSEM_TEST_KILL "$MS_BIN/monosem" generate "$d/job.yaml" "$@" >"$log" 2>&1
+  timeout 120 "$MS_MPIRUN" -n "$np" $MS_MPI_FLAGS -x MONOSEM_TEST_HOOK "$MS_BIN/monosem" generate "$d/job.yaml" "$@" >"$log" 2>&1
 }
 
 # ---- fixtures: byte-level tokenizer (ids 0..255 + <|endoftext|> 256), text, a random model
@@ -44,7 +44,7 @@ generate: {sample_per_context: 8, shard_contexts: 24, batch: 8, dtype: float16}
 EOF
 
 # ---- 1, 2, 4 ranks: identical files; rows equal the recomputed activations
-export MONOSEM_TEST_KILL=
+export MONOSEM_TEST_HOOK=
 for np in 1 2 4; do
   if run $np n$np.log --generate.out=$d/n$np.h5 && [ -f n$np.h5 ] && [ ! -e n$np.h5.partial ]; then ok "generate -n $np"
   else bad "generate -n $np: $(tail -3 n$np.log)"; fi
@@ -61,7 +61,7 @@ run 2 again.log --generate.out=$d/n1.h5 && grep -q "is up to date" again.log && 
 
 # ---- kill -9 of a worker after its 1st shard, then rerun; kill of rank 0 between writing rows
 #      and marking its shard done (-n 1), then rerun: same file as uninterrupted
-MONOSEM_TEST_KILL=1:1 run 2 k1.log --generate.out=$d/k1.h5; rc=$?
+MONOSEM_TEST_HOOK=shard:1:1:kill run 2 k1.log --generate.out=$d/k1.h5; rc=$?
 if [ $rc -ne 0 ] && [ -f k1.h5.partial ] && [ ! -e k1.h5 ]; then ok "killed worker leaves a partial file (exit $rc)"
 else bad "kill did not stop the run as expected (exit $rc)"; fi
 "$MS_BIN/monosem" inspect k1.h5.partial > k1.inspect 2>&1; grep -q "complete  *NO" k1.inspect && ok "inspect shows incomplete" \
@@ -69,13 +69,13 @@ else bad "kill did not stop the run as expected (exit $rc)"; fi
 out=$("$TOOL" check k1.h5.partial "$d/model" "$d/tokens" 2>&1); rc=$?
 [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "incomplete activations file" && ok "readers refuse the incomplete file" \
   || bad "reader on a partial file: $rc $out"
-MONOSEM_TEST_KILL= run 2 k1b.log --generate.out=$d/k1.h5
+MONOSEM_TEST_HOOK= run 2 k1b.log --generate.out=$d/k1.h5
 if [ $? -eq 0 ] && grep -qE "resuming .* [1-9][0-9]* of [0-9]+ shards already done" k1b.log; then ok "resume after kill"
 else bad "resume after kill: $(cat k1b.log)"; fi
 $REF same n1.h5 k1.h5 && ok "killed+resumed == uninterrupted (worker kill)" || bad "resumed file differs"
-MONOSEM_TEST_KILL=0:3:w run 1 k2.log --generate.out=$d/k2.h5; rc=$?
+MONOSEM_TEST_HOOK=shard-rows:3:0:kill run 1 k2.log --generate.out=$d/k2.h5; rc=$?
 [ $rc -ne 0 ] && [ -f k2.h5.partial ] && ok "kill between rows and mark (exit $rc)" || bad "mid-write kill (exit $rc)"
-MONOSEM_TEST_KILL= run 4 k2b.log --generate.out=$d/k2.h5 && grep -qE "resuming .* 2 of [0-9]+ shards already done" k2b.log \
+MONOSEM_TEST_HOOK= run 4 k2b.log --generate.out=$d/k2.h5 && grep -qE "resuming .* 2 of [0-9]+ shards already done" k2b.log \
   && ok "resume after mid-write kill redoes the unmarked shard" || bad "mid-write resume: $(cat k2b.log)"
 $REF same n1.h5 k2.h5 && ok "killed+resumed == uninterrupted (rank 0 kill)" || bad "resumed file differs (rank 0 kill)"
 

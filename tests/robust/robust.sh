@@ -111,7 +111,7 @@ case $CASE in
 hangs)
     # -- train-model: a checkpoint whose step is negative (spun forever) or not a number (became 0)
     model_fixture
-    MONOSEM_TEST_KILL_AT_STEP=20 ms 120 2 train-model "$T/job.yaml"
+    MONOSEM_TEST_HOOK=checkpoint:20:0:kill ms 120 2 train-model "$T/job.yaml"
     ck=$T/run/train_model/checkpoint.safetensors
     [ -f "$ck" ] || { cat "$T/last.log"; bad "no train-model checkpoint"; }
     cp "$ck" "$T/good.ckpt"
@@ -129,7 +129,7 @@ hangs)
     # -- SAE: state values out of range in the checkpoint's "state" tensor
     "$PY" "$HERE/../sae_train/make_synth.py" "$T/a.h5" --rows 12000 --d 16 --feats 32 --seed 2 || exit 1
     sae_job "$T/s.yaml" "$T/srun" "$T/a.h5"
-    MONOSEM_TRAIN_STOP_AT=8 ms 120 2 train "$T/s.yaml"
+    MONOSEM_TEST_HOOK=checkpoint:8:*:fail ms 120 2 train "$T/s.yaml"
     sk=$T/srun/sae/checkpoint.safetensors
     cp "$sk" "$T/sgood.ckpt"
     # (index, value, what): step, epoch, reader position, threshold flag, tokens
@@ -224,7 +224,7 @@ resume)
     # stopped at 8, then resumed with cadence/checkpoint changed, the out_dir moved and the
     # activations reached through another path (a symlink): same weights, bitwise
     sae_job "$T/jb.yaml" "$T/rb" "$T/a.h5"
-    MONOSEM_TRAIN_STOP_AT=8 ms 120 2 train "$T/jb.yaml"
+    MONOSEM_TEST_HOOK=checkpoint:8:*:fail ms 120 2 train "$T/jb.yaml"
     mv "$T/rb" "$T/rb-moved"; mkdir -p "$T/other"; ln -s "$T/a.h5" "$T/other/acts-link.h5"
     sae_job "$T/jc.yaml" "$T/rb-moved" "$T/other/acts-link.h5"
     ms 120 2 train "$T/jc.yaml" --sae.log_every=3 --sae.checkpoint_every=5 --run.log_every_s=5 --run.name=renamed
@@ -234,7 +234,7 @@ resume)
     else bad "SAE harmless resume: $(tail -3 "$T/last.log")"; fi
     # result keys: refused, each named with both values
     sae_job "$T/jd.yaml" "$T/rd" "$T/a.h5"
-    MONOSEM_TRAIN_STOP_AT=8 ms 120 2 train "$T/jd.yaml"
+    MONOSEM_TEST_HOOK=checkpoint:8:*:fail ms 120 2 train "$T/jd.yaml"
     expect_fail "SAE resume, changed lr and d_sae" \
         "$T/rd/sae/checkpoint.safetensors: changed since the checkpoint: sae.d_sae 64 -> 128, sae.lr 0.01 -> 0.02 (" \
         120 2 train "$T/jd.yaml" --sae.lr=0.02 --sae.d_sae=128
@@ -250,7 +250,7 @@ resume)
     model_job "$T/m.yaml" "$T/m1"
     ms 120 2 tokenize "$T/m.yaml" || { cat "$T/last.log"; exit 1; }
     ms 120 2 train-model "$T/m.yaml" --model.dir="$T/m1/model" || bad "train-model uninterrupted: $(tail -2 "$T/last.log")"
-    MONOSEM_TEST_KILL_AT_STEP=20 ms 120 2 train-model "$T/m.yaml" --run.out_dir="$T/m2" --model.dir="$T/m2/model"
+    MONOSEM_TEST_HOOK=checkpoint:20:0:kill ms 120 2 train-model "$T/m.yaml" --run.out_dir="$T/m2" --model.dir="$T/m2/model"
     expect_fail "train-model resume, changed lr" "checkpoint.safetensors: changed since the checkpoint: train_model.lr 0.005 -> 0.004 (" \
         120 2 train-model "$T/m.yaml" --run.out_dir="$T/m2" --model.dir="$T/m2/model" --train_model.lr=0.004
     ms 120 2 train-model "$T/m.yaml" --run.out_dir="$T/m2" --model.dir="$T/m2/model" \

@@ -11,6 +11,7 @@
 set -u
 CASE=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../hook.sh"
 PY=${MS_PYTHON:-/usr/bin/python3}
 BIN=${MS_BIN:?}/monosem
 MPIRUN=${MS_MPIRUN:-mpirun}
@@ -76,23 +77,20 @@ PYEOF
     ;;
 resume)
     "$PY" "$HERE/make_synth.py" "$T/a.h5" --rows 100000 --d 64 --feats 128 --seed 4 || die synth
-    # long enough (240 steps) that the kill lands mid-run even on a fast, quiet machine
     common=("d_sae: 512" "batch: 400" "steps: 240" "lr: 0.01" "l1_coeff: 0.3" "checkpoint_every: 15"
             "log_every: 5" "shuffle_buffer: 20000" "median_samples: 2000" "resample: {at: [150], window: 2, inputs: 4000}")
     job "$T/ja.yaml" "$T/ra" "$T/a.h5" "${common[@]}"
     job "$T/jb.yaml" "$T/rb" "$T/a.h5" "${common[@]}"
     run 2 "$T/ja.yaml" || { cat "$T/last.log"; die "uninterrupted run"; }
-    "$MPIRUN" -n 2 "${MPIFLAGS[@]}" "$BIN" train "$T/jb.yaml" > "$T/b1.log" 2>&1 &
+    # rank 1 stops itself right after the checkpoint at step 45 (MONOSEM_TEST_HOOK), then kill -9
+    MONOSEM_TEST_HOOK="checkpoint:45:1:stop:$T/b1.hook" "$MPIRUN" -n 2 "${MPIFLAGS[@]}" -x MONOSEM_TEST_HOOK \
+        "$BIN" train "$T/jb.yaml" > "$T/b1.log" 2>&1 &
     MPID=$!
-    for _ in $(seq 1 600); do  # wait for the first checkpoint, then kill -9 one rank
-        [ -f "$T/rb/sae/checkpoint.safetensors" ] && break
-        sleep 0.05
-    done
-    RANK_PID=$(pgrep -P $MPID -f "monosem train" | head -1)
-    [ -n "$RANK_PID" ] || die "no rank process to kill (run finished too early?)"
+    RANK_PID=$(hook_wait "$T/b1.hook" $MPID "the checkpoint at step 45") || die "run to kill: $(tail -3 "$T/b1.log")"
     kill -9 "$RANK_PID"
-    wait $MPID && die "killed run exited 0"
-    [ -f "$T/rb/sae/sae.h5" ] && die "killed run finished before the kill"
+    wait_bounded $MPID 60 "mpirun after the kill of rank 1"; rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || die "killed run: exit $rc (0: finished; 124: mpirun hung)"
+    [ -f "$T/rb/sae/sae.h5" ] && die "killed run wrote its final SAE"
     run 2 "$T/jb.yaml" || { cat "$T/last.log"; die "resumed run"; }
     grep -q "resuming from" "$T/last.log" || die "rerun did not resume"
     ls "$T/rb/sae" | grep -q "\.tmp\." && die "temporary files left after the resumed run"
@@ -155,7 +153,7 @@ archs)
         job "$T/ja.yaml" "$T/$arch-a" "$T/a.h5" "${common[@]}"
         job "$T/jb.yaml" "$T/$arch-b" "$T/a.h5" "${common[@]}"
         run 2 "$T/ja.yaml" || { cat "$T/last.log"; die "$arch"; }
-        MONOSEM_TRAIN_STOP_AT=16 run 2 "$T/jb.yaml" && die "$arch: stop hook ignored"
+        MONOSEM_TEST_HOOK=checkpoint:16:*:fail run 2 "$T/jb.yaml" && die "$arch: stop hook ignored"
         run 2 "$T/jb.yaml" || { cat "$T/last.log"; die "$arch resumed"; }
         grep -q "resuming from .* at step 16 of 24" "$T/last.log" || die "$arch: did not resume at 16"
         cmp "$T/$arch-a/sae/saelens/sae_weights.safetensors" "$T/$arch-b/sae/saelens/sae_weights.safetensors" \

@@ -64,7 +64,7 @@ timeout 60 "$MS_MPIRUN" -n 2 $MS_MPI_FLAGS "$MS_BIN/monosem" tokenize "$tmp/job.
 # ---- train: 1 rank, 2 ranks, 2 ranks killed at step 30 then resumed
 run 1 "$tmp/r1" || { cat "$tmp/r1.log"; fail "train-model on 1 rank"; }
 run 2 "$tmp/r2" || { cat "$tmp/r2.log"; fail "train-model on 2 ranks"; }
-run 2 "$tmp/rk" MONOSEM_TEST_KILL_AT_STEP=30 && fail "the kill hook did not kill the run"
+run 2 "$tmp/rk" MONOSEM_TEST_HOOK=step:30:0:kill && fail "the kill hook did not kill the run"
 [ -f "$tmp/rk/model/model.safetensors" ] && fail "a killed run wrote the final model"
 grep -q '"step":20,' "$tmp/rk/train_model/log.jsonl" || fail "killed run logged nothing up to its checkpoint"
 run 2 "$tmp/rk" || { cat "$tmp/rk.log"; fail "resumed train-model"; }

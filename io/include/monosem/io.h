@@ -369,8 +369,9 @@ int ms_blas_threads_set(const ms_comm *comm, int64_t requested);
 
 /* COLLECTIVE. The stop signal (ms_signal_caught) of the most recent one caught on any rank,
  * 0 if none: every rank gets the same answer, so all stop at the same step. One 4-byte
- * allreduce; long stages call it at each step boundary. */
-int ms_comm_signal_agree(const ms_comm *comm);
+ * allreduce; long stages call it at each step boundary. step: the boundary's number in the
+ * stage's own count (train steps, analyze block rounds), the test hooks' point "step". */
+int ms_comm_signal_agree(const ms_comm *comm, int64_t step);
 
 /* ===================================================================== stop signals */
 
@@ -381,9 +382,7 @@ int ms_comm_signal_agree(const ms_comm *comm);
 /* Installs handlers for SIGTERM, SIGINT and SIGUSR1 that only record the signal (idempotent).
  * Further signals while a checkpoint is written change nothing. */
 void ms_signals_install(void);
-/* The last stop signal caught by this process, 0 if none (local, no MPI). Test hook:
- * MONOSEM_TEST_STEP_DELAY_MS=N sleeps N ms in each call, pacing steps so a test can signal a
- * run mid-way. */
+/* The last stop signal caught by this process, 0 if none (local, no MPI). */
 int ms_signal_caught(void);
 /* Number of stop signals caught by this process (capped at 1000). */
 int ms_signal_count(void);
@@ -391,6 +390,35 @@ int ms_signal_count(void);
 void ms_signals_clear(void);
 /* "SIGTERM", "SIGINT", "SIGUSR1", ... (static). */
 const char *ms_signal_name(int sig);
+
+/* ===================================================================== test hooks */
+
+/* Fault injection for tests at a point the program reports, never after a guessed delay. The
+ * environment variable MONOSEM_TEST_HOOK, read once per process, holds up to 4 comma-separated
+ * hooks POINT:N:RANK:ACTION[:FILE]. When this process passes POINT with count N (the first
+ * time only), on rank RANK (a number; '*' every rank; 'any' the first rank to create FILE):
+ *   stop  writes FILE ("pid rank point n"; FILE.<rank> for '*') whole, then raises SIGSTOP: the
+ *         test acts (kill -9, fills a disk, sends a signal, starts a second run). The rank goes
+ *         on at SIGCONT once FILE is removed or a stop signal was caught (it stops again
+ *         otherwise: a launcher's SIGCONT ahead of its signal does not release it)
+ *   kill  writes FILE if given, then raises SIGKILL: a crash exactly there
+ *   fail  ms_testhook returns true and the stage stops with an error, as if the operation failed
+ *         (RANK must be '*': every rank stops at the same point)
+ * Points and their N (each documented where it is called):
+ *   step        a step boundary, before the stop-signal agreement (ms_comm_signal_agree):
+ *               train-model and train after step N, analyze after block round N (both passes
+ *               counted on), generate 0 (its one agreement, after the queue phase)
+ *   checkpoint  train-model and train: the checkpoint of step N is in place (fail honoured)
+ *   save        any safetensors file: this process's Nth save, data written and synced, not yet
+ *               renamed into place (a crash leaves only the temporary file)
+ *   shard       generate: this rank's Nth shard is recorded done
+ *   shard-rows  generate: this rank's Nth shard's rows are written, not yet recorded done
+ * Not thread-safe: call from the stage's main thread. A malformed hook prints one line and
+ * exits 2. No timer: a test that must outlast a scheduler's limit stops a rank at a point and
+ * lets it go when the limit's signal has come. */
+bool ms_testhook(const char *point, int64_t n);
+/* The MPI rank the hooks match against (ms_comm_init sets it; 0 before). */
+void ms_testhook_set_rank(int rank);
 
 /* ===================================================================== logging and progress */
 

@@ -1,0 +1,63 @@
+# Shell side of the test hooks (MONOSEM_TEST_HOOK, io.h "test hooks"), sourced by the fault,
+# signal and resume tests: wait, bounded, for a rank to report a point and stop there.
+
+# hook_wait FILE MPID WHAT [SECS]: waits until a rank has written its hook report FILE and is
+# stopped (SIGSTOP) at the point, then prints its pid. Fails (returns 1, a message on stderr)
+# if mpirun MPID exits first or SECS (default 300) pass: every wait says what it awaited.
+hook_wait() {
+  local file=$1 mp=$2 what=$3 secs=${4:-300} pid="" i state
+  for ((i = 0; i < secs * 20; i++)); do
+    [ -s "$file" ] && break
+    if ! kill -0 "$mp" 2>/dev/null; then
+      echo "hook_wait: the run (mpirun $mp) ended before $what (no $file)" >&2; return 1
+    fi
+    sleep 0.05
+  done
+  [ -s "$file" ] || { echo "hook_wait: $what not reached within $secs s (no $file)" >&2; return 1; }
+  read -r pid _ < "$file"
+  for ((i = 0; i < 1200; i++)); do # the report is written just before the rank stops itself
+    state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null)
+    [ "$state" = T ] && { echo "$pid"; return 0; }
+    [ -z "$state" ] && { echo "hook_wait: pid $pid gone after reporting $what" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "hook_wait: pid $pid reported $what but is not stopped after 60 s (state $state)" >&2
+  return 1
+}
+
+# wait_bounded PID SECS WHAT: waits for a background job; kills it and fails naming WHAT after
+# SECS. Returns the job's exit code otherwise.
+wait_bounded() {
+  local p=$1 secs=$2 what=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    kill -0 "$p" 2>/dev/null || { wait "$p"; return $?; }
+    sleep 0.1
+  done
+  echo "wait_bounded: $what still running after $secs s; killed" >&2
+  pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  return 124
+}
+
+# wait_pending PID SECS WHAT: waits until a stopped rank has a stop signal (SIGTERM, SIGINT or
+# SIGUSR1) pending, i.e. the signal a launcher or scheduler forwards has reached it; fails
+# naming WHAT after SECS. Lets a test resume the rank only once the signal is certain to count
+# at the point where it stopped.
+wait_pending() {
+  local pid=$1 secs=$2 what=$3 i m
+  for ((i = 0; i < secs * 20; i++)); do
+    m=0
+    for f in $(sed -n 's/^\(SigPnd\|ShdPnd\):[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null); do m=$((m | 16#$f)); done
+    (( m & ((1 << 14) | (1 << 1) | (1 << 9)) )) && return 0
+    sleep 0.05
+  done
+  echo "wait_pending: no stop signal reached pid $pid within $secs s ($what)" >&2
+  return 1
+}
+
+# hook_release FILE: lets the rank stopped at a hook go on (removes its report, then SIGCONT)
+hook_release() {
+  local pid
+  read -r pid _ < "$1" || return 1
+  rm -f "$1"
+  kill -CONT "$pid"
+}
