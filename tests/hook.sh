@@ -25,8 +25,34 @@ hook_wait() {
   return 1
 }
 
-# wait_bounded PID SECS WHAT: waits for a background job; kills it and fails naming WHAT after
-# SECS. Returns the job's exit code otherwise.
+# descendants PID: PID and every process below it, parents first
+descendants() {
+  local c
+  echo "$1"
+  for c in $(pgrep -P "$1" 2>/dev/null); do descendants "$c"; done
+}
+
+# hang_report PID: what a hung run's processes are doing (state, signals, each thread's wait
+# channel, and backtraces when gdb may attach), so a timeout in CI can be diagnosed afterwards
+hang_report() {
+  local p t
+  echo "hang_report: processes of the hung run (pid $1):" >&2
+  for p in $(descendants "$1"); do
+    [ -r "/proc/$p/status" ] || continue
+    echo "-- pid $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-160)" >&2
+    grep -E '^(State|SigPnd|ShdPnd|SigBlk|SigCgt):' "/proc/$p/status" 2>/dev/null | tr '\n' ' ' >&2; echo >&2
+    for t in /proc/$p/task/*; do
+      echo "   task ${t##*/}: state $(cut -d' ' -f3 "$t/stat" 2>/dev/null) wchan $(cat "$t/wchan" 2>/dev/null)" >&2
+    done
+    if command -v gdb >/dev/null 2>&1; then
+      timeout 60 gdb -p "$p" -batch -nx -ex 'thread apply all bt 20' 2>&1 | grep -E '^(#|Thread)' | head -80 >&2
+    fi
+  done
+}
+
+# wait_bounded PID SECS WHAT: waits for a background job; after SECS reports what its processes
+# are doing (hang_report), kills them and fails naming WHAT. Returns the job's exit code
+# otherwise. Keep SECS below any `timeout` wrapped around the job, so this report runs first.
 wait_bounded() {
   local p=$1 secs=$2 what=$3 i
   for ((i = 0; i < secs * 10; i++)); do
@@ -34,7 +60,9 @@ wait_bounded() {
     sleep 0.1
   done
   echo "wait_bounded: $what still running after $secs s; killed" >&2
-  pkill -9 -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  hang_report "$p"
+  for i in $(descendants "$p"); do kill -9 "$i" 2>/dev/null; done
+  wait "$p" 2>/dev/null
   return 124
 }
 

@@ -67,7 +67,7 @@ if rpid=$(hook_wait "$tmp/rq1.hook" $bp "train's step 5 under train-requeue.pbs"
   wait_pending "$rpid" 60 "SIGUSR1 forwarded by mpiexec" || fail "rank 0 never got the timer's signal"
   kill -CONT "$rpid"
 else fail "train never reached step 5 under train-requeue.pbs"; fi
-wait_bounded $bp 300 "train-requeue.pbs (first job)" || { cat "$tmp/rq1.log"; fail "train-requeue.pbs (first job)"; }
+wait_bounded $bp 240 "train-requeue.pbs (first job)" || { cat "$tmp/rq1.log"; fail "train-requeue.pbs (first job)"; }
 grep -v " steps (" "$tmp/rq1.log"
 grep -q "walltime - 2s: asking monosem to checkpoint" "$tmp/rq1.log" || fail "the walltime timer did not fire"
 grep -q "train exited with code 75" "$tmp/rq1.log" || fail "no exit 75 on the timer's signal"

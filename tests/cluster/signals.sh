@@ -39,7 +39,7 @@ interrupt() {
   if [ "$storm" = 1 ]; then
     for ((i = 0; i < 3000; i++)); do kill -s "$sig" "$pid" 2>/dev/null || break; sleep 0.02; done
   fi
-  wait_bounded "$mp" 300 "$stage after $sig"; rc=$?
+  wait_bounded "$mp" 240 "$stage after $sig"; rc=$?
 }
 same_file() { cmp -s "$1" "$2" || fail "$3: $(basename "$1") differs from the uninterrupted run"; }
 strip() { sed 's/,"tokens_per_s":[0-9.]*//; s/"tokens_per_s": [0-9.]*, //' "$1"; }

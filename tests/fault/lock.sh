@@ -27,7 +27,7 @@ apid=$(hook_wait "$T/a.hook" $A "the first run's step 5") || die "first run: $(t
 read -r host pid stage _ < "$LOCK"
 timeout 60 "$MS_MPIRUN" -n 2 "${MPIFLAGS[@]}" "$MS_BIN/monosem" train job.yaml > b.log 2>&1; rc=$?
 hook_release "$T/a.hook"
-wait_bounded $A 300 "the first run after the second was refused"; rca=$?
+wait_bounded $A 240 "the first run after the second was refused"; rca=$?
 [ $rca -eq 0 ] || die "the first run failed ($rca): $(tail -3 a.log)"
 n=$(grep -c "in use by \`monosem train\` on host $host, pid $pid" b.log)
 [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$n" -eq 1 ] || die "second run: exit $rc, message seen $n times: $(cat b.log)"
