@@ -93,7 +93,7 @@ static void az_free(az *a)
     free(a->tokens);
 }
 
-/* One SAE: shapes from its SAELens directory, weights, encode buffers. Local. */
+/* One SAE: opened from its SAELens directory (weights, architecture, k), encode buffers. Local. */
 static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *err)
 {
     const ms_config *cfg = a->cfg;
@@ -113,21 +113,15 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
         free(sl);
         return st;
     }
-    int64_t d_in = 0, d_sae = 0;
-    ms_status st = ms_sae_saelens_dims(sl, &d_in, &d_sae, err);
-    if (!st && d_in != a->d)
+    /* the one way a trained SAE is opened: from what training saved (its cfg.json names the
+     * architecture, k, threshold), never rebuilt from the job */
+    ms_saelens_info info;
+    ms_status st = ms_sae_open_saelens(&dc->sae, sl, a->enc_ctx * a->T, &info, err);
+    dc->have_sae = !st;
+    if (!st && dc->sae.hp.d_in != a->d)
         st = ms_err_set(err, MS_ERR_STATE, "%s/cfg.json: d_in %" PRId64 " but hook %s of %s has width %d", sl,
-                        d_in, cfg->model.hook, cfg->model.dir, a->d);
-    if (!st) {
-        ms_sae_hparams hp;
-        ms_sae_hparams_from_config(&hp, cfg, d_in, a->enc_ctx * a->T);
-        hp.d_sae = d_sae;
-        if (hp.k > d_sae) hp.k = d_sae;
-        st = ms_sae_hparams_check(&hp, err);
-        if (!st) st = ms_sae_init(&dc->sae, &hp, err);
-        dc->have_sae = !st;
-    }
-    if (!st) st = ms_sae_load_saelens(&dc->sae, sl, err);
+                        dc->sae.hp.d_in, cfg->model.hook, cfg->model.dir, a->d);
+    const int64_t d_sae = dc->sae.hp.d_sae;
     free(sl);
     if (st) return st;
     dc->U = d_sae;

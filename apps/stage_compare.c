@@ -193,20 +193,13 @@ static ms_status prepare(cmp *c, ms_err *err)
         if (!s->needed) continue;
         char *sl = ms_path_join(s->js->dir, "saelens");
         if (!sl) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-        int64_t d_in = 0, d_sae = 0;
-        st = ms_sae_saelens_dims(sl, &d_in, &d_sae, err);
+        /* opened from what training saved (architecture, k, threshold), as eval does */
+        ms_saelens_info info;
+        st = ms_sae_open_saelens(&s->sae, sl, (int64_t)rows, &info, err);
+        const int64_t d_in = st ? 0 : s->sae.hp.d_in, d_sae = st ? 0 : s->sae.hp.d_sae;
         if (!st && (d_in != c->d || d_sae != s->js->d_sae))
             st = ms_err_set(err, MS_ERR_STATE, "%s/cfg.json: d_in %lld, d_sae %lld; the job says d_in %d (%s), d_sae %lld",
                             sl, (long long)d_in, (long long)d_sae, c->d, cfg->model.hook, (long long)s->js->d_sae);
-        ms_config dc;
-        if (!st) st = ms_config_derive_sae(cfg, s->js->index, &dc, err);
-        if (!st) {
-            ms_sae_hparams hp;
-            ms_sae_hparams_from_config(&hp, &dc, d_in, (int64_t)rows);
-            ms_config_free(&dc);
-            st = ms_sae_init(&s->sae, &hp, err);
-        }
-        if (!st) st = ms_sae_load_saelens(&s->sae, sl, err);
         free(sl);
         if (st) return st;
         if (!(s->f = calloc(rows * (size_t)d_sae, sizeof(float)))) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");

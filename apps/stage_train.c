@@ -1,10 +1,10 @@
 /* `monosem train job.yaml [--only NAME]`: trains every SAE of the job in sequence (the saes:
  * list, or the sae section), each from its own derived config into its own out_dir with its
- * own run record; the loop itself lives in libsae/train.c. */
+ * own run record; the loop itself lives in sae_train.c. */
 #include <string.h>
 
 #include "app.h"
-#include "monosem/sae.h"
+#include "sae_train.h"
 
 /* One SAE: train (resuming from its checkpoint if there is one) and record. COLLECTIVE. */
 static ms_status train_one(ms_app *app, const ms_job_sae *s, ms_err *err)
@@ -20,11 +20,11 @@ static ms_status train_one(ms_app *app, const ms_job_sae *s, ms_err *err)
     ms_runrec rec;
     ms_runrec_init(&rec, "train");
     ms_runrec *r = single ? &app->rec : &rec;
-    ms_train_result res;
+    app_train_result res;
     memset(&res, 0, sizeof res);
     ms_lock lk = {.fd = -1};
     st = ms_app_lock_dir(app, d.sae.out_dir, &lk, err); /* one run per SAE directory */
-    if (!st) st = ms_sae_train(&d, &app->comm, r, &res, err);
+    if (!st) st = app_sae_train(&d, &app->comm, r, &res, err);
     st = ms_comm_agree(&app->comm, st, err);
     ms_lock_release(&lk);
     if (st == MS_OK && res.resumed_from >= 0) ms_runrec_fact(r, "sae.resumed", "from step %lld", (long long)res.resumed_from);

@@ -12,7 +12,7 @@
 
 #include "bench_util.h"
 #include "monosem/io.h"
-#include "monosem/sae.h"
+#include "sae_train.h"
 
 static void die(const ms_comm *c, const ms_err *e)
 {
@@ -135,8 +135,8 @@ int main(int argc, char **argv)
     memset(&cfg, 0, sizeof cfg);
     if (ms_config_parse(&cfg, "bench_train", yaml, strlen(yaml), NULL, 0, NULL, &err))
         die(&comm, &err);
-    ms_train_result res;
-    if (ms_sae_train(&cfg, &comm, NULL, &res, &err)) die(&comm, &err);
+    app_train_result res;
+    if (app_sae_train(&cfg, &comm, NULL, &res, &err)) die(&comm, &err);
     double loop = res.t_read + res.t_compute + res.t_allreduce + res.t_step;
     double ar_max, rd_max, fb_max, st_max;
     ms_comm_minavgmax(&comm, res.t_allreduce, &mn, &avg, &ar_max);

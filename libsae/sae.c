@@ -47,33 +47,6 @@ double ms_rng_normal(ms_rng *r)
 
 /* ===================================================================== hyper-parameters */
 
-void ms_sae_hparams_from_config(ms_sae_hparams *hp, const ms_config *cfg, int64_t d_in,
-                                int64_t max_batch)
-{
-    memset(hp, 0, sizeof *hp);
-    hp->arch = cfg->sae.arch;
-    hp->d_in = d_in;
-    hp->d_sae = cfg->sae.d_sae;
-    hp->max_batch = max_batch;
-    hp->k = cfg->sae.k;
-    hp->k_aux = cfg->sae.k_aux;
-    hp->l1_coeff = cfg->sae.l1_coeff;
-    hp->aux_coeff = cfg->sae.aux_coeff;
-    hp->dead_tokens = cfg->sae.dead_tokens;
-    hp->threshold_init = cfg->sae.threshold_init;
-    hp->bandwidth = cfg->sae.bandwidth;
-    hp->l0_coeff = cfg->sae.l0_coeff;
-    hp->lr = cfg->sae.lr;
-    hp->beta1 = cfg->sae.beta1;
-    hp->beta2 = cfg->sae.beta2;
-    hp->adam_eps = cfg->sae.adam_eps;
-    hp->steps = cfg->sae.steps;
-    hp->lambda_warmup_frac = cfg->sae.lambda_warmup_frac;
-    hp->lr_decay_frac = cfg->sae.lr_decay_frac;
-    hp->grad_clip = cfg->sae.grad_clip;
-    hp->sparse_density = 0.0;
-}
-
 static bool is_topk(int arch) { return arch == MS_SAE_TOPK || arch == MS_SAE_BATCHTOPK; }
 
 ms_status ms_sae_hparams_check(const ms_sae_hparams *hp, ms_err *err)

@@ -65,6 +65,38 @@ if run 2 "$d/p" p/n2.log --analyze.tokens=3000; then ok "analyze planted"; else 
 $REF planted p/sae/analysis.h5 p/run/neurons/analysis.h5 "$d/p" && ok "planted features rank as single-meaning" \
   || bad "planted ranking"
 
+# ---- a saes: list mixing architectures (issue 21): every stage opens a trained SAE the one way,
+# from what training saved, so a topk entry over a relu-l1 sae section is encoded as topk by
+# analyze and compare alike (they once rebuilt it from the job's sae section, as relu-l1)
+mkdir -p m && $REF fixtures "$d/m" && $REF mixed "$d/m" || exit 1
+job "$d/m"
+sed -i "s/heldout_fraction: 0.1/heldout_fraction: 0.3/" m/job.yaml # eval needs held-out contexts
+cat >> m/job.yaml <<EOT
+saes:
+  - {name: R, d_sae: 96}
+  - {name: TK, arch: topk, k: 4, d_sae: 48}
+compare: {tokens: 640}
+eval: {tokens: 256}
+EOT
+timeout 120 "$MS_BIN/monosem" tokenize "$d/m/job.yaml" > m/tokenize.log 2>&1 || bad "tokenize (mixed)"
+run 2 "$d/m" m/analyze.log && ok "analyze (mixed saes)" || bad "analyze mixed: $(tail -5 m/analyze.log)"
+for n in R TK; do
+  $REF check "$d/m" m/run/sae-$n/analysis.h5 sae "$d/m/run/sae-$n" && ok "$n: analyze = NumPy encoding of the saved SAE" \
+    || bad "$n: analyze differs from a NumPy encoding of the saved SAE"
+done
+timeout 300 "$MS_MPIRUN" -n 2 $MS_MPI_FLAGS "$MS_BIN/monosem" eval "$d/m/job.yaml" > m/eval.log 2>&1 || bad "eval mixed: $(tail -5 m/eval.log)"
+"$MS_PYTHON" - "$d/m/run" <<'PYEOF' && ok "TK: eval L0 = k and analyze's densities sum to it" || bad "TK: eval/analyze L0 disagree"
+import sys, json, h5py
+d = sys.argv[1]
+l0 = json.load(open(f"{d}/sae-TK/eval.json"))["reconstruction"]["l0"]
+dens = h5py.File(f"{d}/sae-TK/analysis.h5", "r")["density"][:].sum()
+print(f"TK: eval L0 {l0:.3f}, sum of analyze densities {dens:.3f} (k 4)")
+sys.exit(0 if 3.5 <= l0 <= 4 and 3.5 <= dens <= 4 + 1e-4 and abs(l0 - dens) < 0.25 else 1)
+PYEOF
+timeout 300 "$MS_MPIRUN" -n 2 $MS_MPI_FLAGS "$MS_BIN/monosem" compare "$d/m/job.yaml" > m/compare.log 2>&1 || bad "compare mixed: $(tail -5 m/compare.log)"
+$REF corr "$d/m" m/run/compare/splitting.h5 TK R 640 && ok "compare: TK vs R activation correlations = NumPy's" \
+  || bad "compare: TK vs R correlations differ from NumPy's encoding of the saved SAEs"
+
 # ---- bad inputs: one line, every rank non-zero, no hang
 run 2 "$d/r" b1.log --sae.out_dir=$d/nowhere; rc=$?
 [ $rc -ne 0 ] && grep -q "nowhere/saelens/cfg.json" b1.log && ok "missing SAE: clear error (exit $rc)" \

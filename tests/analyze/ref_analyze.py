@@ -5,9 +5,16 @@
                                           random SAELens SAE under DIR ("planted": a model whose MLP
                                           sees the current token only, and an SAE of planted
                                           single-token and two-token features)
-  ref_analyze.py check DIR FILE KIND     recomputes everything FILE (an analysis.h5, KIND sae or
+  ref_analyze.py check DIR FILE KIND [SAE]  recomputes everything FILE (an analysis.h5, KIND sae or
                                           neurons) holds by brute force from the weights and the
-                                          token shards, as docs/analysis.md defines it
+                                          token shards, as docs/analysis.md defines it (SAE: the
+                                          SAE's directory, default DIR/sae; encoded as its
+                                          cfg.json's architecture says)
+  ref_analyze.py mixed DIR                 beside the fixtures: a standard SAE R (96 features) and
+                                          a topk SAE TK (k 4, 48 features) under DIR/run/sae-*
+  ref_analyze.py corr DIR SPLITTING.H5 A B TOKENS  compare's best activation correlation of each
+                                          feature of SAE A with SAE B (and back) equals NumPy's
+                                          on the first TOKENS train tokens
   ref_analyze.py same A.h5 B.h5           every dataset and attribute identical (bitwise)
   ref_analyze.py planted SAE.h5 NEURONS.h5  planted features rank as more single-meaning than the
                                           two-token features and than the neurons
@@ -55,12 +62,15 @@ def model_cfg():
                 normalization_type="LN", eps=1e-5)
 
 
-def write_sae(d, W_enc, b_enc, W_dec, b_dec):
+def write_sae(d, W_enc, b_enc, W_dec, b_dec, k=None):
     os.makedirs(f"{d}/saelens", exist_ok=True)
     d_in, d_sae = W_enc.shape
-    json.dump({"d_in": d_in, "d_sae": d_sae, "architecture": "standard", "dtype": "float32", "device": "cpu",
-               "apply_b_dec_to_input": True, "normalize_activations": "none", "hook_name": "blocks.0.mlp.hook_post"},
-              open(f"{d}/saelens/cfg.json", "w"))
+    c = {"d_in": d_in, "d_sae": d_sae, "architecture": "standard" if k is None else "topk", "dtype": "float32",
+         "device": "cpu", "apply_b_dec_to_input": True, "normalize_activations": "none",
+         "hook_name": "blocks.0.mlp.hook_post"}
+    if k is not None:
+        c["k"] = k
+    json.dump(c, open(f"{d}/saelens/cfg.json", "w"))
     write_safetensors(f"{d}/saelens/sae_weights.safetensors",
                       {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec})
 
@@ -130,26 +140,87 @@ def train_tokens(token_dir):
     return np.concatenate(parts)
 
 
-def unit_acts(d, kind, hook, tokens):
+def random_sae(rng, M, d_sae):
+    W_enc = rng.normal(0, 1 / np.sqrt(M), (M, d_sae)).astype(np.float32)
+    b_enc = rng.normal(-0.3, 0.2, d_sae).astype(np.float32)
+    W_dec = rng.normal(0, 1, (d_sae, M))
+    W_dec = (W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)).astype(np.float32)
+    b_dec = rng.normal(0, 0.05, M).astype(np.float32)
+    return W_enc, b_enc, W_dec, b_dec
+
+
+def mixed(d):
+    rng = np.random.default_rng(5)
+    M = model_cfg()["d_mlp"]
+    write_sae(f"{d}/run/sae-R", *random_sae(rng, M, 96))
+    write_sae(f"{d}/run/sae-TK", *random_sae(rng, M, 48), k=4)
+
+
+def encode(sae_dir, x):
+    """SAE codes of x, as the SAE's cfg.json says it encodes (standard: ReLU; topk: the k largest
+    pre-activations, then ReLU)."""
+    c = json.load(open(f"{sae_dir}/saelens/cfg.json"))
+    S = load_safetensors(f"{sae_dir}/saelens/sae_weights.safetensors")
+    z = (x - S["b_dec"]) @ S["W_enc"] + S["b_enc"]
+    if c.get("architecture", "standard") == "standard":
+        return np.maximum(z, 0)
+    assert c["architecture"] == "topk", c["architecture"]
+    k = int(c["k"])
+    idx = np.argpartition(-z, k - 1, axis=-1)[..., :k]
+    f = np.zeros_like(z)
+    np.put_along_axis(f, idx, np.maximum(np.take_along_axis(z, idx, -1), 0), -1)
+    return f
+
+
+def unit_acts(d, kind, hook, tokens, sae_dir=None):
     """(n_ctx, T, U) float64 activations of every unit, from the weights."""
     cfg = json.load(open(f"{d}/model/config.json"))
     W = load_safetensors(f"{d}/model/model.safetensors")
     x = forward_to_hook(W, cfg, tokens, hook)
     if kind == "neurons":
         return x, W, cfg
-    S = load_safetensors(f"{d}/sae/saelens/sae_weights.safetensors")
-    f = np.maximum((x - S["b_dec"]) @ S["W_enc"] + S["b_enc"], 0)
-    return f, W, cfg
+    return encode(sae_dir or f"{d}/sae", x), W, cfg
 
 
-def check_file(d, path, kind):
+def corr_check(d, path, a, b, tokens):
+    """compare's per-feature best activation correlation, A's features against B's and back."""
+    cfg = json.load(open(f"{d}/model/config.json"))
+    T = cfg["n_ctx"]
+    n_ctx = -(-tokens // T)
+    toks = train_tokens(f"{d}/tokens")[: n_ctx * T].reshape(n_ctx, T)
+    x = forward_to_hook(load_safetensors(f"{d}/model/model.safetensors"), cfg, toks, "blocks.0.mlp.hook_post")
+    fa = encode(f"{d}/run/sae-{a}", x).reshape(n_ctx * T, -1)
+    fb = encode(f"{d}/run/sae-{b}", x).reshape(n_ctx * T, -1)
+
+    def z(m):
+        m = m - m.mean(0)
+        n = np.linalg.norm(m, axis=0)
+        return np.where(n > 0, m / np.where(n > 0, n, 1), np.nan)
+    r = z(fa).T @ z(fb)  # (da, db) Pearson correlations; NaN for a unit without variance
+    with np.errstate(all="ignore"):
+        import warnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        best = (np.nanmax(r, 1), np.nanmax(r, 0))
+    f = h5py.File(path, "r")
+    for side, want in zip("ab", best):
+        got = f[f"{a}__{b}__corr_{side}_max"][:].astype(np.float64)
+        check(got.shape == want.shape, f"corr_{side}_max shape {got.shape}, expected {want.shape}")
+        if got.shape == want.shape:
+            live = np.isfinite(got) & np.isfinite(want)
+            check(np.array_equal(np.isfinite(got), np.isfinite(want)), f"corr_{side}_max: units without variance")
+            worst = np.abs(got[live] - want[live]).max() if live.any() else 0.0
+            check(worst < 1e-3, f"corr_{side}_max = NumPy's Pearson max (worst {worst:.2e})")
+            check(live.sum() >= 0.5 * len(got), f"corr_{side}_max: {live.sum()} of {len(got)} finite")
+
+
+def check_file(d, path, kind, sae_dir=None):
     f = h5py.File(path, "r")
     T, K, Wn, I, S, NB, L = (int(attr(f, k)) for k in ("context", "top_k", "context_window", "intervals",
                                                          "interval_samples", "hist_bins", "n_logits"))
     n_ctx, seed, hook = int(attr(f, "n_contexts")), int(attr(f, "seed")), attr(f, "hook")
     check(attr(f, "kind") == kind and attr(f, "split") == "train", f"{path}: kind/split attributes")
     toks = train_tokens(attr(f, "token_dir"))[: n_ctx * T].reshape(n_ctx, T)
-    A, Wm, cfg = unit_acts(d, kind, hook, toks)
+    A, Wm, cfg = unit_acts(d, kind, hook, toks, sae_dir)
     U = A.shape[2]
     A2 = A.reshape(n_ctx * T, U)
     tol = 1e-4 * max(1.0, float(np.abs(A).max()))
@@ -284,7 +355,7 @@ def check_file(d, path, kind):
     if kind == "neurons":
         R = Wm["blocks.0.mlp.W_out"]
     else:
-        Sd = load_safetensors(f"{d}/sae/saelens/sae_weights.safetensors")
+        Sd = load_safetensors(f"{sae_dir or d + '/sae'}/saelens/sae_weights.safetensors")
         R = Sd["W_dec"] @ Wm["blocks.0.mlp.W_out"]
     R = (R - R.mean(1, keepdims=True)) * Wm["ln_final.w"] / sigma
     LG = R @ Wm["unembed.W_U"]
@@ -390,7 +461,11 @@ def main():
     if cmd == "fixtures":
         fixtures(sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "planted")
     elif cmd == "check":
-        check_file(sys.argv[2], sys.argv[3], sys.argv[4])
+        check_file(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
+    elif cmd == "mixed":
+        mixed(sys.argv[2])
+    elif cmd == "corr":
+        corr_check(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
     elif cmd == "same":
         same(sys.argv[2], sys.argv[3])
     elif cmd == "planted":

@@ -10,6 +10,7 @@
 #include "fuzz_util.h"
 #include "monosem/model.h"
 #include "monosem/sae.h"
+#include "sae_train.h" /* the trainer's checkpoint reader (apps) */
 
 static const ms_model_config tiny = {.n_layers = 1, .d_model = 4, .d_mlp = 8, .n_heads = 1, .d_head = 4,
                                      .n_ctx = 4, .d_vocab = 8, .act_fn = MS_ACT_RELU,
@@ -52,7 +53,7 @@ static void write_seeds(const char *dir)
     ms_config cfg;
     if (ms_config_init_defaults(&cfg, &err)) abort();
     ms_sae_hparams hp;
-    ms_sae_hparams_from_config(&hp, &cfg, 4, 4);
+    app_sae_hparams_from_config(&hp, &cfg, 4, 4);
     hp.d_sae = 8;
     ms_sae sae;
     ms_rng rng;
@@ -133,7 +134,7 @@ static void fuzz_saelens_dir(const uint8_t *data, size_t size)
     static ms_config cfg;
     if (!cfg.path && ms_config_init_defaults(&cfg, &err)) abort();
     ms_sae_hparams hp;
-    ms_sae_hparams_from_config(&hp, &cfg, din, 4);
+    app_sae_hparams_from_config(&hp, &cfg, din, 4);
     hp.d_sae = dsae;
     if (hp.k > dsae) hp.k = dsae;
     ms_sae sae;
@@ -161,7 +162,7 @@ static void fuzz_sae_ckpt(const uint8_t *data, size_t size)
         memset(am.config_hash, '0', 16);
     }
     const char *p = fz_write(0, "sae_ckpt.safetensors", data, size);
-    fz_check_err(ms_sae_checkpoint_verify(p, &cfg, &am, &err), &err);
+    fz_check_err(app_sae_checkpoint_verify(p, &cfg, &am, &err), &err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -9,7 +9,7 @@ foreach(h config tokenizer_files bpe tokens checkpoint)
     list(APPEND _libs msmodel)
   endif()
   if(h STREQUAL "checkpoint")
-    list(APPEND _libs mssae)
+    list(APPEND _libs msapps) # the SAE trainer's checkpoint reader lives in apps
   endif()
   add_executable(fuzz_${h}_replay ${_fz}/fuzz_${h}.c ${_fz}/replay_main.c)
   target_link_libraries(fuzz_${h}_replay PRIVATE ${_libs})

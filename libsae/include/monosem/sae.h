@@ -89,10 +89,6 @@ typedef struct ms_sae_hparams {
                                 * this; 0 = the built-in crossover, <0 = always dense */
 } ms_sae_hparams;
 
-/* Fills hp from the job's sae section (arch, d_sae, k, coefficients, lr, Adam, schedules).
- * d_in and max_batch are given because they come from the data file and the rank count. */
-void ms_sae_hparams_from_config(ms_sae_hparams *hp, const ms_config *cfg, int64_t d_in,
-                                int64_t max_batch);
 /* Checks ranges (d_in, d_sae, k ≤ d_sae, ...); err names the offending key. */
 ms_status ms_sae_hparams_check(const ms_sae_hparams *hp, ms_err *err);
 
@@ -252,37 +248,6 @@ void ms_sae_export(const ms_sae *sae, float *W_enc, float *b_enc, float *W_dec, 
  * 0/threshold_init). Resets Adam state, step and since_fired. */
 void ms_sae_import(ms_sae *sae, const float *W_enc, const float *b_enc, const float *W_dec,
                    const float *b_dec, const float *threshold);
-
-/* ===================================================================== trainer (libsae/train.c) */
-
-/* The `monosem train` loop, data parallel: each rank reads its slice of every global batch
- * (ms_actstream), forward_backward, ONE allreduce of the grads slab and one of the stats,
- * the identical step on every rank. Resampling at sae.resample.at, metrics JSON lines every
- * sae.log_every steps (<sae.out_dir>/metrics.jsonl), checkpoints every sae.checkpoint_every
- * steps and at the end (<sae.out_dir>/checkpoint.safetensors, written by rank 0, temp name +
- * rename); rerunning resumes from it, bitwise identical to an uninterrupted run on the same
- * rank and thread counts. Final outputs: <sae.out_dir>/sae.h5 and <sae.out_dir>/saelens/
- * (cfg.json, sae_weights.safetensors, sparsity.safetensors). COLLECTIVE; returns the same
- * status on every rank (err filled everywhere). */
-typedef struct ms_train_result {
-    int64_t steps;         /* steps completed */
-    int64_t resumed_from;  /* step of the checkpoint resumed from, -1 if fresh */
-    double loss, mse, fvu, l0, l1; /* last step's global metrics */
-    int64_t dead, ultralow;
-    int64_t skipped_rows;  /* non-finite rows skipped */
-    double tokens_per_s;   /* over the steps run in this process */
-    double t_read, t_compute, t_allreduce, t_step; /* seconds in this process (this rank) */
-} ms_train_result;
-
-ms_status ms_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec,
-                       ms_train_result *res, ms_err *err);
-
-/* Reads the SAE checkpoint at path exactly as a resume of job cfg on the activations described
- * by acts would (shapes, the job's result keys, the data's identity, every state value range-
- * checked) and frees it again: MS_OK if `monosem train` would resume from it. Not collective
- * (tools, tests, fuzzing). */
-ms_status ms_sae_checkpoint_verify(const char *path, const ms_config *cfg, const ms_actmeta *acts,
-                                   ms_err *err);
 
 /* ===================================================================== SAELens directory (libsae/saelens.c) */
 /* Not collective. Layout (SAELens v6, as its loader reads a local directory): cfg.json with

@@ -1,0 +1,94 @@
+/* The SAE training stage's internals (apps only; libsae knows nothing of jobs, files or
+ * signals): the data-parallel loop (sae_train.c), its exact checkpoints (sae_checkpoint.c),
+ * resampling (sae_resample.c) and training-time firing statistics (sae_train_stats.c).
+ *
+ * Conventions: every `app_sae_*` call that takes a comm is COLLECTIVE and returns the same
+ * status on every rank (err filled everywhere); the rest are local. A train_state belongs to
+ * its caller: app_train_state_alloc fills it, app_train_state_free releases it. */
+#ifndef MONOSEM_APPS_SAE_TRAIN_H
+#define MONOSEM_APPS_SAE_TRAIN_H
+
+#include "monosem/io.h"
+#include "monosem/sae.h"
+
+/* Fills hp from the job's (derived) sae section: arch, d_sae, k, coefficients, lr, Adam,
+ * schedules. d_in and max_batch come from the data file and the rank count. Only training
+ * builds an SAE from the job; everything after it opens what training saved
+ * (ms_sae_open_saelens), so the two can never disagree. */
+void app_sae_hparams_from_config(ms_sae_hparams *hp, const ms_config *cfg, int64_t d_in,
+                                 int64_t max_batch);
+
+/* Everything besides the ms_sae that a resumed run needs to continue exactly. */
+typedef struct app_train_state {
+    ms_rng rng;           /* init + resampling draws (identical on every rank) */
+    ms_streampos pos;     /* reader position at the checkpointed step */
+    int64_t tokens;       /* rows trained on */
+    double loss_ref;      /* first step's loss, for blow-up detection */
+    int64_t *fire_count;  /* (d_sae) rows on which feature j fired since fire_start[j] */
+    int64_t *fire_start;  /* (d_sae) tokens at which feature j's count was (re)started */
+    int64_t *fire_prev;   /* (2, d_sae): fired rows and rows of feature j's last complete
+                           * density window (0 rows: none yet); see app_train_densities() */
+    int64_t *history;     /* (n_hist, 2): (step, n_resampled) */
+    int64_t n_hist;
+} app_train_state;
+
+ms_status app_train_state_alloc(app_train_state *t, int64_t d_sae, ms_err *err);
+void app_train_state_free(app_train_state *t);
+ms_status app_train_state_history_add(app_train_state *t, int64_t step, int64_t n, ms_err *err);
+
+/* ---- checkpoints (sae_checkpoint.c): safetensors, rank 0 writes (temp + rename, the old one
+ * kept as .prev); read back with every value range-checked against the job and the data */
+ms_status app_sae_ckpt_write(const char *path, const ms_sae *sae, const app_train_state *t,
+                             const ms_config *cfg, const ms_actmeta *am, int n_ranks, ms_err *err);
+ms_status app_sae_ckpt_read(const char *path, ms_sae *sae, app_train_state *t, const ms_config *cfg,
+                            const ms_actmeta *am, ms_err *err);
+/* Reads the SAE checkpoint at path exactly as a resume of job cfg on the activations described
+ * by acts would, and frees it again: MS_OK if `monosem train` would resume from it. Local
+ * (tools, tests, fuzzing). */
+ms_status app_sae_checkpoint_verify(const char *path, const ms_config *cfg, const ms_actmeta *acts,
+                                    ms_err *err);
+
+/* ---- training-time firing statistics (sae_train_stats.c). Estimates, not the held-out numbers
+ * `monosem eval` measures. Feature j's firing count runs over a window of `window` tokens
+ * (sae.dead_tokens) from fire_start[j]; when full it becomes fire_prev and a new one starts
+ * (resampling restarts it). The density is that of the last complete window, or of the current
+ * partial one before the first completes. dead = not fired in the last `dead_tokens` tokens;
+ * ultralow = alive with density < ultralow. log10_density (d_sae) may be NULL. */
+void app_train_window_roll(app_train_state *t, int64_t d_sae, int64_t window);
+void app_train_densities(const ms_sae *sae, const app_train_state *t, double ultralow,
+                         int64_t dead_tokens, float *log10_density, int64_t *n_dead,
+                         int64_t *n_ultralow);
+/* Keeps the lines of metrics.jsonl with step <= last_step (a resumed run rewrites the rest). */
+void app_train_metrics_truncate(const char *path, int64_t last_step);
+struct app_train_result;
+/* The metrics line of `step` into res (loss .. ultralow); false if the file lacks it. */
+bool app_train_metrics_at(const char *path, int64_t step, struct app_train_result *res);
+
+/* ---- resampling (sae_resample.c). COLLECTIVE: resamples the features dead over
+ * sae.resample.window steps at this step; *n_done = how many. */
+ms_status app_sae_resample(ms_sae *sae, app_train_state *t, ms_actfile *f, const ms_config *cfg,
+                           const ms_comm *comm, int64_t *n_done, ms_err *err);
+
+/* ---- the loop (sae_train.c). The `monosem train` loop for one SAE, data parallel: each rank
+ * reads its slice of every global batch (ms_actstream), forward_backward, ONE allreduce of the
+ * grads slab and one of the stats, the identical step on every rank. Resampling at
+ * sae.resample.at, metrics JSON lines every sae.log_every steps (<sae.out_dir>/metrics.jsonl),
+ * checkpoints every sae.checkpoint_every steps, at the end and on a stop signal
+ * (<sae.out_dir>/checkpoint.safetensors); rerunning resumes from it, bitwise identical to an
+ * uninterrupted run on the same rank and thread counts. Final outputs: <sae.out_dir>/sae.h5
+ * and <sae.out_dir>/saelens/ (cfg.json, sae_weights.safetensors, sparsity.safetensors).
+ * COLLECTIVE. rec may be NULL (benchmarks). */
+typedef struct app_train_result {
+    int64_t steps;         /* steps completed */
+    int64_t resumed_from;  /* step of the checkpoint resumed from, -1 if fresh */
+    double loss, mse, fvu, l0, l1; /* last step's global metrics */
+    int64_t dead, ultralow;
+    int64_t skipped_rows;  /* non-finite rows skipped */
+    double tokens_per_s;   /* over the steps run in this process */
+    double t_read, t_compute, t_allreduce, t_step; /* seconds in this process (this rank) */
+} app_train_result;
+
+ms_status app_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec,
+                        app_train_result *res, ms_err *err);
+
+#endif
