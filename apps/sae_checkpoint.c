@@ -15,6 +15,7 @@ void app_train_state_free(app_train_state *t)
     free(t->fire_start);
     free(t->fire_prev);
     free(t->history);
+    free(t->win_fired);
     memset(t, 0, sizeof *t);
 }
 
@@ -23,7 +24,8 @@ ms_status app_train_state_alloc(app_train_state *t, int64_t d_sae, ms_err *err)
     t->fire_count = calloc((size_t)d_sae, sizeof *t->fire_count);
     t->fire_start = calloc((size_t)d_sae, sizeof *t->fire_start);
     t->fire_prev = calloc((size_t)(2 * d_sae), sizeof *t->fire_prev);
-    if (!t->fire_count || !t->fire_start || !t->fire_prev)
+    t->win_fired = calloc((size_t)d_sae + 1, sizeof *t->win_fired); /* + 1: the rows, when saved */
+    if (!t->fire_count || !t->fire_start || !t->fire_prev || !t->win_fired)
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory for %lld firing counters",
                           (long long)d_sae);
     return MS_OK;
@@ -91,6 +93,7 @@ ms_status app_sae_ckpt_write(const char *path, const ms_sae *sae, const app_trai
         {"fire_count", MS_ST_I64, 1, {ds}, t->fire_count},
         {"fire_start", MS_ST_I64, 1, {ds}, t->fire_start},
         {"fire_prev", MS_ST_I64, 2, {2, ds}, t->fire_prev},
+        {"resample_window", MS_ST_I64, 1, {ds + 1}, t->win_fired},
         {"state", MS_ST_I64, 1, {CK_N}, s},
         {"resample_history", MS_ST_I64, 2, {t->n_hist, 2}, t->n_hist ? t->history : hist0},
     };
@@ -149,6 +152,10 @@ static ms_status state_check(const char *path, const int64_t *s, const ms_sae *s
         if (sae->since_fired[j] < 0 || t->fire_count[j] < 0 || t->fire_start[j] < 0 ||
             t->fire_start[j] > s[CK_TOKENS] || t->fire_count[j] > s[CK_TOKENS] - t->fire_start[j])
             bad = "firing counters";
+    const int64_t wr = t->win_fired[sae->hp.d_sae];
+    if (!bad && (wr < 0 || wr > s[CK_TOKENS])) bad = "resampling window rows";
+    for (int64_t j = 0; !bad && j < sae->hp.d_sae; j++)
+        if (t->win_fired[j] < 0 || t->win_fired[j] > wr) bad = "resampling window counters";
     for (int64_t i = 0; !bad && i < t->n_hist; i++)
         if (t->history[2 * i] < 1 || t->history[2 * i] > s[CK_STEP] || t->history[2 * i + 1] < 0 ||
             t->history[2 * i + 1] > sae->hp.d_sae)
@@ -213,6 +220,8 @@ ms_status app_sae_ckpt_read(const char *path, ms_sae *sae, app_train_state *t, c
     if (!st) st = st_read_i64(&f, "fire_start", ds, t->fire_start, err);
     if (!st && ms_st_find(&f, "fire_prev")) /* absent in checkpoints before the window */
         st = st_read_i64(&f, "fire_prev", 2 * ds, t->fire_prev, err);
+    if (!st && ms_st_find(&f, "resample_window")) /* absent before the density criterion: zeros */
+        st = st_read_i64(&f, "resample_window", ds + 1, t->win_fired, err);
     if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
         int64_t nh = tt->shape[0];
         if (nh < 0 || (s[CK_STEP] >= 0 && nh > s[CK_STEP])) /* <= one resampling per step */

@@ -6,7 +6,40 @@
 
 #include "sae_train.h"
 
-/* Dead-neuron resampling at this step, in memory bounded by one batch of inputs: the ranks
+/* The features to resample: never fired in the window (the paper's rule), or, with
+ * sae.resample.max_density > 0, fired on fewer than that share of the window's rows. */
+static int64_t resample_mask(const ms_sae *sae, const app_train_state *t, const ms_config *cfg, uint8_t *mask)
+{
+    const int64_t m = sae->hp.d_sae, rows = t->win_fired[m];
+    const double maxd = cfg->sae.resample.max_density;
+    if (!(maxd > 0.0) || rows <= 0) return ms_sae_dead_mask(sae, cfg->sae.resample.window * cfg->sae.batch, mask);
+    int64_t n = 0;
+    for (int64_t j = 0; j < m; j++) {
+        mask[j] = (double)t->win_fired[j] < maxd * (double)rows;
+        n += mask[j];
+    }
+    return n;
+}
+
+bool app_train_resample_window_start(const ms_config *cfg, int64_t step)
+{
+    const int64_t *at = cfg->sae.resample.at;
+    for (int i = 0; i < cfg->sae.resample.n_at; i++) {
+        int64_t start = at[i] - cfg->sae.resample.window, prev = i > 0 ? at[i - 1] : 0;
+        if (step == (start > prev ? start : prev)) return true;
+    }
+    return false;
+}
+
+int64_t app_train_resampled_between(const app_train_state *t, int64_t from, int64_t to)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->n_hist; i++)
+        if (t->history[2 * i] >= from && t->history[2 * i] < to) n += t->history[2 * i + 1];
+    return n;
+}
+
+/* Resampling at this step, in memory bounded by one batch of inputs: the ranks
  * stream the `inputs` sample (same rows for any rank count) in batches of sae.batch, each
  * computing the loss of its slice; one allreduce gives every rank all losses; every rank then
  * draws, with the shared rng, one input per dead neuron with probability ∝ loss²; a second
@@ -31,8 +64,7 @@ ms_status app_sae_resample(ms_sae *sae, app_train_state *t, ms_actfile *f, const
     int64_t lo, hi;
     ms_shard_range(c, comm->rank, comm->size, &lo, &hi);
     uint8_t *dead = malloc((size_t)m);
-    int64_t n_dead = dead ? ms_sae_dead_mask(sae, cfg->sae.resample.window * cfg->sae.batch, dead)
-                          : 0;
+    int64_t n_dead = dead ? resample_mask(sae, t, cfg, dead) : 0;
     float *x = malloc((size_t)((hi - lo) * d + 1) * sizeof *x);
     float *loss = calloc((size_t)n, sizeof *loss);
     float *sel = calloc((size_t)(n_dead * d + 1), sizeof *sel);

@@ -298,9 +298,16 @@ static ms_status trainer_step(trainer *tr, double *lr, ms_err *err)
         st = app_sae_resample(sae, &tr->t, tr->f, cfg, comm, &nr, err);
         st = ms_comm_agree(comm, st, err);
         if (st) return st;
-        ms_log("train: step %lld: resampled %lld dead neuron(s) (%.2fs)", (long long)step,
-               (long long)nr, ms_time_now() - t0);
+        if (cfg->sae.resample.max_density > 0)
+            ms_log("train: step %lld: resampled %lld feature(s) firing on < %g of the window's %lld tokens (%.2fs)",
+                   (long long)step, (long long)nr, cfg->sae.resample.max_density,
+                   (long long)tr->t.win_fired[sae->hp.d_sae], ms_time_now() - t0);
+        else
+            ms_log("train: step %lld: resampled %lld dead neuron(s) (%.2fs)", (long long)step,
+                   (long long)nr, ms_time_now() - t0);
     }
+    if (app_train_resample_window_start(cfg, step)) /* the next event's window starts here */
+        memset(tr->t.win_fired, 0, (size_t)(sae->hp.d_sae + 1) * sizeof *tr->t.win_fired);
     double t0 = ms_time_now();
     ms_status local = ms_actstream_next(tr->stream, tr->x, err);
     double t1 = ms_time_now();
@@ -341,8 +348,12 @@ static ms_status trainer_step(trainer *tr, double *lr, ms_err *err)
                           (long long)step, tr->last_ckpt >= 0 ? tr->ckpt_path : "none written yet");
     }
     const double *fired = stats + MS_SAE_STAT_FIXED;
-    for (int64_t j = 0; j < sae->hp.d_sae; j++) tr->t.fire_count[j] += (int64_t)fired[j];
+    for (int64_t j = 0; j < sae->hp.d_sae; j++) {
+        tr->t.fire_count[j] += (int64_t)fired[j];
+        tr->t.win_fired[j] += (int64_t)fired[j];
+    }
     tr->t.tokens += (int64_t)stats[MS_SAE_STAT_ROWS];
+    tr->t.win_fired[sae->hp.d_sae] += (int64_t)stats[MS_SAE_STAT_ROWS];
     app_train_window_roll(&tr->t, sae->hp.d_sae, cfg->sae.dead_tokens);
     tr->t.pos = ms_actstream_pos(tr->stream);
     res->loss = loss;
@@ -371,10 +382,13 @@ static void trainer_log_metrics(trainer *tr, double lr)
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.9g, \"mse\": %.9g, "
             "\"fvu\": %.9g, \"l0\": %.6g, \"l1\": %.9g, \"dead\": %lld, "
             "\"ultralow\": %lld, \"density_window\": %lld, \"lr\": %.9g, "
-            "\"tokens_per_s\": %.1f, \"skipped\": %lld}\n",
+            "\"tokens_per_s\": %.1f, \"skipped\": %lld, \"resampled\": %lld, \"resampled_total\": %lld}\n",
             (long long)step, (long long)tr->t.tokens, res->loss, res->mse, res->fvu, res->l0, res->l1,
             (long long)res->dead, (long long)res->ultralow, (long long)cfg->sae.dead_tokens, lr, tps,
-            (long long)ms_actstream_skipped(tr->stream));
+            (long long)ms_actstream_skipped(tr->stream),
+            /* events since the previous line of the log_every grid (exact on resume) */
+            (long long)app_train_resampled_between(&tr->t, (step - 1) / cfg->sae.log_every * cfg->sae.log_every, step),
+            (long long)app_train_resampled_between(&tr->t, 0, step));
     fflush(tr->metrics);
 }
 

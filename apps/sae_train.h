@@ -30,6 +30,9 @@ typedef struct app_train_state {
                            * density window (0 rows: none yet); see app_train_densities() */
     int64_t *history;     /* (n_hist, 2): (step, n_resampled) */
     int64_t n_hist;
+    int64_t *win_fired;   /* (d_sae + 1): rows on which feature j fired in the current
+                           * resampling window (app_train_resample_window_start); the last
+                           * entry: rows in that window */
 } app_train_state;
 
 ms_status app_train_state_alloc(app_train_state *t, int64_t d_sae, ms_err *err);
@@ -64,10 +67,17 @@ struct app_train_result;
 /* The metrics line of `step` into res (loss .. ultralow); false if the file lacks it. */
 bool app_train_metrics_at(const char *path, int64_t step, struct app_train_result *res);
 
-/* ---- resampling (sae_resample.c). COLLECTIVE: resamples the features dead over
- * sae.resample.window steps at this step; *n_done = how many. */
+/* ---- resampling (sae_resample.c). COLLECTIVE: resamples, at this step, the features the
+ * criterion picks: not fired in sae.resample.window steps (the paper's rule), or with
+ * sae.resample.max_density > 0 firing on fewer than that share of the window's rows. The
+ * window of an event at step a starts at max(a - window, the previous event) (step 0 for the
+ * first). *n_done = how many were resampled. */
 ms_status app_sae_resample(ms_sae *sae, app_train_state *t, ms_actfile *f, const ms_config *cfg,
                            const ms_comm *comm, int64_t *n_done, ms_err *err);
+/* true if a resampling window starts at this step (the caller zeroes the window counters) */
+bool app_train_resample_window_start(const ms_config *cfg, int64_t step);
+/* features resampled at events in steps [from, to) (from the resample history) */
+int64_t app_train_resampled_between(const app_train_state *t, int64_t from, int64_t to);
 
 /* ---- the loop (sae_train.c). The `monosem train` loop for one SAE, data parallel: each rank
  * reads its slice of every global batch (ms_actstream), forward_backward, ONE allreduce of the

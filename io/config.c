@@ -129,6 +129,7 @@ static const field ms_fields[] = {
     {"sae.grad_clip", F_REAL, OFF(sae.grad_clip), 0, 0, INF, "1", NULL, "global-norm clip, 0 = off (default 0 except for april-2024)", RESULT},
     {"sae.resample.at", F_INTLIST, OFF(sae.resample.at), OFF(sae.resample.n_at), 1, BIG, "", NULL, "steps at which dead neurons are resampled (relu-l1)", RESULT},
     {"sae.resample.window", F_INT, OFF(sae.resample.window), 0, 1, BIG, "12500", NULL, "steps without firing that make a neuron dead", RESULT},
+    {"sae.resample.max_density", F_REAL, OFF(sae.resample.max_density), 0, 0, 1, "0", NULL, "resample features firing on fewer than this share of the window's tokens (0: only those that never fired)", RESULT},
     {"sae.resample.inputs", F_INT, OFF(sae.resample.inputs), 0, 1, BIG, "819200", NULL, "inputs whose loss weights the resampling", RESULT},
     {"sae.checkpoint_every", F_INT, OFF(sae.checkpoint_every), 0, 0, BIG, "1000", NULL, "steps between checkpoints (0 = end only)", HARMLESS},
     {"sae.log_every", F_INT, OFF(sae.log_every), 0, 1, BIG, "100", NULL, "steps between metric lines", HARMLESS},

@@ -8,6 +8,10 @@
 #   train_test.sh archs     topk, batchtopk, jumprelu, april-2024 on 2 ranks: outputs as documented,
 #                           stop after a checkpoint + rerun = uninterrupted run, bitwise
 #   train_test.sh memory    peak RSS does not grow with the file (50k vs 400k rows, same job)
+#   train_test.sh resample  the density criterion (sae.resample.max_density) resamples exactly the
+#                           features below it over the window (NumPy on the checkpoint's counters),
+#                           including rare ones the paper's never-fired rule leaves alone; they
+#                           are revived; counts in the log and metrics.jsonl
 set -u
 CASE=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -177,6 +181,64 @@ memory)
     done
     echo "peak RSS: ${rss[0]} KB with 50k rows, ${rss[1]} KB with 400k rows (float32 data: 25.6 / 204.8 MB)"
     [ $(( rss[1] - rss[0] )) -lt 16000 ] || die "memory grows with the file size"
+    ;;
+resample)
+    "$PY" "$HERE/make_synth.py" "$T/a.h5" --rows 24000 --d 32 --feats 64 --seed 4 || die synth
+    # a strong L1 leaves many features firing rarely but not never by step 20
+    for rule in dead density; do
+        md=0; [ $rule = density ] && md=0.04
+        job "$T/$rule.yaml" "$T/$rule" "$T/a.h5" "d_sae: 128" "batch: 600" "steps: 40" "lr: 0.01" "l1_coeff: 0.3" \
+            "checkpoint_every: 20" "log_every: 5" "shuffle_buffer: 5000" "median_samples: 2000" \
+            "resample: {at: [20], window: 10, inputs: 3000, max_density: $md}"
+        # stop right after the step-20 checkpoint: its counters are what the event at step 20 sees
+        MONOSEM_TEST_HOOK="checkpoint:20:*:fail" "$MPIRUN" -n 2 "${MPIFLAGS[@]}" -x MONOSEM_TEST_HOOK "$BIN" train "$T/$rule.yaml" \
+            > "$T/$rule.stop.log" 2>&1 && die "$rule: the test hook did not stop the run"
+        grep -q "stopped after the checkpoint at step 20 (test hook)" "$T/$rule.stop.log" || { cat "$T/$rule.stop.log"; die "$rule: run failed before the hook"; }
+        cp "$T/$rule/sae/checkpoint.safetensors" "$T/$rule.ck20.safetensors"
+        run 2 "$T/$rule.yaml" || { cat "$T/last.log"; die "$rule: resumed run"; }
+        cp "$T/last.log" "$T/$rule.log"
+    done
+    "$PY" - "$T" <<'PYEOF' || die "resampling counts or revival wrong"
+import json, struct, sys, h5py, numpy as np, re
+t = sys.argv[1]
+def tensors(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); out = {}
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        a, e = v["data_offsets"]
+        out[k] = np.frombuffer(b[8 + n + a:8 + n + e], {"I64": "<i8", "F32": "<f4"}[v["dtype"]]).reshape(v["shape"])
+    return out
+def logged(rule):
+    m = re.search(r"step 20: resampled (\d+)", open(f"{t}/{rule}.log").read())
+    return int(m.group(1)) if m else None
+dead = tensors(f"{t}/dead.ck20.safetensors")
+want_dead = int((dead["since_fired"] >= 10 * 600).sum())
+den = tensors(f"{t}/density.ck20.safetensors")
+w = den["resample_window"]; rows = w[-1]
+want_den = int((w[:-1] < 0.04 * rows).sum())
+print(f"window rows {rows} (10 steps x 600 = 6000); never fired in the window: {want_dead} (dead run), "
+      f"{int((w[:-1] == 0).sum())} (density run); below 4% of the window: {want_den}")
+print(f"logged: dead rule {logged('dead')}, density rule {logged('density')}")
+assert rows == 6000
+assert logged("dead") == want_dead and logged("density") == want_den
+assert want_den > want_dead + 5, "the density rule must pick rare features the dead rule leaves alone"
+lines = [json.loads(l) for l in open(f"{t}/density/sae/metrics.jsonl")]
+l25 = [l for l in lines if l["step"] == 25][0]
+assert l25["resampled"] == want_den and l25["resampled_total"] == want_den, l25
+assert all(l["resampled"] == 0 for l in lines if l["step"] != 25)
+# revived: the picked features fire more over steps 20..40 than the same features (the runs are
+# identical up to step 20) left alone by the dead rule; fire_count runs from fire_start (0, or
+# the step-20 tokens for a resampled feature; sae.dead_tokens exceeds the run)
+picked = w[:-1] < 0.04 * rows
+def after(rule, ck20):
+    fin = tensors(f"{t}/{rule}/sae/checkpoint.safetensors")
+    c = fin["fire_count"] - np.where(fin["fire_start"] == 0, ck20["fire_count"], 0)
+    return c[picked] / (20 * 600)
+a_dead, a_den = after("dead", dead), after("density", den)
+print(f"the {picked.sum()} picked features over steps 20..40: mean density {a_dead.mean():.4f} left alone, "
+      f"{a_den.mean():.4f} resampled; {int((a_den >= 0.04).sum())} resampled ones at or above 4%")
+assert a_den.mean() > a_dead.mean() and (a_den >= 0.04).sum() > (a_dead >= 0.04).sum()
+PYEOF
     ;;
 *) die "unknown case $CASE" ;;
 esac

@@ -199,7 +199,7 @@ static void test_subset(void **s)
     const char *pre[] = {"sae.resample.", "run.seed", NULL}, *ex[] = {"sae.resample.inputs", NULL};
     char *t = ms_config_subset(&c, pre, ex);
     assert_non_null(t);
-    assert_string_equal(t, "run.seed=5\nsae.resample.at=10,20\nsae.resample.window=5\n");
+    assert_string_equal(t, "run.seed=5\nsae.resample.at=10,20\nsae.resample.window=5\nsae.resample.max_density=0.0\n");
     free(t);
     ms_config_free(&c);
 }

@@ -14,7 +14,7 @@ out=$("$MS_BIN/monosem" tokenizer-train "$tmp/job.yaml" 2>&1) || { echo "FAIL: e
 [ "$(cat "$tmp/vocab.json")" = "old vocab" ] && [ "$(cat "$tmp/merges.txt")" = "old merges" ] \
   || { echo "FAIL: existing tokenizer files were replaced without --force"; exit 1; }
 printf '%s\n' "$out" | grep -q "exist: kept" || { echo "FAIL: no message saying the files were kept: $out"; exit 1; }
-"$MS_BIN/monosem" tokenizer-train "$tmp/job.yaml" --force >/dev/null 2>&1 || { echo "FAIL: --force run failed"; exit 1; }
+out=$("$MS_BIN/monosem" tokenizer-train "$tmp/job.yaml" --force 2>&1) || { echo "FAIL: --force run failed (exit $?): $out"; exit 1; }
 grep -q '<|endoftext|>' "$tmp/vocab.json" && head -1 "$tmp/merges.txt" | grep -q '^#version' \
   || { echo "FAIL: --force did not write a trained tokenizer"; exit 1; }
 echo "2 passed, 0 failed"

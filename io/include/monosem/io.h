@@ -151,8 +151,10 @@ typedef struct ms_config {
         struct {
             int64_t *at;
             int n_at;
-            int64_t window;
+            int64_t window;       /* steps before an event that its criterion looks at */
             int64_t inputs;
+            double max_density;   /* > 0: resample features whose firing density over the
+                                   * window is below this (the paper's dead rule is 0) */
         } resample;
         int64_t checkpoint_every, log_every;
         bool shuffle;
