@@ -193,7 +193,10 @@ static double h5_attr_number(hid_t f, const char *name)
 /* The analyze stage's medians of one analysis file (docs/analysis.md), or NULL if absent. */
 static cJSON *analysis_medians(const char *path)
 {
-    static const char *const keys[] = {"median_top_token_share", "median_eff_tokens", "median_logit_agreement", NULL};
+    /* headline: over every alive unit; beside it the same outside the ultralow cluster (if any) */
+    static const char *const keys[] = {"median_all_top_token_share", "median_all_eff_tokens",
+                                       "median_all_logit_agreement", "median_top_token_share", "median_eff_tokens",
+                                       "median_logit_agreement", "ultralow_cut", "dead", NULL};
     if (!ms_path_exists(path)) return NULL;
     cJSON *o = NULL;
     H5E_BEGIN_TRY /* a file that is not HDF5 reads as absent, without HDF5's error print */

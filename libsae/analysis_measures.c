@@ -144,11 +144,18 @@ void ms_measure_range(int m, const ms_analysis_opts *o, double *lo, double *hi)
     *hi = m == 1 ? (n > 1 ? n : 2.0) : 1.0;
 }
 
+static int double_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 double ms_ultralow_cut(const int64_t *count, int64_t n, int64_t tokens)
 {
     /* Otsu's threshold on log10(density) of the alive units over 128 bins between their min and
      * max: the cut maximising the between-class variance. A cluster only when the two classes'
-     * mean log-densities are at least one decade apart. */
+     * mean log-densities are at least one decade apart and the cut is a decade below the
+     * median alive density. */
     enum { NB = 128 };
     double lo = INFINITY, hi = -INFINITY;
     int64_t alive = 0;
@@ -188,5 +195,16 @@ double ms_ultralow_cut(const int64_t *count, int64_t n, int64_t tokens)
         }
     }
     if (best < 0 || m1b - m0b < 1.0) return 0.0;
+    /* the paper's cluster is a low mode far below the dictionary's typical density: the cut must
+     * lie a decade below the median alive density, else most units would be "ultralow" */
+    double *ld = malloc((size_t)alive * sizeof *ld);
+    if (!ld) return 0.0;
+    int64_t k = 0;
+    for (int64_t u = 0; u < n; u++)
+        if (count[u] > 0) ld[k++] = log10((double)count[u] / (double)tokens);
+    qsort(ld, (size_t)alive, sizeof *ld, double_cmp);
+    double median = 0.5 * (ld[(alive - 1) / 2] + ld[alive / 2]);
+    free(ld);
+    if (cut > median - 1.0) return 0.0;
     return pow(10.0, cut);
 }

@@ -398,6 +398,7 @@ def check_file(d, path, kind, sae_dir=None):
         bad_m += not ok
     check(bad_m == 0, f"measures recomputed from the top-k ({bad_m} units differ)")
     # ---- the ultralow cluster: Otsu on log10 density, kept when the classes are a decade apart
+    # and the cut is a decade below the median alive density
     cut = float(attr(f, "ultralow_cut"))
     alive = cnt > 0
     ld = np.log10(cnt[alive] / (n_ctx * T))
@@ -412,8 +413,9 @@ def check_file(d, path, kind, sae_dir=None):
                 bv = len(c0) * len(c1) * (c0.mean() - c1.mean()) ** 2
                 if bv > best * (1 + 1e-12):
                     best, kc, gap = bv, k, c1.mean() - c0.mean()
-        if best >= 0 and gap >= 1:
-            want_cut = 10 ** (lo_ + (hi_ - lo_) * (kc + 1) / 128)
+        lcut = lo_ + (hi_ - lo_) * (kc + 1) / 128
+        if best >= 0 and gap >= 1 and lcut <= np.median(ld) - 1:  # a low mode, far below the typical density
+            want_cut = 10 ** lcut
     check(abs(cut - want_cut) <= 1e-5 * max(want_cut, 1e-30), f"ultralow_cut {cut} vs NumPy {want_cut}")
     ul = f["ultralow"][:].astype(bool)
     check(np.array_equal(ul, alive & (cnt / (n_ctx * T) < cut)), "ultralow = alive units below the cut")

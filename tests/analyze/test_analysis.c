@@ -142,6 +142,26 @@ static void test_summary(void **state)
 }
 
 /* the scratch file gives back exactly the rows written, zeros included, in order */
+/* The ultralow cluster is a low mode far below the typical density (the paper's), never the
+ * majority: 20% of units at ~1e-6 among 80% at ~1e-2 form one; 80% at ~1e-4 do not. */
+static void test_ultralow_cut(void **state)
+{
+    (void)state;
+    enum { U = 100 };
+    const int64_t tokens = 100000000;
+    int64_t count[U];
+    for (int u = 0; u < U; u++) count[u] = u < 20 ? 100 + u : 1000000 + 1000 * u; /* 1e-6 vs 1e-2 */
+    double cut = ms_ultralow_cut(count, U, tokens);
+    assert_true(cut > 1.19e-6 && cut < 1e-2);
+    int below = 0;
+    for (int u = 0; u < U; u++) below += (double)count[u] / (double)tokens < cut;
+    assert_int_equal(below, 20);
+    for (int u = 0; u < U; u++) count[u] = u < 80 ? 10000 + u : 1000000 + 1000 * u; /* 80% at 1e-4 */
+    assert_true(ms_ultralow_cut(count, U, tokens) == 0.0);
+    count[0] = 0; /* dead units do not count */
+    assert_true(ms_ultralow_cut(count, U, tokens) == 0.0);
+}
+
 static void test_spill_round_trip(void **state)
 {
     (void)state;
@@ -170,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_topk_matches_sort), cmocka_unit_test(test_merge_any_order),
         cmocka_unit_test(test_key_act_orders),    cmocka_unit_test(test_measures),
         cmocka_unit_test(test_summary),           cmocka_unit_test(test_spill_round_trip),
+        cmocka_unit_test(test_ultralow_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
