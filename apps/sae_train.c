@@ -17,6 +17,7 @@ void app_sae_hparams_from_config(ms_sae_hparams *hp, const ms_config *cfg, int64
 {
     memset(hp, 0, sizeof *hp);
     hp->arch = cfg->sae.arch;
+    hp->enc_transpose = cfg->sae.init_encoder == 1;
     hp->d_in = d_in;
     hp->d_sae = cfg->sae.d_sae;
     hp->max_batch = max_batch;

@@ -41,6 +41,7 @@ static const char *const norm_types[] = {"LN", "LNPre", "none", NULL};
 static const char *const store_dtypes[] = {"float16", "float32", NULL};
 static const char *const sae_archs[] = {"relu-l1", "topk", "batchtopk", "jumprelu", "april-2024",
                                         NULL};
+static const char *const enc_inits[] = {"kaiming", "transpose", NULL};
 
 /* The job file, key by key. Order = dump order; keys of one section stay contiguous. */
 static const field ms_fields[] = {
@@ -108,6 +109,7 @@ static const field ms_fields[] = {
     {"sae.activations", F_STR, OFF(sae.activations), 0, 0, 0, "", NULL, "activations file (default generate.out)", HARMLESS},
     {"sae.out_dir", F_STR, OFF(sae.out_dir), 0, 0, 0, "", NULL, "SAE outputs (default <out_dir>/sae)", HARMLESS},
     {"sae.arch", F_ENUM, OFF(sae.arch), 0, 0, 0, "relu-l1", sae_archs, "relu-l1 | topk | batchtopk | jumprelu | april-2024", RESULT},
+    {"sae.init_encoder", F_ENUM, OFF(sae.init_encoder), 0, 0, 0, "kaiming", enc_inits, "relu-l1's encoder init: kaiming (independent) | transpose (W_enc = W_decᵀ, as every successor recipe)", RESULT},
     {"sae.d_in", F_INT, OFF(sae.d_in), 0, 0, 1048576, "0", NULL, "input width (0 = from the activations file)", RESULT},
     {"sae.d_sae", F_INT, OFF(sae.d_sae), 0, 1, 1073741824, "4096", NULL, "dictionary size", RESULT},
     {"sae.batch", F_INT, OFF(sae.batch), 0, 1, 1073741824, "8192", NULL, "global batch (activations per step)", RESULT},

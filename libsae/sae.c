@@ -341,7 +341,7 @@ void ms_sae_init_params(ms_sae *sae, ms_rng *rng)
     for (int64_t e = 0; e < m * d; e++)
         sae->p.W_dec[e] = (float)((2.0 * ms_rng_uniform(rng) - 1.0) * bd);
     normalize_rows(sae->p.W_dec, m, d, 1.0f);
-    if (hp->arch == MS_SAE_RELU_L1) {
+    if (hp->arch == MS_SAE_RELU_L1 && !hp->enc_transpose) {
         float be = (float)sqrt(6.0 / (double)d); /* W_enc fan_in = d_in */
         for (int64_t e = 0; e < d * m; e++)
             sae->p.W_enc[e] = (float)((2.0 * ms_rng_uniform(rng) - 1.0) * be);

@@ -537,6 +537,32 @@ static double slab_norm(const float *g, size_t n)
     return sqrt(q);
 }
 
+/* relu-l1's encoder init: Kaiming uniform, independent of the decoder, or its transpose */
+static void test_init_encoder(void **state)
+{
+    (void)state;
+    for (int tr = 0; tr < 2; tr++) {
+        ms_sae_hparams hp = base_hp(MS_SAE_RELU_L1, 12, 20, 8);
+        hp.enc_transpose = tr;
+        ms_sae sae;
+        ms_err err = {0};
+        assert_int_equal(ms_sae_init(&sae, &hp, &err), MS_OK);
+        ms_rng r;
+        ms_rng_init(&r, 9, 1);
+        ms_sae_init_params(&sae, &r);
+        int64_t d = hp.d_in, m = hp.d_sae, same = 0;
+        for (int64_t i = 0; i < d; i++)
+            for (int64_t j = 0; j < m; j++) same += sae.p.W_enc[i * m + j] == sae.p.W_dec[j * d + i];
+        assert_int_equal(same == d * m, tr == 1);
+        for (int64_t j = 0; j < m; j++) { /* the decoder rows are unit norm either way */
+            double n2 = 0;
+            for (int64_t i = 0; i < d; i++) n2 += (double)sae.p.W_dec[j * d + i] * sae.p.W_dec[j * d + i];
+            assert_true(fabs(n2 - 1.0) < 1e-5);
+        }
+        ms_sae_free(&sae);
+    }
+}
+
 static void test_step_relu_l1(void **state)
 {
     (void)state;
@@ -935,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_topk_kernels),
         cmocka_unit_test(test_sparse_kernels),
         cmocka_unit_test(test_step_relu_l1),
+        cmocka_unit_test(test_init_encoder),
         cmocka_unit_test(test_step_clip_and_numeric),
         cmocka_unit_test(test_step_jumprelu_batchtopk),
         cmocka_unit_test(test_schedules),

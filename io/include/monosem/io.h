@@ -137,6 +137,7 @@ typedef struct ms_config {
         char *activations; /* default generate.out */
         char *out_dir;     /* default "<out_dir>/sae" */
         int arch;          /* ms_sae_arch */
+        int init_encoder;  /* relu-l1: 0 Kaiming uniform, 1 the decoder's transpose */
         int64_t d_in;      /* 0 = from the activations file */
         int64_t d_sae;
         int64_t batch; /* global */

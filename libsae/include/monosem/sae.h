@@ -73,6 +73,7 @@ double ms_rng_normal(ms_rng *r);
 
 typedef struct ms_sae_hparams {
     int arch;          /* ms_sae_arch (io.h) */
+    int enc_transpose; /* relu-l1: initialise W_enc as W_decᵀ (1) instead of Kaiming uniform (0) */
     int64_t d_in, d_sae;
     int64_t max_batch; /* largest LOCAL batch passed to forward_backward (workspace size) */
     int64_t k, k_aux;  /* topk/batchtopk: active per row; AuxK dead latents per row */
