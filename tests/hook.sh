@@ -82,6 +82,17 @@ wait_pending() {
   return 1
 }
 
+# hook_release_signalled FILE: lets the rank stopped at a hook go on once a stop signal is known
+# to be pending on it (sent by the test, or seen by wait_pending): announces it in the report, then
+# SIGCONT. The rank waits for its handler to run, whichever of its threads takes the signal, so
+# the signal counts at the hook's point.
+hook_release_signalled() {
+  local pid
+  read -r pid _ < "$1" || return 1
+  echo signal >> "$1"
+  kill -CONT "$pid"
+}
+
 # hook_release FILE: lets the rank stopped at a hook go on (removes its report, then SIGCONT)
 hook_release() {
   local pid

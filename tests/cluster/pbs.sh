@@ -65,7 +65,7 @@ if rpid=$(hook_wait "$tmp/rq1.hook" $bp "train's step 5 under train-requeue.pbs"
   for ((i = 0; i < 600; i++)); do grep -q "walltime - 2s: asking monosem" "$tmp/rq1.log" && break; sleep 0.05; done
   grep -q "walltime - 2s: asking monosem" "$tmp/rq1.log" || fail "the walltime timer did not fire within 30 s of step 5"
   wait_pending "$rpid" 60 "SIGUSR1 forwarded by mpiexec" || fail "rank 0 never got the timer's signal"
-  kill -CONT "$rpid"
+  hook_release_signalled "$tmp/rq1.hook"
 else fail "train never reached step 5 under train-requeue.pbs"; fi
 wait_bounded $bp 240 "train-requeue.pbs (first job)" || { cat "$tmp/rq1.log"; fail "train-requeue.pbs (first job)"; }
 grep -v " steps (" "$tmp/rq1.log"

@@ -35,7 +35,7 @@ interrupt() {
   fi
   echo "sending $sig to rank $(cut -d' ' -f2 "$rep") (pid $pid), stopped at $spec$([ "$storm" = 1 ] && echo ', repeatedly')"
   kill -s "$sig" "$pid"
-  kill -CONT "$pid"
+  hook_release_signalled "$rep"
   if [ "$storm" = 1 ]; then
     for ((i = 0; i < 3000; i++)); do kill -s "$sig" "$pid" 2>/dev/null || break; sleep 0.02; done
   fi

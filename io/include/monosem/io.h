@@ -403,7 +403,9 @@ const char *ms_signal_name(int sig);
  *   stop  writes FILE ("pid rank point n"; FILE.<rank> for '*') whole, then raises SIGSTOP: the
  *         test acts (kill -9, fills a disk, sends a signal, starts a second run). The rank goes
  *         on at SIGCONT once FILE is removed or a stop signal was caught (it stops again
- *         otherwise: a launcher's SIGCONT ahead of its signal does not release it)
+ *         otherwise: a launcher's SIGCONT ahead of its signal does not release it). A test
+ *         that knows a stop signal is pending appends a line "signal" to FILE before SIGCONT:
+ *         the rank then waits for its handler (which another thread may run) instead
  *   kill  writes FILE if given, then raises SIGKILL: a crash exactly there
  *   fail  ms_testhook returns true and the stage stops with an error, as if the operation failed
  *         (RANK must be '*': every rank stops at the same point)
