@@ -55,14 +55,14 @@ static inline size_t ms_eval_sae_len(int64_t d_sae, int64_t d_in)
 
 /* Density statistics of a set of units (features or neurons) over N tokens. */
 typedef struct ms_eval_density {
-    int64_t n_units, dead, ultralow, dense;  /* dead: never fired; ultralow: alive, density <
-                                              * ultralow; dense: density > 1% */
+    int64_t n_units, dead, ultralow, rare, dense; /* dead: never fired; ultralow: alive, density
+                                                   * < ultralow; rare: alive, < rare; dense: > 1% */
     int64_t hist[MS_EVAL_HIST_BINS];         /* alive units per log10-density bin */
     double min_detectable;                   /* 1/N: the smallest nonzero density seen */
 } ms_eval_density;
 /* fires (n) counts over n_tokens tokens. Pure. */
 void ms_eval_density_stats(ms_eval_density *out, const double *fires, int64_t n, double n_tokens,
-                           double ultralow);
+                           double ultralow, double rare);
 
 /* The derived numbers of one SAE (the paper's definitions; docs/eval.md). */
 typedef struct ms_eval_result {
@@ -79,7 +79,7 @@ typedef struct ms_eval_result {
 } ms_eval_result;
 /* From global sums: glob (EVG_*), hook (EVH_* + d), sae (EVS_* + d_sae + d_in). Pure. */
 void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, const double *sae,
-                    int64_t d_in, int64_t d_sae, double ultralow);
+                    int64_t d_in, int64_t d_sae, double ultralow, double rare);
 
 /* ---------------------------------------------------------------- the splice */
 

@@ -5,7 +5,7 @@
 #include "eval.h"
 
 void ms_eval_density_stats(ms_eval_density *out, const double *fires, int64_t n, double n_tokens,
-                           double ultralow)
+                           double ultralow, double rare)
 {
     memset(out, 0, sizeof *out);
     out->n_units = n;
@@ -17,6 +17,7 @@ void ms_eval_density_stats(ms_eval_density *out, const double *fires, int64_t n,
             continue;
         }
         out->ultralow += dens < ultralow;
+        out->rare += dens < rare;
         out->dense += dens > 0.01;
         int b = (int)floor((log10(dens) - MS_EVAL_HIST_LO) / MS_EVAL_HIST_STEP);
         if (b < 0) b = 0;
@@ -26,7 +27,7 @@ void ms_eval_density_stats(ms_eval_density *out, const double *fires, int64_t n,
 }
 
 void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, const double *sae,
-                    int64_t d_in, int64_t d_sae, double ultralow)
+                    int64_t d_in, int64_t d_sae, double ultralow, double rare)
 {
     memset(r, 0, sizeof *r);
     const double N = glob[EVG_TOKENS];
@@ -48,6 +49,6 @@ void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, c
     r->l0 = sae[EVS_L0] / N;
     r->l1 = sae[EVS_L1] / N;
     r->neuron_l0 = hook[EVH_L0] / N;
-    ms_eval_density_stats(&r->features, sae + EVS_FIXED, d_sae, N, ultralow);
-    ms_eval_density_stats(&r->neurons, hook + EVH_FIXED, d_in, N, ultralow);
+    ms_eval_density_stats(&r->features, sae + EVS_FIXED, d_sae, N, ultralow, rare);
+    ms_eval_density_stats(&r->neurons, hook + EVH_FIXED, d_in, N, ultralow, rare);
 }

@@ -334,7 +334,7 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
 
 /* ---------------------------------------------------------------- outputs (rank 0) */
 
-static cJSON *density_json(const ms_eval_density *d, double ultralow)
+static cJSON *density_json(const ms_eval_density *d, double ultralow, double rare)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "n", (double)d->n_units);
@@ -344,6 +344,9 @@ static cJSON *density_json(const ms_eval_density *d, double ultralow)
     cJSON_AddNumberToObject(o, "ultralow_density", ultralow);
     cJSON_AddNumberToObject(o, "min_detectable_density", d->min_detectable);
     cJSON_AddBoolToObject(o, "ultralow_detectable", d->min_detectable < ultralow);
+    cJSON_AddNumberToObject(o, "rare", (double)d->rare);
+    cJSON_AddNumberToObject(o, "rare_density", rare);
+    cJSON_AddBoolToObject(o, "rare_detectable", d->min_detectable < rare);
     cJSON *h = cJSON_AddObjectToObject(o, "log10_density_histogram");
     cJSON_AddNumberToObject(h, "lo", MS_EVAL_HIST_LO);
     cJSON_AddNumberToObject(h, "step", MS_EVAL_HIST_STEP);
@@ -440,10 +443,10 @@ static ms_status write_outputs(evaluator *e, const eval_sae *s, const ms_eval_re
     cJSON_AddNumberToObject(re, "l2_ratio", r->l2_ratio);
     cJSON_AddNumberToObject(re, "l0", r->l0);
     cJSON_AddNumberToObject(re, "l1", r->l1);
-    cJSON *fe = density_json(&r->features, cfg->sae.ultralow_density);
+    cJSON *fe = density_json(&r->features, cfg->sae.ultralow_density, cfg->sae.rare_density);
     cJSON_AddStringToObject(fe, "densities", "eval_density.h5");
     cJSON_AddItemToObject(j, "features", fe);
-    cJSON *ne = density_json(&r->neurons, cfg->sae.ultralow_density);
+    cJSON *ne = density_json(&r->neurons, cfg->sae.ultralow_density, cfg->sae.rare_density);
     cJSON_AddNumberToObject(ne, "l0", r->neuron_l0);
     cJSON_AddItemToObject(j, "neurons", ne);
     cJSON *df = cJSON_AddObjectToObject(j, "definitions");
@@ -455,7 +458,7 @@ static ms_status write_outputs(evaluator *e, const eval_sae *s, const ms_eval_re
     cJSON_AddStringToObject(df, "cos", "mean over tokens with x != 0 and xhat != 0 of cos(x, xhat)");
     cJSON_AddStringToObject(df, "l2_ratio", "mean over tokens with x != 0 of ||xhat|| / ||x||");
     cJSON_AddStringToObject(df, "l0", "mean number of features with f != 0 per token");
-    cJSON_AddStringToObject(df, "density", "fraction of eval tokens on which a feature fires (f != 0) / a neuron is > 0; dead: never; ultralow: alive and below ultralow_density; dense: above 0.01");
+    cJSON_AddStringToObject(df, "density", "fraction of eval tokens on which a feature fires (f != 0) / a neuron is > 0; dead: never; ultralow: alive and below ultralow_density; rare: alive and below rare_density (the cut these tokens resolve when ultralow's is not); dense: above 0.01");
     cJSON *run = cJSON_AddObjectToObject(j, "run");
     cJSON_AddNumberToObject(run, "ranks", e->comm->size);
     cJSON_AddNumberToObject(run, "seconds", seconds);
@@ -528,15 +531,16 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
     for (int i = 0; i < e.n_jobs && !st; i++) {
         eval_sae *s = &e.saes[i];
         ms_eval_derive(&res[i], e.sums, e.hooks[s->hook].acc, s->splice.acc, s->sae.hp.d_in,
-                       s->sae.hp.d_sae, app->cfg.sae.ultralow_density);
+                       s->sae.hp.d_sae, app->cfg.sae.ultralow_density, app->cfg.sae.rare_density);
         const ms_eval_result *r = &res[i];
         char key[80]; /* runrec keys hold 63 characters: longer names are cut there */
         snprintf(key, sizeof key, "eval.%s", s->job->name);
         ms_runrec_fact(&app->rec, key,
                        "L_clean %.5f L_sae %.5f L_zero %.5f recovered %.4f KL %.5f MSE %.4g "
-                       "FVU %.4f L0 %.2f dead %lld ultralow %lld",
+                       "FVU %.4f L0 %.2f dead %lld ultralow %lld rare %lld",
                        r->loss_clean, r->loss_sae, r->loss_zero, r->loss_recovered, r->kl, r->mse,
-                       r->fvu, r->l0, (long long)r->features.dead, (long long)r->features.ultralow);
+                       r->fvu, r->l0, (long long)r->features.dead, (long long)r->features.ultralow,
+                       (long long)r->features.rare);
         if (comm->rank == 0) st = write_outputs(&e, s, r, seconds, err);
     }
     st = ms_comm_agree(comm, st, err);
@@ -548,23 +552,24 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
             ms_hook_name(e.hooks[s->hook].hook, hn, sizeof hn);
             ms_log("eval: %s (%s, %lld features at %s): L_clean %.4f  L_sae %.4f  L_zero %.4f  "
                    "loss recovered %.4f  KL %.4f  MSE %.4g  FVU %.4f  cos %.4f  L2 ratio %.4f  "
-                   "L0 %.2f  L1 %.4g  dead %lld  ultralow %lld  dense %lld; neurons: L0 %.1f, "
+                   "L0 %.2f  L1 %.4g  dead %lld  ultralow %lld  rare %lld  dense %lld; neurons: L0 %.1f, "
                    "dead %lld of %lld -> %s/eval.json",
                    s->job->name, s->info.architecture, (long long)s->sae.hp.d_sae, hn,
                    r->loss_clean, r->loss_sae, r->loss_zero, r->loss_recovered, r->kl, r->mse,
                    r->fvu, r->cos, r->l2_ratio, r->l0, r->l1, (long long)r->features.dead,
-                   (long long)r->features.ultralow, (long long)r->features.dense, r->neuron_l0,
+                   (long long)r->features.ultralow, (long long)r->features.rare, (long long)r->features.dense, r->neuron_l0,
                    (long long)r->neurons.dead, (long long)r->neurons.n_units, s->job->dir);
         }
         if (e.n_jobs > 1) {
-            ms_log("eval: %-16s %8s %8s %8s %9s %8s %9s %7s %7s %6s %8s", "sae", "d_sae",
-                   "L_sae", "L_zero", "recovered", "KL", "MSE", "FVU", "L0", "dead", "ultralow");
+            ms_log("eval: %-16s %8s %8s %8s %9s %8s %9s %7s %7s %6s %8s %6s", "sae", "d_sae",
+                   "L_sae", "L_zero", "recovered", "KL", "MSE", "FVU", "L0", "dead", "ultralow", "rare");
             for (int i = 0; i < e.n_jobs; i++) {
                 const ms_eval_result *r = &res[i];
-                ms_log("eval: %-16s %8lld %8.4f %8.4f %9.4f %8.4f %9.3g %7.4f %7.2f %6lld %8lld",
+                ms_log("eval: %-16s %8lld %8.4f %8.4f %9.4f %8.4f %9.3g %7.4f %7.2f %6lld %8lld %6lld",
                        e.saes[i].job->name, (long long)e.saes[i].sae.hp.d_sae, r->loss_sae,
                        r->loss_zero, r->loss_recovered, r->kl, r->mse, r->fvu, r->l0,
-                       (long long)r->features.dead, (long long)r->features.ultralow);
+                       (long long)r->features.dead, (long long)r->features.ultralow,
+                       (long long)r->features.rare);
             }
         }
         ms_log("eval: %.0f tokens in %.1fs (%.0f tokens/s over %d rank(s); clean forward %.1fs, "

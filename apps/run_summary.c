@@ -90,8 +90,9 @@ static cJSON *sae_entry(const ms_job_sae *s)
     /* eval.json's layout: docs/eval.md */
     static const char *const eval_keys[] = {"l0=reconstruction.l0", "fvu=reconstruction.fvu",
                                             "mse=reconstruction.mse", "loss_recovered=loss.recovered",
-                                            "kl=loss.kl", "dead=features.dead", "ultralow=features.ultralow", NULL};
-    static const char *const train_keys[] = {"step", "l0", "fvu", "mse", "dead", "ultralow", NULL};
+                                            "kl=loss.kl", "dead=features.dead", "ultralow=features.ultralow",
+                                            "rare=features.rare", "rare_density=features.rare_density", NULL};
+    static const char *const train_keys[] = {"step", "l0", "fvu", "mse", "dead", "ultralow", "rare", NULL};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", s->name);
     cJSON_AddStringToObject(o, "model", ms_job_model_name(s->model));

@@ -376,16 +376,16 @@ static void trainer_log_metrics(trainer *tr, double lr)
     double tps = (double)(step - tr->step_last_log) * (double)tr->B / (now - tr->t_last_log);
     tr->t_last_log = now;
     tr->step_last_log = step;
-    app_train_densities(&tr->sae, &tr->t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, NULL, &res->dead,
-                        &res->ultralow);
+    app_train_densities(&tr->sae, &tr->t, cfg->sae.ultralow_density, cfg->sae.rare_density, cfg->sae.dead_tokens,
+                        NULL, &res->dead, &res->ultralow, &res->rare);
     if (!tr->metrics) return;
     fprintf(tr->metrics,
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.9g, \"mse\": %.9g, "
             "\"fvu\": %.9g, \"l0\": %.6g, \"l1\": %.9g, \"dead\": %lld, "
-            "\"ultralow\": %lld, \"density_window\": %lld, \"lr\": %.9g, "
+            "\"ultralow\": %lld, \"rare\": %lld, \"density_window\": %lld, \"lr\": %.9g, "
             "\"tokens_per_s\": %.1f, \"skipped\": %lld, \"resampled\": %lld, \"resampled_total\": %lld}\n",
             (long long)step, (long long)tr->t.tokens, res->loss, res->mse, res->fvu, res->l0, res->l1,
-            (long long)res->dead, (long long)res->ultralow, (long long)cfg->sae.dead_tokens, lr, tps,
+            (long long)res->dead, (long long)res->ultralow, (long long)res->rare, (long long)cfg->sae.dead_tokens, lr, tps,
             (long long)ms_actstream_skipped(tr->stream),
             /* events since the previous line of the log_every grid (exact on resume) */
             (long long)app_train_resampled_between(&tr->t, (step - 1) / cfg->sae.log_every * cfg->sae.log_every, step),
@@ -511,6 +511,8 @@ static void trainer_record(const trainer *tr, ms_runrec *rec)
                    "tokens)", (long long)res->dead, (long long)cfg->sae.dead_tokens);
     ms_runrec_fact(rec, "sae.ultralow", "%lld (training-time estimate over a %lld-token "
                    "window)", (long long)res->ultralow, (long long)cfg->sae.dead_tokens);
+    ms_runrec_fact(rec, "sae.rare", "%lld (alive, density < %g over the same window)", (long long)res->rare,
+                   cfg->sae.rare_density);
     if (tr->was_complete)
         ms_runrec_fact(rec, "sae.already_complete", "true (rerun at step %lld: numbers from metrics.jsonl)",
                        (long long)tr->steps);
@@ -578,18 +580,20 @@ ms_status app_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *re
     res->skipped_rows = ms_actstream_skipped(tr.stream);
     res->tokens_per_s = tr.sae.step > tr.start_step ? (double)(tr.sae.step - tr.start_step) * (double)tr.B / t_total : 0.0;
 
-    int64_t n_dead = 0, n_low = 0;
-    app_train_densities(&tr.sae, &tr.t, cfg->sae.ultralow_density, cfg->sae.dead_tokens, tr.log10d, &n_dead, &n_low);
-    if (!tr.was_complete) res->dead = n_dead, res->ultralow = n_low;
+    int64_t n_dead = 0, n_low = 0, n_rare = 0;
+    app_train_densities(&tr.sae, &tr.t, cfg->sae.ultralow_density, cfg->sae.rare_density, cfg->sae.dead_tokens,
+                        tr.log10d, &n_dead, &n_low, &n_rare);
+    if (!tr.was_complete) res->dead = n_dead, res->ultralow = n_low, res->rare = n_rare;
     if (comm->rank == 0) st = trainer_write_outputs(&tr, err);
     st = ms_comm_agree(comm, st, err);
     if (!st && rec) trainer_record(&tr, rec);
     if (!st && !tr.was_complete)
         ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f; training-time "
-               "estimates over the last %lld tokens: dead %lld, ultralow %lld (held-out numbers: "
-               "monosem eval); %s, %s",
+               "estimates over the last %lld tokens: dead %lld, ultralow %lld, rare (< %g) %lld "
+               "(held-out numbers: monosem eval); %s, %s",
                (long long)tr.sae.step, res->loss, res->mse, res->fvu, res->l0, (long long)cfg->sae.dead_tokens,
-               (long long)res->dead, (long long)res->ultralow, tr.h5_path, tr.lens_dir);
+               (long long)res->dead, (long long)res->ultralow, cfg->sae.rare_density, (long long)res->rare,
+               tr.h5_path, tr.lens_dir);
 done:
     trainer_free(&tr);
     return st;

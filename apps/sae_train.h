@@ -56,11 +56,12 @@ ms_status app_sae_checkpoint_verify(const char *path, const ms_config *cfg, cons
  * (sae.dead_tokens) from fire_start[j]; when full it becomes fire_prev and a new one starts
  * (resampling restarts it). The density is that of the last complete window, or of the current
  * partial one before the first completes. dead = not fired in the last `dead_tokens` tokens;
- * ultralow = alive with density < ultralow. log10_density (d_sae) may be NULL. */
+ * ultralow = alive with density < ultralow; rare = alive with density < rare (eval's same cut).
+ * log10_density (d_sae) may be NULL. */
 void app_train_window_roll(app_train_state *t, int64_t d_sae, int64_t window);
-void app_train_densities(const ms_sae *sae, const app_train_state *t, double ultralow,
+void app_train_densities(const ms_sae *sae, const app_train_state *t, double ultralow, double rare,
                          int64_t dead_tokens, float *log10_density, int64_t *n_dead,
-                         int64_t *n_ultralow);
+                         int64_t *n_ultralow, int64_t *n_rare);
 /* Keeps the lines of metrics.jsonl with step <= last_step (a resumed run rewrites the rest). */
 void app_train_metrics_truncate(const char *path, int64_t last_step);
 struct app_train_result;
@@ -92,7 +93,7 @@ typedef struct app_train_result {
     int64_t steps;         /* steps completed */
     int64_t resumed_from;  /* step of the checkpoint resumed from, -1 if fresh */
     double loss, mse, fvu, l0, l1; /* last step's global metrics */
-    int64_t dead, ultralow;
+    int64_t dead, ultralow, rare;
     int64_t skipped_rows;  /* non-finite rows skipped */
     double tokens_per_s;   /* over the steps run in this process */
     double t_read, t_compute, t_allreduce, t_step; /* seconds in this process (this rank) */

@@ -24,10 +24,11 @@ void app_train_window_roll(app_train_state *t, int64_t d_sae, int64_t window)
         }
 }
 
-void app_train_densities(const ms_sae *sae, const app_train_state *t, double ultralow, int64_t dead_tokens,
-                      float *log10_density, int64_t *n_dead, int64_t *n_ultralow)
+void app_train_densities(const ms_sae *sae, const app_train_state *t, double ultralow, double rare,
+                         int64_t dead_tokens, float *log10_density, int64_t *n_dead, int64_t *n_ultralow,
+                         int64_t *n_rare)
 {
-    int64_t dead = 0, low = 0;
+    int64_t dead = 0, low = 0, nrare = 0;
     const int64_t m = sae->hp.d_sae;
     for (int64_t j = 0; j < m; j++) {
         int64_t span = t->tokens - t->fire_start[j], cnt = t->fire_count[j];
@@ -36,10 +37,12 @@ void app_train_densities(const ms_sae *sae, const app_train_state *t, double ult
         bool is_dead = sae->since_fired[j] >= dead_tokens;
         dead += is_dead;
         low += !is_dead && dens < ultralow;
+        nrare += !is_dead && dens < rare;
         if (log10_density) log10_density[j] = (float)log10(dens + 1e-10);
     }
     *n_dead = dead;
     *n_ultralow = low;
+    *n_rare = nrare;
 }
 
 /* Keeps the lines of metrics.jsonl with step <= last_step (a resumed run rewrites the rest). */
@@ -73,13 +76,14 @@ bool app_train_metrics_at(const char *path, int64_t step, app_train_result *res)
         char *nl = memchr(line, '\n', (size_t)(text + len - line));
         if (!nl) break;
         *nl = '\0';
-        long long st = -1, tok, dead, low;
+        long long st = -1, tok, dead, low, rare = -1;
         double v[5];
-        if (sscanf(line, "{\"step\": %lld, \"tokens\": %lld, \"loss\": %lg, \"mse\": %lg, \"fvu\": %lg, "
-                         "\"l0\": %lg, \"l1\": %lg, \"dead\": %lld, \"ultralow\": %lld",
-                   &st, &tok, &v[0], &v[1], &v[2], &v[3], &v[4], &dead, &low) == 9 && st == step) {
+        int nf = sscanf(line, "{\"step\": %lld, \"tokens\": %lld, \"loss\": %lg, \"mse\": %lg, \"fvu\": %lg, "
+                              "\"l0\": %lg, \"l1\": %lg, \"dead\": %lld, \"ultralow\": %lld, \"rare\": %lld",
+                        &st, &tok, &v[0], &v[1], &v[2], &v[3], &v[4], &dead, &low, &rare);
+        if (nf >= 9 && st == step) { /* a run from before "rare" existed reads -1 (unknown) */
             res->loss = v[0], res->mse = v[1], res->fvu = v[2], res->l0 = v[3], res->l1 = v[4];
-            res->dead = dead, res->ultralow = low;
+            res->dead = dead, res->ultralow = low, res->rare = nf == 10 ? rare : -1;
             found = true;
         }
         line = nl + 1;

@@ -16,9 +16,10 @@ static void test_density_stats(void **state)
     (void)state;
     const double fires[5] = {0, 1, 5, 100, 0};
     ms_eval_density d;
-    ms_eval_density_stats(&d, fires, 5, 100.0, 0.02);
+    ms_eval_density_stats(&d, fires, 5, 100.0, 0.02, 0.06);
     assert_int_equal(d.dead, 2);
     assert_int_equal(d.ultralow, 1); /* 0.01 < 0.02 */
+    assert_int_equal(d.rare, 2);     /* 0.01, 0.05 < 0.06; dead ones are not rare */
     assert_int_equal(d.dense, 2);    /* 0.05 and 1.0 > 0.01 */
     assert_true(fabs(d.min_detectable - 0.01) < 1e-15);
     /* log10 0.01 = -2 -> bin 32; log10 0.05 = -1.30 -> bin 34; density 1 -> the last bin */
@@ -43,7 +44,7 @@ static void test_derive(void **state)
     sae[EVS_FIXED + 0] = 2, sae[EVS_FIXED + 1] = 1, sae[EVS_FIXED + 2] = 0;
     sae[EVS_FIXED + 3] = 4, sae[EVS_FIXED + 4] = 2; /* Σx */
     ms_eval_result r;
-    ms_eval_derive(&r, glob, hook, sae, 2, 3, 1e-6);
+    ms_eval_derive(&r, glob, hook, sae, 2, 3, 1e-6, 1e-4);
     assert_true(fabs(r.loss_clean - 4.0) < 1e-12 && fabs(r.loss_sae - 4.25) < 1e-12);
     assert_true(fabs(r.loss_zero - 5.0) < 1e-12);
     assert_true(fabs(r.loss_recovered - 0.75) < 1e-12); /* (5 − 4.25)/(5 − 4) */

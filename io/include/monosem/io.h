@@ -163,6 +163,7 @@ typedef struct ms_config {
         char *init;             /* SAELens directory to start from; "" = fresh */
         int64_t median_samples;
         double ultralow_density;
+        double rare_density; /* a coarser cut that short runs resolve (eval and training count it) */
         bool skip_nonfinite;
         bool repeat; /* allow more than one (reshuffled) pass over the data */
     } sae;
