@@ -1167,14 +1167,18 @@ int64_t ms_sae_resample(ms_sae *sae, const uint8_t *dead, const float *x, const 
             pick = lo;
         }
         if (pick >= n) pick = n - 1;
+        /* the direction of the input as the encoder sees it, s·x − b_dec: along the raw x a
+         * feature can start with u·(s·x − b_dec) ≤ 0 on the very input it was made for (ReLU
+         * activations share a large positive b_dec) and never fire again */
         const float *xi = x + pick * d;
+        const float *bd = sae->p.b_dec;
         double q = 0.0;
-        for (int64_t i = 0; i < d; i++) q += (double)(s * xi[i]) * (s * xi[i]);
-        if (!(q > 0.0)) continue; /* a zero input has no direction: leave this latent */
+        for (int64_t i = 0; i < d; i++) q += ((double)(s * xi[i]) - bd[i]) * ((double)(s * xi[i]) - bd[i]);
+        if (!(q > 0.0)) continue; /* an input at b_dec has no direction: leave this latent */
         double inv = 1.0 / sqrt(q);
         float *wd = sae->p.W_dec + j * d;
         for (int64_t i = 0; i < d; i++) {
-            float u = (float)(s * xi[i] * inv);
+            float u = (float)(((double)(s * xi[i]) - bd[i]) * inv);
             wd[i] = u;
             sae->p.W_enc[i * m + j] = (float)(u * 0.2 * enc_norm);
             sae->m.W_enc[i * m + j] = sae->v.W_enc[i * m + j] = 0.0f;

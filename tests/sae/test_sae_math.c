@@ -740,6 +740,9 @@ static void test_resample(void **state)
         for (int64_t i = 0; i < d; i++) q += (double)sae.p.W_enc[i * m + j] * sae.p.W_enc[i * m + j];
         alive += sqrt(q) / 10;
     }
+    /* a nonzero b_dec: the new directions are those of s·x − b_dec, as the encoder sees x */
+    for (int64_t i = 0; i < d; i++) sae.p.b_dec[i] = 0.25f * (float)(i % 3) - 0.1f;
+    const float sc = sae.input_scale;
     float *keep = malloc(sizeof(float) * sae.layout.n_params);
     memcpy(keep, sae.params, sizeof(float) * sae.layout.n_params);
     /* loss 1 and 2 on inputs 0 and 2 (input 1 has loss 0): P ∝ loss² = 1:0:4 */
@@ -762,8 +765,12 @@ static void test_resample(void **state)
         int which = -1;
         for (int c = 0; c < 3; c++) {
             double q = 0.0, dotv = 0.0;
-            for (int64_t i = 0; i < d; i++) q += (double)x[c * d + i] * x[c * d + i];
-            for (int64_t i = 0; i < d; i++) dotv += sae.p.W_dec[j * d + i] * x[c * d + i] / sqrt(q);
+            for (int64_t i = 0; i < d; i++) {
+                double v = (double)(sc * x[c * d + i]) - sae.p.b_dec[i];
+                q += v * v;
+            }
+            for (int64_t i = 0; i < d; i++)
+                dotv += sae.p.W_dec[j * d + i] * ((double)(sc * x[c * d + i]) - sae.p.b_dec[i]) / sqrt(q);
             if (fabs(dotv - 1.0) < 1e-5) which = c;
         }
         assert_true(which == 0 || which == 2);
@@ -787,6 +794,7 @@ static void test_resample(void **state)
     ms_sae other;
     make_sae(&other, &hp, 9);
     for (size_t e = 0; e < other.layout.n_params; e++) other.adam_m[e] = 1.0f, other.adam_v[e] = 2.0f;
+    for (int64_t i = 0; i < d; i++) other.p.b_dec[i] = 0.25f * (float)(i % 3) - 0.1f;
     assert_int_equal(ms_sae_resample(&other, dead, x, loss, n, &r2), m - 10);
     assert_memory_equal(other.params, sae.params, sizeof(float) * sae.layout.n_params);
     assert_true(r.counter == r2.counter);

@@ -221,7 +221,8 @@ void ms_sae_loss_per_input(ms_sae *sae, const float *x, int64_t n, float *out);
 
 /* The paper's resampling, a pure function of its inputs (identical on all ranks when the
  * inputs and rng are): for each dead latent j (ascending j) draw an input i with probability
- * ∝ loss[i]²; W_dec row j := s·x_i/‖s·x_i‖ (the paper: the input, normalised); W_enc
+ * ∝ loss[i]²; W_dec row j := (s·x_i − b_dec)/‖s·x_i − b_dec‖ (the paper: the input,
+ * normalised; here as the encoder sees it, centred on b_dec); W_enc
  * column j := that unit vector × 0.2 × mean norm of the alive W_enc columns (1 if none alive);
  * b_enc_j := 0; Adam m and v zeroed for those entries; since_fired_j := 0. If every loss is 0,
  * inputs are drawn uniformly; a zero input leaves its latent as it was. One rng draw per dead
