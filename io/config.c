@@ -140,7 +140,7 @@ static const field ms_fields[] = {
     {"sae.init", F_STR, OFF(sae.init), 0, 0, 0, "", NULL, "SAELens directory to start from", HARMLESS},
     {"sae.median_samples", F_INT, OFF(sae.median_samples), 0, 1, BIG, "16384", NULL, "rows for the geometric-median b_dec", RESULT},
     {"sae.ultralow_density", F_REAL, OFF(sae.ultralow_density), 0, 0, 1, "1e-06", NULL, "density below which a feature is ultralow", RESULT},
-    {"sae.rare_density", F_REAL, OFF(sae.rare_density), 0, 0, 1, "1e-04", NULL, "density below which an alive feature counts as rare (eval and training report it beside ultralow: one the demo's tokens resolve)", HARMLESS},
+    {"sae.rare_density", F_REAL, OFF(sae.rare_density), 0, 0, 1, "1e-04", NULL, "density below which an alive feature counts as rare (eval and training report it beside ultralow: one the demo's tokens resolve)", RESULT},
     {"sae.skip_nonfinite", F_BOOL, OFF(sae.skip_nonfinite), 0, 0, 0, "false", NULL, "skip NaN/Inf rows (counted) instead of failing", RESULT},
     {"sae.repeat", F_BOOL, OFF(sae.repeat), 0, 0, 0, "false", NULL, "allow more than one pass over the rows (each epoch reshuffled)", RESULT},
     /* eval */
