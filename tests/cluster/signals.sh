@@ -104,10 +104,15 @@ generate)
   cat "$tmp/int.log"
   [ "$rc" = 75 ] || fail "generate: exit code $rc, expected 75"
   grep -q "generate: SIGUSR1: stopped after [0-9]* more of 75 shards" "$tmp/int.log" || fail "generate: no stop line"
+  # the stop must be prompt: the hook holds a rank at its 2nd shard, so the coordinator cannot have
+  # handed out every shard before the signal unless it ignored it (deterministic, no timing)
+  ndone=$(sed -n 's/.*generate: SIGUSR1: stopped after \([0-9]*\) more of 75 shards.*/\1/p' "$tmp/int.log" | head -1)
+  [ -n "$ndone" ] && [ "$ndone" -lt 75 ] || fail "generate: the stopped run still did all 75 shards (stop ignored)"
   [ -f "$tmp/int.h5.partial" ] || fail "generate: the partial file is gone"
   [ -f "$tmp/int.h5" ] && fail "generate: an interrupted run wrote the final file"
   mon 2 "$tmp/resume.log" generate --generate.out="$tmp/int.h5" || { cat "$tmp/resume.log"; fail "generate: resume"; }
   grep -qE "resuming .*: [1-9][0-9]* of 75 shards already done" "$tmp/resume.log" || fail "generate: did not resume"
+  grep -qE "resuming .*: 75 of 75 shards already done" "$tmp/resume.log" && fail "generate: nothing left to resume (stop ignored)"
   "$py" "$here/../generate/ref_generate.py" same "$tmp/ref.h5" "$tmp/int.h5" ||
     fail "generate: interrupted+resumed file differs from the uninterrupted one" ;;
 analyze)
