@@ -99,22 +99,28 @@ train)
 generate)
   mon 2 "$tmp/model.log" train-model || { cat "$tmp/model.log"; echo "FAIL: train-model"; exit 1; }
   mon 2 "$tmp/ref.log" generate --generate.out="$tmp/ref.h5" || { cat "$tmp/ref.log"; fail "uninterrupted generate"; }
-  # SIGUSR1 (what mpirun forwards) to the first rank that has written 2 shards
-  interrupt "$tmp/int.log" shard:2:any USR1 0 generate --generate.out="$tmp/int.h5"
-  cat "$tmp/int.log"
-  [ "$rc" = 75 ] || fail "generate: exit code $rc, expected 75"
-  grep -q "generate: SIGUSR1: stopped after [0-9]* more of 75 shards" "$tmp/int.log" || fail "generate: no stop line"
-  # the stop must be prompt: the hook holds a rank at its 2nd shard, so the coordinator cannot have
-  # handed out every shard before the signal unless it ignored it (deterministic, no timing)
-  ndone=$(sed -n 's/.*generate: SIGUSR1: stopped after \([0-9]*\) more of 75 shards.*/\1/p' "$tmp/int.log" | head -1)
-  [ -n "$ndone" ] && [ "$ndone" -lt 75 ] || fail "generate: the stopped run still did all 75 shards (stop ignored)"
-  [ -f "$tmp/int.h5.partial" ] || fail "generate: the partial file is gone"
-  [ -f "$tmp/int.h5" ] && fail "generate: an interrupted run wrote the final file"
-  mon 2 "$tmp/resume.log" generate --generate.out="$tmp/int.h5" || { cat "$tmp/resume.log"; fail "generate: resume"; }
-  grep -qE "resuming .*: [1-9][0-9]* of 75 shards already done" "$tmp/resume.log" || fail "generate: did not resume"
-  grep -qE "resuming .*: 75 of 75 shards already done" "$tmp/resume.log" && fail "generate: nothing left to resume (stop ignored)"
-  "$py" "$here/../generate/ref_generate.py" same "$tmp/ref.h5" "$tmp/int.h5" ||
-    fail "generate: interrupted+resumed file differs from the uninterrupted one" ;;
+  # SIGUSR1 (what mpirun forwards) to one rank once it has written 2 shards: rank 0 (the
+  # coordinator, which must stop handing out shards) and rank 1 (a worker, which tells it to)
+  for who in 0 1; do
+    interrupt "$tmp/int$who.log" shard:2:$who USR1 0 generate --generate.out="$tmp/int$who.h5"
+    cat "$tmp/int$who.log"
+    [ "$rc" = 75 ] || fail "generate, rank $who signalled: exit code $rc, expected 75"
+    grep -q "generate: SIGUSR1: stopped after [0-9]* more of 75 shards" "$tmp/int$who.log" || fail "generate $who: no stop line"
+    [ -f "$tmp/int$who.h5.partial" ] || fail "generate $who: the partial file is gone"
+    [ -f "$tmp/int$who.h5" ] && fail "generate $who: an interrupted run wrote the final file"
+    if [ $who = 0 ]; then
+      # the stop must be prompt: while the hook holds the coordinator nobody is handed a shard,
+      # and it resumes with the signal pending, so shards must be left (no timing involved)
+      ndone=$(sed -n 's/.*generate: SIGUSR1: stopped after \([0-9]*\) more of 75 shards.*/\1/p' "$tmp/int0.log" | head -1)
+      [ -n "$ndone" ] && [ "$ndone" -lt 75 ] || fail "generate: the coordinator did all 75 shards after the signal (stop ignored)"
+    fi
+    mon 2 "$tmp/resume$who.log" generate --generate.out="$tmp/int$who.h5" || { cat "$tmp/resume$who.log"; fail "generate $who: resume"; }
+    grep -qE "resuming .*: [1-9][0-9]* of 75 shards already done" "$tmp/resume$who.log" || fail "generate $who: did not resume"
+    [ $who = 0 ] && grep -qE "resuming .*: 75 of 75 shards already done" "$tmp/resume0.log" &&
+      fail "generate: nothing left to resume (the coordinator ignored the stop)"
+    "$py" "$here/../generate/ref_generate.py" same "$tmp/ref.h5" "$tmp/int$who.h5" ||
+      fail "generate $who: interrupted+resumed file differs from the uninterrupted one"
+  done ;;
 analyze)
   # analyze keeps no checkpoint: a stop is agreed at a block, exits 75 without writing any
   # analysis file, and a rerun starts over and ends identical to an uninterrupted run
