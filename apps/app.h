@@ -86,13 +86,26 @@ ms_status ms_app_lock_model_outputs(const ms_app *app, const char *stage, ms_loc
 ms_status ms_app_lock_dir(const ms_app *app, const char *dir, ms_lock *l, ms_err *err);
 void ms_app_unlock(ms_lock *locks, int n);
 
-/* The job's models: 1, or 2 with model_b.seed set. Model m's config: ms_config_derive_model. */
-int ms_job_models(const ms_config *cfg);
-/* "A" / "B". */
+/* The job's models: 0 = A (always), 1 = B (model_b.seed set: the paper's second model),
+ * 2 = R (model_r.seed set: the control, A's shape never trained). Model m's config:
+ * ms_config_derive_model. */
+#define MS_JOB_MAX_MODELS 3
+bool ms_job_has_model(const ms_config *cfg, int model);
+/* "A" / "B" / "R"; the suffix of its units, records and outputs: "" / "-b" / "-r". */
 const char *ms_job_model_name(int model);
-/* Runs a stage body for model A (app as is) and, when the job has model B, again on B's
- * derived config with its own run record (<out_dir>/run-<stage>-b.yaml). `--only A|B` picks
- * one. COLLECTIVE (the body is). */
+const char *ms_job_model_suffix(int model);
+/* The model named "A", "B" or "R", or -1. */
+int ms_job_model_parse(const char *name);
+/* analyze covers model A and the control R (their SAEs and neurons: features vs neurons);
+ * model B's SAEs are compared with A's by compare (universality) instead. */
+bool ms_job_analyzes_model(const ms_config *cfg, int model);
+/* Model m's neurons as a dictionary: its name ("neurons", "neurons-R") and analysis.h5
+ * (<out_dir>/neurons/ or neurons-r/, or under analyze.out_dir); path malloc'd, caller frees. */
+const char *ms_job_neurons_name(int model);
+char *ms_job_neurons_analysis_path(const ms_config *cfg, int model);
+/* Runs a stage body for model A (app as is) and for each other model of the job on its
+ * derived config with its own run record (<out_dir>/run-<stage>-b.yaml, -r.yaml). `--only
+ * A|B|R` picks one. COLLECTIVE (the body is). */
 ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err);
 
 /* The job's contexts and token shards fit the model at model_dir (n_ctx, d_vocab from its

@@ -7,9 +7,21 @@
 
 static char *dup_str(const char *s) { return s ? strdup(s) : strdup(""); }
 
-int ms_job_models(const ms_config *cfg) { return cfg->model_b.seed != 0 ? 2 : 1; }
+bool ms_job_has_model(const ms_config *cfg, int model)
+{
+    return model == 0 || (model == 1 && cfg->model_b.seed != 0) || (model == 2 && cfg->model_r.seed != 0);
+}
 
-const char *ms_job_model_name(int model) { return model == 1 ? "B" : "A"; }
+const char *ms_job_model_name(int model) { return model == 1 ? "B" : model == 2 ? "R" : "A"; }
+
+const char *ms_job_model_suffix(int model) { return model == 1 ? "-b" : model == 2 ? "-r" : ""; }
+
+int ms_job_model_parse(const char *name)
+{
+    for (int m = 0; m < MS_JOB_MAX_MODELS; m++)
+        if (strcmp(name, ms_job_model_name(m)) == 0) return m;
+    return -1;
+}
 
 ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err)
 {
@@ -65,6 +77,18 @@ char *ms_job_analysis_path(const ms_config *cfg, const char *name, const char *b
     return p;
 }
 
+bool ms_job_analyzes_model(const ms_config *cfg, int model) { return model != 1 && ms_job_has_model(cfg, model); }
+
+const char *ms_job_neurons_name(int model) { return model == 2 ? "neurons-R" : "neurons"; }
+
+char *ms_job_neurons_analysis_path(const ms_config *cfg, int model)
+{
+    char *beside = ms_path_join(cfg->run.out_dir, model == 2 ? "neurons-r" : "neurons");
+    char *p = beside ? ms_job_analysis_path(cfg, ms_job_neurons_name(model), beside) : NULL;
+    free(beside);
+    return p;
+}
+
 /* One model's stage body under the lock of that model's outputs. COLLECTIVE. */
 static ms_status locked(ms_app *app, ms_stage_fn one, ms_err *err)
 {
@@ -78,22 +102,17 @@ static ms_status locked(ms_app *app, ms_stage_fn one, ms_err *err)
     return st;
 }
 
-ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err)
+/* One model's stage on its derived config, with its own run record <out_dir>/run-<stage>-<b|r>.yaml.
+ * COLLECTIVE. */
+static ms_status run_derived(ms_app *app, int m, ms_stage_fn one, ms_err *err)
 {
-    const char *only = ms_app_option(app, "only");
-    if (only && strcmp(only, "A") != 0 && strcmp(only, "B") != 0)
-        return ms_err_set(err, MS_ERR_USAGE, "monosem %s --only %s: expected A or B (the job's models)", app->stage, only);
-    if (only && strcmp(only, "B") == 0 && ms_job_models(&app->cfg) < 2)
-        return ms_err_set(err, MS_ERR_USAGE, "monosem %s --only B: the job has no model B (model_b.seed is 0)", app->stage);
-    ms_status st = MS_OK;
-    if (!only || strcmp(only, "A") == 0) st = locked(app, one, err);
-    if (st || ms_job_models(&app->cfg) < 2 || (only && strcmp(only, "B") != 0)) return st;
-    /* model B: the same stage on B's derived config, with its own run record */
     ms_app sub = *app;
-    if ((st = ms_config_derive_model(&app->cfg, 1, &sub.cfg, err))) return st;
+    ms_status st = ms_config_derive_model(&app->cfg, m, &sub.cfg, err);
+    if (st) return st;
     char label[32];
-    snprintf(label, sizeof label, "%s-b", app->stage);
-    ms_log("== %s: model B (seed %lld) -> %s", app->stage, (long long)sub.cfg.train_model.seed, sub.cfg.model.dir);
+    snprintf(label, sizeof label, "%s%s", app->stage, ms_job_model_suffix(m));
+    ms_log("== %s: model %s (seed %lld%s) -> %s", app->stage, ms_job_model_name(m), (long long)sub.cfg.train_model.seed,
+           m == 2 ? ", the untrained control" : "", sub.cfg.model.dir);
     ms_runrec_init(&sub.rec, label);
     st = locked(&sub, one, err);
     st = ms_comm_agree(&app->comm, st, err);
@@ -102,5 +121,23 @@ ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err)
     rst = ms_comm_agree(&app->comm, rst, &rerr);
     ms_config_free(&sub.cfg);
     if (!st && rst) st = ms_err_set(err, rerr.status, "%s", rerr.msg);
+    return st;
+}
+
+ms_status ms_job_each_model(ms_app *app, ms_stage_fn one, ms_err *err)
+{
+    const char *only = ms_app_option(app, "only");
+    const int pick = only ? ms_job_model_parse(only) : -1;
+    if (only && pick < 0)
+        return ms_err_set(err, MS_ERR_USAGE, "monosem %s --only %s: expected A, B or R (the job's models)", app->stage,
+                          only);
+    if (only && !ms_job_has_model(&app->cfg, pick))
+        return ms_err_set(err, MS_ERR_USAGE, "monosem %s --only %s: the job has no model %s (%s.seed is 0)", app->stage,
+                          only, only, pick == 1 ? "model_b" : "model_r");
+    ms_status st = MS_OK;
+    for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
+        if (!ms_job_has_model(&app->cfg, m) || (only && m != pick)) continue;
+        st = m == 0 ? locked(app, one, err) : run_derived(app, m, one, err);
+    }
     return st;
 }

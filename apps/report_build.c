@@ -24,6 +24,7 @@ static const char *const top_context_tokens[] = {"top_tokens", NULL};
 typedef struct rdict {
     char name[64];
     const char *kind; /* "features" | "neurons" */
+    int model;        /* 0 = A, 2 = the control R: units of different models share no basis */
     char *analysis_path;
     char *eval_path;   /* may not exist */
     char *decoder_path; /* sae.h5 (features) */
@@ -189,7 +190,7 @@ static ms_status write_block(const rdict *ds, int nd, int di, int64_t blk, const
     int nn = 0;
     for (int o = 0; o < nd && d->have_dir; o++) {
         const rdict *e = &ds[o];
-        if (o == di || !e->have_dir || e->dir.d != d->dir.d) continue;
+        if (o == di || !e->have_dir || e->dir.d != d->dir.d || e->model != d->model) continue;
         ms_rdict_nearest(ids, cos, &d->dir, u0, u1, &e->dir, MS_REPORT_NEAREST, work);
         ms_rbuf_puts(b, nn++ ? "," : "");
         ms_rbuf_str(b, e->name, strlen(e->name));
@@ -229,8 +230,8 @@ static ms_status run_entry(const rdict *d, ms_rbuf *b, ms_err *err)
     const ms_ranalysis *a = &d->an;
     ms_rbuf_puts(b, "{\"name\":");
     ms_rbuf_str(b, d->name, strlen(d->name));
-    ms_rbuf_printf(b, ",\"kind\":\"%s\",\"n_units\":%lld,\"block\":%d,\"analysis\":", d->kind, (long long)a->n_units,
-                   MS_REPORT_BLOCK);
+    ms_rbuf_printf(b, ",\"kind\":\"%s\",\"model\":\"%s\",\"n_units\":%lld,\"block\":%d,\"analysis\":", d->kind,
+                   ms_job_model_name(d->model), (long long)a->n_units, MS_REPORT_BLOCK);
     ms_rbuf_str(b, a->path, strlen(a->path));
     ms_rbuf_puts(b, ",\"eval\":");
     char *text = NULL;
@@ -276,6 +277,55 @@ static ms_status run_entry(const rdict *d, ms_rbuf *b, ms_err *err)
     return MS_OK;
 }
 
+/* compare/universality.json's medians (trained pair and the control), without the per-unit
+ * arrays; null when compare has not run. */
+static ms_status universality_entry(const ms_config *cfg, ms_rbuf *b, ms_err *err)
+{
+    char *p = ms_path_join(cfg->run.out_dir, "compare/universality.json"), *text = NULL;
+    if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    size_t len = 0;
+    ms_err e2 = {0};
+    cJSON *u = NULL;
+    if (ms_path_exists(p) && ms_file_read_all(p, &text, &len, &e2) == MS_OK) {
+        u = cJSON_ParseWithLength(text, len);
+        if (!u) {
+            ms_status st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: not valid JSON", p);
+            free(text), free(p);
+            return st;
+        }
+    }
+    free(text);
+    free(p);
+    if (!u) {
+        ms_rbuf_puts(b, "null");
+        return MS_OK;
+    }
+    cJSON *o = cJSON_CreateObject();
+    static const char *const keys[] = {"features_median", "neurons_median", "tokens", "reason", NULL};
+    const cJSON *ctl = cJSON_GetObjectItem(u, "control");
+    for (int i = 0; keys[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItem(u, keys[i]);
+        if (v) cJSON_AddItemToObject(o, keys[i], cJSON_Duplicate(v, 0));
+    }
+    const cJSON *paper = cJSON_GetObjectItem(u, "paper");
+    if (paper) cJSON_AddItemToObject(o, "paper", cJSON_Duplicate(paper, 1));
+    if (cJSON_IsObject(ctl)) {
+        cJSON *c = cJSON_AddObjectToObject(o, "control");
+        static const char *const ck[] = {"features_median", "neurons_median", "reference", "reason", NULL};
+        for (int i = 0; ck[i]; i++) {
+            const cJSON *v = cJSON_GetObjectItem(ctl, ck[i]);
+            if (v) cJSON_AddItemToObject(c, ck[i], cJSON_Duplicate(v, 0));
+        }
+    }
+    char *out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    cJSON_Delete(u);
+    if (!out) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    ms_rbuf_puts(b, out);
+    cJSON_free(out);
+    return MS_OK;
+}
+
 static void rdict_free(rdict *d)
 {
     ms_ranalysis_close(&d->an);
@@ -314,29 +364,30 @@ static ms_status read_decoder(rdict *d, ms_err *err)
     return st;
 }
 
-/* The dictionaries of the job: every SAE (its analysis file must exist) and the neurons (when
- * analyze wrote them). */
+/* The dictionaries of the job: every SAE of the models analyze covers (A and the control R; its
+ * analysis file must exist) and those models' neurons (when analyze wrote them). */
 static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *err)
 {
     ms_job_sae *saes = NULL;
     int ns = 0;
     ms_status st = ms_job_saes(cfg, &saes, &ns, err);
     if (st) return st;
-    rdict *d = calloc((size_t)ns + 1, sizeof *d);
+    rdict *d = calloc((size_t)ns + MS_JOB_MAX_MODELS, sizeof *d);
     if (!d) {
         ms_job_saes_free(saes, ns);
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     }
     int n = 0;
     for (int i = 0; i < ns && !st; i++) {
-        if (saes[i].model != 0) { /* analyze covers model A; B's numbers are in summary.json */
-            ms_log("report: %s (model %s) not shown: analyze covers model A's SAEs (its eval and "
-                   "universality numbers are in summary.json)", saes[i].name, ms_job_model_name(saes[i].model));
+        if (!ms_job_analyzes_model(cfg, saes[i].model)) { /* B's numbers: universality, summary.json */
+            ms_log("report: %s (model %s) not shown: analyze covers model A's and the control's SAEs (its eval "
+                   "and universality numbers are in summary.json)", saes[i].name, ms_job_model_name(saes[i].model));
             continue;
         }
         rdict *r = &d[n++];
         snprintf(r->name, sizeof r->name, "%s", saes[i].name);
         r->kind = "features";
+        r->model = saes[i].model;
         r->analysis_path = ms_job_analysis_path(cfg, saes[i].name, saes[i].dir);
         r->eval_path = ms_path_join(saes[i].dir, "eval.json");
         r->decoder_path = ms_path_join(saes[i].dir, "sae.h5");
@@ -347,18 +398,19 @@ static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *
             st = ms_err_set(err, MS_ERR_STATE, "report: %s: no analysis file %s; run `monosem analyze` first",
                             saes[i].name, r->analysis_path);
     }
-    if (!st) {
-        char *beside = ms_path_join(cfg->run.out_dir, "neurons");
-        char *p = beside ? ms_job_analysis_path(cfg, "neurons", beside) : NULL;
-        free(beside);
+    for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
+        if (!ms_job_analyzes_model(cfg, m)) continue;
+        char *p = ms_job_neurons_analysis_path(cfg, m);
         if (p && ms_path_exists(p)) {
             rdict *r = &d[n++];
-            snprintf(r->name, sizeof r->name, "%s", "neurons");
+            snprintf(r->name, sizeof r->name, "%s", ms_job_neurons_name(m));
             r->kind = "neurons";
+            r->model = m;
             r->analysis_path = p;
-            /* no eval file of its own: the page reads the neurons section of an SAE's eval.json */
+            /* no eval file of its own: the page reads the neurons section of its model's SAEs' eval.json */
         } else {
-            ms_log("report: no neuron analysis (%s): the report shows features only", p ? p : "?");
+            ms_log("report: no neuron analysis for model %s (%s): the report shows its features only",
+                   ms_job_model_name(m), p ? p : "?");
             free(p);
         }
     }
@@ -424,7 +476,9 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
             if (i) ms_rbuf_puts(&b, ",");
             st = run_entry(&ds[i], &b, err);
         }
-        ms_rbuf_puts(&b, "]}");
+        ms_rbuf_puts(&b, "],\"universality\":");
+        if (!st) st = universality_entry(cfg, &b, err);
+        ms_rbuf_puts(&b, "}");
         js_close(&b);
         char *p = ms_path_join(data, "run.js");
         if (!st) st = p ? ms_rbuf_write(&b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");

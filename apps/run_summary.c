@@ -92,7 +92,8 @@ static cJSON *sae_entry(const ms_job_sae *s)
                                             "mse=reconstruction.mse", "loss_recovered=loss.recovered",
                                             "kl=loss.kl", "dead=features.dead", "ultralow=features.ultralow",
                                             "rare=features.rare", "rare_density=features.rare_density", NULL};
-    static const char *const train_keys[] = {"step", "l0", "fvu", "mse", "dead", "ultralow", "rare", NULL};
+    static const char *const train_keys[] = {"step", "l0", "fvu", "mse", "dead", "ultralow", "rare", "final_rows",
+                                             "final_dead", "final_ultralow", "final_rare", NULL};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", s->name);
     cJSON_AddStringToObject(o, "model", ms_job_model_name(s->model));
@@ -108,8 +109,9 @@ static cJSON *sae_entry(const ms_job_sae *s)
     cJSON *m = mp ? last_jsonl(mp, NULL) : NULL;
     free(mp);
     cJSON *t = cJSON_AddObjectToObject(o, "training_time");
-    cJSON_AddStringToObject(t, "note", "last metrics.jsonl line: training batches, not held-out data; dead/ultralow "
-                                       "by the trainer's windows");
+    cJSON_AddStringToObject(t, "note", "last metrics.jsonl line: training batches, not held-out data; dead/ultralow/"
+                                       "rare by the trainer's window (weights still moving), final_* by the final "
+                                       "weights on the activation file's first final_rows rows, counted as eval counts");
     copy_numbers(t, m, train_keys, "no metrics.jsonl (SAE not trained)");
     cJSON_Delete(m);
     return o;
@@ -220,23 +222,25 @@ static cJSON *analysis_medians(const char *path)
     return o;
 }
 
-/* Features vs neurons: the analyze stage's measure medians per SAE and for model A's neurons,
+/* Features vs neurons: the analyze stage's measure medians per SAE and for the neurons of model
+ * A (and of the control R),
  * from the analysis.h5 files where analyze writes them (ms_job_analysis_path) by
  * default; read when present. */
 static cJSON *features_vs_neurons(const ms_config *cfg, const ms_job_sae *saes, int n)
 {
     cJSON *o = cJSON_CreateObject();
     bool any = false;
-    char *nb = ms_path_join(cfg->run.out_dir, "neurons");
-    char *np = nb ? ms_job_analysis_path(cfg, "neurons", nb) : NULL;
-    free(nb);
-    cJSON *nm = np ? analysis_medians(np) : NULL;
-    free(np);
-    any = any || nm;
-    if (nm)
-        cJSON_AddItemToObject(o, "neurons", nm);
-    else
-        cJSON_AddNullToObject(o, "neurons");
+    for (int m = 0; m < MS_JOB_MAX_MODELS; m++) {
+        if (!ms_job_analyzes_model(cfg, m)) continue;
+        char *np = ms_job_neurons_analysis_path(cfg, m);
+        cJSON *nm = np ? analysis_medians(np) : NULL;
+        free(np);
+        any = any || nm;
+        if (nm)
+            cJSON_AddItemToObject(o, ms_job_neurons_name(m), nm);
+        else
+            cJSON_AddNullToObject(o, ms_job_neurons_name(m));
+    }
     for (int i = 0; i < n; i++) {
         char *p = ms_job_analysis_path(cfg, saes[i].name, saes[i].dir);
         cJSON *m = p ? analysis_medians(p) : NULL;
@@ -266,8 +270,8 @@ ms_status ms_run_summary_write(const ms_config *cfg, const ms_unit_outcome *outc
     cJSON_AddStringToObject(root, "config_hash", cfg->hash);
     cJSON_AddStringToObject(root, "version", MS_VERSION_STRING);
     cJSON *models = cJSON_AddObjectToObject(root, "models");
-    for (int m = 0; m < ms_job_models(cfg); m++)
-        cJSON_AddItemToObject(models, ms_job_model_name(m), model_entry(cfg, m, saes, n));
+    for (int m = 0; m < MS_JOB_MAX_MODELS; m++)
+        if (ms_job_has_model(cfg, m)) cJSON_AddItemToObject(models, ms_job_model_name(m), model_entry(cfg, m, saes, n));
     cJSON *arr = cJSON_AddArrayToObject(root, "saes");
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, sae_entry(&saes[i]));
     cJSON_AddItemToObject(root, "features_vs_neurons", features_vs_neurons(cfg, saes, n));

@@ -2,6 +2,8 @@
  * metrics, exact checkpoints and resume, final HDF5 + SAELens outputs. */
 #include "sae_train.h"
 
+#include "eval.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -365,6 +367,56 @@ static ms_status trainer_step(trainer *tr, double *lr, ms_err *err)
     return MS_OK;
 }
 
+/* After the last step: the final weights' densities over the file's first rows, in file order
+ * (whole global batches, each rank its slice), counted as eval counts them
+ * (ms_eval_density_stats: dead = never fired, ultralow / rare = alive below the cut), so the
+ * training-time numbers describe the dictionary training ends with, not a window of weights
+ * that kept moving; log10d gets the densities. Integer counts, summed once: the same on any
+ * rank count. COLLECTIVE. */
+static ms_status trainer_final_densities(trainer *tr, ms_err *err)
+{
+    const ms_config *cfg = tr->cfg;
+    app_train_result *res = tr->res;
+    const int64_t m = tr->sae.hp.d_sae;
+    int64_t want = cfg->sae.final_density_rows < tr->meta.n_rows ? cfg->sae.final_density_rows : tr->meta.n_rows;
+    const int64_t n_batches = want / tr->B;
+    res->final_rows = 0;
+    if (n_batches == 0) return MS_OK;
+    double t0 = ms_time_now();
+    /* skipped non-finite rows make the file's finite rows fewer than n_rows: then the last batch
+     * continues from the file's start (the rows counted are the first finite ones, wrapped) */
+    ms_actstream_opts so = {.batch = tr->B, .window_rows = tr->B, .shuffle = false,
+                            .skip_nonfinite = cfg->sae.skip_nonfinite, .repeat = cfg->sae.skip_nonfinite,
+                            .limit = n_batches * tr->B};
+    ms_actstream *s = NULL;
+    float *f = malloc((size_t)(tr->b * m) * sizeof *f);          /* (b, d_sae) codes of one slice */
+    double *fires = calloc((size_t)m + 1, sizeof *fires);        /* (d_sae) + rows */
+    ms_status st = f && fires ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory for the final densities");
+    if (!st) st = ms_actstream_open(&s, tr->f, &so, tr->comm->rank, tr->comm->size, NULL, err);
+    for (int64_t k = 0; k < n_batches && !st; k++) {
+        st = ms_actstream_next(s, tr->x, err);
+        if (st) break;
+        ms_sae_encode(&tr->sae, f, tr->x, tr->b);
+        for (int64_t r = 0; r < tr->b; r++)
+            for (int64_t j = 0; j < m; j++) fires[j] += f[r * m + j] != 0.0f;
+        fires[m] += (double)tr->b;
+    }
+    ms_actstream_close(s);
+    free(f);
+    st = ms_comm_agree(tr->comm, st, err);
+    if (!st) st = ms_comm_allreduce_f64(tr->comm, fires, (size_t)m + 1, err); /* counts < 2^53: exact */
+    if (!st) {
+        ms_eval_density d;
+        ms_eval_density_stats(&d, fires, m, fires[m], cfg->sae.ultralow_density, cfg->sae.rare_density);
+        res->final_rows = (int64_t)fires[m];
+        res->final_dead = d.dead, res->final_ultralow = d.ultralow, res->final_rare = d.rare;
+        for (int64_t j = 0; j < m; j++) tr->log10d[j] = (float)log10(fires[j] / fires[m] + 1e-10);
+        if (tr->rec) ms_runrec_time(tr->rec, "final_densities", ms_time_now() - t0);
+    }
+    free(fires);
+    return st;
+}
+
 /* Every sae.log_every steps and at the end: one metrics.jsonl line (rank 0). Local. */
 static void trainer_log_metrics(trainer *tr, double lr)
 {
@@ -383,13 +435,18 @@ static void trainer_log_metrics(trainer *tr, double lr)
             "{\"step\": %lld, \"tokens\": %lld, \"loss\": %.9g, \"mse\": %.9g, "
             "\"fvu\": %.9g, \"l0\": %.6g, \"l1\": %.9g, \"dead\": %lld, "
             "\"ultralow\": %lld, \"rare\": %lld, \"density_window\": %lld, \"lr\": %.9g, "
-            "\"tokens_per_s\": %.1f, \"skipped\": %lld, \"resampled\": %lld, \"resampled_total\": %lld}\n",
+            "\"tokens_per_s\": %.1f, \"skipped\": %lld, \"resampled\": %lld, \"resampled_total\": %lld",
             (long long)step, (long long)tr->t.tokens, res->loss, res->mse, res->fvu, res->l0, res->l1,
             (long long)res->dead, (long long)res->ultralow, (long long)res->rare, (long long)cfg->sae.dead_tokens, lr, tps,
             (long long)ms_actstream_skipped(tr->stream),
             /* events since the previous line of the log_every grid (exact on resume) */
             (long long)app_train_resampled_between(&tr->t, (step - 1) / cfg->sae.log_every * cfg->sae.log_every, step),
             (long long)app_train_resampled_between(&tr->t, 0, step));
+    if (step == tr->steps && res->final_rows > 0) /* the final weights (trainer_final_densities) */
+        fprintf(tr->metrics, ", \"final_rows\": %lld, \"final_dead\": %lld, \"final_ultralow\": %lld, \"final_rare\": %lld",
+                (long long)res->final_rows, (long long)res->final_dead, (long long)res->final_ultralow,
+                (long long)res->final_rare);
+    fputs("}\n", tr->metrics);
     fflush(tr->metrics);
 }
 
@@ -481,8 +538,12 @@ static ms_status trainer_write_outputs(trainer *tr, ms_err *err)
     }
     free(buf);
     if (st) return st;
-    char src[160];
-    snprintf(src, sizeof src, "training window of %lld tokens (sae.dead_tokens)", (long long)cfg->sae.dead_tokens);
+    char src[192];
+    if (tr->res->final_rows > 0)
+        snprintf(src, sizeof src, "final weights on the first %lld rows of the activation file (sae.final_density_rows)",
+                 (long long)tr->res->final_rows);
+    else
+        snprintf(src, sizeof src, "training window of %lld tokens (sae.dead_tokens)", (long long)cfg->sae.dead_tokens);
     /* monosem models have no public name: the run's name identifies them */
     ms_saelens_meta lm = {.hook_name = tr->meta.hook,
                           .model_name = cfg->run.name && *cfg->run.name ? cfg->run.name : "monosem",
@@ -513,6 +574,15 @@ static void trainer_record(const trainer *tr, ms_runrec *rec)
                    "window)", (long long)res->ultralow, (long long)cfg->sae.dead_tokens);
     ms_runrec_fact(rec, "sae.rare", "%lld (alive, density < %g over the same window)", (long long)res->rare,
                    cfg->sae.rare_density);
+    if (res->final_rows > 0) {
+        ms_runrec_fact(rec, "sae.final_rows", "%lld (the activation file's first rows, final weights)",
+                       (long long)res->final_rows);
+        ms_runrec_fact(rec, "sae.final_dead", "%lld (never fired on those rows)", (long long)res->final_dead);
+        ms_runrec_fact(rec, "sae.final_ultralow", "%lld (alive, density < %g)", (long long)res->final_ultralow,
+                       cfg->sae.ultralow_density);
+        ms_runrec_fact(rec, "sae.final_rare", "%lld (alive, density < %g)", (long long)res->final_rare,
+                       cfg->sae.rare_density);
+    }
     if (tr->was_complete)
         ms_runrec_fact(rec, "sae.already_complete", "true (rerun at step %lld: numbers from metrics.jsonl)",
                        (long long)tr->steps);
@@ -567,6 +637,7 @@ ms_status app_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *re
     while (tr.sae.step < tr.steps) {
         double lr = 0.0;
         if ((st = trainer_step(&tr, &lr, err))) break;
+        if (tr.sae.step == tr.steps && (st = trainer_final_densities(&tr, err))) break;
         trainer_log_metrics(&tr, lr);
         ms_progress_update(&prog, (double)tr.sae.step);
         if ((st = trainer_checkpoint(&tr, err))) break;
@@ -581,13 +652,24 @@ ms_status app_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *re
     res->tokens_per_s = tr.sae.step > tr.start_step ? (double)(tr.sae.step - tr.start_step) * (double)tr.B / t_total : 0.0;
 
     int64_t n_dead = 0, n_low = 0, n_rare = 0;
+    /* the window's densities go to sae.h5 / sparsity only when the final ones were not counted */
+    if (tr.was_complete && cfg->sae.final_density_rows > 0 && (st = trainer_final_densities(&tr, err))) goto done;
+    float *window_log10d = res->final_rows > 0 ? NULL : tr.log10d;
     app_train_densities(&tr.sae, &tr.t, cfg->sae.ultralow_density, cfg->sae.rare_density, cfg->sae.dead_tokens,
-                        tr.log10d, &n_dead, &n_low, &n_rare);
+                        window_log10d, &n_dead, &n_low, &n_rare);
     if (!tr.was_complete) res->dead = n_dead, res->ultralow = n_low, res->rare = n_rare;
     if (comm->rank == 0) st = trainer_write_outputs(&tr, err);
     st = ms_comm_agree(comm, st, err);
     if (!st && rec) trainer_record(&tr, rec);
-    if (!st && !tr.was_complete)
+    if (!st && !tr.was_complete && res->final_rows > 0)
+        ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f; the final weights on the "
+               "first %lld rows: dead %lld, ultralow (< %g) %lld, rare (< %g) %lld (the last %lld-token window, "
+               "weights still moving: dead %lld, ultralow %lld, rare %lld; held-out numbers: monosem eval); %s, %s",
+               (long long)tr.sae.step, res->loss, res->mse, res->fvu, res->l0, (long long)res->final_rows,
+               (long long)res->final_dead, cfg->sae.ultralow_density, (long long)res->final_ultralow,
+               cfg->sae.rare_density, (long long)res->final_rare, (long long)cfg->sae.dead_tokens,
+               (long long)res->dead, (long long)res->ultralow, (long long)res->rare, tr.h5_path, tr.lens_dir);
+    else if (!st && !tr.was_complete)
         ms_log("train: done, %lld steps, loss %.6g, MSE %.6g, FVU %.4f, L0 %.2f; training-time "
                "estimates over the last %lld tokens: dead %lld, ultralow %lld, rare (< %g) %lld "
                "(held-out numbers: monosem eval); %s, %s",

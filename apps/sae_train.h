@@ -65,7 +65,7 @@ void app_train_densities(const ms_sae *sae, const app_train_state *t, double ult
 /* Keeps the lines of metrics.jsonl with step <= last_step (a resumed run rewrites the rest). */
 void app_train_metrics_truncate(const char *path, int64_t last_step);
 struct app_train_result;
-/* The metrics line of `step` into res (loss .. ultralow); false if the file lacks it. */
+/* The metrics line of `step` into res (loss .. rare); false if the file lacks it. */
 bool app_train_metrics_at(const char *path, int64_t step, struct app_train_result *res);
 
 /* ---- resampling (sae_resample.c). COLLECTIVE: resamples, at this step, the features the
@@ -85,7 +85,9 @@ int64_t app_train_resampled_between(const app_train_state *t, int64_t from, int6
  * grads slab and one of the stats, the identical step on every rank. Resampling at
  * sae.resample.at, metrics JSON lines every sae.log_every steps (<sae.out_dir>/metrics.jsonl),
  * checkpoints every sae.checkpoint_every steps, at the end and on a stop signal
- * (<sae.out_dir>/checkpoint.safetensors); rerunning resumes from it, bitwise identical to an
+ * (<sae.out_dir>/checkpoint.safetensors); after the last step, the final weights' densities
+ * over the file's first sae.final_density_rows rows (the last metrics line's final_* keys,
+ * sae.h5's log10_density and sparsity.safetensors); rerunning resumes from it, bitwise identical to an
  * uninterrupted run on the same rank and thread counts. Final outputs: <sae.out_dir>/sae.h5
  * and <sae.out_dir>/saelens/ (cfg.json, sae_weights.safetensors, sparsity.safetensors).
  * COLLECTIVE. rec may be NULL (benchmarks). */
@@ -93,7 +95,10 @@ typedef struct app_train_result {
     int64_t steps;         /* steps completed */
     int64_t resumed_from;  /* step of the checkpoint resumed from, -1 if fresh */
     double loss, mse, fvu, l0, l1; /* last step's global metrics */
-    int64_t dead, ultralow, rare;
+    int64_t dead, ultralow, rare;  /* the training window's estimates (app_train_densities) */
+    /* the final weights over the file's first final_rows rows (sae.final_density_rows, whole
+     * batches), counted as eval counts (ms_eval_density_stats); final_rows 0 = not measured */
+    int64_t final_rows, final_dead, final_ultralow, final_rare;
     int64_t skipped_rows;  /* non-finite rows skipped */
     double tokens_per_s;   /* over the steps run in this process */
     double t_read, t_compute, t_allreduce, t_step; /* seconds in this process (this rank) */

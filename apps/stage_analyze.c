@@ -1,5 +1,6 @@
 /* `monosem analyze job.yaml`: what every SAE feature and every neuron responds to (top-k and
- * interval contexts, histograms, logit effects, monosemanticity measures), features vs neurons. */
+ * interval contexts, histograms, logit effects, monosemanticity measures), features vs neurons;
+ * for model A, then for the untrained control R when the job has one. */
 #include "analyze_logits.h"
 #include "analyze_spill.h"
 #include "app.h"
@@ -46,7 +47,9 @@ static const char *const measure_names[N_MEASURES] = {"top_token_share", "eff_to
 
 typedef struct az {
     ms_app *app;
-    const ms_config *cfg;
+    const ms_config *cfg; /* the job (analyze.*, corpus, the saes list) */
+    int which;            /* the model analysed: 0 = A, 2 = the control R */
+    const char *model_dir;
     ms_tokset ts;
     ms_model model;
     bool have_model;
@@ -55,7 +58,7 @@ typedef struct az {
     int d;
     bool ln_needed, logits_ok;
     ms_job_sae *saes;
-    int n_saes;     /* the SAEs analysed (model A's), first in saes */
+    int n_saes;     /* the SAEs analysed (this model's), first in saes */
     int n_saes_all; /* entries of saes (freed) */
     dict *dicts;
     int n_dicts;
@@ -106,10 +109,10 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
         free(sl);
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     }
-    if (strcmp(js->model_dir, cfg->model.dir) != 0) {
+    if (strcmp(js->model_dir, a->model_dir) != 0) {
         ms_status st = ms_err_set(err, MS_ERR_UNSUPPORTED,
                                   "analyze: SAE '%s' reads model %s, not the job's model %s (one model per run)",
-                                  js->name, js->model_dir, cfg->model.dir);
+                                  js->name, js->model_dir, a->model_dir);
         free(sl);
         return st;
     }
@@ -120,7 +123,7 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
     dc->have_sae = !st;
     if (!st && dc->sae.hp.d_in != a->d)
         st = ms_err_set(err, MS_ERR_STATE, "%s/cfg.json: d_in %" PRId64 " but hook %s of %s has width %d", sl,
-                        dc->sae.hp.d_in, cfg->model.hook, cfg->model.dir, a->d);
+                        dc->sae.hp.d_in, cfg->model.hook, a->model_dir, a->d);
     const int64_t d_sae = dc->sae.hp.d_sae;
     free(sl);
     if (st) return st;
@@ -142,7 +145,7 @@ static ms_status az_prepare(az *a, ms_err *err)
     const ms_comm *comm = &a->app->comm;
     ms_status st = ms_tokset_open(&a->ts, cfg->corpus.token_dir, "train", err);
     if (st) return st;
-    st = ms_model_load(&a->model, cfg->model.dir, err);
+    st = ms_model_load(&a->model, a->model_dir, err);
     if (st) return st;
     a->have_model = true;
     const ms_model_config *mc = &a->model.cfg;
@@ -150,7 +153,7 @@ static ms_status az_prepare(az *a, ms_err *err)
     if (st) return st;
     a->d = ms_hook_dim(mc, a->hook);
     a->T = cfg->corpus.context;
-    if ((st = ms_app_check_model_fit(cfg, cfg->model.dir, mc->n_ctx, mc->d_vocab, &a->ts, err))) return st;
+    if ((st = ms_app_check_model_fit(cfg, a->model_dir, mc->n_ctx, mc->d_vocab, &a->ts, err))) return st;
     int64_t avail = ms_tokset_n_contexts(&a->ts, a->T, false);
     a->n_ctx = (cfg->analyze.tokens + a->T - 1) / a->T;
     if (a->n_ctx > avail) a->n_ctx = avail;
@@ -166,17 +169,17 @@ static ms_status az_prepare(az *a, ms_err *err)
 
     st = ms_job_saes(cfg, &a->saes, &a->n_saes, err);
     if (st) return st;
-    /* model A's SAEs and neurons (the paper's dashboards); model B's SAEs are compared with
+    /* this model's SAEs and neurons (the paper's dashboards); model B's SAEs are compared with
      * A's by `monosem compare` (universality) and evaluated by `monosem eval` */
     int keep = 0;
     for (int i = 0; i < a->n_saes; i++) {
-        if (a->saes[i].model == 0) {
+        if (a->saes[i].model == a->which) {
             ms_job_sae t = a->saes[keep];
             a->saes[keep++] = a->saes[i];
             a->saes[i] = t;
-        } else {
-            ms_log("analyze: %s (model %s) skipped: analyze covers model A's SAEs and neurons", a->saes[i].name,
-                   ms_job_model_name(a->saes[i].model));
+        } else if (a->which == 0 && !ms_job_analyzes_model(cfg, a->saes[i].model)) {
+            ms_log("analyze: %s (model %s) skipped: analyze covers model A's and the control's SAEs and neurons",
+                   a->saes[i].name, ms_job_model_name(a->saes[i].model));
         }
     }
     a->n_saes_all = a->n_saes;
@@ -203,12 +206,10 @@ static ms_status az_prepare(az *a, ms_err *err)
     for (int i = 0; i < a->n_saes && !st; i++) st = dict_load_sae(a, &a->dicts[i], &a->saes[i], err);
     if (st) return st;
     dict *nd = &a->dicts[a->n_saes];
-    snprintf(nd->name, sizeof nd->name, "neurons");
+    snprintf(nd->name, sizeof nd->name, "%s", ms_job_neurons_name(a->which));
     nd->U = a->d;
-    nd->source = strdup(cfg->model.dir);
-    char *nbeside = ms_path_join(cfg->run.out_dir, "neurons");
-    nd->out_path = nbeside ? ms_job_analysis_path(cfg, "neurons", nbeside) : NULL;
-    free(nbeside);
+    nd->source = strdup(a->model_dir);
+    nd->out_path = ms_job_neurons_analysis_path(cfg, a->which);
     if (!nd->source || !nd->out_path) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int i = 0; i < a->n_dicts && !st; i++) {
         st = ms_analysis_init(&a->dicts[i].an, a->dicts[i].U, &o, err);
@@ -425,7 +426,7 @@ static ms_status az_finish_dict(az *a, int di, const int64_t *top_ids64, const f
     snprintf(s_ln, sizeof s_ln, "%.9g", a->ln_scale);
     snprintf(s_dead, sizeof s_dead, "%" PRId64, U - dc->alive);
     const char *kv[] = {"format_version", "1", "kind", dc->is_sae ? "sae" : "neurons", "name", dc->name,
-                        "source", dc->source, "model_dir", cfg->model.dir, "hook", cfg->model.hook,
+                        "source", dc->source, "model_dir", a->model_dir, "hook", cfg->model.hook,
                         "token_dir", cfg->corpus.token_dir, "split", "train", "tokens", s_tokens,
                         "n_contexts", s_nctx, "context", s_ctx, "top_k", s_k, "context_window", s_w,
                         "intervals", s_i, "interval_samples", s_s, "hist_bins", s_nb, "n_logits", s_L,
@@ -543,7 +544,8 @@ static void az_report(az *a)
     }
 }
 
-ms_status ms_stage_analyze(ms_app *app, ms_err *err)
+/* One model's dictionaries (its SAEs and neurons), with facts in app's run record. COLLECTIVE. */
+static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
@@ -551,6 +553,8 @@ ms_status ms_stage_analyze(ms_app *app, ms_err *err)
     memset(&a, 0, sizeof a);
     a.app = app;
     a.cfg = cfg;
+    a.which = model;
+    a.model_dir = model_dir;
     double t_start = ms_time_now();
     int64_t *top_ids = NULL, *bot_ids = NULL, *voff = NULL;
     float *top = NULL, *bot = NULL;
@@ -658,5 +662,24 @@ done:
     ms_runrec_time(&app->rec, "analyze.total", ms_time_now() - t_start);
     free(top_ids), free(bot_ids), free(top), free(bot), free(voff), free(vbytes);
     az_free(&a);
+    return st;
+}
+
+/* Model A, then the control R with its own run record (<out_dir>/run-analyze-r.yaml). */
+ms_status ms_stage_analyze(ms_app *app, ms_err *err)
+{
+    ms_status st = analyze_model(app, 0, app->cfg.model.dir, err);
+    if (st || !ms_job_has_model(&app->cfg, 2)) return st;
+    ms_config r;
+    if ((st = ms_config_derive_model(&app->cfg, 2, &r, err))) return st;
+    ms_log("== analyze: the control model R (untrained, %s)", r.model.dir);
+    ms_app sub = *app;
+    ms_runrec_init(&sub.rec, "analyze-r");
+    st = analyze_model(&sub, 2, r.model.dir, err);
+    ms_err rerr = {0};
+    ms_status rst = ms_runrec_write(&sub.rec, &app->comm, &app->cfg, app->cfg.run.out_dir, st, &rerr);
+    rst = ms_comm_agree(&app->comm, rst, &rerr);
+    ms_config_free(&r);
+    if (!st && rst) st = ms_err_set(err, rerr.status, "%s", rerr.msg);
     return st;
 }

@@ -1,5 +1,6 @@
 /* `monosem compare job.yaml`: feature splitting (SAEs of different sizes on one model) and
- * universality (model A vs model B, features and neurons) over the same tokens. This file is
+ * universality (model A vs model B, features and neurons; the untrained control R vs the
+ * trained reference, B or else A) over the same tokens. This file is
  * the driver: forward to the hook on shared contexts, encode with each SAE, feed the
  * correlation sums (libsae/correlate.c), reduce them once, write compare/. */
 #include <cjson/cJSON.h>
@@ -23,10 +24,13 @@ typedef struct cmp_sae {
 enum { PAIR_SPLIT = 0, PAIR_UNIV };
 #define SRC_NEURONS_A (-1)
 #define SRC_NEURONS_B (-2)
+#define SRC_NEURONS_R (-3)
+#define N_MODELS MS_JOB_MAX_MODELS
 
 typedef struct pair {
     int kind;
-    int a, b;        /* sources: an SAE index or SRC_NEURONS_A/B */
+    bool control;    /* universality of the control R with the reference model */
+    int a, b;        /* sources: an SAE index or SRC_NEURONS_A/B/R */
     int64_t da, db;
     int64_t nb, n_blocks; /* columns per block, blocks */
     int64_t next_block;   /* the next block to accumulate */
@@ -42,19 +46,20 @@ typedef struct pair {
 typedef struct cmp {
     ms_app *app;
     const ms_config *cfg;
-    ms_config cfg_b;
-    bool have_b;
+    ms_config cfg_m[N_MODELS]; /* [1], [2]: B's and R's derived configs */
+    bool have_m[N_MODELS];     /* the job has the model (A always) */
+    int ref;                   /* the control's reference: B when the job has it, else A */
     ms_job_sae *jobs;
     int n_saes;
     cmp_sae *saes;
     pair *pairs;
     int n_pairs;
-    ms_model model[2];
-    bool model_loaded[2], model_needed[2];
-    ms_model_acts acts[2];
+    ms_model model[N_MODELS];
+    bool model_loaded[N_MODELS], model_needed[N_MODELS];
+    ms_model_acts acts[N_MODELS];
     ms_hook hook;
     int d; /* hook width */
-    float *h[2]; /* (rows, d) hook activations of the batch, per model */
+    float *h[N_MODELS]; /* (rows, d) hook activations of the batch, per model */
     int32_t *tokens;
     ms_tokset ts;
     int64_t T, B, n_ctx, ctx0, ctx1;
@@ -62,24 +67,25 @@ typedef struct cmp {
 
 static const char *src_name(const cmp *c, int s)
 {
-    return s == SRC_NEURONS_A ? "neurons-A" : s == SRC_NEURONS_B ? "neurons-B" : c->jobs[s].name;
+    return s == SRC_NEURONS_A ? "neurons-A" : s == SRC_NEURONS_B ? "neurons-B" : s == SRC_NEURONS_R ? "neurons-R"
+                                                                                                    : c->jobs[s].name;
 }
 
-static int src_model(const cmp *c, int s) { return s == SRC_NEURONS_A ? 0 : s == SRC_NEURONS_B ? 1 : c->jobs[s].model; }
+static int src_model(const cmp *c, int s) { return s < 0 ? -1 - s : c->jobs[s].model; }
 
 static const float *src_units(const cmp *c, int s)
 {
     return s < 0 ? c->h[src_model(c, s)] : c->saes[s].f;
 }
 
-static ms_status add_pair(cmp *c, int kind, int a, int b, int64_t da, int64_t db, ms_err *err)
+static ms_status add_pair(cmp *c, int kind, bool control, int a, int b, int64_t da, int64_t db, ms_err *err)
 {
     pair *p = realloc(c->pairs, sizeof *p * (size_t)(c->n_pairs + 1));
     if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     c->pairs = p;
     p = &c->pairs[c->n_pairs++];
     memset(p, 0, sizeof *p);
-    p->kind = kind, p->a = a, p->b = b, p->da = da, p->db = db;
+    p->kind = kind, p->control = control, p->a = a, p->b = b, p->da = da, p->db = db;
     if (da > 0) { /* neurons: sized in prepare, once the hook width is known */
         p->nb = ms_corr_block_cols(da, db, (size_t)(c->cfg->compare.block_mb * 1048576.0));
         p->n_blocks = (db + p->nb - 1) / p->nb;
@@ -106,7 +112,9 @@ static ms_status add_pair(cmp *c, int kind, int a, int b, int64_t da, int64_t db
 
 /* Splitting: on each model, each SAE with the first SAE of the next larger size (consecutive
  * sizes: the family tree of a sweep, linear in its length). Universality: each model-A SAE
- * with the first model-B SAE of its size; model A's neurons with B's. */
+ * with the first model-B SAE of its size; model A's neurons with B's. The control: each
+ * model-R SAE with the first SAE of its size on the reference model, and R's neurons with the
+ * reference's (what universality looks like when one model learned nothing). */
 static ms_status plan_pairs(cmp *c, ms_err *err)
 {
     ms_status st = MS_OK;
@@ -116,17 +124,20 @@ static ms_status plan_pairs(cmp *c, ms_err *err)
             if (c->jobs[j].model == c->jobs[i].model && c->jobs[j].d_sae > c->jobs[i].d_sae &&
                 (next < 0 || c->jobs[j].d_sae < c->jobs[next].d_sae))
                 next = j;
-        if (next >= 0) st = add_pair(c, PAIR_SPLIT, i, next, c->jobs[i].d_sae, c->jobs[next].d_sae, err);
+        if (next >= 0) st = add_pair(c, PAIR_SPLIT, false, i, next, c->jobs[i].d_sae, c->jobs[next].d_sae, err);
     }
     for (int i = 0; i < c->n_saes && !st; i++) {
-        if (c->jobs[i].model != 0) continue;
+        const bool control = c->jobs[i].model == 2;
+        if (c->jobs[i].model != 0 && !control) continue;
+        const int other = control ? c->ref : 1;
         for (int j = 0; j < c->n_saes; j++)
-            if (c->jobs[j].model == 1 && c->jobs[j].d_sae == c->jobs[i].d_sae) {
-                st = add_pair(c, PAIR_UNIV, i, j, c->jobs[i].d_sae, c->jobs[j].d_sae, err);
+            if (c->jobs[j].model == other && c->jobs[j].d_sae == c->jobs[i].d_sae) {
+                st = add_pair(c, PAIR_UNIV, control, i, j, c->jobs[i].d_sae, c->jobs[j].d_sae, err);
                 break;
             }
     }
-    if (!st && c->have_b) st = add_pair(c, PAIR_UNIV, SRC_NEURONS_A, SRC_NEURONS_B, 0, 0, err);
+    if (!st && c->have_m[1]) st = add_pair(c, PAIR_UNIV, false, SRC_NEURONS_A, SRC_NEURONS_B, 0, 0, err);
+    if (!st && c->have_m[2]) st = add_pair(c, PAIR_UNIV, true, SRC_NEURONS_R, -1 - c->ref, 0, 0, err);
     return st;
 }
 
@@ -134,21 +145,24 @@ static ms_status plan_pairs(cmp *c, ms_err *err)
 static ms_status prepare(cmp *c, ms_err *err)
 {
     const ms_config *cfg = c->cfg;
-    const char *dirs[2] = {cfg->model.dir, c->have_b ? c->cfg_b.model.dir : NULL};
-    for (int m = 0; m < 2; m++) {
+    const char *dirs[N_MODELS];
+    for (int m = 0; m < N_MODELS; m++) dirs[m] = m == 0 ? cfg->model.dir : c->have_m[m] ? c->cfg_m[m].model.dir : NULL;
+    for (int m = 0; m < N_MODELS; m++) {
         if (!c->model_needed[m]) continue;
         ms_status st = ms_model_load(&c->model[m], dirs[m], err);
         if (st) return st;
         c->model_loaded[m] = true;
     }
-    int m0 = c->model_loaded[0] ? 0 : 1;
+    int m0 = 0;
+    while (m0 < N_MODELS - 1 && !c->model_loaded[m0]) m0++;
     const ms_model_config *mc = &c->model[m0].cfg;
     ms_status st = ms_hook_parse(&c->hook, cfg->model.hook, mc, err);
     if (st) return st;
     c->d = ms_hook_dim(mc, c->hook);
-    if (c->model_loaded[0] && c->model_loaded[1] && ms_hook_dim(&c->model[1].cfg, c->hook) != c->d)
-        return ms_err_set(err, MS_ERR_STATE, "compare: %s has width %d in %s but %d in %s", cfg->model.hook, c->d,
-                          dirs[0], ms_hook_dim(&c->model[1].cfg, c->hook), dirs[1]);
+    for (int m = m0 + 1; m < N_MODELS; m++)
+        if (c->model_loaded[m] && ms_hook_dim(&c->model[m].cfg, c->hook) != c->d)
+            return ms_err_set(err, MS_ERR_STATE, "compare: %s has width %d in %s but %d in %s", cfg->model.hook, c->d,
+                              dirs[m0], ms_hook_dim(&c->model[m].cfg, c->hook), dirs[m]);
     /* neuron pairs are sized now that the hook width is known */
     for (int k = 0; k < c->n_pairs; k++) {
         pair *p = &c->pairs[k];
@@ -180,7 +194,7 @@ static ms_status prepare(cmp *c, ms_err *err)
     const size_t rows = (size_t)(c->B * c->T);
     c->tokens = malloc(rows * sizeof *c->tokens);
     if (!c->tokens) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0; m < N_MODELS; m++) {
         if (!c->model_loaded[m]) continue;
         if ((st = ms_app_check_model_fit(cfg, dirs[m], c->model[m].cfg.n_ctx, c->model[m].cfg.d_vocab, &c->ts, err)))
             return st;
@@ -218,7 +232,7 @@ static ms_status pass(cmp *c, ms_progress *prog, double done0, ms_err *err)
             if (st) return st;
         }
         const int64_t rows = (int64_t)nb * c->T;
-        for (int m = 0; m < 2; m++) {
+        for (int m = 0; m < N_MODELS; m++) {
             if (!c->model_loaded[m]) continue;
             ms_hook_capture cap = {c->hook, c->h[m]};
             ms_forward_opts o = {.stop_after = &c->hook, .captures = &cap, .n_captures = 1};
@@ -336,6 +350,18 @@ static ms_status write_outputs(cmp *c, const char *dir, double seconds, ms_err *
     cJSON_AddNumberToObject(paper, "features_median", 0.72);
     cJSON_AddNumberToObject(paper, "neurons_median", 0.46);
     cJSON_AddNullToObject(univ, "neurons");
+    cJSON *ctrl = NULL, *cfeat = NULL;
+    if (c->have_m[2]) {
+        ctrl = cJSON_AddObjectToObject(univ, "control");
+        cJSON_AddStringToObject(ctrl, "model", "R");
+        cJSON_AddStringToObject(ctrl, "reference", ms_job_model_name(c->ref));
+        cJSON_AddStringToObject(ctrl, "definition",
+                                "the same measure between the untrained control model R (model A's shape, randomly "
+                                "initialised) and the trained reference model: features of R's SAE against the "
+                                "reference's SAE of the same size, R's neurons against the reference's");
+        cfeat = cJSON_AddArrayToObject(ctrl, "features");
+        cJSON_AddNullToObject(ctrl, "neurons");
+    }
     int64_t fam_total = 0;
 
 #define ITEM(nm, dt, n0, ptr)                                                                          \
@@ -402,20 +428,28 @@ static ms_status write_outputs(cmp *c, const char *dir, double seconds, ms_err *
             ITEM("cos_b_max", MS_ST_F32, p->db, p->dcol_max);
             ITEM("cos_b_arg", MS_ST_I64, p->db, p->dcol_arg);
             cJSON_AddItemToArray(spairs, o);
-        } else if (p->a < 0) {
-            cJSON_DeleteItemFromObject(univ, "neurons");
-            cJSON_AddItemToObject(univ, "neurons", o);
-            add_num_or_null(univ, "neurons_median", ms_median_f32(p->row_max, p->da, scratch));
         } else {
-            cJSON_AddItemToArray(ufeat, o);
-            if (!cJSON_GetObjectItem(univ, "features_median"))
-                add_num_or_null(univ, "features_median", ms_median_f32(p->row_max, p->da, scratch));
+            cJSON *u = p->control ? ctrl : univ;
+            if (p->a < 0) {
+                cJSON_DeleteItemFromObject(u, "neurons");
+                cJSON_AddItemToObject(u, "neurons", o);
+                add_num_or_null(u, "neurons_median", ms_median_f32(p->row_max, p->da, scratch));
+            } else {
+                cJSON_AddItemToArray(p->control ? cfeat : ufeat, o);
+                if (!cJSON_GetObjectItem(u, "features_median"))
+                    add_num_or_null(u, "features_median", ms_median_f32(p->row_max, p->da, scratch));
+            }
         }
     }
 #undef ITEM
     if (!cJSON_GetObjectItem(univ, "features_median")) cJSON_AddNullToObject(univ, "features_median");
     if (!cJSON_GetObjectItem(univ, "neurons_median")) cJSON_AddNullToObject(univ, "neurons_median");
-    if (!c->have_b)
+    if (ctrl && !cJSON_GetObjectItem(ctrl, "features_median")) {
+        cJSON_AddNullToObject(ctrl, "features_median");
+        cJSON_AddStringToObject(ctrl, "reason", "no model-R SAE has the size of a reference-model SAE: features not "
+                                                "compared");
+    }
+    if (!c->have_m[1])
         cJSON_AddStringToObject(univ, "reason", "the job has no model B (set model_b.seed and a saes entry with model: B)");
     else if (cJSON_GetArraySize(ufeat) == 0)
         cJSON_AddStringToObject(univ, "reason", "no model-B SAE has the size of a model-A SAE: features not compared");
@@ -445,6 +479,14 @@ static ms_status write_outputs(cmp *c, const char *dir, double seconds, ms_err *
                tokens, dir);
         ms_runrec_fact(&c->app->rec, "compare.universality_features_median", "%.4f", fm);
         ms_runrec_fact(&c->app->rec, "compare.universality_neurons_median", "%.4f", nm);
+        if (ctrl) {
+            const cJSON *cf = cJSON_GetObjectItem(ctrl, "features_median"), *cn = cJSON_GetObjectItem(ctrl, "neurons_median");
+            double cfm = cJSON_IsNumber(cf) ? cf->valuedouble : NAN, cnm = cJSON_IsNumber(cn) ? cn->valuedouble : NAN;
+            ms_log("compare: control (untrained R vs %s): features %.3f, neurons %.3f", ms_job_model_name(c->ref), cfm,
+                   cnm);
+            ms_runrec_fact(&c->app->rec, "compare.control_features_median", "%.4f", cfm);
+            ms_runrec_fact(&c->app->rec, "compare.control_neurons_median", "%.4f", cnm);
+        }
         ms_runrec_fact(&c->app->rec, "compare.families", "%lld", (long long)fam_total);
         ms_runrec_fact(&c->app->rec, "compare.out", "%s", dir);
     }
@@ -493,15 +535,15 @@ static void cmp_free(cmp *c)
         free(c->saes[i].f);
     }
     free(c->saes);
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0; m < N_MODELS; m++) {
         ms_model_acts_free(&c->acts[m]);
         if (c->model_loaded[m]) ms_model_free(&c->model[m]);
         free(c->h[m]);
+        if (m > 0 && c->have_m[m]) ms_config_free(&c->cfg_m[m]);
     }
     free(c->tokens);
     ms_tokset_close(&c->ts);
     ms_job_saes_free(c->jobs, c->n_saes);
-    if (c->have_b) ms_config_free(&c->cfg_b);
 }
 
 ms_status ms_stage_compare(ms_app *app, ms_err *err)
@@ -513,10 +555,13 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
     const ms_comm *comm = &app->comm;
     double t0 = ms_time_now();
     ms_status st = ms_job_saes(c.cfg, &c.jobs, &c.n_saes, err);
-    if (!st && ms_job_models(c.cfg) == 2) {
-        st = ms_config_derive_model(c.cfg, 1, &c.cfg_b, err);
-        c.have_b = st == MS_OK;
-    }
+    c.have_m[0] = true;
+    for (int m = 1; m < N_MODELS && !st; m++)
+        if (ms_job_has_model(c.cfg, m)) {
+            st = ms_config_derive_model(c.cfg, m, &c.cfg_m[m], err);
+            c.have_m[m] = st == MS_OK;
+        }
+    c.ref = c.have_m[1] ? 1 : 0;
     if (!st && !(c.saes = calloc((size_t)c.n_saes, sizeof *c.saes))) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int i = 0; !st && i < c.n_saes; i++) c.saes[i].js = &c.jobs[i];
     if (!st) st = plan_pairs(&c, err);
@@ -551,7 +596,8 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
     while (next_pass(&c, true)) n_pass++;
     for (int k = 0; k < c.n_pairs; k++) c.pairs[k].next_block = 0;
     ms_log("compare: %d pair(s) (%s) over %lld contexts x %lld tokens on %d rank(s), %lld pass(es)", c.n_pairs,
-           c.have_b ? "splitting + universality" : "splitting", (long long)c.n_ctx, (long long)c.T, comm->size,
+           c.have_m[1] && c.have_m[2] ? "splitting + universality + control" : c.have_m[1] ? "splitting + universality"
+           : c.have_m[2] ? "splitting + control" : "splitting", (long long)c.n_ctx, (long long)c.T, comm->size,
            (long long)n_pass);
     ms_progress prog;
     ms_progress_init(&prog, "compare", "tokens", (double)(c.n_ctx * c.T * n_pass), c.cfg->run.log_every_s);

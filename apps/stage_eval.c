@@ -11,10 +11,12 @@ ms_status ms_stage_eval(ms_app *app, ms_err *err)
     ms_status st = ms_job_saes(&app->cfg, &saes, &n, err);
     if (st) return st;
     /* one pass per model (a pass shares one model's forward): model A's SAEs, then model B's
-     * on B's derived config (same held-out tokens: the split follows run.seed, which B keeps) */
+     * and the control R's on their derived configs (same held-out tokens: the split follows
+     * run.seed, which B and R keep) */
     ms_job_sae *sel = calloc((size_t)n + 1, sizeof *sel); /* shallow copies: strings stay owned by saes */
     if (!sel) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    for (int m = 0; !st && m < ms_job_models(&app->cfg); m++) {
+    for (int m = 0; !st && m < MS_JOB_MAX_MODELS; m++) {
+        if (!ms_job_has_model(&app->cfg, m)) continue;
         int k = 0;
         for (int i = 0; i < n; i++)
             if (saes[i].model == m) sel[k++] = saes[i];

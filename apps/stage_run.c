@@ -18,9 +18,9 @@ typedef struct plan_unit {
     ms_unit u;
     const char *stage;
     char only[64];   /* --only value ("" = none) */
-    int model;       /* 0/1 for per-model units */
+    int model;       /* 0/1/2 (A/B/R) for per-model units */
     int sae;         /* index into the job's SAEs for train units, -1 otherwise */
-    bool own_record; /* the stage writes its own run record (model B units) */
+    bool own_record; /* the stage writes its own run record (model B and R units) */
 } plan_unit;
 
 typedef struct run_plan {
@@ -28,7 +28,7 @@ typedef struct run_plan {
     int n;
     ms_job_sae *saes;
     int n_saes;
-    ms_config model_cfg[2];
+    ms_config model_cfg[MS_JOB_MAX_MODELS]; /* zeroed for a model the job lacks */
     ms_config *sae_cfg; /* n_saes derived configs */
 } run_plan;
 
@@ -72,7 +72,7 @@ static ms_status add_unit(run_plan *p, const char *stage, const char *name, cons
 static void plan_free(run_plan *p)
 {
     for (int i = 0; i < p->n; i++) free(p->units[i].u.keys);
-    for (int m = 0; m < 2; m++) ms_config_free(&p->model_cfg[m]);
+    for (int m = 0; m < MS_JOB_MAX_MODELS; m++) ms_config_free(&p->model_cfg[m]);
     for (int i = 0; p->sae_cfg && i < p->n_saes; i++) ms_config_free(&p->sae_cfg[i]);
     free(p->sae_cfg);
     ms_job_saes_free(p->saes, p->n_saes);
@@ -97,8 +97,12 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     static const char *const none[] = {"-", NULL};
     ms_status st = ms_job_saes(cfg, &p->saes, &p->n_saes, err);
     if (st) return st;
-    const int n_models = ms_job_models(cfg);
-    for (int m = 0; m < n_models && !st; m++) st = ms_config_derive_model(cfg, m, &p->model_cfg[m], err);
+    bool several = false; /* per-model units say which model (--only) when the job has several */
+    for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
+        if (!ms_job_has_model(cfg, m)) continue;
+        st = ms_config_derive_model(cfg, m, &p->model_cfg[m], err);
+        several = several || m > 0;
+    }
     if (!st && !(p->sae_cfg = calloc((size_t)p->n_saes, sizeof *p->sae_cfg)))
         st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int i = 0; i < p->n_saes && !st; i++) st = ms_config_derive_sae(cfg, p->saes[i].index, &p->sae_cfg[i], err);
@@ -107,21 +111,23 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     const char *in_tok[] = {"tokenizer-train"}, *in_corpus[] = {"tokenize"};
     st = add_unit(p, "tokenizer-train", "tokenizer-train", cfg, tok_keys, NULL, NULL, 0, err);
     if (!st) st = add_unit(p, "tokenize", "tokenize", cfg, corpus_keys, NULL, in_tok, 1, err);
-    for (int m = 0; m < n_models && !st; m++) {
+    for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
+        if (!ms_job_has_model(cfg, m)) continue;
         char name[80];
-        snprintf(name, sizeof name, "train-model%s", m ? "-b" : "");
+        snprintf(name, sizeof name, "train-model%s", ms_job_model_suffix(m));
         st = add_unit(p, "train-model", name, &p->model_cfg[m], tm_keys, tm_excl, in_corpus, 1, err);
-        if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m == 1;
-        if (!st && n_models > 1) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
+        if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m > 0;
+        if (!st && several) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
     }
-    for (int m = 0; m < n_models && !st; m++) {
+    for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
+        if (!ms_job_has_model(cfg, m)) continue;
         char name[80], tm[80];
-        snprintf(name, sizeof name, "generate%s", m ? "-b" : "");
-        snprintf(tm, sizeof tm, "train-model%s", m ? "-b" : "");
+        snprintf(name, sizeof name, "generate%s", ms_job_model_suffix(m));
+        snprintf(tm, sizeof tm, "train-model%s", ms_job_model_suffix(m));
         const char *in[] = {"tokenize", tm};
         st = add_unit(p, "generate", name, &p->model_cfg[m], gen_keys, gen_excl, in, 2, err);
-        if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m == 1;
-        if (!st && n_models > 1) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
+        if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m > 0;
+        if (!st && several) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
     }
     const char *trained[MS_UNIT_MAX_INPUTS];
     int n_trained = 0;
@@ -129,7 +135,7 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     for (int i = 0; i < p->n_saes && !st; i++) {
         char name[80], gen[80];
         snprintf(name, sizeof name, "train-%s", p->saes[i].name);
-        snprintf(gen, sizeof gen, "generate%s", p->saes[i].model ? "-b" : "");
+        snprintf(gen, sizeof gen, "generate%s", ms_job_model_suffix(p->saes[i].model));
         const char *in[] = {gen};
         st = add_unit(p, "train", name, &p->sae_cfg[i], sae_keys, sae_excl, in, 1, err);
         if (st) break;
@@ -144,7 +150,8 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     }
     if (st) return st;
     trained[n_trained++] = "train-model";
-    if (n_models > 1) trained[n_trained++] = "train-model-b";
+    if (ms_job_has_model(cfg, 1)) trained[n_trained++] = "train-model-b";
+    if (ms_job_has_model(cfg, 2)) trained[n_trained++] = "train-model-r";
     trained[n_trained++] = "tokenize";
     st = add_unit(p, "eval", "eval", cfg, eval_keys, NULL, trained, n_trained, err);
     if (!st) st = add_unit(p, "analyze", "analyze", cfg, analyze_keys, NULL, trained, n_trained, err);
@@ -184,15 +191,17 @@ static bool outputs_present(const run_plan *p, const plan_unit *pu, const ms_con
     if (!strcmp(s, "analyze")) { /* every dictionary's analysis.h5 */
         bool all = true;
         for (int i = 0; i < p->n_saes && all; i++) {
-            if (p->saes[i].model != 0) continue; /* analyze covers model A */
+            if (!ms_job_analyzes_model(cfg, p->saes[i].model)) continue;
             char *a = ms_job_analysis_path(cfg, p->saes[i].name, p->saes[i].dir);
             all = a && ms_path_exists(a);
             free(a);
         }
-        char *nb = ms_path_join(cfg->run.out_dir, "neurons");
-        char *a = nb ? ms_job_analysis_path(cfg, "neurons", nb) : NULL;
-        all = all && a && ms_path_exists(a);
-        free(nb), free(a);
+        for (int m = 0; m < MS_JOB_MAX_MODELS && all; m++) {
+            if (!ms_job_analyzes_model(cfg, m)) continue;
+            char *a = ms_job_neurons_analysis_path(cfg, m);
+            all = a && ms_path_exists(a);
+            free(a);
+        }
         return all;
     }
     return true;
@@ -353,6 +362,8 @@ ms_status ms_stage_run(ms_app *app, ms_err *err)
             ms_log("monosem run: done in %s; numbers in %s/summary.json", dur, cfg->run.out_dir);
             if (have_dash)
                 ms_log("dashboard: %s", dash ? dash : "");
+            else if (!stage_wanted(cfg, "report"))
+                ms_log("dashboard: %s (not written: run.stages leaves out report)", dash ? dash : "");
             else
                 ms_log("dashboard: %s (not written: the report stage is not built in monosem %s)", dash ? dash : "",
                        MS_VERSION_STRING);

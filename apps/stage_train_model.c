@@ -542,10 +542,15 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
     }
     st = ms_comm_agree(comm, st, err);
     if (st != MS_OK) goto done;
-    if (isnan(last_eval)) { /* resumed at the end: evaluate once for the record */
+    if (isnan(last_eval)) { /* resumed at the end, or 0 steps (the control): evaluate once for the record */
         int64_t n_tok = 0;
         st = evaluate(&tr, &last_eval, &last_uni, &n_tok, err);
         if (st != MS_OK) goto done;
+        if (steps == 0 && comm->rank == 0 && n_tok > 0) { /* the log's only line: the untrained model */
+            fprintf(tr.log, "{\"step\":0,\"split\":\"heldout\",\"loss\":%.6f,\"unigram_loss\":%.6f,"
+                            "\"tokens\":%" PRId64 "}\n", last_eval, last_uni, n_tok);
+            fflush(tr.log);
+        }
     }
     if (isnan(last_eval))
         ms_log("train-model: wrote %s (no held-out evaluation)", cfg->model.dir);

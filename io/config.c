@@ -79,7 +79,7 @@ static const field ms_fields[] = {
     {"model.normalization", F_ENUM, OFF(model.normalization), 0, 0, 0, "LN", norm_types, "LN | LNPre | none", RESULT},
     {"model.eps", F_REAL, OFF(model.eps), 0, 1e-30, 1, "1e-05", NULL, "LayerNorm epsilon", RESULT},
     /* train_model */
-    {"train_model.steps", F_INT, OFF(train_model.steps), 0, 1, BIG, "3000", NULL, "optimizer steps", RESULT},
+    {"train_model.steps", F_INT, OFF(train_model.steps), 0, 0, BIG, "3000", NULL, "optimizer steps (0 = write the initialised model, untrained)", RESULT},
     {"train_model.batch", F_INT, OFF(train_model.batch), 0, 1, 1048576, "32", NULL, "contexts per global step", RESULT},
     {"train_model.lr", F_REAL, OFF(train_model.lr), 0, 1e-30, 10, "0.001", NULL, "peak learning rate", RESULT},
     {"train_model.min_lr_frac", F_REAL, OFF(train_model.min_lr_frac), 0, 0, 1, "0.1", NULL, "cosine floor as a fraction of lr", RESULT},
@@ -98,6 +98,10 @@ static const field ms_fields[] = {
     {"model_b.seed", F_INT, OFF(model_b.seed), 0, 0, BIG, "0", NULL, "seed of model B (0 = no model B)", RESULT},
     {"model_b.dir", F_STR, OFF(model_b.dir), 0, 0, 0, "", NULL, "model B directory (default <out_dir>/model-b)", HARMLESS},
     {"model_b.activations", F_STR, OFF(model_b.activations), 0, 0, 0, "", NULL, "model B activations (default <out_dir>/activations-b.h5)", HARMLESS},
+    /* model_r: the control, model A's shape randomly initialised and never trained */
+    {"model_r.seed", F_INT, OFF(model_r.seed), 0, 0, BIG, "0", NULL, "initialisation seed of the control model R, model A's shape never trained (0 = no control)", RESULT},
+    {"model_r.dir", F_STR, OFF(model_r.dir), 0, 0, 0, "", NULL, "control model R directory (default <out_dir>/model-r)", HARMLESS},
+    {"model_r.activations", F_STR, OFF(model_r.activations), 0, 0, 0, "", NULL, "control model R activations (default <out_dir>/activations-r.h5)", HARMLESS},
     /* generate */
     {"generate.out", F_STR, OFF(generate.out), 0, 0, 0, "", NULL, "activations file (default <out_dir>/activations.h5)", HARMLESS},
     {"generate.tokens", F_INT, OFF(generate.tokens), 0, 0, BIG, "0", NULL, "corpus tokens to run (0 = all)", RESULT},
@@ -140,6 +144,7 @@ static const field ms_fields[] = {
     {"sae.init", F_STR, OFF(sae.init), 0, 0, 0, "", NULL, "SAELens directory to start from", HARMLESS},
     {"sae.median_samples", F_INT, OFF(sae.median_samples), 0, 1, BIG, "16384", NULL, "rows for the geometric-median b_dec", RESULT},
     {"sae.ultralow_density", F_REAL, OFF(sae.ultralow_density), 0, 0, 1, "1e-06", NULL, "density below which a feature is ultralow", RESULT},
+    {"sae.final_density_rows", F_INT, OFF(sae.final_density_rows), 0, 0, BIG, "1000000", NULL, "rows (the file's first, whole batches) on which the final weights' densities are counted as eval counts them (0 = only the training window's estimate)", RESULT},
     {"sae.rare_density", F_REAL, OFF(sae.rare_density), 0, 0, 1, "1e-04", NULL, "density below which an alive feature counts as rare (eval and training report it beside ultralow: one the demo's tokens resolve)", RESULT},
     {"sae.skip_nonfinite", F_BOOL, OFF(sae.skip_nonfinite), 0, 0, 0, "false", NULL, "skip NaN/Inf rows (counted) instead of failing", RESULT},
     {"sae.repeat", F_BOOL, OFF(sae.repeat), 0, 0, 0, "false", NULL, "allow more than one pass over the rows (each epoch reshuffled)", RESULT},
@@ -619,13 +624,14 @@ static ms_status entry_keys(walk *wk, ms_sae_entry *e, yaml_node_t *map, const c
         if (strcmp(prefix, "sae") == 0 && (strcmp(kname, "name") == 0 || strcmp(kname, "model") == 0)) {
             if (v->type != YAML_SCALAR_NODE || is_null_scalar(v))
                 return where_err(wk->err, &kw, "key 'saes.%s': expected %s, got %s", kname,
-                                 kname[0] == 'n' ? "a name" : "A or B", is_null_scalar(v) ? "nothing" : node_kind(v));
+                                 kname[0] == 'n' ? "a name" : "A, B or R", is_null_scalar(v) ? "nothing" : node_kind(v));
             const char *val = (const char *)v->data.scalar.value;
             where vw = {wk->name, (int)v->start_mark.line + 1, (int)v->start_mark.column + 1};
             if (kname[0] == 'm') {
-                if (strcasecmp(val, "A") != 0 && strcasecmp(val, "B") != 0)
-                    return where_err(wk->err, &vw, "key 'saes.model': expected A or B, got \"%s\"", val);
-                e->model = strcasecmp(val, "B") == 0;
+                if (strcasecmp(val, "A") != 0 && strcasecmp(val, "B") != 0 && strcasecmp(val, "R") != 0)
+                    return where_err(wk->err, &vw, "key 'saes.model': expected A, B or R (the control), got \"%s\"",
+                                     val);
+                e->model = strcasecmp(val, "B") == 0 ? 1 : strcasecmp(val, "R") == 0 ? 2 : 0;
                 continue;
             }
             bool good = *val && strlen(val) < 48;
@@ -758,12 +764,20 @@ static ms_status resolve(ms_config *cfg, ms_err *err)
     if ((st = derive(&cfg->train_model.dir, o, "train_model", err))) return st;
     if ((st = derive(&cfg->model_b.dir, o, "model-b", err))) return st;
     if ((st = derive(&cfg->model_b.activations, o, "activations-b.h5", err))) return st;
-    for (int i = 0; i < cfg->n_saes && !cfg->derived; i++)
+    if ((st = derive(&cfg->model_r.dir, o, "model-r", err))) return st;
+    if ((st = derive(&cfg->model_r.activations, o, "activations-r.h5", err))) return st;
+    for (int i = 0; i < cfg->n_saes && !cfg->derived; i++) {
         if (cfg->saes[i].model == 1 && cfg->model_b.seed == 0) {
             where w = {cfg->path, cfg->saes[i].line, cfg->saes[i].col};
             return where_err(err, &w, "saes entry '%s': model B needs key 'model_b.seed' (a seed other than model A's)",
                              cfg->saes[i].name);
         }
+        if (cfg->saes[i].model == 2 && cfg->model_r.seed == 0) {
+            where w = {cfg->path, cfg->saes[i].line, cfg->saes[i].col};
+            return where_err(err, &w, "saes entry '%s': the control model R needs key 'model_r.seed' (its "
+                             "initialisation seed)", cfg->saes[i].name);
+        }
+    }
     const int64_t seed_a = cfg->train_model.seed ? cfg->train_model.seed : cfg->run.seed;
     if (!cfg->derived && cfg->model_b.seed != 0 && cfg->model_b.seed == seed_a) {
         where w = where_of(cfg, "model_b.seed");
@@ -1041,7 +1055,7 @@ static char *quoted_override(const char *key, const char *v)
 }
 
 /* The job re-parsed with the base's overrides, then `extra`, then `set` (later wins); the
- * result describes one pipeline: no saes list, no model_b. */
+ * result describes one pipeline: no saes list, no model_b, no model_r. */
 static ms_status derive_with(const ms_config *base, char **extra, int n_extra, char *const *set, int n_set,
                              ms_config *out, ms_err *err)
 {
@@ -1061,11 +1075,16 @@ static ms_status derive_with(const ms_config *base, char **extra, int n_extra, c
     out->saes = NULL;
     out->n_saes = 0;
     out->model_b.seed = 0;
+    out->model_r.seed = 0;
     free(out->model_b.dir);
     free(out->model_b.activations);
+    free(out->model_r.dir);
+    free(out->model_r.activations);
     out->model_b.dir = strdup("");
     out->model_b.activations = strdup("");
-    if (!out->model_b.dir || !out->model_b.activations) {
+    out->model_r.dir = strdup("");
+    out->model_r.activations = strdup("");
+    if (!out->model_b.dir || !out->model_b.activations || !out->model_r.dir || !out->model_r.activations) {
         ms_config_free(out);
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     }
@@ -1084,17 +1103,23 @@ static ms_status derive_with(const ms_config *base, char **extra, int n_extra, c
     return MS_OK;
 }
 
-/* Overrides that turn the job into model B's pipeline (appended to ex, *n updated). */
-static bool model_b_overrides(const ms_config *base, char **ex, int *n)
+/* Overrides that turn the job into model B's (model 1) or the control R's (model 2) pipeline
+ * (appended to ex, *n updated). R is model A's recipe stopped before its first step. */
+static bool model_overrides(const ms_config *base, int model, char **ex, int *n)
 {
-    char seed[32], tdir[4096];
-    snprintf(seed, sizeof seed, "train_model.seed=%lld", (long long)base->model_b.seed);
-    snprintf(tdir, sizeof tdir, "%s-b", base->train_model.dir);
+    if (model == 0) return true;
+    const bool b = model == 1;
+    char seed[48], tdir[4096];
+    snprintf(seed, sizeof seed, "train_model.seed=%lld", (long long)(b ? base->model_b.seed : base->model_r.seed));
+    snprintf(tdir, sizeof tdir, "%s-%s", base->train_model.dir, b ? "b" : "r");
+    const char *dir = b ? base->model_b.dir : base->model_r.dir;
+    const char *acts = b ? base->model_b.activations : base->model_r.activations;
     ex[(*n)++] = strdup(seed);
-    ex[(*n)++] = quoted_override("model.dir", base->model_b.dir);
-    ex[(*n)++] = quoted_override("generate.out", base->model_b.activations);
-    ex[(*n)++] = quoted_override("sae.activations", base->model_b.activations);
+    ex[(*n)++] = quoted_override("model.dir", dir);
+    ex[(*n)++] = quoted_override("generate.out", acts);
+    ex[(*n)++] = quoted_override("sae.activations", acts);
     ex[(*n)++] = quoted_override("train_model.dir", tdir);
+    if (!b) ex[(*n)++] = strdup("train_model.steps=0");
     for (int i = 0; i < *n; i++)
         if (!ex[i]) return false;
     return true;
@@ -1106,9 +1131,13 @@ ms_status ms_config_derive_model(const ms_config *base, int model, ms_config *ou
     char *ex[8] = {0};
     int n = 0;
     ms_status st = MS_OK;
-    if (model == 1 && base->model_b.seed == 0)
+    if (model < 0 || model > 2)
+        st = ms_err_set(err, MS_ERR_USAGE, "%s: no model %d (0 = A, 1 = B, 2 = the control R)", base->path, model);
+    else if (model == 1 && base->model_b.seed == 0)
         st = ms_err_set(err, MS_ERR_CONFIG, "%s: the job has no model B (model_b.seed is 0)", base->path);
-    else if (model == 1 && !model_b_overrides(base, ex, &n))
+    else if (model == 2 && base->model_r.seed == 0)
+        st = ms_err_set(err, MS_ERR_CONFIG, "%s: the job has no control model R (model_r.seed is 0)", base->path);
+    else if (!model_overrides(base, model, ex, &n))
         st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     if (!st) st = derive_with(base, ex, n, NULL, 0, out, err);
     for (int i = 0; i < 8; i++) free(ex[i]);
@@ -1124,7 +1153,7 @@ ms_status ms_config_derive_sae(const ms_config *base, int i, ms_config *out, ms_
     char *ex[8] = {0};
     int n = 0;
     ms_status st = MS_OK;
-    if (e->model == 1 && !model_b_overrides(base, ex, &n)) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if (!model_overrides(base, e->model, ex, &n)) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     char dir[64];
     snprintf(dir, sizeof dir, "sae-%s", e->name);
     char *d = ms_path_join(base->run.out_dir, dir);
@@ -1403,7 +1432,7 @@ static void emit_saes(emit_ctx *e, const ms_config *cfg)
         ev_scalar(e, "name", true);
         ev_scalar(e, en->name, !needs_quotes(en->name));
         ev_scalar(e, "model", true);
-        ev_scalar(e, en->model ? "B" : "A", true);
+        ev_scalar(e, en->model == 1 ? "B" : en->model == 2 ? "R" : "A", true);
         char open[64] = "";
         for (int k = 0; k < en->n_set; k++) {
             const char *kv = en->set[k] + 4; /* after "sae." */

@@ -201,15 +201,17 @@ var msReport = (function () {
     kl: ["loss.kl", "kl"], dead: ["features.dead", "dead"], ultralow: ["features.ultralow", "ultralow"],
     tokens: ["heldout.tokens", "n_tokens", "tokens"],
     hist: ["features.log10_density_histogram", "log10_density_histogram", "log10_density_hist"],
-    min_detectable: ["features.min_detectable_density"]
+    min_detectable: ["features.min_detectable_density"],
+    rare: ["features.rare"], rare_density: ["features.rare_density"]
   };
   /* the neurons' numbers come from the neurons section of an SAE's eval.json (eval measures
    * them on the same tokens) */
   var NEURON_KEYS = { l0: ["neurons.l0"], dead: ["neurons.dead"], ultralow: ["neurons.ultralow"],
-    tokens: ["heldout.tokens"], hist: ["neurons.log10_density_histogram"], min_detectable: ["neurons.min_detectable_density"] };
+    tokens: ["heldout.tokens"], hist: ["neurons.log10_density_histogram"], min_detectable: ["neurons.min_detectable_density"],
+    rare: ["neurons.rare"], rare_density: ["neurons.rare_density"] };
   function evalOf(d, k) {
-    if (d.kind === "neurons" && !d.eval) {
-      var f = S.run.dicts.filter(function (x) { return x.eval; })[0];
+    if (d.kind === "neurons" && !d.eval) { /* an SAE of the same model measured them */
+      var f = S.run.dicts.filter(function (x) { return x.eval && (x.model || "A") === (d.model || "A"); })[0];
       return f && NEURON_KEYS[k] ? pick(f.eval, NEURON_KEYS[k]) : undefined;
     }
     return pick(d.eval, EVAL_KEYS[k]);
@@ -234,11 +236,15 @@ var msReport = (function () {
       help: "how often the next token after a top activation is one the unit promotes" }
   ];
   var COLORS = { features: "#2563eb", neurons: "#ea580c" };
+  /* the untrained control's dictionaries in muted tones of the same two hues */
+  var CONTROL_COLORS = { features: "#93c5fd", neurons: "#fdba74" };
+  function colorOf(d) { return (d.model === "R" ? CONTROL_COLORS : COLORS)[d.kind] || COLORS.features; }
+  function kindLabel(d) { return d.kind + (d.model === "R" ? ", untrained control" : ""); }
 
   /* ------------------------------------------------------------ overview */
   function overview() {
     var run = S.run, feats = run.dicts.filter(function (d) { return d.kind !== "neurons"; });
-    var neur = run.dicts.filter(function (d) { return d.kind === "neurons"; })[0];
+    var neur = run.dicts.filter(function (d) { return d.kind === "neurons"; });
     var h = [];
     h.push('<section><h2>Dictionaries against the paper</h2><table class="num" id="evaltable"><thead><tr>' +
       "<th>dictionary</th><th>units</th><th>eval tokens</th><th>L0</th><th>loss recovered</th><th>FVU</th><th>MSE</th><th>KL</th>" +
@@ -246,7 +252,7 @@ var msReport = (function () {
     run.dicts.forEach(function (d) {
       var n = d.n_units, dead = evalOf(d, "dead"), ul = evalOf(d, "ultralow");
       if (dead === undefined && d.attrs && d.attrs.dead !== undefined) dead = num(d.attrs.dead);
-      h.push("<tr><td><a href=\"#list/" + enc(d.name) + '">' + esc(d.name) + "</a> <span class=\"muted\">" + esc(d.kind) + "</span></td><td>" + n +
+      h.push("<tr><td><a href=\"#list/" + enc(d.name) + '">' + esc(d.name) + "</a> <span class=\"muted\">" + esc(kindLabel(d)) + "</span></td><td>" + n +
         "</td><td>" + big(evalOf(d, "tokens")) + "</td><td>" + fmt(evalOf(d, "l0")) + "</td><td><b>" + pct(evalOf(d, "loss_recovered")) +
         "</b></td><td>" + fmt(evalOf(d, "fvu"), 3) + "</td><td>" + fmt(evalOf(d, "mse"), 4) + "</td><td>" + fmt(evalOf(d, "kl"), 3) +
         "</td><td>" + (num(dead) === null ? "—" : dead + ' <span class="muted">' + pct(dead / n) + "</span>") +
@@ -266,6 +272,7 @@ var msReport = (function () {
     h.push('<div class="cols"><section><h2>Feature density</h2><div id="densplots"></div><p class="muted small">log<sub>10</sub> of the fraction of tokens on which a unit fires. ' +
       "The paper's dictionaries are bimodal: an ultralow cluster near 10<sup>−7</sup> and the interpretable features near 10<sup>−5</sup>–10<sup>−3</sup>. Dead units (never fired) are not on a log axis; their count is in the legend.</p></section>");
     h.push('<section><h2>Features vs neurons</h2><div id="measures"></div></section></div>');
+    h.push(universalitySection(run.universality));
     h.push('<section><h2>Units</h2><div class="listbar"><span id="dicttabs"></span><input id="search" type="search" placeholder="search: id or token (e.g. 42, whale, \\n)" autocomplete="off">' +
       '<span id="listcount" class="muted"></span></div><div id="list"></div></section>');
     $("main").innerHTML = h.join("");
@@ -277,6 +284,21 @@ var msReport = (function () {
       var want = S.listDict && dict(S.listDict) ? S.listDict : run.dicts[0].name;
       showList(want);
     }).catch(fail);
+  }
+
+  /* compare's universality medians: the trained pair (A vs B), the control (untrained R vs the
+   * trained reference) and the paper */
+  function universalitySection(u) {
+    var h = ['<section><h2>Universality</h2>'];
+    if (!u) return h.concat(['<p class="muted">no compare/universality.json: run <code>monosem compare</code></p></section>']).join("");
+    h.push('<table class="num" id="univtable"><thead><tr><th>models</th><th>features</th><th>neurons</th></tr></thead><tbody>');
+    h.push("<tr><td>A vs B (trained)</td><td><b>" + fmt(u.features_median, 3) + "</b></td><td><b>" + fmt(u.neurons_median, 3) + "</b></td></tr>");
+    if (u.control) h.push("<tr><td>R (untrained control) vs " + esc(u.control.reference || "?") + "</td><td>" + fmt(u.control.features_median, 3) +
+      "</td><td>" + fmt(u.control.neurons_median, 3) + "</td></tr>");
+    if (u.paper) h.push('<tr class="paper"><td>paper (A vs B)</td><td>' + fmt(u.paper.features_median, 2) + "</td><td>" + fmt(u.paper.neurons_median, 2) + "</td></tr>");
+    h.push('</tbody></table><p class="muted small">Median over one model\'s units of the best Pearson correlation of activations with any unit of the other model, over ' +
+      big(u.tokens) + " tokens." + (u.reason ? " " + esc(u.reason) + "." : "") + "</p></section>");
+    return h.join("");
   }
 
   function log10Hist(xs, lo, hi, nb) {
@@ -304,8 +326,10 @@ var msReport = (function () {
         dead = h.dead;
         src = "analysis (" + big(attr(d, "tokens")) + " tokens)";
       } else return;
-      series.color = COLORS[d.kind] || COLORS.features;
-      series.label = d.name + (dead !== null ? " (" + dead + " dead)" : "");
+      series.color = colorOf(d);
+      var rare = num(evalOf(d, "rare")), rd = num(evalOf(d, "rare_density"));
+      series.label = d.name + (dead !== null ? " (" + dead + " dead" + (rare !== null && rd ? ", " + rare + " below " + fmt(rd, 1) : "") + ")" : "");
+      series.rare_density = rd;
       all.push({ d: d, series: series, src: src });
     });
     /* one x range for every dictionary, so their modes line up */
@@ -315,16 +339,17 @@ var msReport = (function () {
       var d = a.d, series = a.series, src = a.src;
       out.push('<div class="plotbox"><div class="plottitle">' + esc(d.name) + ' <span class="muted">' + esc(src) + "</span>" + legend([series]) + "</div>" +
         histSvg([series], { width: 520, height: 160, xlabel: "log10 density", ylabel: "units", x0: x0, x1: x1,
-          marks: [{ x: -6, label: "ultralow < 1e-6", color: "#b91c1c" }] }) + "</div>");
+          marks: [{ x: -6, label: "ultralow < 1e-6", color: "#b91c1c" }].concat(series.rare_density > 0 ?
+            [{ x: Math.log10(series.rare_density), label: "rare < " + fmt(series.rare_density, 1), color: "#a16207", row: 1 }] : []) }) + "</div>");
     });
     $("densplots").innerHTML = out.join("") || '<p class="muted">no densities</p>';
   }
 
-  function measurePanel(feats, neur) {
+  function measurePanel(feats, neurs) {
     var rows = [], plots = [];
     MEASURES.forEach(function (m) {
       var series = [], meds = [];
-      feats.concat(neur ? [neur] : []).forEach(function (d) {
+      feats.concat(neurs).forEach(function (d) {
         var col = S.units[d.name] && S.units[d.name][m.key];
         if (!col) return;
         var alive = col.filter(function (x) { return x !== null; });
@@ -339,14 +364,14 @@ var msReport = (function () {
           for (i = 0; i < 20; i++) c.push(0);
           alive.forEach(function (x) { c[Math.max(0, Math.min(19, Math.floor((x - lo) / (hi - lo) * 20)))]++; });
         }
-        series.push({ edges: e, counts: c, color: COLORS[d.kind] || COLORS.features, label: d.name + " (median " + fmt(med, 2) + ")" });
+        series.push({ edges: e, counts: c, color: colorOf(d), label: d.name + " (median " + fmt(med, 2) + ")" });
       });
       if (!series.length) return;
       rows.push("<tr><td>" + esc(m.label) + ' <span class="muted">(' + m.better + " = more specific)</span></td>" +
-        meds.map(function (x) { return '<td style="color:' + (COLORS[x.d.kind] || "") + '">' + esc(x.d.name) + " <b>" + fmt(x.med, 2) + '</b> <span class="muted">n=' + x.n + "</span></td>"; }).join("") + "</tr>");
+        meds.map(function (x) { return '<td style="color:' + colorOf(x.d) + '">' + esc(x.d.name) + " <b>" + fmt(x.med, 2) + '</b> <span class="muted">n=' + x.n + "</span></td>"; }).join("") + "</tr>");
       plots.push('<div class="plotbox"><div class="plottitle">' + esc(m.label) + ' <span class="muted">' + esc(m.help) + "</span>" + legend(series) + "</div>" +
         histSvg(series, { width: 520, height: 140, normalize: true, ylabel: "fraction of alive units",
-          marks: meds.map(function (x, i) { return { x: x.med, label: "", color: COLORS[x.d.kind], row: i }; }) }) + "</div>");
+          marks: meds.map(function (x, i) { return { x: x.med, label: "", color: colorOf(x.d), row: i }; }) }) + "</div>");
     });
     $("measures").innerHTML = rows.length ?
       '<table class="compact">' + rows.join("") + "</table>" + plots.join("") :

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Training-time density statistics come from a recent window (sae.dead_tokens tokens), are
-# labelled as estimates, and a window longer than the run is warned about:
+# labelled as estimates, and a window longer than the run is warned about (with
+# sae.final_density_rows 0: the final weights' count, the default, is sae_train_final's test):
 #   - the final sparsity.safetensors densities sum to about the final L0 (a lifetime average
 #     would carry the run's dense start), on a run whose L0 falls a lot;
 #   - metrics.jsonl records the window; run.yaml labels dead/ultralow as training-time estimates;
@@ -18,7 +19,7 @@ die() { echo "FAIL: $*"; exit 1; }
 job() { # job FILE OUT_DIR DEAD_TOKENS
     printf '%s\n' "run: {name: w, out_dir: $2, seed: 5}" "sae:" "  activations: $T/a.h5" "  d_sae: 128" \
         "  batch: 600" "  steps: 40" "  lr: 0.01" "  l1_coeff: 0.01" "  checkpoint_every: 0" "  log_every: 5" \
-        "  shuffle_buffer: 5000" "  median_samples: 2000" "  dead_tokens: $3" > "$1"
+        "  shuffle_buffer: 5000" "  median_samples: 2000" "  dead_tokens: $3" "  final_density_rows: 0" > "$1"
 }
 "$PY" "$HERE/../sae_train/make_synth.py" "$T/a.h5" --rows 30000 --d 32 --feats 64 --seed 4 || die synth
 job "$T/w.yaml" "$T/w" 3000

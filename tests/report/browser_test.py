@@ -114,6 +114,20 @@ def main():
         print(f"overview: density bars {len(dens)}, measure bars {len(meas)}")
         if not meas:
             fail("no features-vs-neurons histograms")
+        # universality: the trained pair and the untrained control beside it, from compare's file
+        uj = os.path.join(os.path.dirname(report), "compare", "universality.json")
+        if os.path.exists(uj):
+            u = json.load(open(uj))
+            ut = driver.find_element(By.ID, "univtable").text
+            want = [f"{u['features_median']:.3f}", f"{u['neurons_median']:.3f}"]
+            if u.get("control"):
+                want += [f"{u['control']['features_median']:.3f}", f"{u['control']['neurons_median']:.3f}"]
+                if "control" not in ut:
+                    fail("the universality table has no row for the untrained control")
+            for w in want:
+                if w not in ut:
+                    fail(f"universality median {w} from compare/universality.json is not in the table: {ut!r}")
+            print(f"universality table: {ut!r}")
         # the whole overview in one picture (window as tall as the page, bounded)
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1400, max(1000, min(int(height) + 40, 4000)))

@@ -158,6 +158,7 @@ def main():
         alive = d[d > 0]
         return {"n": int(d.size), "dead": int((d == 0).sum()), "ultralow": int((alive < 1e-6).sum()),
                 "dense": int((d > 0.01).sum()), "ultralow_density": 1e-6, "min_detectable_density": 5e-8,
+                "rare": int((d < 1e-4).sum()), "rare_density": 1e-4, "rare_detectable": True,
                 "ultralow_detectable": True,
                 "log10_density_histogram": {"lo": -10.0, "step": 0.25, "counts": np.histogram(
                     np.log10(alive), np.linspace(-10, 0, 41))[0].tolist()}}
@@ -170,6 +171,17 @@ def main():
           "definitions": {"recovered": "(zero - sae) / (zero - clean)"}}
     with open(os.path.join(sae, "eval.json"), "w") as f:
         json.dump(ev, f, indent=1)
+    # compare/universality.json as `monosem compare` writes it (apps/stage_compare.c), with the
+    # control; the report shows its medians
+    os.makedirs(os.path.join(run, "compare"), exist_ok=True)
+    univ = {"tokens": 65536, "features_median": 0.5812, "neurons_median": 0.5234,
+            "paper": {"features_median": 0.72, "neurons_median": 0.46},
+            "features": [{"a": "A1", "b": "B1", "activation_corr": {"a_max": [0.5812] * 4}}],
+            "neurons": {"a": "neurons-A", "b": "neurons-B"},
+            "control": {"model": "R", "reference": "B", "features_median": 0.3141, "neurons_median": 0.2718,
+                        "features": [], "neurons": None}}
+    with open(os.path.join(run, "compare", "universality.json"), "w") as f:
+        json.dump(univ, f, indent=1)
     with open(os.path.join(run, "job.yaml"), "w") as f:
         f.write(f"run:\n  name: report-test\n  out_dir: {run}\nsae:\n  out_dir: {sae}\n")
 

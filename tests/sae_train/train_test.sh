@@ -8,6 +8,9 @@
 #   train_test.sh archs     topk, batchtopk, jumprelu, april-2024 on 2 ranks: outputs as documented,
 #                           stop after a checkpoint + rerun = uninterrupted run, bitwise
 #   train_test.sh memory    peak RSS does not grow with the file (50k vs 400k rows, same job)
+#   train_test.sh final     the final weights' densities (sae.final_density_rows) equal NumPy's
+#                           count on the same rows (relu-l1 and april-2024's input scaling), in
+#                           metrics.jsonl, sae.h5 and sparsity.safetensors; a rerun keeps them
 #   train_test.sh resample  the density criterion (sae.resample.max_density) resamples exactly the
 #                           features below it over the window (NumPy on the checkpoint's counters),
 #                           including rare ones the paper's never-fired rule leaves alone; they
@@ -181,6 +184,66 @@ memory)
     done
     echo "peak RSS: ${rss[0]} KB with 50k rows, ${rss[1]} KB with 400k rows (float32 data: 25.6 / 204.8 MB)"
     [ $(( rss[1] - rss[0] )) -lt 16000 ] || die "memory grows with the file size"
+    ;;
+final)
+    "$PY" "$HERE/make_synth.py" "$T/a.h5" --rows 24000 --d 32 --feats 64 --seed 6 || die synth
+    # a strong L1 leaves features spread from dead to dense; 9600 of the 24000 rows are counted
+    for arch in relu-l1 april-2024; do
+        l1=0.3; [ $arch = april-2024 ] && l1=3
+        job "$T/$arch.yaml" "$T/$arch" "$T/a.h5" "arch: $arch" "d_sae: 128" "batch: 600" "steps: 30" "lr: 0.01" \
+            "l1_coeff: $l1" "checkpoint_every: 10" "log_every: 5" "shuffle_buffer: 5000" "median_samples: 2000" \
+            "final_density_rows: 10000" "ultralow_density: 1.0e-3" "rare_density: 2.0e-2"
+        run 2 "$T/$arch.yaml" || { cat "$T/last.log"; die "$arch: train"; }
+        grep -q "the final weights on the first 9600 rows: dead" "$T/last.log" || { cat "$T/last.log"; die "$arch: no final line"; }
+        cp "$T/$arch/sae/saelens/sparsity.safetensors" "$T/$arch.sparsity1"
+        cp "$T/$arch/run.yaml" "$T/$arch.run1.yaml"
+        run 2 "$T/$arch.yaml" || { cat "$T/last.log"; die "$arch: rerun"; }
+        grep -q "already complete" "$T/last.log" || die "$arch: the rerun trained"
+        cmp -s "$T/$arch.sparsity1" "$T/$arch/sae/saelens/sparsity.safetensors" || die "$arch: a rerun changed the densities"
+        for k in final_rows final_dead final_ultralow final_rare; do
+            a=$(grep "sae.$k:" "$T/$arch.run1.yaml"); b=$(grep "sae.$k:" "$T/$arch/run.yaml")
+            [ -n "$a" ] && [ "$a" = "$b" ] || die "$arch: rerun's $k ('$a' then '$b')"
+        done
+    done
+    "$PY" - "$T" <<'PYEOF' || die "final densities differ from NumPy's count"
+import json, struct, sys, h5py, numpy as np
+t = sys.argv[1]
+def st(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); out = {}
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        a, e = v["data_offsets"]
+        out[k] = np.frombuffer(b[8 + n + a:8 + n + e], "<f4").reshape(v["shape"])
+    return out, h.get("__metadata__", {})
+x = h5py.File(f"{t}/a.h5", "r")["acts"][:9600].astype(np.float64)
+for arch in ("relu-l1", "april-2024"):
+    d = f"{t}/{arch}/sae"
+    # SAELens semantics (the export folds april-2024's input scale into the weights): raw x
+    w, _ = st(f"{d}/saelens/sae_weights.safetensors")
+    s = float(h5py.File(f"{d}/sae.h5", "r").attrs["input_scale"])
+    z = (x - w["b_dec"]) @ w["W_enc"].astype(np.float64) + w["b_enc"]
+    # a pre-activation within float32 rounding of 0 may fire on either side: counted as either
+    amb = np.abs(z) <= 1e-5 * (1 + np.abs(x - w["b_dec"]) @ np.abs(w["W_enc"].astype(np.float64)))
+    lo, hi = ((z > 0) & ~amb).sum(0), ((z > 0) | amb).sum(0)
+    sp, meta = st(f"{d}/saelens/sparsity.safetensors")
+    got = np.rint((10.0 ** sp["sparsity"].astype(np.float64) - 1e-10) * 9600).astype(np.int64)
+    h5d = np.rint((10.0 ** h5py.File(f"{d}/sae.h5", "r")["log10_density"][()].astype(np.float64) - 1e-10) * 9600)
+    last = [json.loads(l) for l in open(f"{d}/metrics.jsonl")][-1]
+    dead_lo, dead_hi = int((hi == 0).sum()), int((lo == 0).sum())
+    alive = got > 0
+    print(f"{arch}: input_scale {s:.4g}; fires per feature min {got.min()} median {int(np.median(got))} max {got.max()}; "
+          f"ambiguous (row, feature) pairs {int(amb.sum())}; final line {dict((k, last[k]) for k in last if k.startswith('final'))}; "
+          f"window estimates dead {last['dead']} rare {last['rare']}")
+    assert np.all((lo <= got) & (got <= hi)), f"{arch}: fire counts outside NumPy's [{lo}, {hi}]"
+    assert np.array_equal(got, h5d), f"{arch}: sae.h5 log10_density differs from sparsity.safetensors"
+    assert "final weights on the first 9600 rows" in meta.get("density_source", ""), meta
+    assert last["final_rows"] == 9600 and dead_lo <= last["final_dead"] <= dead_hi, last
+    assert last["final_dead"] == int((got == 0).sum())
+    assert last["final_ultralow"] == int((alive & (got / 9600 < 1e-3)).sum())
+    assert last["final_rare"] == int((alive & (got / 9600 < 2e-2)).sum())
+    if arch == "relu-l1":  # its strong L1 spreads features from dead to common: the counts mean something
+        assert 0 < last["final_dead"] and last["final_rare"] < 128, "the test needs dead, rare and common features"
+PYEOF
     ;;
 resample)
     "$PY" "$HERE/make_synth.py" "$T/a.h5" --rows 24000 --d 32 --feats 64 --seed 4 || die synth

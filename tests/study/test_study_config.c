@@ -1,5 +1,5 @@
 /* Unit tests of the study's job-file shape: the saes: list (entries over the sae section, each
- * SAE's derived config), model_b, their error messages with file:line:col, the dump round trip,
+ * SAE's derived config), model_b and the control model_r, their error messages with file:line:col, the dump round trip,
  * and the key subsets `monosem run` hashes. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -133,9 +133,36 @@ static void test_derived_model_and_overrides(void **s)
     assert_int_equal(a.sae.d_sae, 32);
     ms_config_free(&a);
     ms_config_free(&c);
-    /* no model B */
+    /* no model B, no control */
     assert_int_equal(parse(&c, "run: {name: x}\n", &e), MS_OK);
     assert_int_equal(ms_config_derive_model(&c, 1, &a, &e), MS_ERR_CONFIG);
+    assert_int_equal(ms_config_derive_model(&c, 2, &a, &e), MS_ERR_CONFIG);
+    assert_int_equal(ms_config_derive_model(&c, 3, &a, &e), MS_ERR_USAGE);
+    ms_config_free(&c);
+    /* the control R: model A's recipe and shape, its own seed and directories, 0 steps; an R
+     * entry reads R's activations; A's own configuration is untouched */
+    const char *rjob = "run: {name: x, out_dir: o, seed: 3}\ntrain_model: {steps: 500}\nmodel: {d_mlp: 64}\n"
+                       "model_r: {seed: 3}\nsaes:\n  - {name: R1, model: R, d_sae: 128}\n";
+    assert_int_equal(parse(&c, rjob, &e), MS_OK);
+    assert_int_equal(c.saes[0].model, 2);
+    assert_string_equal(c.model_r.dir, "o/model-r");
+    assert_int_equal(ms_config_derive_model(&c, 2, &a, &e), MS_OK);
+    assert_int_equal(a.train_model.steps, 0);
+    assert_int_equal(a.train_model.seed, 3); /* A's own seed is allowed: then R is A's initialisation */
+    assert_int_equal(a.model.d_mlp, 64);
+    assert_string_equal(a.model.dir, "o/model-r");
+    assert_string_equal(a.generate.out, "o/activations-r.h5");
+    assert_string_equal(a.train_model.dir, "o/train_model-r");
+    assert_int_equal(a.model_r.seed, 0);
+    ms_config_free(&a);
+    assert_int_equal(ms_config_derive_sae(&c, 0, &a, &e), MS_OK);
+    assert_string_equal(a.sae.activations, "o/activations-r.h5");
+    assert_string_equal(a.sae.out_dir, "o/sae-R1");
+    assert_int_equal(a.train_model.steps, 0);
+    ms_config_free(&a);
+    assert_int_equal(ms_config_derive_model(&c, 0, &a, &e), MS_OK);
+    assert_int_equal(a.train_model.steps, 500);
+    ms_config_free(&a);
     ms_config_free(&c);
 }
 
@@ -173,7 +200,10 @@ static void test_errors(void **s)
     expect_error("saes:\n  - {name: a}\n  - {name: a}\n", "job.yaml:3:5: saes entry 2: duplicate name 'a' (first at 2:5)");
     expect_error("saes:\n  - {name: a, model: B}\n",
                  "job.yaml:2:5: saes entry 'a': model B needs key 'model_b.seed' (a seed other than model A's)");
-    expect_error("saes:\n  - {name: a, model: C}\n", "job.yaml:2:22: key 'saes.model': expected A or B, got \"C\"");
+    expect_error("saes:\n  - {name: a, model: C}\n",
+                 "job.yaml:2:22: key 'saes.model': expected A, B or R (the control), got \"C\"");
+    expect_error("saes:\n  - {name: a, model: R}\n",
+                 "job.yaml:2:5: saes entry 'a': the control model R needs key 'model_r.seed' (its initialisation seed)");
     expect_error("saes:\n  - {name: 'a/b'}\n",
                  "job.yaml:2:12: key 'saes.name': expected a name of letters, digits, '_', '.', '-' (at most 47, used in "
                  "directory names), got \"a/b\"");

@@ -126,6 +126,11 @@ typedef struct ms_config {
         char *activations; /* default "<out_dir>/activations-b.h5" */
     } model_b;
     struct {
+        int64_t seed;      /* 0 = no control; else model A's shape initialised with this seed, never trained */
+        char *dir;         /* default "<out_dir>/model-r" */
+        char *activations; /* default "<out_dir>/activations-r.h5" */
+    } model_r;
+    struct {
         char *out; /* default "<out_dir>/activations.h5" */
         int64_t tokens; /* 0 = the whole corpus */
         int64_t sample_per_context;
@@ -164,6 +169,7 @@ typedef struct ms_config {
         int64_t median_samples;
         double ultralow_density;
         double rare_density; /* a coarser cut that short runs resolve (eval and training count it) */
+        int64_t final_density_rows; /* end of training: the final weights' densities over these rows */
         bool skip_nonfinite;
         bool repeat; /* allow more than one (reshuffled) pass over the data */
     } sae;
@@ -206,7 +212,7 @@ typedef struct ms_config {
 /* One entry of `saes:` (owned by the config). */
 typedef struct ms_sae_entry {
     char *name;  /* [A-Za-z0-9_.-]+, unique; outputs default to <out_dir>/sae-<name> */
-    int model;   /* 0 = model A (model.dir), 1 = model B (model_b) */
+    int model;   /* 0 = model A (model.dir), 1 = model B (model_b), 2 = the control R (model_r) */
     char **set;  /* the entry's keys as overrides "sae.key=value" (YAML flow text) */
     int n_set;
     int line, col; /* where the entry starts in the job file */
@@ -225,17 +231,19 @@ ms_status ms_config_parse(ms_config *cfg, const char *name, const char *text, si
 
 /* The config of one SAE of the job: the job re-derived with entry i's keys over the `sae`
  * section (i = -1: the `sae` section itself), sae.out_dir defaulting to <out_dir>/sae-<name>,
- * and for a model-B entry the model-B settings (see ms_config_derive_model). The result has no
- * `saes` list and no model_b section, and its hash (the SAE checkpoint's identity) covers the
+ * and for a model-B or model-R entry that model's settings (see ms_config_derive_model). The
+ * result has no `saes` list and no model_b or model_r section, and its hash (the SAE checkpoint's identity) covers the
  * run, corpus, tokenizer, model, train_model, generate and sae keys only (not run.stages,
  * run.log_every_s, run.blas_threads, eval, analyze, compare, other entries): changing those
  * never blocks a resume. Caller frees out. Not collective. */
 ms_status ms_config_derive_sae(const ms_config *base, int i, ms_config *out, ms_err *err);
-/* The config of model A (model 0) or model B (model 1) as a single-model job: for B,
- * train_model.seed = model_b.seed (initialisation and data order; run.seed, which also fixes
- * the held-out split, the sampled positions and the SAE streams, stays), model.dir =
- * model_b.dir, generate.out and sae.activations = model_b.activations, train_model.dir =
- * <train_model.dir>-b. No `saes`, no model_b. */
+/* The config of model A (model 0), model B (model 1) or the control R (model 2) as a
+ * single-model job: for B, train_model.seed = model_b.seed (initialisation and data order;
+ * run.seed, which also fixes the held-out split, the sampled positions and the SAE streams,
+ * stays), model.dir = model_b.dir, generate.out and sae.activations = model_b.activations,
+ * train_model.dir = <train_model.dir>-b. R likewise from model_r (train_model.dir
+ * <train_model.dir>-r) with train_model.steps = 0: the initialised model, never trained. No
+ * `saes`, no model_b, no model_r. MS_ERR_CONFIG when the job lacks the model. */
 ms_status ms_config_derive_model(const ms_config *base, int model, ms_config *out, ms_err *err);
 /* "key=value" lines (value as in the dump) of every field whose key starts with one of the
  * NULL-terminated prefixes and not with one of `exclude` (may be NULL); malloc'd, caller
