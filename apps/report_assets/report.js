@@ -196,7 +196,7 @@ var msReport = (function () {
   ];
   /* where eval.json keeps each number (the layout of `monosem eval`; a few other spellings) */
   var EVAL_KEYS = {
-    loss_recovered: ["loss.recovered", "loss_recovered"],
+    loss_recovered: ["loss.recovered", "loss_recovered"], loss_clean: ["loss.clean"], loss_zero: ["loss.zero"],
     l0: ["reconstruction.l0", "l0"], fvu: ["reconstruction.fvu", "fvu"], mse: ["reconstruction.mse", "mse"],
     kl: ["loss.kl", "kl"], dead: ["features.dead", "dead"], ultralow: ["features.ultralow", "ultralow"],
     tokens: ["heldout.tokens", "n_tokens", "tokens"],
@@ -253,7 +253,7 @@ var msReport = (function () {
       var n = d.n_units, dead = evalOf(d, "dead"), ul = evalOf(d, "ultralow");
       if (dead === undefined && d.attrs && d.attrs.dead !== undefined) dead = num(d.attrs.dead);
       h.push("<tr><td><a href=\"#list/" + enc(d.name) + '">' + esc(d.name) + "</a> <span class=\"muted\">" + esc(kindLabel(d)) + "</span></td><td>" + n +
-        "</td><td>" + big(evalOf(d, "tokens")) + "</td><td>" + fmt(evalOf(d, "l0")) + "</td><td><b>" + pct(evalOf(d, "loss_recovered")) +
+        "</td><td>" + big(evalOf(d, "tokens")) + "</td><td>" + fmt(evalOf(d, "l0")) + "</td><td>" + recoveredCell(d) +
         "</b></td><td>" + fmt(evalOf(d, "fvu"), 3) + "</td><td>" + fmt(evalOf(d, "mse"), 4) + "</td><td>" + fmt(evalOf(d, "kl"), 3) +
         "</td><td>" + (num(dead) === null ? "—" : dead + ' <span class="muted">' + pct(dead / n) + "</span>") +
         "</td><td>" + (num(ul) === null ? "—" : ul + ' <span class="muted">' + pct(ul / n) + "</span>" +
@@ -284,6 +284,16 @@ var msReport = (function () {
       var want = S.listDict && dict(S.listDict) ? S.listDict : run.dicts[0].name;
       showList(want);
     }).catch(fail);
+  }
+
+  /* loss recovered, flagged when zero-ablating the MLP barely moves the loss (an untrained
+   * model): the ratio's denominator is then noise, not a scale */
+  function recoveredCell(d) {
+    var r = evalOf(d, "loss_recovered"), gap = num(evalOf(d, "loss_zero")) - num(evalOf(d, "loss_clean"));
+    if (num(r) !== null && isFinite(gap) && Math.abs(gap) < 0.1)
+      return '<span class="muted" title="L_zero − L_clean = ' + fmt(gap, 3) + ' nats: the MLP barely matters to this model">' + pct(r) +
+        " (ill-defined: L<sub>zero</sub> − L<sub>clean</sub> " + fmt(gap, 2) + " nats)</span>";
+    return "<b>" + pct(r) + "</b>";
   }
 
   /* compare's universality medians: the trained pair (A vs B), the control (untrained R vs the
