@@ -68,6 +68,10 @@ typedef struct ms_job_sae {
  * full config of one SAE: ms_config_derive_sae(cfg, s->index, ...). */
 ms_status ms_job_saes(const ms_config *cfg, ms_job_sae **out, int *n, ms_err *err);
 void ms_job_saes_free(ms_job_sae *s, int n);
+/* The whole job is valid before any stage starts (apps/job_check.c): every model's shape and
+ * every SAE entry's hyper-parameters as training will check them, errors naming the entry's
+ * file:line:col. Not collective (a pure function of the config). */
+ms_status ms_job_check(const ms_config *cfg, ms_err *err);
 /* Where `monosem analyze` writes (and report reads) a dictionary's analysis.h5: under
  * analyze.out_dir/<name>/ when that is set, else in `beside` (an SAE's dir, or
  * <out_dir>/neurons for the neurons). malloc'd; NULL on OOM. */

@@ -50,6 +50,7 @@ static ms_status load_job(ms_app *app, const char *path, const char *const *ovr,
                         n == 0 ? "empty file" : "only comments or empty sections");
     }
     if (!st && (st = ms_config_check_required(&app->cfg, app->def->required, err))) ms_config_free(&app->cfg);
+    if (!st && (st = ms_job_check(&app->cfg, err))) ms_config_free(&app->cfg);
     free(text);
     st = ms_comm_agree(&app->comm, st, err);
     app->have_cfg = st == MS_OK;

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "run_state.h"
@@ -63,8 +64,30 @@ bool ms_unit_read(const char *out_dir, const char *unit, ms_unit_record *r)
             snprintf(r->inputs[r->n_inputs].hash, sizeof r->inputs[0].hash, "%s", in->valuestring);
             r->n_inputs++;
         }
+        const cJSON *outs = cJSON_GetObjectItem(j, "outputs");
+        r->has_outputs = cJSON_IsArray(outs);
+        int n = r->has_outputs ? cJSON_GetArraySize(outs) : 0;
+        r->outputs = n > 0 ? calloc((size_t)n, sizeof *r->outputs) : NULL;
+        ok = ok && (n == 0 || r->outputs);
+        const cJSON *o;
+        cJSON_ArrayForEach(o, outs)
+        {
+            const cJSON *path = cJSON_GetObjectItem(o, "path"), *size = cJSON_GetObjectItem(o, "size"),
+                        *mt = cJSON_GetObjectItem(o, "mtime_ns"), *sum = cJSON_GetObjectItem(o, "sha256");
+            if (!ok || !cJSON_IsString(path) || !cJSON_IsNumber(size) || !cJSON_IsString(mt)) {
+                ok = false; /* a damaged record: not trusted, the unit runs again */
+                break;
+            }
+            ms_unit_output *u = &r->outputs[r->n_outputs++];
+            u->path = strdup(path->valuestring);
+            u->size = (int64_t)size->valuedouble;
+            u->mtime_ns = strtoll(mt->valuestring, NULL, 10);
+            snprintf(u->sha256, sizeof u->sha256, "%s", cJSON_IsString(sum) ? sum->valuestring : "");
+            ok = u->path != NULL;
+        }
     }
     cJSON_Delete(j);
+    if (!(ok && r->keys)) ms_unit_record_free(r);
     return ok && r->keys;
 }
 
@@ -72,10 +95,81 @@ void ms_unit_record_free(ms_unit_record *r)
 {
     free(r->keys);
     r->keys = NULL;
+    for (int i = 0; i < r->n_outputs; i++) free(r->outputs[i].path);
+    free(r->outputs);
+    r->outputs = NULL;
+    r->n_outputs = 0;
 }
 
-ms_status ms_unit_write(const char *out_dir, const ms_unit *u, bool complete, double seconds, ms_err *err)
+static int64_t mtime_ns(const struct stat *sb)
 {
+    return (int64_t)sb->st_mtim.tv_sec * 1000000000 + (int64_t)sb->st_mtim.tv_nsec;
+}
+
+/* The outputs' sizes, mtimes and hashes as an array (NULL on a missing file: err says which). */
+static cJSON *outputs_json(char *const *outputs, int n, ms_err *err)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) {
+        struct stat sb;
+        if (stat(outputs[i], &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            ms_err_set(err, MS_ERR_STATE, "%s: the unit finished but this output is missing", outputs[i]);
+            cJSON_Delete(a);
+            return NULL;
+        }
+        char sum[65] = "";
+        if ((int64_t)sb.st_size <= MS_UNIT_HASH_MAX && ms_sha256_file(outputs[i], sum, err)) {
+            cJSON_Delete(a);
+            return NULL;
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "path", outputs[i]);
+        cJSON_AddNumberToObject(o, "size", (double)sb.st_size); /* exact below 2^53 bytes */
+        char mt[24]; /* a string: nanoseconds since 1970 exceed a double's exact integers */
+        snprintf(mt, sizeof mt, "%lld", (long long)mtime_ns(&sb));
+        cJSON_AddStringToObject(o, "mtime_ns", mt);
+        if (sum[0]) cJSON_AddStringToObject(o, "sha256", sum);
+        cJSON_AddItemToArray(a, o);
+    }
+    if (!a) ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    return a;
+}
+
+bool ms_unit_outputs_whole(const ms_unit_record *r, char *why, size_t n)
+{
+    for (int i = 0; i < r->n_outputs; i++) {
+        const ms_unit_output *o = &r->outputs[i];
+        struct stat sb;
+        if (stat(o->path, &sb) != 0) {
+            snprintf(why, n, "its output %s is gone", o->path);
+            return false;
+        }
+        if ((int64_t)sb.st_size != o->size) {
+            snprintf(why, n, "its output %s is %lld bytes, it made %lld (truncated or replaced)", o->path,
+                     (long long)sb.st_size, (long long)o->size);
+            return false;
+        }
+        bool rehash = o->sha256[0] && (o->size <= MS_UNIT_REHASH_MAX || mtime_ns(&sb) != o->mtime_ns);
+        char sum[65];
+        ms_err e = {0};
+        if (rehash && (ms_sha256_file(o->path, sum, &e) || strcmp(sum, o->sha256) != 0)) {
+            snprintf(why, n, "its output %s changed since the unit made it (%s)", o->path,
+                     e.msg[0] ? e.msg : "sha256 differs");
+            return false;
+        }
+        if (!o->sha256[0] && mtime_ns(&sb) != o->mtime_ns) {
+            snprintf(why, n, "its output %s was modified since the unit made it (mtime)", o->path);
+            return false;
+        }
+    }
+    return true;
+}
+
+ms_status ms_unit_write(const char *out_dir, const ms_unit *u, bool complete, double seconds,
+                        char *const *outputs, int n_outputs, ms_err *err)
+{
+    cJSON *outs = complete ? outputs_json(outputs, n_outputs, err) : NULL;
+    if (complete && !outs) return err->status ? err->status : MS_ERR_NOMEM;
     char *dir = ms_path_join(out_dir, "stages"), *p = marker_path(out_dir, u->name);
     ms_status st = dir && p ? ms_mkdirs(dir, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     cJSON *j = cJSON_CreateObject();
@@ -87,6 +181,7 @@ ms_status ms_unit_write(const char *out_dir, const ms_unit *u, bool complete, do
     cJSON *in = cJSON_AddObjectToObject(j, "inputs");
     for (int i = 0; i < u->n_inputs; i++) cJSON_AddStringToObject(in, u->inputs[i].unit, u->inputs[i].hash);
     if (complete) cJSON_AddNumberToObject(j, "seconds", seconds);
+    if (outs) cJSON_AddItemToObject(j, "outputs", outs);
     char when[32];
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));

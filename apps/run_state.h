@@ -20,9 +20,25 @@ typedef struct ms_unit {
     char hash[17];                /* FNV-1a of keys and inputs (ms_unit_hash) */
 } ms_unit;
 
+/* One file a finished unit made, as it was when the unit finished. */
+typedef struct ms_unit_output {
+    char *path;
+    int64_t size;
+    int64_t mtime_ns;
+    char sha256[65]; /* "" for files over MS_UNIT_HASH_MAX (size and mtime alone) */
+} ms_unit_output;
+/* Files up to this size are hashed when the unit finishes; a skip re-hashes those up to
+ * MS_UNIT_REHASH_MAX always and larger ones only when their mtime moved (a full read of a
+ * multi-GB activations file per rerun would cost more than most units). */
+#define MS_UNIT_HASH_MAX ((int64_t)64 << 30)
+#define MS_UNIT_REHASH_MAX ((int64_t)256 << 20)
+
 /* A unit's record as read back from <out_dir>/stages/<unit>.json. */
 typedef struct ms_unit_record {
     bool complete;
+    bool has_outputs; /* older records list no outputs: then presence alone is checked */
+    int n_outputs;
+    ms_unit_output *outputs;
     char hash[17];
     char *keys;
     int n_inputs;
@@ -37,8 +53,14 @@ void ms_unit_hash(ms_unit *u);
 /* False if there is no readable record. Free with ms_unit_record_free. */
 bool ms_unit_read(const char *out_dir, const char *unit, ms_unit_record *r);
 void ms_unit_record_free(ms_unit_record *r);
-/* Writes the record (state "started" or "complete"), atomically. Rank 0. */
-ms_status ms_unit_write(const char *out_dir, const ms_unit *u, bool complete, double seconds, ms_err *err);
+/* Writes the record (state "started" or "complete"), atomically. Rank 0. A complete record
+ * lists the unit's output files (paths) with their size, mtime and sha256, read now. */
+ms_status ms_unit_write(const char *out_dir, const ms_unit *u, bool complete, double seconds,
+                        char *const *outputs, int n_outputs, ms_err *err);
+/* True if every output the record lists is still the file the unit made (size, then sha256
+ * as MS_UNIT_REHASH_MAX says); else false with why ("sae.h5: 1000 bytes, it made 1.7 MB").
+ * Rank 0. */
+bool ms_unit_outputs_whole(const ms_unit_record *r, char *why, size_t n);
 /* Why a record no longer matches: the keys that changed (old -> new) and inputs made anew. */
 void ms_unit_why(const ms_unit *u, const ms_unit_record *r, char *why, size_t n);
 

@@ -3,8 +3,10 @@
  * configuration and inputs is skipped; a partial one resumes; one whose keys or inputs changed
  * is redone with a note saying why (records in <out_dir>/stages/, run_state.c). Ends with
  * <out_dir>/summary.json and the dashboard's path. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "run_state.h"
@@ -161,50 +163,123 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     return st;
 }
 
-static bool exists_join(const char *dir, const char *name)
+/* The files a unit made: paths malloc'd into v (the run records their sizes and hashes). */
+typedef struct out_list {
+    char **v;
+    int n, cap;
+    bool missing; /* a file the unit always makes is absent */
+    bool nomem;
+} out_list;
+
+static void out_add(out_list *o, char *path, bool required) /* takes path */
 {
-    char *p = ms_path_join(dir, name);
+    if (!path) {
+        o->nomem = true;
+        return;
+    }
+    if (!ms_path_exists(path)) {
+        o->missing = o->missing || required;
+        free(path);
+        return;
+    }
+    if (o->n == o->cap) {
+        int cap = o->cap ? 2 * o->cap : 16;
+        char **v = realloc(o->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            o->nomem = true;
+            free(path);
+            return;
+        }
+        o->v = v, o->cap = cap;
+    }
+    o->v[o->n++] = path;
+}
+
+static void out_join(out_list *o, const char *dir, const char *name, bool required)
+{
+    out_add(o, dir ? ms_path_join(dir, name) : NULL, required);
+}
+
+/* Every regular file in dir (not dot files: locks), recursively, in name order. */
+static void out_dir(out_list *o, const char *dir)
+{
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        char *p = names[i]->d_name[0] != '.' ? ms_path_join(dir, names[i]->d_name) : NULL;
+        struct stat sb;
+        if (p && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            out_dir(o, p);
+            free(p);
+        } else if (p && S_ISREG(sb.st_mode)) {
+            out_add(o, p, true);
+        } else {
+            free(p);
+        }
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* dir/name exists; else o->missing */
+static bool exists_join(out_list *o, const char *dir, const char *name)
+{
+    char *p = dir ? ms_path_join(dir, name) : NULL;
     bool e = p && ms_path_exists(p);
+    o->missing = o->missing || !e;
     free(p);
     return e;
 }
 
-/* The unit's known outputs are all there (rank 0's view). */
-static bool outputs_present(const run_plan *p, const plan_unit *pu, const ms_config *cfg)
+static void out_list_free(out_list *o)
+{
+    for (int i = 0; i < o->n; i++) free(o->v[i]);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+/* The unit's outputs as they are now (rank 0's view); o->missing if one it always makes is absent. */
+static void unit_outputs(const run_plan *p, const plan_unit *pu, const ms_config *cfg, out_list *o)
 {
     const char *s = pu->stage;
     const ms_config *mc = &p->model_cfg[pu->model];
-    if (!strcmp(s, "tokenizer-train")) return ms_path_exists(cfg->tokenizer.vocab) && ms_path_exists(cfg->tokenizer.merges);
-    if (!strcmp(s, "tokenize")) return exists_join(cfg->corpus.token_dir, MS_TOKENS_MANIFEST);
-    if (!strcmp(s, "train-model")) return exists_join(mc->model.dir, "model.safetensors");
-    if (!strcmp(s, "generate")) return ms_path_exists(mc->generate.out);
-    if (!strcmp(s, "train"))
-        return exists_join(p->saes[pu->sae].dir, "sae.h5") && exists_join(p->saes[pu->sae].dir, "saelens/sae_weights.safetensors");
-    if (!strcmp(s, "eval")) {
+    memset(o, 0, sizeof *o);
+    if (!strcmp(s, "tokenizer-train")) {
+        out_add(o, strdup(cfg->tokenizer.vocab), true);
+        out_add(o, strdup(cfg->tokenizer.merges), true);
+    } else if (!strcmp(s, "tokenize")) {
+        if (exists_join(o, cfg->corpus.token_dir, MS_TOKENS_MANIFEST)) out_dir(o, cfg->corpus.token_dir);
+    } else if (!strcmp(s, "train-model")) {
+        out_join(o, mc->model.dir, "model.safetensors", true);
+        out_join(o, mc->model.dir, "config.json", true);
+    } else if (!strcmp(s, "generate")) {
+        out_add(o, strdup(mc->generate.out), true);
+    } else if (!strcmp(s, "train")) {
+        const char *d = p->saes[pu->sae].dir;
+        out_join(o, d, "sae.h5", true);
+        out_join(o, d, "saelens/sae_weights.safetensors", true);
+        out_join(o, d, "saelens/cfg.json", true); /* sparsity.safetensors: eval rewrites it (held out) */
+    } else if (!strcmp(s, "eval")) {
+        for (int i = 0; i < p->n_saes; i++) {
+            out_join(o, p->saes[i].dir, "eval.json", true);
+            out_join(o, p->saes[i].dir, "eval_density.h5", false);
+            out_join(o, p->saes[i].dir, "saelens/sparsity.safetensors", false);
+        }
+    } else if (!strcmp(s, "compare")) {
+        out_join(o, cfg->run.out_dir, "compare/splitting.json", true);
+        out_join(o, cfg->run.out_dir, "compare/universality.json", true);
+        out_join(o, cfg->run.out_dir, "compare/splitting.h5", false);
+    } else if (!strcmp(s, "report")) {
+        char *d = ms_path_join(cfg->run.out_dir, "report");
+        if (exists_join(o, d, "index.html")) out_dir(o, d);
+        free(d);
+    } else if (!strcmp(s, "analyze")) { /* every dictionary's analysis.h5 */
         for (int i = 0; i < p->n_saes; i++)
-            if (!exists_join(p->saes[i].dir, "eval.json")) return false;
-        return true;
+            if (ms_job_analyzes_model(cfg, p->saes[i].model))
+                out_add(o, ms_job_analysis_path(cfg, p->saes[i].name, p->saes[i].dir), true);
+        for (int m = 0; m < MS_JOB_MAX_MODELS; m++)
+            if (ms_job_analyzes_model(cfg, m)) out_add(o, ms_job_neurons_analysis_path(cfg, m), true);
     }
-    if (!strcmp(s, "compare"))
-        return exists_join(cfg->run.out_dir, "compare/splitting.json") && exists_join(cfg->run.out_dir, "compare/universality.json");
-    if (!strcmp(s, "report")) return exists_join(cfg->run.out_dir, "report/index.html");
-    if (!strcmp(s, "analyze")) { /* every dictionary's analysis.h5 */
-        bool all = true;
-        for (int i = 0; i < p->n_saes && all; i++) {
-            if (!ms_job_analyzes_model(cfg, p->saes[i].model)) continue;
-            char *a = ms_job_analysis_path(cfg, p->saes[i].name, p->saes[i].dir);
-            all = a && ms_path_exists(a);
-            free(a);
-        }
-        for (int m = 0; m < MS_JOB_MAX_MODELS && all; m++) {
-            if (!ms_job_analyzes_model(cfg, m)) continue;
-            char *a = ms_job_neurons_analysis_path(cfg, m);
-            all = a && ms_path_exists(a);
-            free(a);
-        }
-        return all;
-    }
-    return true;
 }
 
 /* Clears state that would make a stage resume a run of another configuration (rank 0);
@@ -249,9 +324,20 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
         ms_unit_record r;
         bool have = ms_unit_read(cfg->run.out_dir, pu->u.name, &r);
         bool same = have && strcmp(r.hash, pu->u.hash) == 0;
-        if (have && same && r.complete && outputs_present(p, pu, cfg)) {
+        out_list now;
+        unit_outputs(p, pu, cfg, &now);
+        bool present = !now.missing && !now.nomem;
+        out_list_free(&now);
+        char why[600] = "";
+        /* a record says what the unit made; the files must still be that (size, sha256) */
+        bool whole = present && (!have || !r.has_outputs || ms_unit_outputs_whole(&r, why, sizeof why));
+        if (have && same && r.complete && whole) {
             dec[0] = DO_SKIP;
             snprintf(out->note, sizeof out->note, "up to date (hash %s)", pu->u.hash);
+        } else if (have && same && r.complete && present) {
+            dec[0] = DO_REDO; /* same configuration: its checkpoints stay valid and are reused */
+            snprintf(out->note, sizeof out->note, "%.380s", why);
+            dec[1] = !strcmp(pu->stage, "generate");
         } else if (have && !same) {
             dec[0] = DO_REDO;
             ms_unit_why(&pu->u, &r, out->note, sizeof out->note);
@@ -287,7 +373,7 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
     }
 
     ms_err werr = {0};
-    ms_status wst = app->comm.rank == 0 ? ms_unit_write(cfg->run.out_dir, &pu->u, false, 0, &werr) : MS_OK;
+    ms_status wst = app->comm.rank == 0 ? ms_unit_write(cfg->run.out_dir, &pu->u, false, 0, NULL, 0, &werr) : MS_OK;
     if ((wst = ms_comm_agree(&app->comm, wst, &werr))) return ms_err_set(err, wst, "%s", werr.msg);
 
     char *argv[4] = {0};
@@ -316,7 +402,13 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
     if (!pu->own_record) rst = ms_runrec_write(&sub.rec, &app->comm, cfg, cfg->run.out_dir, st, &rerr);
     if (st) return st;
     if ((rst = ms_comm_agree(&app->comm, rst, &rerr))) return ms_err_set(err, rerr.status, "%s", rerr.msg);
-    wst = app->comm.rank == 0 ? ms_unit_write(cfg->run.out_dir, &pu->u, true, out->seconds, &werr) : MS_OK;
+    if (app->comm.rank == 0) {
+        out_list made;
+        unit_outputs(p, pu, cfg, &made);
+        wst = made.nomem ? ms_err_set(&werr, MS_ERR_NOMEM, "out of memory")
+                         : ms_unit_write(cfg->run.out_dir, &pu->u, true, out->seconds, made.v, made.n, &werr);
+        out_list_free(&made);
+    }
     if ((wst = ms_comm_agree(&app->comm, wst, &werr))) return ms_err_set(err, wst, "%s", werr.msg);
     return MS_OK;
 }
