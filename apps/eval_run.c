@@ -490,6 +490,7 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
     e.jobs = saes;
     e.n_jobs = n_saes;
     const ms_comm *comm = &app->comm;
+    ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: all ranks stop at the same batch, exit 75 */
     ms_status st = setup(&e, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
@@ -504,11 +505,25 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
     ms_progress prog;
     ms_progress_init(&prog, "eval", "tokens", (double)(e.n_ctx * e.T), app->cfg.run.log_every_s);
     double t_begin = ms_time_now();
-    for (int64_t c = e.lo; c < e.hi && !st; c += e.B) {
-        int nb = (int)(e.hi - c < e.B ? e.hi - c : e.B);
-        st = eval_batch(&e, c, nb, err);
-        /* rank 0's share scaled to the whole: ranks hold equal shares within one context */
-        ms_progress_update(&prog, (double)(c + nb - e.lo) * e.T * comm->size);
+    /* every rank runs the same number of rounds (the largest share) and agrees on stop signals
+     * after each, so a SIGTERM on any rank stops all at the same batch; a rank that failed keeps
+     * joining the rounds without working */
+    const int64_t per_rank = (e.n_ctx + comm->size - 1) / comm->size, rounds = (per_rank + e.B - 1) / e.B;
+    for (int64_t k = 0; k < rounds; k++) {
+        const int64_t c = e.lo + k * e.B;
+        if (!st && c < e.hi) {
+            int nb = (int)(e.hi - c < e.B ? e.hi - c : e.B);
+            st = eval_batch(&e, c, nb, err);
+            /* rank 0's share scaled to the whole: ranks hold equal shares within one context */
+            ms_progress_update(&prog, (double)(c + nb - e.lo) * e.T * comm->size);
+        }
+        int sig = ms_comm_signal_agree(comm, k + 1);
+        if (sig && !st)
+            st = ms_err_set(err, MS_INTERRUPTED,
+                            "eval: %s: stopped after %lld of %lld batches per rank, nothing written; eval keeps no "
+                            "checkpoint (one pass over held-out text): rerun to start over",
+                            ms_signal_name(sig), (long long)(k + 1), (long long)rounds);
+        if (sig) break;
     }
     st = ms_comm_agree(comm, st, err);
     if (!st) st = ms_comm_allreduce_f64(comm, e.sums, e.n_sums, err);

@@ -221,33 +221,56 @@ static ms_status prepare(cmp *c, ms_err *err)
     return MS_OK;
 }
 
-/* One pass over this rank's contexts: forward, encode, add to the active pairs' blocks. */
-static ms_status pass(cmp *c, ms_progress *prog, double done0, ms_err *err)
+/* One batch of nb contexts from c0: forward, encode, add to the active pairs' blocks. */
+static ms_status pass_batch(cmp *c, int64_t c0, int nb, ms_err *err)
 {
-    const ms_comm *comm = &c->app->comm;
-    for (int64_t c0 = c->ctx0; c0 < c->ctx1; c0 += c->B) {
-        int nb = (int)(c->ctx1 - c0 < c->B ? c->ctx1 - c0 : c->B);
-        for (int b = 0; b < nb; b++) {
-            ms_status st = ms_tokset_context(&c->ts, c0 + b, c->T, false, c->tokens + (size_t)b * c->T, err);
-            if (st) return st;
-        }
-        const int64_t rows = (int64_t)nb * c->T;
-        for (int m = 0; m < N_MODELS; m++) {
-            if (!c->model_loaded[m]) continue;
-            ms_hook_capture cap = {c->hook, c->h[m]};
-            ms_forward_opts o = {.stop_after = &c->hook, .captures = &cap, .n_captures = 1};
-            ms_status st = ms_model_forward(&c->model[m], &c->acts[m], c->tokens, nb, (int)c->T, &o, err);
-            if (st) return st;
-        }
-        for (int i = 0; i < c->n_saes; i++)
-            if (c->saes[i].needed) ms_sae_encode(&c->saes[i].sae, c->saes[i].f, c->h[c->jobs[i].model], rows);
-        for (int k = 0; k < c->n_pairs; k++) {
-            pair *p = &c->pairs[k];
-            if (p->active) ms_corr_add(&p->corr, src_units(c, p->a), src_units(c, p->b), rows);
-        }
-        ms_progress_update(prog, done0 + (double)(c0 + nb - c->ctx0) * (double)c->T * comm->size);
+    for (int b = 0; b < nb; b++) {
+        ms_status st = ms_tokset_context(&c->ts, c0 + b, c->T, false, c->tokens + (size_t)b * c->T, err);
+        if (st) return st;
+    }
+    const int64_t rows = (int64_t)nb * c->T;
+    for (int m = 0; m < N_MODELS; m++) {
+        if (!c->model_loaded[m]) continue;
+        ms_hook_capture cap = {c->hook, c->h[m]};
+        ms_forward_opts o = {.stop_after = &c->hook, .captures = &cap, .n_captures = 1};
+        ms_status st = ms_model_forward(&c->model[m], &c->acts[m], c->tokens, nb, (int)c->T, &o, err);
+        if (st) return st;
+    }
+    for (int i = 0; i < c->n_saes; i++)
+        if (c->saes[i].needed) ms_sae_encode(&c->saes[i].sae, c->saes[i].f, c->h[c->jobs[i].model], rows);
+    for (int k = 0; k < c->n_pairs; k++) {
+        pair *p = &c->pairs[k];
+        if (p->active) ms_corr_add(&p->corr, src_units(c, p->a), src_units(c, p->b), rows);
     }
     return MS_OK;
+}
+
+/* COLLECTIVE. Pass ip of n_pass over this rank's contexts. Every rank runs the same number of
+ * rounds (the largest share) and agrees on stop signals after each, so a SIGTERM on any rank
+ * stops all at the same batch (MS_INTERRUPTED); a rank that failed keeps joining the rounds. */
+static ms_status pass(cmp *c, ms_progress *prog, int64_t ip, int64_t n_pass, ms_err *err)
+{
+    const ms_comm *comm = &c->app->comm;
+    const double done0 = (double)(ip * c->n_ctx * c->T);
+    const int64_t per_rank = (c->n_ctx + comm->size - 1) / comm->size, rounds = (per_rank + c->B - 1) / c->B;
+    ms_status st = MS_OK;
+    for (int64_t k = 0; k < rounds; k++) {
+        const int64_t c0 = c->ctx0 + k * c->B;
+        if (!st && c0 < c->ctx1) {
+            int nb = (int)(c->ctx1 - c0 < c->B ? c->ctx1 - c0 : c->B);
+            st = pass_batch(c, c0, nb, err);
+            ms_progress_update(prog, done0 + (double)(c0 + nb - c->ctx0) * (double)c->T * comm->size);
+        }
+        int sig = ms_comm_signal_agree(comm, ip * rounds + k + 1); /* rounds over all passes */
+        if (sig && !st)
+            st = ms_err_set(err, MS_INTERRUPTED,
+                            "compare: %s: stopped in pass %lld of %lld after %lld of %lld batches per rank, nothing "
+                            "written; compare keeps no checkpoint: rerun to start over",
+                            ms_signal_name(sig), (long long)(ip + 1), (long long)n_pass, (long long)(k + 1),
+                            (long long)rounds);
+        if (sig) break;
+    }
+    return st;
 }
 
 /* ------------------------------------------------------------------ outputs */
@@ -554,6 +577,7 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
     c.cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
     double t0 = ms_time_now();
+    ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: all ranks stop at the same batch, exit 75 */
     ms_status st = ms_job_saes(c.cfg, &c.jobs, &c.n_saes, err);
     c.have_m[0] = true;
     for (int m = 1; m < N_MODELS && !st; m++)
@@ -611,7 +635,7 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
             st = ms_corr_init(&p->corr, p->da, p->db, b0, b1, err);
         }
         st = ms_comm_agree(comm, st, err);
-        if (!st) st = pass(&c, &prog, (double)(ip * c.n_ctx * c.T), err);
+        if (!st) st = pass(&c, &prog, ip, n_pass, err);
         st = ms_comm_agree(comm, st, err);
         /* each active block's sums in ONE reduction; then the best matches everywhere */
         double tr = ms_time_now();

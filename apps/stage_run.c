@@ -438,7 +438,15 @@ ms_status ms_stage_run(ms_app *app, ms_err *err)
     for (int k = 0; k < N_PIPELINE && !st; k++) {
         if (!stage_wanted(cfg, pipeline[k])) continue;
         for (int i = 0; i < p->n && !st; i++)
-            if (!strcmp(p->units[i].stage, pipeline[k])) st = run_unit(app, p, &p->units[i], &outc[n_out++], err);
+            if (!strcmp(p->units[i].stage, pipeline[k])) {
+                st = run_unit(app, p, &p->units[i], &outc[n_out++], err);
+                /* a signal during a stage that does not stop itself (tokenize, report): stop once
+                 * its unit is recorded complete (step 0: no test hook counts these) */
+                int sig = st ? 0 : ms_comm_signal_agree(&app->comm, 0);
+                if (sig)
+                    st = ms_err_set(err, MS_INTERRUPTED, "run: %s: stopped after unit %s (complete); rerun the same "
+                                    "command to continue", ms_signal_name(sig), p->units[i].u.name);
+            }
     }
     if (!st) {
         double secs = ms_time_now() - t0;

@@ -41,16 +41,16 @@ const ms_stage ms_stages[] = {
      .stops = true,
      .run = ms_stage_train},
     {.name = "eval", .summary = "loss recovered, MSE/FVU, L0, dead and ultralow features, density histogram",
-     .usage = "eval job.yaml", .needs_job = true, .record = true, .run = ms_stage_eval},
+     .usage = "eval job.yaml", .needs_job = true, .record = true, .stops = true, .run = ms_stage_eval},
     {.name = "analyze", .summary = "what every feature and neuron responds to: top/interval contexts, logit effects, measures",
      .usage = "analyze job.yaml", .needs_job = true, .record = true, .stops = true,
      .run = ms_stage_analyze},
     {.name = "compare", .summary = "feature splitting across SAE sizes, universality of model A vs model B",
-     .usage = "compare job.yaml", .needs_job = true, .record = true, .run = ms_stage_compare},
+     .usage = "compare job.yaml", .needs_job = true, .record = true, .stops = true, .run = ms_stage_compare},
     {.name = "report", .summary = "static HTML feature dashboard from the eval and analyze outputs",
      .usage = "report job.yaml", .needs_job = true, .record = true, .run = ms_stage_report},
     {.name = "run", .summary = "every pipeline stage of the job in order (skips finished ones)",
-     .usage = "run job.yaml", .needs_job = true, .run = ms_stage_run},
+     .usage = "run job.yaml", .needs_job = true, .stops = true, .run = ms_stage_run},
 };
 const int ms_n_stages = (int)(sizeof ms_stages / sizeof ms_stages[0]);
 

@@ -3,9 +3,11 @@
 # every rank stops at the same step boundary, a checkpoint is written, exit code 75; rerunning
 # the same command resumes and ends bitwise identical to an uninterrupted run. A storm of
 # SIGTERMs (signals arriving while the checkpoint is written) leaves a valid checkpoint.
-#   signals.sh train-model | train | generate | analyze
+# eval and compare keep no checkpoint: they stop at an agreed batch, write nothing, and a rerun
+# starts over; `run` stops with its stage and a rerun of it resumes that unit.
+#   signals.sh train-model | train | generate | analyze | eval | compare | run
 set -u
-case_=${1:?usage: signals.sh train-model|train|generate|analyze}
+case_=${1:?usage: signals.sh train-model|train|generate|analyze|eval|compare|run}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/fixture.sh"
 . "$here/../hook.sh"
@@ -145,6 +147,59 @@ for k in a:
     assert np.array_equal(a[k][...], b[k][...]), k
 PYEOF
   done ;;
+eval|compare)
+  # two SAE sizes, so compare has a splitting pair to correlate
+  sed -i 's#^sae: {#saes: [{name: S0, d_sae: 32}, {name: S1}]\nsae: {#' "$tmp/job/job.yaml"
+  mon 2 "$tmp/model.log" train-model || { cat "$tmp/model.log"; echo "FAIL: train-model"; exit 1; }
+  mon 2 "$tmp/gen.log" generate || { cat "$tmp/gen.log"; echo "FAIL: generate"; exit 1; }
+  mon 2 "$tmp/train.log" train || { cat "$tmp/train.log"; echo "FAIL: train"; exit 1; }
+  if [ $case_ = eval ]; then outs=("$tmp/job/run/sae-S0/eval.json" "$tmp/job/run/sae-S1/eval.json"); b=(--eval.batch=1)
+  else outs=("$tmp/job/run/compare/splitting.json" "$tmp/job/run/compare/universality.json"); b=(--compare.batch=1); fi
+  mon 2 "$tmp/ref.log" $case_ "${b[@]}" || { cat "$tmp/ref.log"; fail "uninterrupted $case_"; }
+  mkdir -p "$tmp/ref"; for f in "${outs[@]}"; do cp "$f" "$tmp/ref/$(basename "$(dirname "$f")")_$(basename "$f")"; done
+  rm -f "${outs[@]}"
+  for sig in TERM USR1; do
+    interrupt "$tmp/int$sig.log" step:3:1 $sig 0 $case_ "${b[@]}"
+    cat "$tmp/int$sig.log"
+    [ "$rc" = 75 ] || fail "$case_: SIG$sig: exit code $rc, expected 75"
+    grep -q "$case_: SIG$sig: stopped .*after 3 of [0-9]* batches per rank, nothing written" "$tmp/int$sig.log" ||
+      fail "$case_: SIG$sig: no stop line"
+    for f in "${outs[@]}"; do [ -e "$f" ] && fail "$case_: SIG$sig: an interrupted run wrote $f"; done
+    [ -n "$(find "$tmp/job/run" -name '*.tmp.*')" ] && fail "$case_: SIG$sig: temporary files left"
+  done
+  mon 2 "$tmp/rerun.log" $case_ "${b[@]}" || { cat "$tmp/rerun.log"; fail "$case_: rerun"; }
+  "$py" - "$tmp/ref" "${outs[@]}" <<'PYEOF' || fail "$case_: the rerun's results differ from the uninterrupted run"
+import json, os, sys
+def strip(d):  # timings differ between runs; every number computed from the data must not
+    if isinstance(d, dict):
+        return {k: strip(v) for k, v in d.items() if k not in ("seconds", "tokens_per_s", "time", "timing", "run")}
+    if isinstance(d, list): return [strip(v) for v in d]
+    return d
+for f in sys.argv[2:]:
+    ref = os.path.basename(os.path.dirname(f)) + "_" + os.path.basename(f)
+    a = strip(json.load(open(os.path.join(sys.argv[1], ref))))
+    b = strip(json.load(open(f)))
+    assert a == b, f
+PYEOF
+  ;;
+run)
+  # `monosem run` signalled inside train-model (rank 1 at its step 12): exit 75, the unit stays
+  # "started", and the rerun resumes it and finishes every unit, identical to an uninterrupted run
+  ref=(--run.out_dir="$tmp/ref" --model.dir="$tmp/ref/model" --generate.out="$tmp/ref/acts.h5"
+       --sae.activations="$tmp/ref/acts.h5" --sae.out_dir="$tmp/ref/sae")
+  mon 2 "$tmp/ref.log" run "${ref[@]}" || { cat "$tmp/ref.log"; fail "uninterrupted run"; }
+  interrupt "$tmp/int.log" step:12:1 TERM 0 run
+  cat "$tmp/int.log"
+  [ "$rc" = 75 ] || fail "run: exit code $rc, expected 75"
+  grep -q "train-model: SIGTERM: stopped at step 12 of 60 after writing" "$tmp/int.log" || fail "run: no stop line"
+  grep -q '"state":[[:space:]]*"started"' "$tmp/job/run/stages/train-model.json" || fail "run: train-model not left 'started'"
+  [ -e "$tmp/job/run/stages/generate.json" ] && fail "run: went on to generate after the signal"
+  mon 2 "$tmp/rerun.log" run || { cat "$tmp/rerun.log"; fail "run: rerun"; }
+  grep -q "== train-model: a run of the same configuration was interrupted: resuming" "$tmp/rerun.log" ||
+    fail "run: the rerun did not resume train-model"
+  grep -q "resuming from .* at step 12" "$tmp/rerun.log" || fail "run: train-model did not resume at step 12"
+  same_file "$tmp/ref/model/model.safetensors" "$tmp/job/model/model.safetensors" "run"
+  same_file "$tmp/ref/sae/saelens/sae_weights.safetensors" "$tmp/job/sae/saelens/sae_weights.safetensors" "run" ;;
 *) echo "unknown case $case_"; exit 2 ;;
 esac
 [ "$fails" -eq 0 ] && echo "signals $case_: all checks passed"

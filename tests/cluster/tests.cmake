@@ -4,7 +4,7 @@ set_tests_properties(test_signals PROPERTIES FIXTURES_REQUIRED tmpdir)
 # The test hooks that every fault test stands on (MONOSEM_TEST_HOOK): fail, kill, stop/release.
 ms_unit_test(test_testhook SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_testhook.c LIBS msio LABELS fault)
 set_tests_properties(test_testhook PROPERTIES FIXTURES_REQUIRED tmpdir)
-foreach(stage train-model train generate analyze)
+foreach(stage train-model train generate analyze eval compare run)
   ms_script_test(signals_${stage} LABELS "fault;mpi" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/signals.sh ${stage})
   set_tests_properties(signals_${stage} PROPERTIES PROCESSORS 2)
 endforeach()
