@@ -76,6 +76,10 @@ ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, const i
 ms_status ms_ranalysis_vocab(const ms_ranalysis *a, int64_t **offsets, int64_t *n_tokens, unsigned char **bytes,
                              ms_err *err);
 const ms_rds *ms_ranalysis_find(const ms_ranalysis *a, const char *name);
+/* Every value of the integer dataset ds is a token id of a vocabulary of n_vocab tokens, or -1
+ * (none: a context position before the text); else MS_ERR_FORMAT naming the file, dataset,
+ * unit and value. Reads ~4 MB at a time. */
+ms_status ms_ranalysis_check_ids(const ms_ranalysis *a, const ms_rds *ds, int64_t n_vocab, ms_err *err);
 
 /* Reads a float32 2-D dataset (rows, cols) of an HDF5 file into a malloc'd array (caller
  * frees). */

@@ -20,6 +20,24 @@
  * column, else the centre token of the first top context (dims unit, context, position). */
 static const char *const top_token_columns[] = {"top_token", NULL};
 static const char *const top_context_tokens[] = {"top_tokens", NULL};
+/* Every dataset of token ids the page turns into strings (docs/analysis.md) */
+static const char *const token_id_datasets[] = {"top_token", "top_tokens", "interval_tokens", "logit_top_ids",
+                                                "logit_bottom_ids", NULL};
+
+/* The token ids an analysis file hands the page are inside the vocabulary it stores (analyze
+ * always writes one; a file without it has no strings to index and is left as it is). */
+static ms_status check_token_ids(const ms_ranalysis *a, ms_err *err)
+{
+    const ms_rds *o = ms_ranalysis_find(a, "vocab_offsets");
+    if (!o || o->rank != 1 || o->dims[0] < 1) return MS_OK;
+    const int64_t n_vocab = o->dims[0] - 1;
+    ms_status st = MS_OK;
+    for (int i = 0; token_id_datasets[i] && !st; i++) {
+        const ms_rds *d = ms_ranalysis_find(a, token_id_datasets[i]);
+        if (d && d->is_int) st = ms_ranalysis_check_ids(a, d, n_vocab, err);
+    }
+    return st;
+}
 
 typedef struct rdict {
     char name[64];
@@ -438,6 +456,7 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
     for (int i = 0; i < nd && !st; i++) {
         rdict *d = &ds[i];
         if ((st = ms_ranalysis_open(&d->an, d->analysis_path, err))) break;
+        if ((st = check_token_ids(&d->an, err))) break;
         total_units += d->an.n_units;
         if (d->kind[0] == 'n') { /* identity dictionary */
             d->dir = (ms_rdict){.dirs = NULL, .n = d->an.n_units, .d = d->an.n_units};

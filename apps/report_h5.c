@@ -328,6 +328,47 @@ ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, const i
     return MS_OK;
 }
 
+ms_status ms_ranalysis_check_ids(const ms_ranalysis *a, const ms_rds *ds, int64_t n_vocab, ms_err *err)
+{
+    int64_t per = 1; /* values per unit */
+    for (int i = 1; i < ds->rank; i++) per *= ds->dims[i];
+    const int64_t n_units = ds->rank ? ds->dims[0] : 1;
+    const int64_t block = per > 0 ? (1 << 20) / per + 1 : n_units; /* ~4 MB of int32 per read */
+    int32_t *buf = per > 0 ? malloc((size_t)(block * per) * sizeof *buf) : NULL;
+    if (per > 0 && !buf) return ms_err_set(err, MS_ERR_NOMEM, "report: out of memory");
+    ms_status st = MS_OK;
+    hid_t d = -1;
+    H5E_BEGIN_TRY { d = H5Dopen2((hid_t)a->hid, ds->name, H5P_DEFAULT); }
+    H5E_END_TRY;
+    if (d < 0) st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
+    for (int64_t u0 = 0; u0 < n_units && per > 0 && !st; u0 += block) {
+        const int64_t u1 = u0 + block < n_units ? u0 + block : n_units;
+        hsize_t start[8] = {0}, cnt[8];
+        for (int i = 0; i < ds->rank; i++) cnt[i] = i ? (hsize_t)ds->dims[i] : (hsize_t)(u1 - u0);
+        start[0] = (hsize_t)u0;
+        herr_t rc = -1;
+        H5E_BEGIN_TRY
+        {
+            hid_t fs = H5Dget_space(d), ms = H5Screate_simple(ds->rank ? ds->rank : 1, cnt, NULL);
+            rc = ds->rank ? H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) : 0;
+            if (rc >= 0) rc = H5Dread(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, buf);
+            H5Sclose(ms), H5Sclose(fs);
+        }
+        H5E_END_TRY;
+        if (rc < 0) st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
+        for (int64_t i = 0; !st && i < (u1 - u0) * per; i++)
+            if (buf[i] < -1 || buf[i] >= n_vocab)
+                st = ms_err_set(err, MS_ERR_FORMAT,
+                                "report: %s: dataset %s: unit %lld holds token id %d, outside the vocabulary of %lld "
+                                "tokens (expected -1 for none, or 0..%lld)",
+                                a->path, ds->name, (long long)(u0 + i / per), buf[i], (long long)n_vocab,
+                                (long long)n_vocab - 1);
+    }
+    if (d >= 0) H5Dclose(d);
+    free(buf);
+    return st;
+}
+
 ms_status ms_report_read_matrix(const char *path, const char *name, float **out, int64_t *rows, int64_t *cols,
                                 ms_err *err)
 {

@@ -171,6 +171,17 @@ ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms
     return st;
 }
 
+/* Weights that are NaN or infinite behind a valid checksum (a diverged run, a buggy writer)
+ * would make every statistic built on them garbage: refused, naming the file and tensor. */
+static ms_status check_finite(const char *path, const char *name, const float *x, int64_t n, ms_err *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor %s: element %lld is %g: expected finite weights",
+                              path, name, (long long)i, (double)x[i]);
+    return MS_OK;
+}
+
 ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err)
 {
     char *p = ms_path_join(dir, "sae_weights.safetensors");
@@ -194,6 +205,11 @@ ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err)
             st = ms_st_read_f32_shaped(&st_file, "threshold", 1, s_be, th, err);
             th_ok = !st;
         }
+        if (!st) st = check_finite(p, "W_enc", We, din * dsae, err);
+        if (!st) st = check_finite(p, "b_enc", be, dsae, err);
+        if (!st) st = check_finite(p, "W_dec", Wd, dsae * din, err);
+        if (!st) st = check_finite(p, "b_dec", bd, din, err);
+        if (!st && th_ok) st = check_finite(p, "threshold", th, dsae, err);
         if (!st) ms_sae_import(sae, We, be, Wd, bd, th_ok ? th : NULL);
     }
     ms_st_close(&st_file);

@@ -94,6 +94,44 @@ validate)
     [ -e "$T/job/tokens" ] || [ -e "$T/job/run/stages" ] && bad "run started stages before refusing the entry: $(ls "$T/job" "$T/job/run" 2>&1 | tr '\n' ' ')"
     ok "nothing was made before the refusal"
     expect_fail "train with a bad saes entry" "saes entry 'TK': sae.k_aux" 60 1 train "$J" --only S0 ;;
+garbage)
+    tiny
+    ms 300 2 run "$J" || { cat "$T/last.log"; bad "first run"; exit 1; }
+    w=$T/job/sae/saelens/sae_weights.safetensors
+    cp "$w" "$T/w.good"
+    # NaN in W_enc with the data checksum re-signed: a diverged run's file, not flipped bits
+    "$PY" - "$w" <<'PYEOF' || exit 1
+import hashlib, json, struct, sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+off = 8 + n + h["W_enc"]["data_offsets"][0] + 4 * 5
+b[off:off + 4] = struct.pack("<f", float("nan"))
+old = h.get("__metadata__", {}).get("data_sha256")
+if old:
+    b[8:8 + n] = bytes(b[8:8 + n]).replace(old.encode(), hashlib.sha256(bytes(b[8 + n:])).hexdigest().encode())
+open(p, "wb").write(b)
+PYEOF
+    for st in analyze eval; do # compare opens SAEs the same way (one SAE here: nothing to compare)
+        expect_fail "$st over NaN SAE weights" "$w: tensor W_enc: element 5 is nan: expected finite weights" 120 2 $st "$J"
+    done
+    cp "$T/w.good" "$w"
+    a=$T/job/sae/analysis.h5
+    cp "$a" "$T/a.good"
+    for ds in logit_top_ids top_tokens top_token; do
+        cp "$T/a.good" "$a"
+        "$PY" -c "
+import h5py, sys
+f = h5py.File(sys.argv[1], 'r+'); d = f[sys.argv[2]]
+d[(3,) + (0,) * (d.ndim - 1)] = 50257 if sys.argv[2] != 'top_tokens' else -7
+" "$a" $ds
+        want=$([ $ds = top_tokens ] && echo "token id -7" || echo "token id 50257")
+        expect_fail "report with $ds out of range" "$a: dataset $ds: unit 3 holds $want, outside the vocabulary" 60 1 report "$J"
+    done
+    [ -n "$(ls "$T/job/run" | grep 'report.tmp')" ] && bad "report left its temporary directory"
+    cp "$T/a.good" "$a"
+    ms 60 1 report "$J" && ok "the intact files still report" || bad "report on intact files: $(tail -2 "$T/last.log")" ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 [ "$fails" -eq 0 ] && echo "round3 $CASE: all checks passed"
