@@ -61,8 +61,8 @@ ms_status app_sae_resample(ms_sae *sae, app_train_state *t, ms_actfile *f, const
                            .repeat = true,
                            .seed = seed,
                            .limit = n};
-    int64_t lo, hi;
-    ms_shard_range(c, comm->rank, comm->size, &lo, &hi);
+    int64_t lo, hi; /* the trainer's slices (reproducible: whole micro-shards, one per loss call) */
+    o.granule = app_sae_slice(cfg, comm, &lo, &hi);
     uint8_t *dead = malloc((size_t)m);
     int64_t n_dead = dead ? resample_mask(sae, t, cfg, dead) : 0;
     float *x = malloc((size_t)((hi - lo) * d + 1) * sizeof *x);

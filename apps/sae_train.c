@@ -109,8 +109,6 @@ static ms_status check_identical(const ms_sae *sae, const ms_comm *comm, ms_err 
 
 /* ------------------------------------------------------------------ the loop */
 
-/* ------------------------------------------------------------------ the loop */
-
 /* One SAE run: what every phase below reads and writes. */
 typedef struct trainer {
     const ms_config *cfg;
@@ -129,6 +127,8 @@ typedef struct trainer {
     float *log10d;     /* (d_sae) final densities */
     double *stats;     /* (n_stats + 1) the step's sums, + "some rank failed" */
     size_t n_stats;
+    bool repro;        /* sae.reproducible: micro-shards, fixed-order sum (sae_reduce.c) */
+    app_repro rp;
     FILE *metrics;     /* rank 0 */
     bool resumed, was_complete;
     int32_t have_ckpt; /* 0 fresh, 1 the checkpoint, 2 its .prev */
@@ -209,14 +209,19 @@ static ms_status trainer_init(trainer *tr, ms_err *err)
     const ms_config *cfg = tr->cfg;
     const ms_comm *comm = tr->comm;
     int64_t lo, hi;
-    ms_shard_range(tr->B, comm->rank, comm->size, &lo, &hi);
+    const int64_t granule = app_sae_slice(cfg, comm, &lo, &hi);
+    tr->repro = granule > 0;
+    /* OpenBLAS 0.3.21's sgemm rounds differently with the thread count (and the call's M, N):
+     * one thread per rank, so a shard's GEMMs are the same calls on any launch (docs/clusters.md) */
+    if (tr->repro) ms_blas_threads_set(comm, 1);
     tr->b = hi - lo, tr->d = tr->meta.d;
-    ms_sae_hparams hp;
-    app_sae_hparams_from_config(&hp, cfg, tr->d, tr->b);
+    ms_sae_hparams hp; /* reproducible: the workspace holds one micro-shard */
+    app_sae_hparams_from_config(&hp, cfg, tr->d, tr->repro ? granule : tr->b);
     ms_status st = ms_sae_hparams_check(&hp, err);
     if (!st) st = ms_sae_init(&tr->sae, &hp, err);
     if (!st) st = app_train_state_alloc(&tr->t, hp.d_sae, err);
     tr->n_stats = st ? 0 : ms_sae_stats_len(&tr->sae);
+    if (!st && tr->repro) st = app_repro_init(&tr->rp, cfg, &tr->sae, comm, tr->n_stats + 1, err);
     if (!st) {
         tr->x = malloc((size_t)(tr->b * tr->d) * sizeof *tr->x);
         tr->stats = calloc(tr->n_stats + 1, sizeof *tr->stats);
@@ -252,7 +257,8 @@ static ms_status trainer_init(trainer *tr, ms_err *err)
                             .shuffle = cfg->sae.shuffle,
                             .skip_nonfinite = cfg->sae.skip_nonfinite,
                             .repeat = cfg->sae.repeat,
-                            .seed = (uint64_t)cfg->run.seed};
+                            .seed = (uint64_t)cfg->run.seed,
+                            .granule = granule};
     if (!st) st = ms_actstream_open(&tr->stream, tr->f, &so, comm->rank, comm->size, tr->resumed ? &tr->t.pos : NULL, err);
     st = ms_comm_agree(comm, st, err);
     if (st) return st;
@@ -278,6 +284,10 @@ static void trainer_log_start(const trainer *tr)
            ms_enum_name("sae.arch", tr->sae.hp.arch), (long long)tr->d, (long long)tr->sae.hp.d_sae,
            (long long)tr->B, tr->comm->size, (long long)tr->steps, (long long)tr->meta.n_rows,
            cfg->sae.activations);
+    if (tr->repro)
+        ms_log("train: reproducible: %d micro-shards of %lld rows, this rank %d of them; summed in a fixed "
+               "order, 1 BLAS thread per rank (bitwise the same on any rank count up to %d)", tr->rp.S,
+               (long long)tr->rp.rows, tr->rp.s1 - tr->rp.s0, tr->rp.S);
     if (cfg->sae.dead_tokens > tr->steps * tr->B)
         ms_log("train: warning: sae.dead_tokens %lld exceeds this run's %lld tokens: no feature "
                "can count as dead in training, and densities cover the run so far (including its "
@@ -314,13 +324,20 @@ static ms_status trainer_step(trainer *tr, double *lr, ms_err *err)
     double t0 = ms_time_now();
     ms_status local = ms_actstream_next(tr->stream, tr->x, err);
     double t1 = ms_time_now();
-    if (!local) local = ms_sae_forward_backward(sae, tr->x, tr->b, tr->B, tr->stats, err);
-    double t2 = ms_time_now();
-    double *stats = tr->stats;
-    stats[tr->n_stats] = local != MS_OK; /* travels with the stats: no extra collective */
-    st = ms_comm_allreduce_f32(comm, sae->grads, sae->layout.n_params, err);
-    if (!st) st = ms_comm_allreduce_f64(comm, stats, tr->n_stats + 1, err);
-    double t3 = ms_time_now();
+    double *stats = tr->stats, t2, t3;
+    if (tr->repro) { /* the shards' forward_backward and their fixed-order sum */
+        double t_red = 0.0;
+        st = app_repro_grads(&tr->rp, sae, tr->x, tr->B, &local, stats, comm, &t_red, err);
+        t3 = ms_time_now();
+        t2 = t3 - t_red;
+    } else {
+        if (!local) local = ms_sae_forward_backward(sae, tr->x, tr->b, tr->B, stats, err);
+        t2 = ms_time_now();
+        stats[tr->n_stats] = local != MS_OK; /* travels with the stats: no extra collective */
+        st = ms_comm_allreduce_f32(comm, sae->grads, sae->layout.n_params, err);
+        if (!st) st = ms_comm_allreduce_f64(comm, stats, tr->n_stats + 1, err);
+        t3 = ms_time_now();
+    }
     res->t_read += t1 - t0;
     res->t_compute += t2 - t1;
     res->t_allreduce += t3 - t2;
@@ -387,18 +404,22 @@ static ms_status trainer_final_densities(trainer *tr, ms_err *err)
      * continues from the file's start (the rows counted are the first finite ones, wrapped) */
     ms_actstream_opts so = {.batch = tr->B, .window_rows = tr->B, .shuffle = false,
                             .skip_nonfinite = cfg->sae.skip_nonfinite, .repeat = cfg->sae.skip_nonfinite,
-                            .limit = n_batches * tr->B};
+                            .limit = n_batches * tr->B, .granule = tr->repro ? tr->rp.rows : 0};
     ms_actstream *s = NULL;
-    float *f = malloc((size_t)(tr->b * m) * sizeof *f);          /* (b, d_sae) codes of one slice */
+    const int64_t chunk = tr->sae.hp.max_batch; /* reproducible: one micro-shard per encode */
+    float *f = malloc((size_t)(chunk * m) * sizeof *f);          /* (chunk, d_sae) codes */
     double *fires = calloc((size_t)m + 1, sizeof *fires);        /* (d_sae) + rows */
     ms_status st = f && fires ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory for the final densities");
     if (!st) st = ms_actstream_open(&s, tr->f, &so, tr->comm->rank, tr->comm->size, NULL, err);
     for (int64_t k = 0; k < n_batches && !st; k++) {
         st = ms_actstream_next(s, tr->x, err);
         if (st) break;
-        ms_sae_encode(&tr->sae, f, tr->x, tr->b);
-        for (int64_t r = 0; r < tr->b; r++)
-            for (int64_t j = 0; j < m; j++) fires[j] += f[r * m + j] != 0.0f;
+        for (int64_t r0 = 0; r0 < tr->b; r0 += chunk) {
+            const int64_t nr = tr->b - r0 < chunk ? tr->b - r0 : chunk;
+            ms_sae_encode(&tr->sae, f, tr->x + r0 * tr->d, nr);
+            for (int64_t r = 0; r < nr; r++)
+                for (int64_t j = 0; j < m; j++) fires[j] += f[r * m + j] != 0.0f;
+        }
         fires[m] += (double)tr->b;
     }
     ms_actstream_close(s);
@@ -603,6 +624,7 @@ static void trainer_free(trainer *tr)
     ms_actstream_close(tr->stream);
     ms_actfile_close(tr->f);
     ms_sae_free(&tr->sae);
+    app_repro_free(&tr->rp);
     app_train_state_free(&tr->t);
     free(tr->x);
     free(tr->stats);
@@ -677,6 +699,7 @@ ms_status app_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *re
                (long long)res->dead, (long long)res->ultralow, cfg->sae.rare_density, (long long)res->rare,
                tr.h5_path, tr.lens_dir);
 done:
+    if (tr.repro) ms_blas_threads_set(comm, cfg->run.blas_threads); /* the process's own count again */
     trainer_free(&tr);
     return st;
 }

@@ -1,6 +1,7 @@
 /* The SAE training stage's internals (apps only; libsae knows nothing of jobs, files or
  * signals): the data-parallel loop (sae_train.c), its exact checkpoints (sae_checkpoint.c),
- * resampling (sae_resample.c) and training-time firing statistics (sae_train_stats.c).
+ * resampling (sae_resample.c), training-time firing statistics (sae_train_stats.c) and the
+ * reproducible mode's fixed-order gradient sum (sae_reduce.c).
  *
  * Conventions: every `app_sae_*` call that takes a comm is COLLECTIVE and returns the same
  * status on every rank (err filled everywhere); the rest are local. A train_state belongs to
@@ -80,6 +81,49 @@ bool app_train_resample_window_start(const ms_config *cfg, int64_t step);
 /* features resampled at events in steps [from, to) (from the resample history) */
 int64_t app_train_resampled_between(const app_train_state *t, int64_t from, int64_t to);
 
+/* ---- the reproducible gradient (sae_reduce.c, sae.reproducible): the global batch is S =
+ * sae.micro_shards shards of B/S rows, shard s on rank ms_shard_range(S, ., P)'s owner; each
+ * shard's forward_backward has the same shape on any rank count; the shards' gradients are
+ * summed in one fixed binary tree (split at lo + (hi-lo)/2): each rank adds the subtrees it owns
+ * whole (the frontier), rank q then receives chunk q of every frontier node, adds them in the
+ * same tree, and an allgather assembles the slab. Statistics: every shard's, summed in shard
+ * order. The result is a function of S, not of P (needs S >= P). Memory: (frontier nodes + tree
+ * depth) slabs per rank, plus the frontier nodes' chunks. */
+typedef struct app_repro {
+    int S;                    /* micro-shards */
+    int64_t rows;             /* rows per shard */
+    size_t n, n_stats;        /* floats per slab; doubles per shard's stats (+ failure flag) */
+    int s0, s1;               /* this rank's shards */
+    int n_nodes;              /* frontier nodes, all ranks, in tree order */
+    int *node_lo, *node_hi, *node_owner;
+    int my0, my1;             /* this rank's frontier nodes */
+    int depth;                /* scratch levels for the local subtrees */
+    float **node, **scratch;  /* (my1-my0) node sums; (depth) right-subtree scratch */
+    float *recv;              /* (n_nodes, cmax) this rank's chunk of every node */
+    int64_t cmax;
+    int64_t *cnt, *dsp, *scnt, *sdsp; /* (P) slab chunks; shard-stat pieces */
+    double *shard_stats;      /* (S, n_stats) */
+} app_repro;
+
+/* This rank's rows [lo,hi) of every global batch of the job (also the resampler's): whole
+ * micro-shards with sae.reproducible (returns the rows per shard), else ms_shard_range (0). */
+int64_t app_sae_slice(const ms_config *cfg, const ms_comm *comm, int64_t *lo, int64_t *hi);
+/* The frontier of S shards over P ranks: its nodes [lo,hi) and owners (NULL arrays: count only).
+ * Returns the count. Pure. */
+int app_repro_frontier(int S, int P, int *lo, int *hi, int *owner);
+/* COLLECTIVE callers agree. Buffers for this rank; n_stats = ms_sae_stats_len + 1. Fails when
+ * sae.micro_shards < ranks. app_repro_free is safe on a zeroed struct. */
+ms_status app_repro_init(app_repro *r, const ms_config *cfg, const ms_sae *sae, const ms_comm *comm,
+                         size_t n_stats, ms_err *err);
+void app_repro_free(app_repro *r);
+/* COLLECTIVE. This rank's rows x (its shards, in order) → every shard's forward_backward, the
+ * fixed-order sum into sae->grads and stats (n_stats; the last = shards that failed, including
+ * a rank whose *local (its read) failed: then grads are not reduced). *local becomes this
+ * rank's status (err set where it failed). Returns an MPI failure only; *t_reduce = seconds in
+ * the exchange. */
+ms_status app_repro_grads(app_repro *r, ms_sae *sae, const float *x, int64_t B, ms_status *local,
+                          double *stats, const ms_comm *comm, double *t_reduce, ms_err *err);
+
 /* ---- the loop (sae_train.c). The `monosem train` loop for one SAE, data parallel: each rank
  * reads its slice of every global batch (ms_actstream), forward_backward, ONE allreduce of the
  * grads slab and one of the stats, the identical step on every rank. Resampling at
@@ -88,7 +132,7 @@ int64_t app_train_resampled_between(const app_train_state *t, int64_t from, int6
  * (<sae.out_dir>/checkpoint.safetensors); after the last step, the final weights' densities
  * over the file's first sae.final_density_rows rows (the last metrics line's final_* keys,
  * sae.h5's log10_density and sparsity.safetensors); rerunning resumes from it, bitwise identical to an
- * uninterrupted run on the same rank and thread counts. Final outputs: <sae.out_dir>/sae.h5
+ * uninterrupted run on the same rank and thread counts (with sae.reproducible: on any rank count). Final outputs: <sae.out_dir>/sae.h5
  * and <sae.out_dir>/saelens/ (cfg.json, sae_weights.safetensors, sparsity.safetensors).
  * COLLECTIVE. rec may be NULL (benchmarks). */
 typedef struct app_train_result {

@@ -3,7 +3,8 @@
  * the `monosem train` loop's time split (read / forward_backward / allreduce / step) with the
  * allreduce share of a step (goal < 5% at 2 ranks).
  *   mpirun -n 1|2 bench_train [--dir DIR] [--mb 384] [--d 512] [--d-sae 4096] [--batch 4096]
- *                             [--steps 12] [--window 65536]
+ *                             [--steps 12] [--window 65536] [--shards S]
+ * --shards S: sae.reproducible with S micro-shards (its cost against the plain allreduce).
  * BLAS threads per rank: OPENBLAS_NUM_THREADS (default 1 per rank when run by mpirun -n 2). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ int main(int argc, char **argv)
     if (ms_comm_init(&comm, &argc, &argv, &err) != MS_OK) return 1;
     ms_log_init(comm.rank);
     const char *dir = "/tmp";
-    int64_t mb = 384, d = 512, d_sae = 4096, batch = 4096, steps = 12, window = 65536;
+    int64_t mb = 384, d = 512, d_sae = 4096, batch = 4096, steps = 12, window = 65536, shards = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--mb")) mb = atoll(argv[i + 1]);
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--batch")) batch = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--window")) window = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--shards")) shards = atoll(argv[i + 1]);
     }
     int threads = ms_blas_threads_set(&comm, 0);
     char path[2048];
@@ -128,9 +130,10 @@ int main(int argc, char **argv)
     snprintf(yaml, sizeof yaml,
              "run: {name: bench, out_dir: %s.run, seed: 1}\n"
              "sae: {activations: %s, d_sae: %lld, batch: %lld, steps: %lld, checkpoint_every: 0, "
-             "log_every: 1000, median_samples: 2048, shuffle_buffer: 65536}\n",
+             "log_every: 1000, median_samples: 2048, shuffle_buffer: 65536, reproducible: %s, "
+             "micro_shards: %lld}\n",
              path, path, (long long)d_sae, (long long)batch,
-             (long long)steps);
+             (long long)steps, shards > 0 ? "true" : "false", (long long)(shards > 0 ? shards : 8));
     ms_config cfg;
     memset(&cfg, 0, sizeof cfg);
     if (ms_config_parse(&cfg, "bench_train", yaml, strlen(yaml), NULL, 0, NULL, &err))

@@ -110,6 +110,10 @@ ms_status ms_actstream_open(ms_actstream **out, ms_actfile *f, const ms_actstrea
                           "%s: global batch %lld cannot be split over %d ranks (need >= 1 row "
                           "per rank)",
                           path, (long long)o->batch, size);
+    if (o->granule > 0 && (o->batch % o->granule != 0 || o->batch / o->granule < size))
+        return ms_err_set(err, MS_ERR_USAGE,
+                          "%s: global batch %lld is not %d or more whole granules of %lld rows", path,
+                          (long long)o->batch, size, (long long)o->granule);
     if (m->n_rows < 1)
         return ms_err_set(err, MS_ERR_STATE, "%s: the activations file has no rows", path);
     ms_actstream *s = calloc(1, sizeof *s);
@@ -129,7 +133,12 @@ ms_status ms_actstream_open(ms_actstream **out, ms_actfile *f, const ms_actstrea
     s->K = (w + s->R - 1) / s->R;
     if (s->K > s->nblocks) s->K = s->nblocks;
     s->nwindows = (s->nblocks + s->K - 1) / s->K;
-    ms_shard_range(o->batch, rank, size, &s->lo, &s->hi);
+    if (o->granule > 0) { /* whole granules per rank (checked above) */
+        ms_shard_range(o->batch / o->granule, rank, size, &s->lo, &s->hi);
+        s->lo *= o->granule, s->hi *= o->granule;
+    } else {
+        ms_shard_range(o->batch, rank, size, &s->lo, &s->hi);
+    }
     const int64_t W = s->K * s->R, b = s->hi - s->lo;
     /* this rank's rows of one window: at most b per started batch inside it */
     s->cap = (W / o->batch + 2) * b;

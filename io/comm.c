@@ -21,6 +21,7 @@ enum { TAG_REQUEST = 7101, TAG_REPLY = 7102 };
 static MPI_Comm g_world = MPI_COMM_NULL;
 static MPI_Comm g_node = MPI_COMM_NULL;
 static int g_we_initialised = 0;
+static int *g_ints; /* (2, size) MPI counts and displacements, allocated once at init */
 /* The CPU binding, read once at init: CPUs in this rank's affinity mask and how many ranks on
  * this node have a mask overlapping it (unbound ranks all share the whole node). */
 static int g_mask_cpus = 0, g_mask_sharers = 1;
@@ -81,6 +82,8 @@ ms_status ms_comm_init(ms_comm *comm, int *argc, char ***argv, ms_err *err)
     MPI_Comm_rank(g_node, &comm->node_rank);
     MPI_Comm_size(g_node, &comm->node_size);
     ms_testhook_set_rank(comm->rank);
+    if (!g_ints) g_ints = calloc(2 * (size_t)comm->size, sizeof *g_ints);
+    if (!g_ints) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     return MS_OK;
 }
 
@@ -90,6 +93,8 @@ void ms_comm_finalize(ms_comm *comm)
     int fin = 0;
     MPI_Finalized(&fin);
     if (fin) return;
+    free(g_ints);
+    g_ints = NULL;
     if (g_node != MPI_COMM_NULL) MPI_Comm_free(&g_node);
     if (g_world != MPI_COMM_NULL) MPI_Comm_free(&g_world);
     if (g_we_initialised) MPI_Finalize();
@@ -149,6 +154,71 @@ ms_status ms_comm_allreduce_f64(const ms_comm *comm, double *buf, size_t n, ms_e
 ms_status ms_comm_allreduce_i64(const ms_comm *comm, int64_t *buf, size_t n, ms_err *err)
 {
     return allreduce(comm, buf, n, sizeof(int64_t), MPI_INT64_T, err);
+}
+
+/* Counts and displacements as MPI ints: the fixed-order reduction's pieces stay far below
+ * INT_MAX elements (a chunk of one slab), so one call each, checked rather than chunked. */
+static ms_status to_ints(int *out, const int64_t *in, int n, const char *what, ms_err *err)
+{
+    for (int i = 0; i < n; i++) {
+        if (in[i] < 0 || in[i] > INT_MAX)
+            return ms_err_set(err, MS_ERR_MPI, "%s: %lld elements exceed one MPI call", what, (long long)in[i]);
+        out[i] = (int)in[i];
+    }
+    return MS_OK;
+}
+
+static ms_status scatterv(const ms_comm *comm, const void *send, const int64_t *counts,
+                          const int64_t *displs, void *recv, int root, MPI_Datatype t, size_t elem,
+                          ms_err *err)
+{
+    if (comm->size == 1) {
+        memcpy(recv, (const char *)send + displs[0] * elem, (size_t)counts[0] * elem);
+        return MS_OK;
+    }
+    int n = comm->size, *c = g_ints, *dsp = g_ints + n;
+    ms_status st = to_ints(c, counts, n, "MPI_Scatterv", err);
+    if (!st) st = to_ints(dsp, displs, n, "MPI_Scatterv", err);
+    if (st) return st;
+    if (MPI_Scatterv(send, c, dsp, t, recv, c[comm->rank], t, root, COMM(comm)) != MPI_SUCCESS)
+        return ms_err_set(err, MS_ERR_MPI, "MPI_Scatterv from rank %d failed", root);
+    return MS_OK;
+}
+
+static ms_status allgatherv(const ms_comm *comm, const void *send, void *recv, const int64_t *counts,
+                            const int64_t *displs, MPI_Datatype t, size_t elem, ms_err *err)
+{
+    if (comm->size == 1) {
+        memmove((char *)recv + displs[0] * elem, send, (size_t)counts[0] * elem);
+        return MS_OK;
+    }
+    int n = comm->size, *c = g_ints, *dsp = g_ints + n;
+    ms_status st = to_ints(c, counts, n, "MPI_Allgatherv", err);
+    if (!st) st = to_ints(dsp, displs, n, "MPI_Allgatherv", err);
+    if (st) return st;
+    /* send already in place (this rank's piece of recv): MPI forbids aliasing without saying so */
+    const void *sb = send == (const char *)recv + displs[comm->rank] * elem ? MPI_IN_PLACE : send;
+    if (MPI_Allgatherv(sb, c[comm->rank], t, recv, c, dsp, t, COMM(comm)) != MPI_SUCCESS)
+        return ms_err_set(err, MS_ERR_MPI, "MPI_Allgatherv failed");
+    return MS_OK;
+}
+
+ms_status ms_comm_scatterv_f32(const ms_comm *comm, const float *send, const int64_t *counts,
+                               const int64_t *displs, float *recv, int root, ms_err *err)
+{
+    return scatterv(comm, send, counts, displs, recv, root, MPI_FLOAT, sizeof(float), err);
+}
+
+ms_status ms_comm_allgatherv_f32(const ms_comm *comm, const float *send, float *recv,
+                                 const int64_t *counts, const int64_t *displs, ms_err *err)
+{
+    return allgatherv(comm, send, recv, counts, displs, MPI_FLOAT, sizeof(float), err);
+}
+
+ms_status ms_comm_allgatherv_f64(const ms_comm *comm, const double *send, double *recv,
+                                 const int64_t *counts, const int64_t *displs, ms_err *err)
+{
+    return allgatherv(comm, send, recv, counts, displs, MPI_DOUBLE, sizeof(double), err);
 }
 
 ms_status ms_comm_bcast(const ms_comm *comm, void *buf, size_t n, int root, ms_err *err)

@@ -147,6 +147,8 @@ static const field ms_fields[] = {
     {"sae.final_density_rows", F_INT, OFF(sae.final_density_rows), 0, 0, BIG, "1000000", NULL, "rows (the file's first, whole batches) on which the final weights' densities are counted as eval counts them (0 = only the training window's estimate)", RESULT},
     {"sae.rare_density", F_REAL, OFF(sae.rare_density), 0, 0, 1, "1e-04", NULL, "density below which an alive feature counts as rare (eval and training report it beside ultralow: one the demo's tokens resolve)", RESULT},
     {"sae.skip_nonfinite", F_BOOL, OFF(sae.skip_nonfinite), 0, 0, 0, "false", NULL, "skip NaN/Inf rows (counted) instead of failing", RESULT},
+    {"sae.reproducible", F_BOOL, OFF(sae.reproducible), 0, 0, 0, "false", NULL, "bitwise identical results at any rank count: the batch runs as sae.micro_shards fixed shards whose gradients are summed in a fixed order (docs/clusters.md: what it costs)", RESULT},
+    {"sae.micro_shards", F_INT, OFF(sae.micro_shards), 0, 1, 65536, "8", NULL, "sae.reproducible: shards of the global batch (must divide sae.batch; at least the rank count); the result depends on it, not on the ranks", RESULT},
     {"sae.repeat", F_BOOL, OFF(sae.repeat), 0, 0, 0, "false", NULL, "allow more than one pass over the rows (each epoch reshuffled)", RESULT},
     /* eval */
     {"eval.tokens", F_INT, OFF(eval.tokens), 0, 1, BIG, "200000", NULL, "held-out tokens for loss recovered", RESULT},
@@ -815,6 +817,11 @@ static ms_status resolve(ms_config *cfg, ms_err *err)
         where w = where_of(cfg, "sae.k");
         return where_err(err, &w, "key 'sae.k': expected at most sae.d_sae (%lld), got %lld", (long long)cfg->sae.d_sae,
                          (long long)cfg->sae.k);
+    }
+    if (cfg->sae.reproducible && cfg->sae.batch % cfg->sae.micro_shards != 0) {
+        where w = where_of(cfg, "sae.micro_shards");
+        return where_err(err, &w, "key 'sae.micro_shards': expected a divisor of sae.batch (%lld) with "
+                         "sae.reproducible, got %lld", (long long)cfg->sae.batch, (long long)cfg->sae.micro_shards);
     }
     for (int i = 1; i < cfg->sae.resample.n_at; i++)
         if (cfg->sae.resample.at[i] <= cfg->sae.resample.at[i - 1]) {

@@ -14,7 +14,7 @@ ms_script_test(sae_actstore_h5py LABELS ref DEPENDS "tmpdir;actwriter_file"
                ${CMAKE_CURRENT_BINARY_DIR}/tmp/actwriter.h5)
 
 # the train stage under mpirun (synthetic activations with known ground truth, h5py-written)
-foreach(case ranks resume recovery badinput archs memory resample final)
+foreach(case ranks resume recovery badinput archs memory resample final repro)
   ms_script_test(sae_train_${case} LABELS "mpi;e2e" DEPENDS tmpdir
                  COMMAND ${CMAKE_CURRENT_LIST_DIR}/train_test.sh ${case})
   set_tests_properties(sae_train_${case} PROPERTIES PROCESSORS 2)

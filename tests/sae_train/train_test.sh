@@ -15,6 +15,11 @@
 #                           features below it over the window (NumPy on the checkpoint's counters),
 #                           including rare ones the paper's never-fired rule leaves alone; they
 #                           are revived; counts in the log and metrics.jsonl
+#   train_test.sh repro     sae.reproducible at the demo's shapes (d_in 512; relu-l1 d_sae 2048 with
+#                           resampling, topk d_sae 512 with AuxK; batch 512 in the default 8
+#                           micro-shards): 1, 2, 3 and 4 ranks (1 rank on both CPUs) give bitwise
+#                           identical sae.h5 datasets, checkpoints (+ .prev), SAELens files and
+#                           metrics (compare_repro.py); a bad sae.micro_shards is refused
 set -u
 CASE=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -302,6 +307,40 @@ print(f"the {picked.sum()} picked features over steps 20..40: mean density {a_de
       f"{a_den.mean():.4f} resampled; {int((a_den >= 0.04).sum())} resampled ones at or above 4%")
 assert a_den.mean() > a_dead.mean() and (a_den >= 0.04).sum() > (a_dead >= 0.04).sum()
 PYEOF
+    ;;
+repro)
+    "$PY" "$HERE/make_synth.py" "$T/a.h5" --rows 12000 --d 512 --feats 1024 --active 8 --seed 7 || die synth
+    relu=("d_sae: 2048" "batch: 512" "steps: 20" "lr: 0.003" "l1_coeff: 0.005" "checkpoint_every: 10"
+          "log_every: 5" "shuffle_buffer: 4096" "median_samples: 1024" "repeat: true" "reproducible: true"
+          "final_density_rows: 4096" "resample: {at: [15], window: 5, inputs: 2048, max_density: 0.02}")
+    topk=("arch: topk" "d_sae: 512" "k: 32" "k_aux: 64" "dead_tokens: 2048" "batch: 512" "steps: 12" "lr: 0.001"
+          "checkpoint_every: 4" "log_every: 2" "shuffle_buffer: 4096" "median_samples: 1024" "repeat: true"
+          "reproducible: true" "final_density_rows: 4096")
+    for arch in relu topk; do
+        declare -n keys=$arch
+        # one job file and one out_dir for every rank count (the config hash covers out_dir); each
+        # run's outputs are moved aside. --bind-to none: 1 rank would run 2 BLAS threads, 2+ ranks 1
+        job "$T/$arch.yaml" "$T/out" "$T/a.h5" "${keys[@]}"
+        for np in 1 2 3 4; do
+            rm -rf "$T/out"
+            "$MPIRUN" -n $np "${MPIFLAGS[@]}" --bind-to none "$BIN" train "$T/$arch.yaml" > "$T/last.log" 2>&1 \
+                || { cat "$T/last.log"; die "$arch on $np ranks"; }
+            grep -q "reproducible: 8 micro-shards of 64 rows" "$T/last.log" || die "$arch: not in reproducible mode"
+            mv "$T/out" "$T/$arch$np"
+        done
+        [ $arch = relu ] && { grep -q "step 15: resampled [1-9]" "$T/last.log" || { grep resampled "$T/last.log"; die "nothing resampled"; }; }
+        "$PY" "$HERE/compare_repro.py" "$T/${arch}1/sae" "$T/${arch}2/sae" "$T/${arch}3/sae" "$T/${arch}4/sae" \
+            || die "$arch: 1, 2, 3, 4 ranks not bitwise identical"
+    done
+    # the key's checks: a divisor of the batch (file:line:col), at least one shard per rank
+    job "$T/bad.yaml" "$T/bad" "$T/a.h5" "batch: 512" "reproducible: true" "micro_shards: 3"
+    run 1 "$T/bad.yaml" && die "micro_shards 3 of batch 512 accepted"
+    grep -Eq "bad.yaml:[0-9]+:[0-9]+: key 'sae.micro_shards': expected a divisor of sae.batch \(512\)" "$T/last.log" \
+        || { cat "$T/last.log"; die "micro_shards error message"; }
+    job "$T/few.yaml" "$T/few" "$T/a.h5" "d_sae: 512" "batch: 512" "steps: 1" "reproducible: true" "micro_shards: 2" \
+        "median_samples: 1024" "shuffle_buffer: 4096"
+    run 3 "$T/few.yaml" && die "2 micro-shards on 3 ranks accepted"
+    grep -q "sae.micro_shards 2 is smaller than the 3 ranks" "$T/last.log" || { cat "$T/last.log"; die "few shards message"; }
     ;;
 *) die "unknown case $CASE" ;;
 esac

@@ -171,6 +171,8 @@ typedef struct ms_config {
         double rare_density; /* a coarser cut that short runs resolve (eval and training count it) */
         int64_t final_density_rows; /* end of training: the final weights' densities over these rows */
         bool skip_nonfinite;
+        bool reproducible;     /* fixed micro-shards + fixed-order reduction (apps/sae_reduce.c) */
+        int64_t micro_shards;  /* batch split into this many shards, whatever the rank count */
         bool repeat; /* allow more than one (reshuffled) pass over the data */
     } sae;
     struct {
@@ -312,6 +314,16 @@ ms_status ms_comm_agree(const ms_comm *comm, ms_status local, ms_err *err);
 ms_status ms_comm_allreduce_f32(const ms_comm *comm, float *buf, size_t n, ms_err *err);
 ms_status ms_comm_allreduce_f64(const ms_comm *comm, double *buf, size_t n, ms_err *err);
 ms_status ms_comm_allreduce_i64(const ms_comm *comm, int64_t *buf, size_t n, ms_err *err);
+/* COLLECTIVE. Rank q receives counts[q] floats from root's send + displs[q] (send read on root
+ * only; counts and displs have size entries, the same on every rank, each at most INT_MAX). */
+ms_status ms_comm_scatterv_f32(const ms_comm *comm, const float *send, const int64_t *counts,
+                               const int64_t *displs, float *recv, int root, ms_err *err);
+/* COLLECTIVE. recv + displs[q] := rank q's counts[q] elements of send, on every rank. Pure
+ * copies: with the fixed-order reduction (apps/sae_reduce.c) sums stay bitwise order-free. */
+ms_status ms_comm_allgatherv_f32(const ms_comm *comm, const float *send, float *recv,
+                                 const int64_t *counts, const int64_t *displs, ms_err *err);
+ms_status ms_comm_allgatherv_f64(const ms_comm *comm, const double *send, double *recv,
+                                 const int64_t *counts, const int64_t *displs, ms_err *err);
 /* COLLECTIVE. Broadcast n bytes from root (chunked past INT_MAX). */
 ms_status ms_comm_bcast(const ms_comm *comm, void *buf, size_t n, int root, ms_err *err);
 /* COLLECTIVE. Barrier. */
@@ -766,6 +778,9 @@ typedef struct ms_actstream_opts {
     bool repeat;         /* false: running past epoch 0 is an error (no repetition) */
     uint64_t seed;
     int64_t limit;       /* > 0: only stream positions < limit will be asked for (samples) */
+    int64_t granule;     /* > 0: rank slices are whole granules of this many rows (batch a
+                          * multiple, at least one granule per rank): the reproducible trainer's
+                          * micro-shards; 0 = ms_shard_range over rows */
 } ms_actstream_opts;
 
 typedef struct ms_actstream ms_actstream;
