@@ -1,6 +1,7 @@
 /* An SAE's sparse codes from analyze's pass 1 on local disk, read back by pass 2. */
 #include "analyze_spill.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,8 +55,8 @@ ms_status ms_spill_write(ms_spill *s, const float *f, int64_t n, ms_err *err)
         }
         if (fwrite(&k, sizeof k, 1, s->f) != 1 || fwrite(s->pairs_i, sizeof *s->pairs_i, (size_t)k, s->f) != (size_t)k ||
             fwrite(s->pairs_v, sizeof *s->pairs_v, (size_t)k, s->f) != (size_t)k)
-            return ms_err_set(err, MS_ERR_IO, "%s: writing the analysis scratch file failed (disk full? set analyze.scratch_dir)",
-                              s->path);
+            return ms_err_set(err, MS_ERR_IO, "%s: writing the analysis scratch file failed: %s (set analyze.scratch_dir "
+                              "to a file system with room)", s->path, strerror(errno));
         s->bytes += (int64_t)sizeof k + 8 * (int64_t)k;
     }
     return MS_OK;

@@ -1,5 +1,6 @@
 /* The report's text buffer: JSON numbers and strings appended to a growing buffer, written to
  * the data (.js) files. */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -141,9 +142,13 @@ ms_status ms_rbuf_write(const ms_rbuf *b, const char *path, ms_err *err)
 {
     if (b->oom) return ms_err_set(err, MS_ERR_NOMEM, "report: %s: out of memory while building the file", path);
     FILE *f = fopen(path, "wb");
-    if (!f) return ms_err_set(err, MS_ERR_IO, "report: %s: cannot create the file", path);
+    if (!f) return ms_err_set(err, MS_ERR_IO, "report: %s: cannot create the file: %s", path, strerror(errno));
+    errno = 0;
     size_t w = b->len ? fwrite(b->p, 1, b->len, f) : 0;
+    int e = w != b->len ? errno : 0; /* the failed write's errno (ENOSPC, EIO), before fclose */
     int rc = fclose(f);
-    if (w != b->len || rc != 0) return ms_err_set(err, MS_ERR_IO, "report: %s: write failed (disk full?)", path);
+    if (!e && rc != 0) e = errno;
+    if (w != b->len || rc != 0)
+        return ms_err_set(err, MS_ERR_IO, "report: %s: write failed: %s", path, e ? strerror(e) : "short write");
     return MS_OK;
 }

@@ -824,12 +824,19 @@ static hid_t tensor_dcpl(int ndim, const hsize_t *dims, size_t esize)
 ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
                               const char *const *attr_kv, int n_attr, ms_err *err)
 {
+    /* The file is built in memory (HDF5's core driver, no backing store) and written with
+     * ms_file_write_atomic: a full disk or an I/O error then fails a plain write(), with a
+     * clean message and no temporary left, never HDF5's own flush of a half-written file
+     * (which, after a failed H5Fclose, crashed HDF5's atexit clean-up in MPI_Finalize). */
     quiet_hdf5();
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create: %s", tmp, ms_create_error(tmp));
-    errno = 0;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot set up HDF5's in-memory file", path);
+    }
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (file < 0) return ms_err_set(err, MS_ERR_NOMEM, "%s: cannot create the file in memory", path);
     herr_t r = 0;
     for (int i = 0; i < n_items && r >= 0; i++) {
         const ms_st_item *it = &items[i];
@@ -843,7 +850,6 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
         case MS_ST_U8: ft = H5T_STD_U8LE, mt = H5T_NATIVE_UINT8; break;
         default:
             H5Fclose(file);
-            unlink(tmp);
             return ms_err_set(err, MS_ERR_USAGE, "%s: tensor %s: only F32, I64, I32, U8 supported",
                               path, it->name);
         }
@@ -857,28 +863,20 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     }
     for (int i = 0; i < n_attr && r >= 0; i++)
         r = attr_write_str(file, attr_kv[2 * i], attr_kv[2 * i + 1]);
-    int e = r < 0 ? errno : 0; /* HDF5 keeps the failed write's errno (ENOSPC, EFBIG, EIO) */
-    errno = 0;
-    if (H5Fclose(file) < 0) {
-        r = -1;
-        if (!e) e = errno;
-    }
-    if (r < 0) {
-        unlink(tmp);
-        return ms_err_set(err, MS_ERR_IO, "%s: writing datasets failed: %s", tmp,
-                          e ? strerror(e) : ms_create_error(tmp));
-    }
-    int fd = open(tmp, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s: %s", path, tmp, strerror(e));
-    }
-    return MS_OK;
+    if (r >= 0) r = H5Fflush(file, H5F_SCOPE_LOCAL);
+    ssize_t size = r >= 0 ? H5Fget_file_image(file, NULL, 0) : -1;
+    void *image = size > 0 ? malloc((size_t)size) : NULL;
+    if (image && H5Fget_file_image(file, image, (size_t)size) != size) size = -1;
+    H5Fclose(file); /* in memory: nothing left to fail */
+    ms_status st = MS_OK;
+    if (r < 0 || size <= 0)
+        st = ms_err_set(err, MS_ERR_NOMEM, "%s: building the HDF5 file in memory failed (out of memory?)", path);
+    else if (!image)
+        st = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory for the %lld-byte file image", path, (long long)size);
+    else
+        st = ms_file_write_atomic(path, image, (size_t)size, err);
+    free(image);
+    return st;
 }
 
 /* ------------------------------------------------------------------ generation helpers

@@ -132,6 +132,41 @@ d[(3,) + (0,) * (d.ndim - 1)] = 50257 if sys.argv[2] != 'top_tokens' else -7
     [ -n "$(ls "$T/job/run" | grep 'report.tmp')" ] && bad "report left its temporary directory"
     cp "$T/a.good" "$a"
     ms 60 1 report "$J" && ok "the intact files still report" || bad "report on intact files: $(tail -2 "$T/last.log")" ;;
+diskfull)
+    MNT=$T/full
+    mkdir -p "$MNT"
+    trap 'mountpoint -q "$MNT" && umount -l "$MNT"' EXIT
+    if ! mount -t tmpfs -o size=8m tmpfs "$MNT" 2>"$T/mount.err"; then
+        echo "SKIP: cannot mount a tmpfs here ($(cat "$T/mount.err")); the full-disk cases need root and mount"; exit 0
+    fi
+    tiny
+    ms 300 2 run "$J" || { cat "$T/last.log"; bad "first run"; exit 1; }
+    # (stage, its outputs redirected into the full file system); eval writes beside the SAE,
+    # compare and report under run.out_dir: those read copies placed there before filling
+    for c in "tokenize --corpus.token_dir=$MNT/tokens" \
+             "train-model --model.dir=$MNT/model --train_model.dir=$MNT/tm" \
+             "generate --generate.out=$MNT/acts.h5" "train --sae.out_dir=$MNT/sae" \
+             "eval --sae.out_dir=$MNT/sae" "analyze --analyze.out_dir=$MNT/az" \
+             "compare --run.out_dir=$MNT/run" "report --run.out_dir=$MNT/run"; do
+        set -- $c; st=$1; shift
+        for left in 0 6; do # KiB left: the first write fails, or one after a few succeeded
+            find "$MNT" -mindepth 1 -delete
+            case $st in eval) cp -r "$T/job/sae" "$MNT/sae"; rm -f "$MNT"/sae/eval* "$MNT"/sae/checkpoint* ;;
+                        compare|report) mkdir -p "$MNT/run"; cp -r "$T/job/run/neurons" "$MNT/run/" ;; esac
+            mountpoint -q "$MNT" || { bad "$MNT is no longer a tmpfs"; exit 1; } # never fill the real disk
+            fallocate -l $(( $(stat -f -c '%a*%S' "$MNT") - left * 1024 )) "$MNT/filler" 2>/dev/null
+            ms 120 2 $st "$J" "$@"; rc=$?
+            tmps=$(find "$MNT" -name '*.tmp*')
+            # the failed write's own error, or generate's up-front space check naming what it needs
+            n=$(grep -c "No space left on device\|but its file system has .* MB free" "$T/last.log")
+            if [ $rc -eq 124 ] || [ $rc -ge 128 ] || grep -q "Signal: Segmentation\|Signal: Abort" "$T/last.log"; then
+                bad "$st, $left KiB left: exit $rc (crash or hang): $(grep -v '^ ' "$T/last.log" | tail -3)"
+            elif [ -n "$tmps" ]; then bad "$st, $left KiB left: temporary files left: $tmps"
+            elif [ $rc -ne 0 ] && [ "$n" -lt 1 ]; then bad "$st, $left KiB left: exit $rc without saying the disk is full: $(tail -3 "$T/last.log")"
+            elif [ $rc -ne 0 ]; then ok "$st, $left KiB left: exit $rc: $(grep -m1 'No space left on device\|MB free' "$T/last.log")"
+            else ok "$st, $left KiB left: its outputs fit (exit 0)"; fi
+        done
+    done ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 [ "$fails" -eq 0 ] && echo "round3 $CASE: all checks passed"
