@@ -139,6 +139,42 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
 }
 
 /* Tokens, model, hook, plan, dictionaries, buffers on every rank. Local; the caller agrees. */
+/* Keys that scale analyze's work and memory, bounded by what the job can use: a window of
+ * context each side within one context, no more top examples than tokens analysed, and the
+ * top-k stores of every dictionary within this node's available memory per rank. Identical on
+ * every rank but the memory figure: a rank whose node lacks it fails, and the agreement after
+ * setup stops every rank with its message. */
+static ms_status check_bounds(const az *a, const ms_analysis_opts *o, ms_err *err)
+{
+    const ms_config *cfg = a->cfg;
+    char at[4200];
+    if (o->window > a->T - 1) {
+        ms_config_key_where(cfg, "analyze.context_window", at, sizeof at);
+        return ms_err_set(err, MS_ERR_CONFIG, "%s: key 'analyze.context_window': %lld tokens each side, but a "
+                          "context holds corpus.context %lld tokens: expected at most %lld", at,
+                          (long long)o->window, (long long)a->T, (long long)a->T - 1);
+    }
+    const int64_t tokens = a->n_ctx * a->T;
+    if (o->top_k > tokens) {
+        ms_config_key_where(cfg, "analyze.top_k", at, sizeof at);
+        return ms_err_set(err, MS_ERR_CONFIG, "%s: key 'analyze.top_k': %lld top examples per unit, but analyze "
+                          "reads %lld tokens: expected at most that", at, (long long)o->top_k,
+                          (long long)tokens);
+    }
+    double need = 0;
+    for (int i = 0; i < a->n_dicts; i++) need += ms_analysis_bytes(a->dicts[i].U, o);
+    const double avail = ms_mem_available() / (a->app->comm.node_size > 0 ? a->app->comm.node_size : 1);
+    if (avail > 0 && need > 0.8 * avail) {
+        ms_config_key_where(cfg, "analyze.top_k", at, sizeof at);
+        return ms_err_set(err, MS_ERR_CONFIG, "%s: analyze would hold %.1f GB per rank of top and interval "
+                          "examples (%d dictionaries; analyze.top_k %lld, analyze.context_window %lld, analyze.intervals "
+                          "%lld x analyze.interval_samples %lld) but %.1f GB per rank is available on this node: lower "
+                          "those keys", at, need / 1e9, a->n_dicts, (long long)o->top_k,
+                          (long long)o->window, (long long)o->intervals, (long long)o->interval_samples, avail / 1e9);
+    }
+    return MS_OK;
+}
+
 static ms_status az_prepare(az *a, ms_err *err)
 {
     const ms_config *cfg = a->cfg;
@@ -211,6 +247,7 @@ static ms_status az_prepare(az *a, ms_err *err)
     nd->source = strdup(a->model_dir);
     nd->out_path = ms_job_neurons_analysis_path(cfg, a->which);
     if (!nd->source || !nd->out_path) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if ((st = check_bounds(a, &o, err))) return st;
     for (int i = 0; i < a->n_dicts && !st; i++) {
         st = ms_analysis_init(&a->dicts[i].an, a->dicts[i].U, &o, err);
         a->dicts[i].have_an = !st;

@@ -528,6 +528,10 @@ static size_t block_bytes(const pair *p)
 
 /* Picks the blocks of the next pass: at most one per pair, as many pairs as fit in
  * compare.block_mb together (at least one). False when every block is done. */
+/* More passes than this over the tokens is a block size set by mistake, not a plan: refused
+ * with the figure that fits (a pass packs whole column blocks, hence the factor 2 of slack). */
+#define MAX_PASSES 64
+
 static bool next_pass(cmp *c, bool dry)
 {
     size_t budget = (size_t)(c->cfg->compare.block_mb * 1048576.0), used = 0;
@@ -619,6 +623,22 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
     int64_t n_pass = 0;
     while (next_pass(&c, true)) n_pass++;
     for (int k = 0; k < c.n_pairs; k++) c.pairs[k].next_block = 0;
+    if (n_pass > MAX_PASSES) { /* each pass is a forward of every model over compare.tokens */
+        double all = 0; /* every pair's sums at once, bytes */
+        for (int k = 0; k < c.n_pairs; k++) {
+            const pair *p = &c.pairs[k];
+            all += (double)p->da * (double)p->db * (sizeof(double) + sizeof(float)) + 2.0 * sizeof(double) * (double)p->db;
+        }
+        char at[4200];
+        ms_config_key_where(c.cfg, "compare.block_mb", at, sizeof at);
+        st = ms_err_set(err, MS_ERR_CONFIG, "%s: key 'compare.block_mb': %g MiB makes %lld passes over the "
+                        "%lld tokens (each a forward of every model), expected at most %d: the correlation sums need "
+                        "%.1f MiB per rank in all, so compare.block_mb >= %.3g gives at most %d", at,
+                        c.cfg->compare.block_mb, (long long)n_pass, (long long)(c.n_ctx * c.T), MAX_PASSES,
+                        all / 1048576.0, all / 1048576.0 / (MAX_PASSES / 2), MAX_PASSES);
+        free(dir);
+        goto done;
+    }
     ms_log("compare: %d pair(s) (%s) over %lld contexts x %lld tokens on %d rank(s), %lld pass(es)", c.n_pairs,
            c.have_m[1] && c.have_m[2] ? "splitting + universality + control" : c.have_m[1] ? "splitting + universality"
            : c.have_m[2] ? "splitting + control" : "splitting", (long long)c.n_ctx, (long long)c.T, comm->size,

@@ -1285,6 +1285,16 @@ void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col)
     }
 }
 
+void ms_config_key_where(const ms_config *cfg, const char *key, char *buf, size_t n)
+{
+    int line, col;
+    ms_config_where(cfg, key, &line, &col);
+    if (line > 0)
+        snprintf(buf, n, "%s:%d:%d", cfg->path, line, col);
+    else
+        snprintf(buf, n, "%s (--%s on the command line or its default)", cfg->path, key);
+}
+
 const char *ms_enum_name(const char *key, int value)
 {
     const field *f = field_find(key);

@@ -124,6 +124,18 @@ char *ms_path_join(const char *a, const char *b)
     return s;
 }
 
+double ms_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    double kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024.0;
+}
+
 bool ms_path_exists(const char *path)
 {
     struct stat sb;

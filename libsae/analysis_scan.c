@@ -44,6 +44,14 @@ ms_status ms_analysis_init(ms_analysis *a, int64_t n_units, const ms_analysis_op
     return MS_OK;
 }
 
+double ms_analysis_bytes(int64_t n_units, const ms_analysis_opts *o)
+{
+    const double entry = (double)sizeof(ms_topk_entry) + 8.0 * (double)(2 * o->window + 1);
+    const double U = (double)n_units;
+    return U * ((double)o->top_k + (double)o->intervals * (double)o->interval_samples) * entry +
+           U * (8.0 * (double)(o->hist_bins + o->intervals) + 40.0);
+}
+
 void ms_analysis_free(ms_analysis *a)
 {
     ms_topk_free(&a->top);

@@ -132,6 +132,21 @@ d[(3,) + (0,) * (d.ndim - 1)] = 50257 if sys.argv[2] != 'top_tokens' else -7
     [ -n "$(ls "$T/job/run" | grep 'report.tmp')" ] && bad "report left its temporary directory"
     cp "$T/a.good" "$a"
     ms 60 1 report "$J" && ok "the intact files still report" || bad "report on intact files: $(tail -2 "$T/last.log")" ;;
+bounds)
+    tiny
+    # two sizes (a splitting pair for compare); the larger makes a tiny block_mb need many passes
+    sed -i 's#^sae: {#saes: [{name: S0, d_sae: 32}, {name: S1, d_sae: 256}]\nsae: {#' "$J"
+    ms 300 2 run "$J" || { cat "$T/last.log"; bad "first run"; exit 1; }
+    # each refusal comes up front: a 30 s bound (the runs these keys asked for took minutes)
+    expect_fail "analyze.top_k beyond the tokens analysed" "key 'analyze.top_k': 100000 top examples per unit, but analyze reads" \
+        30 2 analyze "$J" --analyze.top_k=100000
+    expect_fail "analyze.context_window beyond a context" "key 'analyze.context_window': 4096 tokens each side, but a context holds corpus.context 16 tokens: expected at most 15" \
+        30 2 analyze "$J" --analyze.context_window=4096
+    expect_fail "compare.block_mb tiny" "key 'compare.block_mb': 0.001 MiB makes" 30 2 compare "$J" --compare.block_mb=0.001
+    ms 120 2 compare "$J" --compare.block_mb=0.05 && grep -q "pass(es)" "$T/last.log" \
+        && ok "compare at the block size it suggests ($(grep -o '[0-9]* pass(es)' "$T/last.log"))" || bad "compare at block_mb 0.05: $(tail -2 "$T/last.log")"
+    ms 120 2 analyze "$J" --analyze.top_k=50 --analyze.context_window=15 --analyze.out_dir="$T/az" \
+        && ok "analyze at the bounds (top_k 50, context_window 15)" || bad "analyze at the bounds: $(tail -2 "$T/last.log")" ;;
 diskfull)
     MNT=$T/full
     mkdir -p "$MNT"

@@ -8,7 +8,7 @@ foreach(case hangs refuse resume outputs)
 endforeach()
 # Reliability round 3 (issue 23): outputs verified before a skip, whole-job validation, bounds on
 # work, garbage refused, signals on every stage, full disks on every stage (label fault).
-foreach(case skip validate garbage diskfull)
+foreach(case skip validate garbage bounds diskfull)
   ms_script_test(round3_${case} LABELS "fault;mpi" DEPENDS tmpdir
                  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/round3.sh ${case})
   set_tests_properties(round3_${case} PROPERTIES PROCESSORS 2 TIMEOUT 600 SKIP_REGULAR_EXPRESSION "^SKIP: ")

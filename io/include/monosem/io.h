@@ -266,6 +266,9 @@ ms_status ms_config_check_required(const ms_config *cfg, const char *const *requ
 
 /* Line and column (1-based) where a key was set in the job file; 0,0 if defaulted. */
 void ms_config_where(const ms_config *cfg, const char *key, int *line, int *col);
+/* "<job>:<line>:<col>" of key in the job file, or "<job> (--key on the command line or its
+ * default)" when the file does not set it: the prefix of an error about that key's value. */
+void ms_config_key_where(const ms_config *cfg, const char *key, char *buf, size_t n);
 
 const char *ms_enum_name(const char *key, int value);
 
@@ -526,6 +529,8 @@ ms_status ms_file_write_atomic(const char *path, const void *buf, size_t len, ms
 /* Joins a and b with '/' into a malloc'd string. */
 char *ms_path_join(const char *a, const char *b);
 bool ms_path_exists(const char *path);
+/* This node's available memory in bytes (MemAvailable of /proc/meminfo), 0 when unknown. */
+double ms_mem_available(void);
 /* Why a file cannot be created at path, as strerror text ("Read-only file system", "No such
  * file or directory", "Permission denied", ...), found by probing its directory; for failures
  * reported by a library without errno (HDF5). "reason unknown" if the directory looks fine. */

@@ -380,6 +380,8 @@ typedef struct ms_analysis {
  * plus units × (hist_bins + intervals) counters). ms_analysis_free is safe on a zeroed struct. */
 ms_status ms_analysis_init(ms_analysis *a, int64_t n_units, const ms_analysis_opts *o, ms_err *err);
 void ms_analysis_free(ms_analysis *a);
+/* The bytes ms_analysis_init allocates for n_units (an up-front estimate for a job's check). */
+double ms_analysis_bytes(int64_t n_units, const ms_analysis_opts *o);
 /* Pass 1: acts (nb*T, U) of contexts ctx0 … ctx0+nb−1 and their tokens (nb, T): top-k, count,
  * sum. Contexts must come in increasing order on a rank. */
 void ms_analysis_scan_top(ms_analysis *a, const float *acts, const int32_t *tokens, int64_t nb,
