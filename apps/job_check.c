@@ -54,13 +54,13 @@ ms_status ms_job_check(const ms_config *cfg, ms_err *err)
         ms_model_config mc;
         model_config_of(&mc, &d);
         ms_hook h;
-        /* d_in: the hook's width in the job's model (the activations file, once made, must agree) */
-        st = ms_hook_parse(&h, d.model.hook, &mc, &e2);
-        if (!st) {
-            ms_sae_hparams hp;
-            app_sae_hparams_from_config(&hp, &d, ms_hook_dim(&mc, h), d.sae.batch);
-            st = ms_sae_hparams_check(&hp, &e2);
-        }
+        /* d_in: the hook's width in the job's model (the activations file, once made, must
+         * agree); a hook the model lacks is the stages' error to report (with its key) */
+        ms_sae_hparams hp;
+        ms_err herr = {0};
+        const int64_t d_in = ms_hook_parse(&h, d.model.hook, &mc, &herr) ? 1 : ms_hook_dim(&mc, h);
+        app_sae_hparams_from_config(&hp, &d, d_in, d.sae.batch);
+        st = ms_sae_hparams_check(&hp, &e2);
         if (st) st = entry_err(cfg, i, st, &e2, err);
         ms_config_free(&d);
     }

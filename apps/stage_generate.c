@@ -5,6 +5,7 @@
 #include "monosem/model.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <signal.h>
@@ -353,6 +354,27 @@ static ms_status gen_space_check(const gen *g, ms_err *err)
     return MS_OK;
 }
 
+/* Rank 0: holds the store's space in a placeholder file until the store is created, so a disk
+ * that fills after the space check fails here with its errno, agreed by every rank — a
+ * parallel HDF5 create that runs out of space part-way hung the ranks or crashed HDF5's
+ * clean-up. A file system without fallocate keeps the check alone. */
+static ms_status gen_reserve(const gen *g, const char *reserve, ms_err *err)
+{
+    const ms_actmeta *m = &g->meta;
+    const double need = (double)m->n_rows * (double)m->d * (m->dtype == MS_DTYPE_F16 ? 2 : 4) +
+                        (double)m->n_rows * 8 + (double)m->n_contexts * (double)m->context * 4 + (1 << 20);
+    int fd = open(reserve, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return ms_err_set(err, MS_ERR_IO, "%s: cannot create: %s", reserve, strerror(errno));
+    int rc = fallocate(fd, 0, 0, (off_t)need);
+    int e = rc != 0 ? errno : 0;
+    close(fd);
+    if (rc != 0) unlink(reserve);
+    if (rc != 0 && e != EOPNOTSUPP && e != ENOSYS)
+        return ms_err_set(err, MS_ERR_IO, "%s: cannot reserve the %.1f MB the activations store needs: %s: free "
+                          "space and rerun", g->partial, need / 1e6, strerror(e));
+    return MS_OK;
+}
+
 /* After a failed write: MPI-IO does not hand errno through HDF5, so say it when the output's
  * file system is full (the likely cause), and that the same command resumes. */
 static void gen_full_disk_hint(const gen *g, ms_err *err)
@@ -394,8 +416,13 @@ static ms_status gen_open(gen *g, ms_err *err)
     }
     if (comm->rank == 0) st = dirname_mkdirs(g->partial, err);
     if (comm->rank == 0 && !st) st = gen_space_check(g, err);
+    ms_testhook("create", 1); /* test hook: the space was checked, not yet reserved */
+    char reserve[4200];
+    snprintf(reserve, sizeof reserve, "%s.reserve.tmp.%ld", g->partial, (long)getpid());
+    if (comm->rank == 0 && !st) st = gen_reserve(g, reserve, err);
     st = ms_comm_agree(comm, st, err);
     if (st) return st;
+    if (comm->rank == 0) unlink(reserve); /* its blocks go to the store created next */
     st = ms_actwriter_create(&g->w, g->partial, &g->meta, comm, err);
     st = ms_comm_agree(comm, st, err);
     if (st && g->w) {

@@ -74,7 +74,7 @@ sed -i "s/heldout_fraction: 0.1/heldout_fraction: 0.3/" m/job.yaml # eval needs 
 cat >> m/job.yaml <<EOT
 saes:
   - {name: R, d_sae: 96}
-  - {name: TK, arch: topk, k: 4, d_sae: 48}
+  - {name: TK, arch: topk, k: 4, k_aux: 24, d_sae: 48}
 compare: {tokens: 640}
 eval: {tokens: 256}
 EOT

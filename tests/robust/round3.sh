@@ -181,7 +181,28 @@ diskfull)
             elif [ $rc -ne 0 ]; then ok "$st, $left KiB left: exit $rc: $(grep -m1 'No space left on device\|MB free' "$T/last.log")"
             else ok "$st, $left KiB left: its outputs fit (exit 0)"; fi
         done
-    done ;;
+    done
+    # the disk fills after generate's space check, before the 2-rank store exists (it hung):
+    # rank 0 held at the point it reports (hook "create"), both ranks stopped, the disk filled
+    find "$MNT" -mindepth 1 -delete
+    rep=$T/create.hook
+    MONOSEM_TEST_HOOK="create:1:0:stop:$rep" timeout 120 "$MPIRUN" -n 2 "${MPIFLAGS[@]}" -x MONOSEM_TEST_HOOK \
+        "$BIN" generate "$J" --generate.out="$MNT/acts.h5" > "$T/create.log" 2>&1 &
+    mp=$!
+    if hook_wait "$rep" "$mp" "generate's create point on rank 0" 60 > /dev/null; then
+        mapfile -t pids < <(pgrep -P "$mp" -f "monosem generate")
+        kill -STOP "${pids[@]}"
+        mountpoint -q "$MNT" && fallocate -l $(( $(stat -f -c '%a*%S' "$MNT") )) "$MNT/filler"
+        rm -f "$rep"; kill -CONT "${pids[@]}"
+        wait_bounded "$mp" 100 "generate creating its store on a full disk" > /dev/null; rc=$?
+        n=$(grep -c "acts.h5.partial: cannot reserve the .* MB the activations store needs: No space left on device" "$T/create.log")
+        if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc -lt 128 ] && [ "$n" -eq 1 ] && [ -z "$(find "$MNT" -name '*.tmp*')" ]; then
+            ok "disk full between the check and the create on 2 ranks: exit $rc, $(grep 'cannot reserve' "$T/create.log")"
+        else bad "disk full at generate's create: exit $rc (124 = hang), message seen $n times, left: $(ls "$MNT"); $(tail -3 "$T/create.log")"; fi
+        rm -f "$MNT/filler"
+        ms 120 2 generate "$J" --generate.out="$MNT/acts.h5" && [ -f "$MNT/acts.h5" ] \
+            && ok "and generate completes once space is freed" || bad "generate after freeing space: $(tail -2 "$T/last.log")"
+    else bad "generate never reached its create point: $(tail -3 "$T/create.log")"; wait "$mp"; fi ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 [ "$fails" -eq 0 ] && echo "round3 $CASE: all checks passed"
