@@ -23,22 +23,7 @@ T=${MS_TEST_TMP:-/tmp}/round3_$CASE
 mountpoint -q "$T/full" 2>/dev/null && umount -l "$T/full" # left by a killed run
 rm -rf "$T" && mkdir -p "$T"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fails=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# ms SECS NP STAGE ARGS...: monosem under mpirun, output in $T/last.log, bounded in time
-ms() {
-    local secs=$1 np=$2; shift 2
-    timeout "$secs" "$MPIRUN" -n "$np" "${MPIFLAGS[@]}" "$BIN" "$@" > "$T/last.log" 2>&1
-}
-# expect_fail NAME WANT SECS NP STAGE ARGS...: non-zero exit (not a timeout), WANT printed once
-expect_fail() {
-    local name=$1 want=$2; shift 2
-    ms "$@"; local rc=$?
-    local n; n=$(grep -cF -- "$want" "$T/last.log")
-    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$n" -eq 1 ]; then ok "$name (exit $rc): $(grep -F -- "$want" "$T/last.log")"
-    else bad "$name: exit $rc (124 = hang), message seen $n times; want '$want'; got: $(tail -3 "$T/last.log")"; fi
-}
+. "$HERE/lib.sh"
 J=$T/job/job.yaml
 tiny() { make_tiny_job "$T/job" || { echo "FAIL: fixture"; exit 1; }; }
 # units LOG: the units a run did not skip, one per line
