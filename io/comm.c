@@ -8,6 +8,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -103,6 +104,19 @@ void ms_comm_finalize(ms_comm *comm)
 void ms_comm_abort(const ms_comm *comm, int code)
 {
     MPI_Abort(comm && comm->mpi_comm ? COMM(comm) : MPI_COMM_WORLD, code);
+}
+
+void ms_invariant_fail(const char *file, int line, const char *cond)
+{
+    int init = 0, fin = 0, rank = -1;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    fprintf(stderr, "monosem: rank %d: %s:%d: invariant failed: %s (a bug in monosem: please report it)\n",
+            rank, file, line, cond);
+    fflush(stderr);
+    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, MS_EXIT_INVARIANT);
+    exit(MS_EXIT_INVARIANT);
 }
 
 ms_status ms_comm_agree(const ms_comm *comm, ms_status local, ms_err *err)
@@ -358,6 +372,7 @@ int ms_comm_signal_agree(const ms_comm *comm, int64_t step)
 
 void ms_shard_range(int64_t n, int rank, int size, int64_t *begin, int64_t *end)
 {
+    MS_INVARIANT(n >= 0 && size > 0 && rank >= 0 && rank < size);
     int64_t base = n / size, extra = n % size;
     int64_t r = rank;
     *begin = r * base + (r < extra ? r : extra);
@@ -400,6 +415,7 @@ static void serve_one(const ms_comm *comm, ms_queue *q, int src)
     }
     int64_t item = ms_queue_next(q);
     if (item < 0) q->n_workers_left--;
+    MS_INVARIANT(q->n_workers_left >= 0);
     MPI_Send(&item, 1, MPI_INT64_T, src, TAG_REPLY, COMM(comm));
 }
 

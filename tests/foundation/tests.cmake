@@ -22,3 +22,9 @@ target_link_libraries(threads_probe PRIVATE msio)
 ms_script_test(threads_binding_mpi LABELS "mpi;unit" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/threads_binding.sh
                $<TARGET_FILE:threads_probe>)
 set_tests_properties(threads_binding_mpi PROPERTIES PROCESSORS 2)
+# MS_INVARIANT: rank:file:line on stderr, every rank ends with 70 (EX_SOFTWARE), no hang.
+add_executable(invariant_probe ${CMAKE_CURRENT_LIST_DIR}/invariant_probe.c)
+target_link_libraries(invariant_probe PRIVATE msio)
+ms_script_test(invariant_mpi LABELS "mpi;fault" COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/invariant.sh
+               $<TARGET_FILE:invariant_probe>)
+set_tests_properties(invariant_mpi PROPERTIES PROCESSORS 2)

@@ -308,6 +308,17 @@ void ms_comm_finalize(ms_comm *comm);
 /* Aborts every rank: for unrecoverable states only (exit codes cannot be agreed). */
 void ms_comm_abort(const ms_comm *comm, int code);
 
+/* For states that cannot happen unless monosem itself is wrong (never for bad input, which gets
+ * an ms_err): MS_INVARIANT(cond) prints "monosem: rank R: file:line: invariant failed: cond" to
+ * stderr and aborts every rank with exit code 70 (EX_SOFTWARE). Works before MPI is initialised
+ * and in single-process tests. Cheap enough to stay on in release builds. */
+#define MS_EXIT_INVARIANT 70
+#define MS_INVARIANT(cond) ((cond) ? (void)0 : ms_invariant_fail(__FILE__, __LINE__, #cond))
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+void ms_invariant_fail(const char *file, int line, const char *cond);
+
 /* COLLECTIVE. Agree on a verdict: returns the worst status over all ranks. When the local
  * status is an error, err->msg is broadcast from the lowest failing rank into every rank's
  * err, so rank 0 can print it. */
