@@ -2,6 +2,7 @@
  * parse as a job file; an error is one line; a parsed job dumps, re-parses from its own dump to
  * the same hash (the dump is the canonical form), and compares equal to itself key by key. */
 #include "fuzz_util.h"
+#include "monosem/job.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
