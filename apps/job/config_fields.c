@@ -17,12 +17,7 @@
 #define BIG 9.0e18
 #define INF HUGE_VAL
 
-/* enums io.h declares take their names from there (libraries print them too) */
-#define corpus_formats ms_corpus_format_names
-#define act_fns ms_act_fn_names
-#define norm_types ms_norm_type_names
-#define store_dtypes ms_store_dtype_names
-#define sae_archs ms_sae_arch_names
+/* enum names: io.h's lists (the libraries print them too); this one only the job file knows */
 static const char *const enc_inits[] = {"kaiming", "transpose", NULL};
 
 /* The job file, key by key. Order = dump order; keys of one section stay contiguous. */
@@ -35,7 +30,7 @@ const field cfg_fields[] = {
     {"run.log_every_s", F_REAL, OFF(run.log_every_s), 0, 0.01, 86400, "30", NULL, "seconds between progress lines in batch logs", HARMLESS},
     {"run.stages", F_STRLIST, OFF(run.stages), OFF(run.n_stages), 0, 0, "", NULL, "stages `monosem run` runs (empty = every stage of the pipeline)", HARMLESS},
     /* corpus */
-    {"corpus.format", F_ENUM, OFF(corpus.format), 0, 0, 0, "text", corpus_formats, "text | jsonl | tokens", RESULT},
+    {"corpus.format", F_ENUM, OFF(corpus.format), 0, 0, 0, "text", ms_corpus_format_names, "text | jsonl | tokens", RESULT},
     {"corpus.paths", F_STRLIST, OFF(corpus.paths), OFF(corpus.n_paths), 0, 0, "", NULL, "files or globs", HARMLESS},
     {"corpus.delimiter", F_STR, OFF(corpus.delimiter), 0, 0, 0, "", NULL, "text: document separator line (empty: one document per file)", RESULT},
     {"corpus.text_field", F_STR, OFF(corpus.text_field), 0, 0, 0, "text", NULL, "jsonl: field holding the text", RESULT},
@@ -57,8 +52,8 @@ const field cfg_fields[] = {
     {"model.n_heads", F_INT, OFF(model.n_heads), 0, 1, 4096, "4", NULL, "attention heads", RESULT},
     {"model.d_head", F_INT, OFF(model.d_head), 0, 1, 65536, "32", NULL, "head width", RESULT},
     {"model.n_ctx", F_INT, OFF(model.n_ctx), 0, 1, 1048576, "128", NULL, "positions (at least corpus.context unless set)", RESULT},
-    {"model.act_fn", F_ENUM, OFF(model.act_fn), 0, 0, 0, "relu", act_fns, "relu | gelu | gelu_new | solu_ln", RESULT},
-    {"model.normalization", F_ENUM, OFF(model.normalization), 0, 0, 0, "LN", norm_types, "LN | LNPre | none", RESULT},
+    {"model.act_fn", F_ENUM, OFF(model.act_fn), 0, 0, 0, "relu", ms_act_fn_names, "relu | gelu | gelu_new | solu_ln", RESULT},
+    {"model.normalization", F_ENUM, OFF(model.normalization), 0, 0, 0, "LN", ms_norm_type_names, "LN | LNPre | none", RESULT},
     {"model.eps", F_REAL, OFF(model.eps), 0, 1e-30, 1, "1e-05", NULL, "LayerNorm epsilon", RESULT},
     /* train_model */
     {"train_model.steps", F_INT, OFF(train_model.steps), 0, 0, BIG, "3000", NULL, "optimizer steps (0 = write the initialised model, untrained)", RESULT},
@@ -88,13 +83,13 @@ const field cfg_fields[] = {
     {"generate.out", F_STR, OFF(generate.out), 0, 0, 0, "", NULL, "activations file (default <out_dir>/activations.h5)", HARMLESS},
     {"generate.tokens", F_INT, OFF(generate.tokens), 0, 0, BIG, "0", NULL, "corpus tokens to run (0 = all)", RESULT},
     {"generate.sample_per_context", F_INT, OFF(generate.sample_per_context), 0, 1, 1048576, "64", NULL, "positions sampled per context", RESULT},
-    {"generate.dtype", F_ENUM, OFF(generate.dtype), 0, 0, 0, "float16", store_dtypes, "float16 | float32", RESULT},
+    {"generate.dtype", F_ENUM, OFF(generate.dtype), 0, 0, 0, "float16", ms_store_dtype_names, "float16 | float32", RESULT},
     {"generate.shard_contexts", F_INT, OFF(generate.shard_contexts), 0, 1, BIG, "256", NULL, "contexts per work item", RESULT},
     {"generate.batch", F_INT, OFF(generate.batch), 0, 1, 65536, "32", NULL, "contexts per forward", RESULT},
     /* sae */
     {"sae.activations", F_STR, OFF(sae.activations), 0, 0, 0, "", NULL, "activations file (default generate.out)", HARMLESS},
     {"sae.out_dir", F_STR, OFF(sae.out_dir), 0, 0, 0, "", NULL, "SAE outputs (default <out_dir>/sae)", HARMLESS},
-    {"sae.arch", F_ENUM, OFF(sae.arch), 0, 0, 0, "relu-l1", sae_archs, "relu-l1 | topk | batchtopk | jumprelu | april-2024", RESULT},
+    {"sae.arch", F_ENUM, OFF(sae.arch), 0, 0, 0, "relu-l1", ms_sae_arch_names, "relu-l1 | topk | batchtopk | jumprelu | april-2024", RESULT},
     {"sae.init_encoder", F_ENUM, OFF(sae.init_encoder), 0, 0, 0, "kaiming", enc_inits, "relu-l1's encoder init: kaiming (independent) | transpose (W_enc = W_decᵀ, as every successor recipe)", RESULT},
     {"sae.d_in", F_INT, OFF(sae.d_in), 0, 0, 1048576, "0", NULL, "input width (0 = from the activations file)", RESULT},
     {"sae.d_sae", F_INT, OFF(sae.d_sae), 0, 1, 1073741824, "4096", NULL, "dictionary size", RESULT},
