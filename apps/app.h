@@ -3,6 +3,7 @@
 #define MONOSEM_APP_H
 
 #include "monosem/io.h"
+#include "monosem/job.h"
 
 /* Everything a stage gets. main owns it: it initialises MPI, parses the command line, loads
  * the job file on every rank (rank 0 reads it and broadcasts the bytes), and after the stage

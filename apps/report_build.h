@@ -3,6 +3,7 @@
 #define MONOSEM_REPORT_BUILD_H
 
 #include "monosem/io.h"
+#include "monosem/job.h"
 
 /* Writes <run.out_dir>/report/ (index.html, assets, data/ .js files) from every SAE's eval.json and
  * analysis file and the neuron analysis; built under a temporary name and renamed when whole.

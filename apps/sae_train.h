@@ -10,6 +10,7 @@
 #define MONOSEM_APPS_SAE_TRAIN_H
 
 #include "monosem/io.h"
+#include "monosem/job.h"
 #include "monosem/sae.h"
 
 /* Fills hp from the job's (derived) sae section: arch, d_sae, k, coefficients, lr, Adam,

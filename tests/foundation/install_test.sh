@@ -6,12 +6,13 @@ build=$1
 prefix="${MS_TEST_TMP:?}/install"
 rm -rf "$prefix"
 cmake --install "$build" --prefix "$prefix" >/dev/null
-for f in bin/monosem include/monosem/io.h include/monosem/model.h include/monosem/sae.h \
-         lib/libmsio.a lib/libmsmodel.a lib/libmssae.a lib/pkgconfig/monosem.pc; do
+for f in bin/monosem include/monosem/io.h include/monosem/job.h include/monosem/model.h include/monosem/sae.h \
+         lib/libmsio.a lib/libmsjob.a lib/libmsmodel.a lib/libmssae.a lib/pkgconfig/monosem.pc; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
 cat > "$MS_TEST_TMP/consumer.c" <<'C'
 #include <monosem/io.h>
+#include <monosem/job.h>
 #include <monosem/model.h>
 #include <monosem/sae.h>
 #include <stdio.h>

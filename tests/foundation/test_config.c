@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "monosem/io.h"
+#include "monosem/job.h"
 
 static ms_status parse(ms_config *c, const char *text, ms_err *e)
 {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "monosem/io.h"
+#include "monosem/job.h"
 
 static int fails = 0;
 #define CHECK(c)                                                              \

@@ -1,5 +1,5 @@
 # Foundation tests: config parser, queue/sharding/progress (unit), MPI module and bad job files (mpi).
-ms_unit_test(test_config SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c LIBS msio)
+ms_unit_test(test_config SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c LIBS msjob)
 ms_unit_test(test_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_queue.c LIBS msio)
 add_executable(test_comm_mpi ${CMAKE_CURRENT_LIST_DIR}/test_comm_mpi.c)
 target_link_libraries(test_comm_mpi PRIVATE msio)
@@ -9,7 +9,7 @@ ms_script_test(config_bad_jobs_mpi LABELS mpi COMMAND bash ${CMAKE_CURRENT_LIST_
 ms_script_test(config_demo_mpi LABELS mpi COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/config_demo.sh ${PROJECT_SOURCE_DIR}/jobs/demo.yaml)
 ms_script_test(config_paper_sweep_mpi LABELS mpi COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/config_demo.sh ${PROJECT_SOURCE_DIR}/jobs/paper-a-sweep.yaml)
 add_executable(test_runrec_mpi ${CMAKE_CURRENT_LIST_DIR}/test_runrec_mpi.c)
-target_link_libraries(test_runrec_mpi PRIVATE msio)
+target_link_libraries(test_runrec_mpi PRIVATE msjob)
 ms_mpi_test(runrec_mpi_3 3 COMMAND $<TARGET_FILE:test_runrec_mpi>)
 # (not in the sanitizer build: the consumer is linked without the sanitizer runtime)
 if(NOT MONOSEM_SANITIZE)

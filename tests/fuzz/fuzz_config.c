@@ -1,7 +1,8 @@
-/* tests/fuzz/fuzz_config.c: libFuzzer harness for the job-file loader (io/config.c). Any bytes:
+/* tests/fuzz/fuzz_config.c: libFuzzer harness for the job-file loader (apps/job/config_parse.c). Any bytes:
  * parse as a job file; an error is one line; a parsed job dumps, re-parses from its own dump to
  * the same hash (the dump is the canonical form), and compares equal to itself key by key. */
 #include "fuzz_util.h"
+#include "monosem/job.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

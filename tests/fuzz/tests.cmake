@@ -5,6 +5,9 @@
 set(_fz ${CMAKE_CURRENT_LIST_DIR})
 foreach(h config tokenizer_files bpe tokens checkpoint)
   set(_libs msio)
+  if(h STREQUAL "config")
+    list(APPEND _libs msjob) # the job file's loader is the job layer's
+  endif()
   if(h MATCHES "tokenizer_files|bpe|checkpoint")
     list(APPEND _libs msmodel)
   endif()

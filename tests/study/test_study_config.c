@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "monosem/io.h"
+#include "monosem/job.h"
 
 static const char *const STUDY =
     "run: {name: s, out_dir: out, seed: 5}\n"                  /* 1 */

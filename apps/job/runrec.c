@@ -1,6 +1,6 @@
 /* The run record <out_dir>/run-<stage>.yaml (+ run.yaml): resolved config, hash, ranks, library
  * versions, timers reduced over ranks, recorded facts and the exit status. */
-#include "monosem/io.h"
+#include "monosem/job.h"
 
 #include <cJSON.h>
 #include <hdf5.h>
