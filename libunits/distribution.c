@@ -1,5 +1,5 @@
-/* Order statistics of a vector of per-unit values: the median and the histogram of its finite
- * entries (best matches, densities). */
+/* Order statistics of a vector of per-unit values (best matches): the median and the histogram
+ * of its finite entries. */
 #include "monosem/units.h"
 
 #include <math.h>
