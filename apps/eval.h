@@ -1,13 +1,15 @@
 /* apps/eval.h: `monosem eval` — the paper's numbers for every SAE of a job on held-out text.
- * eval_metrics.c: the partial sums and what is derived from them (pure, unit-tested);
- * eval_splice.c: the replace hook that runs an SAE inside the model's forward;
- * eval_run.c: the distributed pass over the held-out contexts and the outputs. */
+ * eval_metrics.c: the partial sums and what is derived from them (pure, unit-tested; densities
+ * by libunits/density.c); eval_splice.c: the replace hook that runs an SAE inside the model's
+ * forward; eval_run.c: the distributed pass over the held-out contexts; eval_write.c: the
+ * outputs. */
 #ifndef MONOSEM_EVAL_H
 #define MONOSEM_EVAL_H
 
 #include "app.h"
 #include "monosem/model.h"
 #include "monosem/sae.h"
+#include "monosem/units.h"
 
 /* ---------------------------------------------------------------- partial sums (doubles, so
  * one ms_comm_allreduce_f64 over all of them makes them global) */
@@ -47,22 +49,14 @@ static inline size_t ms_eval_sae_len(int64_t d_sae, int64_t d_in)
     return EVS_FIXED + (size_t)d_sae + (size_t)d_in;
 }
 
-/* Bins of the log10-density histogram: [-10, 0] in steps of 0.25 (dead features, density 0,
- * are counted apart, not binned). */
-#define MS_EVAL_HIST_LO (-10.0)
-#define MS_EVAL_HIST_STEP 0.25
-#define MS_EVAL_HIST_BINS 40
-
-/* Density statistics of a set of units (features or neurons) over N tokens. */
-typedef struct ms_eval_density {
-    int64_t n_units, dead, ultralow, rare, dense; /* dead: never fired; ultralow: alive, density
-                                                   * < ultralow; rare: alive, < rare; dense: > 1% */
-    int64_t hist[MS_EVAL_HIST_BINS];         /* alive units per log10-density bin */
-    double min_detectable;                   /* 1/N: the smallest nonzero density seen */
-} ms_eval_density;
-/* fires (n) counts over n_tokens tokens. Pure. */
-void ms_eval_density_stats(ms_eval_density *out, const double *fires, int64_t n, double n_tokens,
-                           double ultralow, double rare);
+/* Density statistics of a set of units (features or neurons) over N tokens: libunits'
+ * ms_density_stats (density.c), whose log10-density bins analyze and the report share.
+ * Old names, until the lead's rename list is applied (then delete these lines): */
+typedef ms_density ms_eval_density;
+#define ms_eval_density_stats ms_density_stats
+#define MS_EVAL_HIST_LO MS_DENSITY_HIST_LO
+#define MS_EVAL_HIST_STEP MS_DENSITY_HIST_STEP
+#define MS_EVAL_HIST_BINS MS_DENSITY_HIST_BINS
 
 /* The derived numbers of one SAE (the paper's definitions; docs/eval.md). */
 typedef struct ms_eval_result {
@@ -75,7 +69,7 @@ typedef struct ms_eval_result {
     double l2_ratio; /* mean over rows of ‖x̂‖/‖x‖ */
     double l0, l1;   /* mean #active features, mean Σ|f| per token */
     double neuron_l0; /* mean #neurons ≠ 0 at the hook */
-    ms_eval_density features, neurons;
+    ms_density features, neurons;
 } ms_eval_result;
 /* From global sums: glob (EVG_*), hook (EVH_* + d), sae (EVS_* + d_sae + d_in). Pure. */
 void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, const double *sae,
@@ -103,6 +97,68 @@ ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, 
 void ms_eval_neuron_sums(double *acc, const float *x, int64_t n, int64_t d);
 
 /* ---------------------------------------------------------------- the stage */
+
+/* The stage's state, shared by the pass (eval_run.c) and its outputs (eval_write.c). */
+#define EVAL_RULE                                                                              \
+    "held-out split (tokenize's heldout shards concatenated in manifest order) cut into "      \
+    "non-overlapping windows of corpus.context tokens: context i is tokens [i*T, i*T+T) and "  \
+    "its targets are tokens [i*T+1, i*T+T+1); contexts 0..n-1 are used, n = min(floor("      \
+    "eval.tokens/T) (at least 1), floor((split tokens - 1)/T)); every position of every "     \
+    "context is predicted (T per context) and reconstructed; no BOS is added and contexts may " \
+    "span document boundaries (<|endoftext|> is an ordinary token)"
+
+typedef struct eval_hook {
+    ms_hook hook;
+    int d;
+    float *clean;  /* (B*T, d) clean activation of the current batch */
+    float *resid;  /* (B*T, C) last residual stream with the hook zero-ablated */
+    double *acc;   /* EVH_* + d, inside the one sums array */
+} eval_hook;
+
+typedef struct eval_sae {
+    ms_job_sae *job;
+    char *lens_dir;
+    ms_sae sae;
+    ms_saelens_info info;
+    int hook; /* index into the hooks */
+    ms_eval_splice splice;
+    float *resid; /* (B*T, C) last residual stream with this SAE spliced in */
+    double t_tail;
+} eval_sae;
+
+typedef struct evaluator {
+    const ms_config *cfg;
+    const ms_comm *comm;
+    ms_model m;
+    ms_model_acts a;
+    ms_tokset ts;
+    int T, B;
+    int64_t n_ctx, lo, hi;
+    ms_job_sae *jobs;
+    int n_jobs;
+    eval_sae *saes;
+    eval_hook hooks[MS_HOOK_KIND_COUNT * 8];
+    int n_hooks;
+    int *order; /* hook indices, latest hook first (the order resumes must run in) */
+    int32_t *win, *tokens, *targets; /* (T+1), (B,T), (B,T) */
+    /* Forwards stop at the last residual stream (last_hook); each variant's (B*T, C) copy of it
+     * is unembedded in chunks of R rows: the clean chunk first, then each variant against it. */
+    ms_hook last_hook;
+    float *resid_clean;              /* (B*T, C) */
+    int R;                           /* rows per unembedding chunk */
+    float *logits_c, *logits_x;      /* (R, V) clean, variant */
+    float *lse_c, *lse_x, *loss, *kl; /* (R) each */
+    double *pdot, *psum;              /* (R) the clean chunk as a KL reference (ms_kl_ref) */
+    float *scratch;                  /* ms_model_unembed_scratch(R) */
+    double *sums;
+    size_t n_sums;
+    double t_clean, t_zero, t_read;
+} evaluator;
+
+/* Rank 0: <sae dir>/eval.json, eval_density.h5 and saelens/sparsity.safetensors of SAE s. */
+ms_status app_eval_write(const evaluator *e, const eval_sae *s, const ms_eval_result *r, double seconds,
+                         ms_err *err);
+
 
 /* COLLECTIVE. Evaluates the SAEs (the job's: ms_job_saes; the same list on every rank; they
  * must share one model) on the held-out contexts in one pass; writes <sae dir>/eval.json,

@@ -4,28 +4,6 @@
 
 #include "eval.h"
 
-void ms_eval_density_stats(ms_eval_density *out, const double *fires, int64_t n, double n_tokens,
-                           double ultralow, double rare)
-{
-    memset(out, 0, sizeof *out);
-    out->n_units = n;
-    out->min_detectable = n_tokens > 0 ? 1.0 / n_tokens : NAN;
-    for (int64_t j = 0; j < n; j++) {
-        double dens = n_tokens > 0 ? fires[j] / n_tokens : 0.0;
-        if (fires[j] <= 0) {
-            out->dead++;
-            continue;
-        }
-        out->ultralow += dens < ultralow;
-        out->rare += dens < rare;
-        out->dense += dens > 0.01;
-        int b = (int)floor((log10(dens) - MS_EVAL_HIST_LO) / MS_EVAL_HIST_STEP);
-        if (b < 0) b = 0;
-        if (b >= MS_EVAL_HIST_BINS) b = MS_EVAL_HIST_BINS - 1; /* density 1 lands in the last */
-        out->hist[b]++;
-    }
-}
-
 void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, const double *sae,
                     int64_t d_in, int64_t d_sae, double ultralow, double rare)
 {
@@ -49,6 +27,6 @@ void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, c
     r->l0 = sae[EVS_L0] / N;
     r->l1 = sae[EVS_L1] / N;
     r->neuron_l0 = hook[EVH_L0] / N;
-    ms_eval_density_stats(&r->features, sae + EVS_FIXED, d_sae, N, ultralow, rare);
-    ms_eval_density_stats(&r->neurons, hook + EVH_FIXED, d_in, N, ultralow, rare);
+    ms_density_stats(&r->features, sae + EVS_FIXED, d_sae, N, ultralow, rare);
+    ms_density_stats(&r->neurons, hook + EVH_FIXED, d_in, N, ultralow, rare);
 }

@@ -1,6 +1,7 @@
 /* The eval pass: held-out contexts shared over ranks; per batch one clean forward, then per hook
  * a zero-ablated tail and per SAE a spliced tail (forwards resumed at the hook); partial sums
- * reduced once at the end; eval.json, per-feature densities and the comparison table. */
+ * reduced once at the end; the comparison table (eval_write.c writes eval.json and the
+ * per-feature densities). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,62 +16,6 @@
  * GPT-2's vocabulary) and keeps them in a large last-level cache for the logsumexp, loss and KL
  * passes; fewer rows repack W_U too often (OpenBLAS packs it per call: ~25% more at 64 rows) */
 #define EVAL_UNEMBED_ROWS 512
-
-#define EVAL_RULE                                                                              \
-    "held-out split (tokenize's heldout shards concatenated in manifest order) cut into "      \
-    "non-overlapping windows of corpus.context tokens: context i is tokens [i*T, i*T+T) and "  \
-    "its targets are tokens [i*T+1, i*T+T+1); contexts 0..n-1 are used, n = min(floor("      \
-    "eval.tokens/T) (at least 1), floor((split tokens - 1)/T)); every position of every "     \
-    "context is predicted (T per context) and reconstructed; no BOS is added and contexts may " \
-    "span document boundaries (<|endoftext|> is an ordinary token)"
-
-typedef struct eval_hook {
-    ms_hook hook;
-    int d;
-    float *clean;  /* (B*T, d) clean activation of the current batch */
-    float *resid;  /* (B*T, C) last residual stream with the hook zero-ablated */
-    double *acc;   /* EVH_* + d, inside the one sums array */
-} eval_hook;
-
-typedef struct eval_sae {
-    ms_job_sae *job;
-    char *lens_dir;
-    ms_sae sae;
-    ms_saelens_info info;
-    int hook; /* index into the hooks */
-    ms_eval_splice splice;
-    float *resid; /* (B*T, C) last residual stream with this SAE spliced in */
-    double t_tail;
-} eval_sae;
-
-typedef struct evaluator {
-    const ms_config *cfg;
-    const ms_comm *comm;
-    ms_model m;
-    ms_model_acts a;
-    ms_tokset ts;
-    int T, B;
-    int64_t n_ctx, lo, hi;
-    ms_job_sae *jobs;
-    int n_jobs;
-    eval_sae *saes;
-    eval_hook hooks[MS_HOOK_KIND_COUNT * 8];
-    int n_hooks;
-    int *order; /* hook indices, latest hook first (the order resumes must run in) */
-    int32_t *win, *tokens, *targets; /* (T+1), (B,T), (B,T) */
-    /* Forwards stop at the last residual stream (last_hook); each variant's (B*T, C) copy of it
-     * is unembedded in chunks of R rows: the clean chunk first, then each variant against it. */
-    ms_hook last_hook;
-    float *resid_clean;              /* (B*T, C) */
-    int R;                           /* rows per unembedding chunk */
-    float *logits_c, *logits_x;      /* (R, V) clean, variant */
-    float *lse_c, *lse_x, *loss, *kl; /* (R) each */
-    double *pdot, *psum;              /* (R) the clean chunk as a KL reference (ms_kl_ref) */
-    float *scratch;                  /* ms_model_unembed_scratch(R) */
-    double *sums;
-    size_t n_sums;
-    double t_clean, t_zero, t_read;
-} evaluator;
 
 static ms_status oom(ms_err *err, const char *what)
 {
@@ -99,6 +44,57 @@ static void evaluator_free(evaluator *e)
     ms_tokset_close(&e->ts);
     ms_model_acts_free(&e->a);
     if (e->m.params) ms_model_free(&e->m);
+}
+
+/* The SAEs (opened from what training saved) and the distinct hooks they read, with their
+ * buffers; *n_sums grows by their partial sums. Local. */
+static ms_status setup_saes(evaluator *e, size_t rows, int64_t chunk, size_t *n_sums_out, ms_err *err)
+{
+    const ms_config *cfg = e->cfg;
+    const ms_model_config *mc = &e->m.cfg;
+    ms_status st = MS_OK;
+    e->saes = calloc((size_t)e->n_jobs, sizeof *e->saes);
+    if (!e->saes) return oom(err, "the SAE list");
+    size_t n_sums = *n_sums_out;
+    for (int i = 0; i < e->n_jobs; i++) {
+        eval_sae *s = &e->saes[i];
+        s->job = &e->jobs[i];
+        s->lens_dir = ms_path_join(s->job->dir, "saelens");
+        if (!s->lens_dir) return oom(err, "a path");
+        st = ms_sae_open_saelens(&s->sae, s->lens_dir, chunk, &s->info, err);
+        if (st) return st;
+        const char *hn = s->info.hook_name[0] ? s->info.hook_name : cfg->model.hook;
+        ms_hook h;
+        st = ms_hook_parse(&h, hn, mc, err);
+        if (st) return st;
+        if (ms_hook_dim(mc, h) != s->sae.hp.d_in)
+            return ms_err_set(err, MS_ERR_STATE,
+                              "%s/cfg.json: d_in %lld, but %s of the model in %s has width %d",
+                              s->lens_dir, (long long)s->sae.hp.d_in, hn, s->job->model_dir,
+                              ms_hook_dim(mc, h));
+        int k = 0;
+        while (k < e->n_hooks && hook_rank(e->hooks[k].hook) != hook_rank(h)) k++;
+        if (k == e->n_hooks) {
+            if (k == (int)(sizeof e->hooks / sizeof e->hooks[0]))
+                return ms_err_set(err, MS_ERR_UNSUPPORTED, "eval: too many distinct hooks");
+            e->hooks[k].hook = h;
+            e->hooks[k].d = ms_hook_dim(mc, h);
+            e->hooks[k].clean = malloc(rows * (size_t)e->hooks[k].d * sizeof(float));
+            e->hooks[k].resid = malloc(rows * (size_t)mc->d_model * sizeof(float));
+            if (!e->hooks[k].clean || !e->hooks[k].resid) return oom(err, "the clean activations");
+            n_sums += ms_eval_hook_len(e->hooks[k].d);
+            e->n_hooks++;
+        }
+        s->hook = k;
+        n_sums += ms_eval_sae_len(s->sae.hp.d_sae, s->sae.hp.d_in);
+        s->splice = (ms_eval_splice){.sae = &s->sae, .chunk = chunk};
+        s->splice.f = malloc((size_t)chunk * (size_t)s->sae.hp.d_sae * sizeof(float));
+        s->splice.xhat = malloc((size_t)chunk * (size_t)s->sae.hp.d_in * sizeof(float));
+        s->resid = malloc(rows * (size_t)mc->d_model * sizeof(float));
+        if (!s->splice.f || !s->splice.xhat || !s->resid) return oom(err, "the SAE codes");
+    }
+    *n_sums_out = n_sums;
+    return MS_OK;
 }
 
 /* Model, SAEs, hooks, tokens and buffers; every rank the same (local errors, agreed after). */
@@ -138,46 +134,8 @@ static ms_status setup(evaluator *e, ms_err *err)
     const int64_t chunk = (int64_t)rows < EVAL_SAE_CHUNK ? (int64_t)rows : EVAL_SAE_CHUNK;
 
     /* SAEs and the distinct hooks they read */
-    e->saes = calloc((size_t)e->n_jobs, sizeof *e->saes);
-    if (!e->saes) return oom(err, "the SAE list");
     size_t n_sums = EVG_FIXED;
-    for (int i = 0; i < e->n_jobs; i++) {
-        eval_sae *s = &e->saes[i];
-        s->job = &e->jobs[i];
-        s->lens_dir = ms_path_join(s->job->dir, "saelens");
-        if (!s->lens_dir) return oom(err, "a path");
-        st = ms_sae_open_saelens(&s->sae, s->lens_dir, chunk, &s->info, err);
-        if (st) return st;
-        const char *hn = s->info.hook_name[0] ? s->info.hook_name : cfg->model.hook;
-        ms_hook h;
-        st = ms_hook_parse(&h, hn, mc, err);
-        if (st) return st;
-        if (ms_hook_dim(mc, h) != s->sae.hp.d_in)
-            return ms_err_set(err, MS_ERR_STATE,
-                              "%s/cfg.json: d_in %lld, but %s of the model in %s has width %d",
-                              s->lens_dir, (long long)s->sae.hp.d_in, hn, s->job->model_dir,
-                              ms_hook_dim(mc, h));
-        int k = 0;
-        while (k < e->n_hooks && hook_rank(e->hooks[k].hook) != hook_rank(h)) k++;
-        if (k == e->n_hooks) {
-            if (k == (int)(sizeof e->hooks / sizeof e->hooks[0]))
-                return ms_err_set(err, MS_ERR_UNSUPPORTED, "eval: too many distinct hooks");
-            e->hooks[k].hook = h;
-            e->hooks[k].d = ms_hook_dim(mc, h);
-            e->hooks[k].clean = malloc(rows * (size_t)e->hooks[k].d * sizeof(float));
-            e->hooks[k].resid = malloc(rows * (size_t)mc->d_model * sizeof(float));
-            if (!e->hooks[k].clean || !e->hooks[k].resid) return oom(err, "the clean activations");
-            n_sums += ms_eval_hook_len(e->hooks[k].d);
-            e->n_hooks++;
-        }
-        s->hook = k;
-        n_sums += ms_eval_sae_len(s->sae.hp.d_sae, s->sae.hp.d_in);
-        s->splice = (ms_eval_splice){.sae = &s->sae, .chunk = chunk};
-        s->splice.f = malloc((size_t)chunk * (size_t)s->sae.hp.d_sae * sizeof(float));
-        s->splice.xhat = malloc((size_t)chunk * (size_t)s->sae.hp.d_in * sizeof(float));
-        s->resid = malloc(rows * (size_t)mc->d_model * sizeof(float));
-        if (!s->splice.f || !s->splice.xhat || !s->resid) return oom(err, "the SAE codes");
-    }
+    if ((st = setup_saes(e, rows, chunk, &n_sums, err))) return st;
     /* one array of sums: global | hooks | SAEs (one allreduce at the end) */
     e->n_sums = n_sums;
     e->sums = calloc(n_sums, sizeof *e->sums);
@@ -332,155 +290,6 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
     return MS_OK;
 }
 
-/* ---------------------------------------------------------------- outputs (rank 0) */
-
-static cJSON *density_json(const ms_eval_density *d, double ultralow, double rare)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "n", (double)d->n_units);
-    cJSON_AddNumberToObject(o, "dead", (double)d->dead);
-    cJSON_AddNumberToObject(o, "ultralow", (double)d->ultralow);
-    cJSON_AddNumberToObject(o, "dense", (double)d->dense);
-    cJSON_AddNumberToObject(o, "ultralow_density", ultralow);
-    cJSON_AddNumberToObject(o, "min_detectable_density", d->min_detectable);
-    cJSON_AddBoolToObject(o, "ultralow_detectable", d->min_detectable < ultralow);
-    cJSON_AddNumberToObject(o, "rare", (double)d->rare);
-    cJSON_AddNumberToObject(o, "rare_density", rare);
-    cJSON_AddBoolToObject(o, "rare_detectable", d->min_detectable < rare);
-    cJSON *h = cJSON_AddObjectToObject(o, "log10_density_histogram");
-    cJSON_AddNumberToObject(h, "lo", MS_EVAL_HIST_LO);
-    cJSON_AddNumberToObject(h, "step", MS_EVAL_HIST_STEP);
-    cJSON *c = cJSON_AddArrayToObject(h, "counts");
-    for (int b = 0; b < MS_EVAL_HIST_BINS; b++)
-        cJSON_AddItemToArray(c, cJSON_CreateNumber((double)d->hist[b]));
-    return o;
-}
-
-static ms_status write_outputs(evaluator *e, const eval_sae *s, const ms_eval_result *r,
-                               double seconds, ms_err *err)
-{
-    const ms_config *cfg = e->cfg;
-    const double *acc = s->splice.acc;
-    const eval_hook *h = &e->hooks[s->hook];
-    const int64_t m = s->sae.hp.d_sae, d = s->sae.hp.d_in;
-    char hn[96];
-    ms_hook_name(h->hook, hn, sizeof hn);
-    const double N = r->tokens;
-    /* per-feature densities: HDF5 (counts exact) and SAELens's sparsity */
-    int64_t *ffire = malloc((size_t)(m + d) * sizeof *ffire);
-    float *fd = malloc((size_t)(2 * m + 2 * d) * sizeof *fd);
-    if (!ffire || !fd) {
-        free(ffire), free(fd);
-        return oom(err, "the densities");
-    }
-    int64_t *nfire = ffire + m;
-    float *flog = fd + m, *nd = fd + 2 * m, *nlog = nd + d;
-    for (int64_t j = 0; j < m; j++) {
-        ffire[j] = (int64_t)acc[EVS_FIXED + j];
-        fd[j] = (float)(acc[EVS_FIXED + j] / N);
-        flog[j] = (float)log10(acc[EVS_FIXED + j] / N + 1e-10);
-    }
-    for (int64_t i = 0; i < d; i++) {
-        nfire[i] = (int64_t)h->acc[EVH_FIXED + i];
-        nd[i] = (float)(h->acc[EVH_FIXED + i] / N);
-        nlog[i] = (float)log10(h->acc[EVH_FIXED + i] / N + 1e-10);
-    }
-    char ntok[32];
-    snprintf(ntok, sizeof ntok, "%.0f", N);
-    ms_st_item items[] = {
-        {"feature_fires", MS_ST_I64, 1, {m}, ffire},
-        {"feature_density", MS_ST_F32, 1, {m}, fd},
-        {"feature_log10_density", MS_ST_F32, 1, {m}, flog},
-        {"neuron_fires", MS_ST_I64, 1, {d}, nfire},
-        {"neuron_density", MS_ST_F32, 1, {d}, nd},
-        {"neuron_log10_density", MS_ST_F32, 1, {d}, nlog},
-    };
-    const char *attrs[] = {"tokens", ntok, "hook", hn, "sae", s->lens_dir, "rule", EVAL_RULE,
-                           "fires", "feature: f != 0; neuron: activation > 0",
-                           "log10_density", "log10(density + 1e-10)",
-                           "config_hash", cfg->hash, "version", MS_VERSION_STRING};
-    char *h5 = ms_path_join(s->job->dir, "eval_density.h5");
-    ms_status st = h5 ? ms_h5_write_tensors(h5, items, 6, attrs, 8, err) : oom(err, "a path");
-    char src[160];
-    snprintf(src, sizeof src, "monosem eval on %.0f held-out tokens", N);
-    if (!st) st = ms_sae_write_sparsity(s->lens_dir, flog, m, src, err);
-    free(ffire), free(fd);
-
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "sae", s->job->name);
-    cJSON_AddStringToObject(j, "dir", s->job->dir);
-    cJSON_AddStringToObject(j, "saelens_dir", s->lens_dir);
-    cJSON_AddStringToObject(j, "architecture", s->info.architecture);
-    cJSON_AddStringToObject(j, "monosem_arch", s->info.monosem_arch);
-    if (!strcmp(s->info.architecture, "topk")) cJSON_AddNumberToObject(j, "k", (double)s->info.k);
-    cJSON_AddStringToObject(j, "hook", hn);
-    cJSON_AddNumberToObject(j, "d_in", (double)d);
-    cJSON_AddNumberToObject(j, "d_sae", (double)m);
-    cJSON_AddStringToObject(j, "model_dir", s->job->model_dir);
-    cJSON *ho = cJSON_AddObjectToObject(j, "heldout");
-    cJSON_AddStringToObject(ho, "token_dir", cfg->corpus.token_dir);
-    cJSON_AddStringToObject(ho, "split", "heldout");
-    cJSON_AddNumberToObject(ho, "split_tokens", (double)e->ts.count);
-    cJSON_AddNumberToObject(ho, "context", e->T);
-    cJSON_AddNumberToObject(ho, "n_contexts", (double)e->n_ctx);
-    cJSON_AddNumberToObject(ho, "first_token", 0);
-    cJSON_AddNumberToObject(ho, "end_token", (double)(e->n_ctx * e->T + 1));
-    cJSON_AddNumberToObject(ho, "predicted_per_context", e->T);
-    cJSON_AddNumberToObject(ho, "tokens", N);
-    cJSON_AddStringToObject(ho, "rule", EVAL_RULE);
-    cJSON *lo = cJSON_AddObjectToObject(j, "loss");
-    cJSON_AddNumberToObject(lo, "clean", r->loss_clean);
-    cJSON_AddNumberToObject(lo, "sae", r->loss_sae);
-    cJSON_AddNumberToObject(lo, "zero", r->loss_zero);
-    cJSON_AddNumberToObject(lo, "recovered", r->loss_recovered);
-    cJSON_AddNumberToObject(lo, "kl", r->kl);
-    cJSON_AddNumberToObject(lo, "kl_zero", r->kl_zero);
-    cJSON *re = cJSON_AddObjectToObject(j, "reconstruction");
-    cJSON_AddNumberToObject(re, "mse", r->mse);
-    cJSON_AddNumberToObject(re, "fvu", r->fvu);
-    cJSON_AddNumberToObject(re, "explained_variance", 1.0 - r->fvu);
-    cJSON_AddNumberToObject(re, "cos", r->cos);
-    cJSON_AddNumberToObject(re, "l2_ratio", r->l2_ratio);
-    cJSON_AddNumberToObject(re, "l0", r->l0);
-    cJSON_AddNumberToObject(re, "l1", r->l1);
-    cJSON *fe = density_json(&r->features, cfg->sae.ultralow_density, cfg->sae.rare_density);
-    cJSON_AddStringToObject(fe, "densities", "eval_density.h5");
-    cJSON_AddItemToObject(j, "features", fe);
-    cJSON *ne = density_json(&r->neurons, cfg->sae.ultralow_density, cfg->sae.rare_density);
-    cJSON_AddNumberToObject(ne, "l0", r->neuron_l0);
-    cJSON_AddItemToObject(j, "neurons", ne);
-    cJSON *df = cJSON_AddObjectToObject(j, "definitions");
-    cJSON_AddStringToObject(df, "loss", "mean next-token cross-entropy over the predicted tokens, nats");
-    cJSON_AddStringToObject(df, "recovered", "(zero - sae) / (zero - clean)");
-    cJSON_AddStringToObject(df, "kl", "mean over predicted tokens of KL(clean || spliced), nats");
-    cJSON_AddStringToObject(df, "mse", "sum ||xhat - x||^2 / (tokens * d_in)");
-    cJSON_AddStringToObject(df, "fvu", "sum ||xhat - x||^2 / sum ||x - mean(x)||^2 (mean over the eval tokens); explained_variance = 1 - fvu");
-    cJSON_AddStringToObject(df, "cos", "mean over tokens with x != 0 and xhat != 0 of cos(x, xhat)");
-    cJSON_AddStringToObject(df, "l2_ratio", "mean over tokens with x != 0 of ||xhat|| / ||x||");
-    cJSON_AddStringToObject(df, "l0", "mean number of features with f != 0 per token");
-    cJSON_AddStringToObject(df, "density", "fraction of eval tokens on which a feature fires (f != 0) / a neuron is > 0; dead: never; ultralow: alive and below ultralow_density; rare: alive and below rare_density (the cut these tokens resolve when ultralow's is not); dense: above 0.01");
-    cJSON *run = cJSON_AddObjectToObject(j, "run");
-    cJSON_AddNumberToObject(run, "ranks", e->comm->size);
-    cJSON_AddNumberToObject(run, "seconds", seconds);
-    cJSON_AddNumberToObject(run, "tokens_per_s", seconds > 0 ? N / seconds : 0);
-    cJSON_AddStringToObject(run, "config_hash", cfg->hash);
-    cJSON_AddStringToObject(run, "version", MS_VERSION_STRING);
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    char *jp = ms_path_join(s->job->dir, "eval.json");
-    if (!st && (!text || !jp)) st = oom(err, "eval.json");
-    if (!st) {
-        size_t n = strlen(text);
-        text[n] = '\n'; /* cJSON_Print leaves no final newline: replace the NUL... */
-        st = ms_file_write_atomic(jp, text, n + 1, err);
-        text[n] = '\0';
-    }
-    free(text);
-    free(jp);
-    free(h5);
-    return st;
-}
-
 ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
 {
     evaluator e;
@@ -556,7 +365,7 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
                        r->loss_clean, r->loss_sae, r->loss_zero, r->loss_recovered, r->kl, r->mse,
                        r->fvu, r->l0, (long long)r->features.dead, (long long)r->features.ultralow,
                        (long long)r->features.rare);
-        if (comm->rank == 0) st = write_outputs(&e, s, r, seconds, err);
+        if (comm->rank == 0) st = app_eval_write(&e, s, r, seconds, err);
     }
     st = ms_comm_agree(comm, st, err);
     if (!st) {

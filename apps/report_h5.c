@@ -10,9 +10,9 @@
 
 static const char *const unit_count_attrs[] = {"n_units", "d_sae", "n_features", "n_neurons", NULL};
 /* Name prefixes of datasets that are never per unit whatever their length (docs/analysis.md:
- * the vocabulary and the measures' distributions), so a unit count equal to the vocabulary
- * size or a bin count cannot mislabel them. */
-static const char *const global_prefixes[] = {"vocab_", "measure_hist_", "measure_edges_", NULL};
+ * the vocabulary, the measures' distributions, the log10-density histogram), so a unit count
+ * equal to the vocabulary size or a bin count cannot mislabel them. */
+static const char *const global_prefixes[] = {"vocab_", "measure_hist_", "measure_edges_", "log10_density_", NULL};
 
 static bool is_global(const char *name)
 {

@@ -1,11 +1,8 @@
 /* `monosem analyze job.yaml`: what every SAE feature and every neuron responds to (top-k and
  * interval contexts, histograms, logit effects, monosemanticity measures), features vs neurons;
  * for model A, then for the untrained control R when the job has one. */
+#include "analyze.h"
 #include "analyze_logits.h"
-#include "analyze_spill.h"
-#include "app.h"
-#include "monosem/model.h"
-#include "monosem/sae.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -14,64 +11,6 @@
 
 /* Bytes of unit activations held per encode (whole contexts, at least one). */
 #define ENCODE_BYTES ((int64_t)64 << 20)
-#define N_MEASURES 3
-
-/* One dictionary: an SAE of the job, or the neurons (the identity dictionary). */
-typedef struct dict {
-    char name[64];
-    bool is_sae;
-    char *source;   /* SAE directory or model directory */
-    char *out_path; /* its analysis.h5 */
-    ms_sae sae;
-    bool have_sae;
-    int64_t U;
-    ms_analysis an;
-    bool have_an;
-    float *f;         /* (enc_ctx*T, U) codes of one encode (SAE only) */
-    float *dirs;      /* (U, d) decoder rows for the logit path (SAE only; rank-local copy) */
-    ms_spill spill;   /* pass 1's sparse codes, read back by pass 2 (SAE only) */
-    bool have_spill;
-    double t_encode, t_scan;
-    /* rank 0, after the analysis: measures and their medians */
-    int32_t *top_token;
-    float *measure[N_MEASURES];
-    ms_measure_summary summary[N_MEASURES];     /* alive units outside the ultralow cluster */
-    ms_measure_summary summary_all[N_MEASURES]; /* every alive unit */
-    ms_measure_summary density;
-    int64_t alive, ultralow;
-    double ultralow_cut;
-    uint8_t *is_ultralow; /* (U) */
-} dict;
-
-static const char *const measure_names[N_MEASURES] = {"top_token_share", "eff_tokens", "logit_agreement"};
-
-typedef struct az {
-    ms_app *app;
-    const ms_config *cfg; /* the job (analyze.*, corpus, the saes list) */
-    int which;            /* the model analysed: 0 = A, 2 = the control R */
-    const char *model_dir;
-    ms_tokset ts;
-    ms_model model;
-    bool have_model;
-    ms_model_acts acts;
-    ms_hook hook, last_resid;
-    int d;
-    bool ln_needed, logits_ok;
-    ms_job_sae *saes;
-    int n_saes;     /* the SAEs analysed (this model's), first in saes */
-    int n_saes_all; /* entries of saes (freed) */
-    dict *dicts;
-    int n_dicts;
-    int64_t T, n_ctx, n_blocks, blk0, blk1, enc_ctx;
-    int B;
-    int32_t *tokens; /* (B, T) */
-    int64_t ln_fx;   /* Σ σ_t of the final LayerNorm in 2^-24 fixed point (exact) */
-    int64_t ln_n;
-    double ln_scale;
-    double t_read, t_fwd;
-    ms_progress prog;
-    double done_tokens;
-} az;
 
 static void az_free(az *a)
 {
@@ -349,39 +288,6 @@ static ms_status az_pass(az *a, int pass, ms_err *err)
     return st;
 }
 
-/* Token bytes table for the dashboards (rank 0). */
-static ms_status vocab_table(const az *a, int64_t **offsets, uint8_t **bytes, int64_t *n_vocab, ms_err *err)
-{
-    ms_tokenizer *tok = NULL;
-    ms_status st = ms_tokenizer_load(&tok, a->cfg->tokenizer.vocab, a->cfg->tokenizer.merges, err);
-    if (st) return st;
-    int64_t V = a->model.cfg.d_vocab;
-    *n_vocab = V;
-    *offsets = malloc(((size_t)V + 1) * sizeof **offsets);
-    size_t total = 0;
-    for (int32_t v = 0; v < V; v++) {
-        size_t len = 0;
-        if (ms_tokenizer_token_bytes(tok, v, &len)) total += len;
-    }
-    *bytes = malloc(total + 1);
-    if (!*offsets || !*bytes) {
-        ms_tokenizer_free(tok);
-        return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    }
-    size_t off = 0;
-    for (int32_t v = 0; v < V; v++) {
-        (*offsets)[v] = (int64_t)off;
-        size_t len = 0;
-        const char *b = ms_tokenizer_token_bytes(tok, v, &len);
-        if (b) {
-            memcpy(*bytes + off, b, len);
-            off += len;
-        }
-    }
-    (*offsets)[V] = (int64_t)off;
-    ms_tokenizer_free(tok);
-    return MS_OK;
-}
 
 /* Logit effects of every dictionary: chunks spread over ranks, summed (exact: other rows are 0).
  * COLLECTIVE. Results into the arrays (U, L) of each dict on every rank. */
@@ -401,185 +307,6 @@ static ms_status az_logits(az *a, int di, int64_t *top_ids, float *top, int64_t 
     return ms_comm_agree(comm, st, err);
 }
 
-/* Rank 0: measures, distributions and the file of one dictionary. */
-static ms_status az_finish_dict(az *a, int di, const int64_t *top_ids64, const float *top, const int64_t *bot_ids64,
-                                const float *bot, const int64_t *voff, const uint8_t *vbytes, int64_t nv,
-                                ms_err *err)
-{
-    const ms_config *cfg = a->cfg;
-    dict *dc = &a->dicts[di];
-    const int64_t U = dc->U;
-    const int L = (int)cfg->analyze.n_logits;
-    int32_t *tid = malloc((size_t)U * (size_t)L * sizeof *tid + 1);
-    int32_t *bid = malloc((size_t)U * (size_t)L * sizeof *bid + 1);
-    dc->top_token = malloc((size_t)U * sizeof *dc->top_token + 1);
-    float *dens = malloc((size_t)U * sizeof *dens + 1);
-    bool ok = tid && bid && dc->top_token && dens;
-    for (int m = 0; m < N_MEASURES; m++) ok = ok && (dc->measure[m] = malloc((size_t)U * sizeof(float) + 1));
-    ms_status st = ok ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    if (!st && a->logits_ok)
-        for (size_t i = 0; i < (size_t)U * (size_t)L; i++) {
-            tid[i] = (int32_t)top_ids64[i];
-            bid[i] = (int32_t)bot_ids64[i];
-        }
-    if (!st)
-        st = ms_analysis_measures(&dc->an, a->logits_ok ? tid : NULL, L, dc->top_token, dc->measure[0],
-                                  dc->measure[1], dc->measure[2], err);
-    int64_t hist[20];
-    /* the ultralow cluster (if any) is set apart from the distributions, as the paper does */
-    dc->is_ultralow = calloc((size_t)U + 1, 1);
-    float *kept = malloc((size_t)U * sizeof *kept + 1);
-    if (!st && (!dc->is_ultralow || !kept)) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    dc->ultralow_cut = st ? 0 : ms_ultralow_cut(dc->an.count, U, dc->an.tokens);
-    dc->alive = dc->ultralow = 0;
-    for (int64_t u = 0; !st && u < U; u++) {
-        double den = (double)dc->an.count[u] / (double)dc->an.tokens;
-        dc->alive += dc->an.count[u] > 0;
-        dc->is_ultralow[u] = dc->an.count[u] > 0 && den < dc->ultralow_cut;
-        dc->ultralow += dc->is_ultralow[u];
-        dens[u] = dc->an.count[u] > 0 && !dc->is_ultralow[u] ? (float)den : NAN;
-    }
-    for (int m = 0; !st && m < N_MEASURES; m++) {
-        double lo, hi;
-        ms_measure_range(m, &dc->an.o, &lo, &hi);
-        for (int64_t u = 0; u < U; u++) kept[u] = dc->is_ultralow[u] ? NAN : dc->measure[m][u];
-        st = ms_measure_summarize(kept, U, lo, hi, 20, hist, &dc->summary[m], err);
-        if (!st) st = ms_measure_summarize(dc->measure[m], U, lo, hi, 20, hist, &dc->summary_all[m], err);
-    }
-    free(kept);
-    if (!st) st = ms_measure_summarize(dens, U, 0, 1, 20, hist, &dc->density, err);
-    char s_tokens[32], s_nctx[32], s_ctx[32], s_k[32], s_w[32], s_i[32], s_s[32], s_nb[32], s_L[32], s_seed[32],
-        s_ln[32], s_dead[32];
-    snprintf(s_tokens, sizeof s_tokens, "%" PRId64, dc->an.tokens);
-    snprintf(s_nctx, sizeof s_nctx, "%" PRId64, a->n_ctx);
-    snprintf(s_ctx, sizeof s_ctx, "%" PRId64, a->T);
-    snprintf(s_k, sizeof s_k, "%" PRId64, cfg->analyze.top_k);
-    snprintf(s_w, sizeof s_w, "%" PRId64, cfg->analyze.context_window);
-    snprintf(s_i, sizeof s_i, "%" PRId64, cfg->analyze.intervals);
-    snprintf(s_s, sizeof s_s, "%" PRId64, cfg->analyze.interval_samples);
-    snprintf(s_nb, sizeof s_nb, "%" PRId64, cfg->analyze.hist_bins);
-    snprintf(s_L, sizeof s_L, "%d", L);
-    snprintf(s_seed, sizeof s_seed, "%" PRId64, cfg->run.seed);
-    snprintf(s_ln, sizeof s_ln, "%.9g", a->ln_scale);
-    snprintf(s_dead, sizeof s_dead, "%" PRId64, U - dc->alive);
-    const char *kv[] = {"format_version", "1", "kind", dc->is_sae ? "sae" : "neurons", "name", dc->name,
-                        "source", dc->source, "model_dir", a->model_dir, "hook", cfg->model.hook,
-                        "token_dir", cfg->corpus.token_dir, "split", "train", "tokens", s_tokens,
-                        "n_contexts", s_nctx, "context", s_ctx, "top_k", s_k, "context_window", s_w,
-                        "intervals", s_i, "interval_samples", s_s, "hist_bins", s_nb, "n_logits", s_L,
-                        "seed", s_seed, "ln_scale", s_ln, "dead", s_dead, "config_hash", cfg->hash,
-                        "version", MS_VERSION_STRING};
-    ms_analysis_extra x = {.n_logits = L, .top_token = dc->top_token, .ultralow = dc->is_ultralow,
-                           .ultralow_cut = dc->ultralow_cut, .top_token_share = dc->measure[0],
-                           .eff_tokens = dc->measure[1], .logit_agreement = dc->measure[2],
-                           .vocab_offsets = voff, .vocab_bytes = vbytes, .n_vocab = nv,
-                           .attr_kv = kv, .n_attr = (int)(sizeof kv / sizeof kv[0] / 2)};
-    if (a->logits_ok) {
-        x.logit_top_ids = tid;
-        x.logit_bottom_ids = bid;
-        x.logit_top = top;
-        x.logit_bottom = bot;
-    }
-    char *dir = NULL;
-    if (!st) {
-        dir = strdup(dc->out_path);
-        char *slash = dir ? strrchr(dir, '/') : NULL;
-        if (slash) {
-            *slash = '\0';
-            st = ms_mkdirs(dir, err);
-        }
-    }
-    free(dir);
-    if (!st) st = ms_analysis_write(&dc->an, &x, dc->out_path, err);
-    free(tid);
-    free(bid);
-    free(dens);
-    return st;
-}
-
-/* Rank 0: the comparison table (medians [quartiles] over alive units outside the ultralow
- * cluster; the same over every alive unit), histograms, and the run record. */
-static void az_report(az *a)
-{
-    ms_runrec *rec = &a->app->rec;
-    char line[1024], key[160], cell[96];
-    int n = snprintf(line, sizeof line, "  %-17s", "measure");
-    for (int i = 0; i < a->n_dicts; i++) n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", a->dicts[i].name);
-    ms_log("analyze: features vs neurons, median [q25, q75] over alive units outside the ultralow cluster "
-           "(docs/analysis.md)");
-    ms_log("%s", line);
-    for (int m = 0; m <= N_MEASURES; m++) {
-        const char *mname = m < N_MEASURES ? measure_names[m] : "density";
-        n = snprintf(line, sizeof line, "  %-17s", mname);
-        for (int i = 0; i < a->n_dicts; i++) {
-            const dict *dc = &a->dicts[i];
-            const ms_measure_summary *s = m < N_MEASURES ? &dc->summary[m] : &dc->density;
-            snprintf(cell, sizeof cell, "%.3g [%.3g, %.3g]", s->median, s->q25, s->q75);
-            n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", cell);
-            snprintf(key, sizeof key, "analyze.%s.median_%s", dc->name, mname);
-            ms_runrec_fact(rec, key, "%.6g", s->median);
-            if (m < N_MEASURES) {
-                snprintf(key, sizeof key, "analyze.%s.median_all_%s", dc->name, mname);
-                ms_runrec_fact(rec, key, "%.6g", dc->summary_all[m].median);
-            }
-        }
-        ms_log("%s", line);
-    }
-    n = snprintf(line, sizeof line, "  %-17s", "units kept");
-    for (int i = 0; i < a->n_dicts; i++) {
-        const dict *dc = &a->dicts[i];
-        snprintf(cell, sizeof cell, "%" PRId64 " of %" PRId64 " (%" PRId64 " dead)", dc->alive - dc->ultralow, dc->U,
-                 dc->U - dc->alive);
-        n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", cell);
-        snprintf(key, sizeof key, "analyze.%s.alive", dc->name);
-        ms_runrec_fact(rec, key, "%" PRId64 " of %" PRId64, dc->alive, dc->U);
-        snprintf(key, sizeof key, "analyze.%s.ultralow", dc->name);
-        ms_runrec_fact(rec, key, "%" PRId64 " below density %.3g", dc->ultralow, dc->ultralow_cut);
-        snprintf(key, sizeof key, "analyze.%s.out", dc->name);
-        ms_runrec_fact(rec, key, "%s", dc->out_path);
-    }
-    ms_log("%s", line);
-    n = snprintf(line, sizeof line, "  %-17s", "ultralow cluster");
-    for (int i = 0; i < a->n_dicts; i++) {
-        const dict *dc = &a->dicts[i];
-        if (dc->ultralow_cut > 0) snprintf(cell, sizeof cell, "%" PRId64 " below %.2g", dc->ultralow, dc->ultralow_cut);
-        else snprintf(cell, sizeof cell, "none");
-        n += snprintf(line + n, sizeof line - (size_t)n, " %-30s", cell);
-    }
-    ms_log("%s", line);
-    n = snprintf(line, sizeof line, "  all alive units:");
-    for (int m = 0; m < N_MEASURES; m++) {
-        n += snprintf(line + n, sizeof line - (size_t)n, " %s", measure_names[m]);
-        for (int i = 0; i < a->n_dicts; i++)
-            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.3g", i ? ", " : " ", a->dicts[i].name,
-                          a->dicts[i].summary_all[m].median);
-        if (m < N_MEASURES - 1) n += snprintf(line + n, sizeof line - (size_t)n, ";");
-    }
-    ms_log("%s", line);
-    /* the distributions themselves (kept units): 10 bins, % of units */
-    for (int m = 0; m < N_MEASURES; m++) {
-        double lo, hi;
-        ms_measure_range(m, &a->dicts[0].an.o, &lo, &hi);
-        for (int i = 0; i < a->n_dicts; i++) {
-            const dict *dc = &a->dicts[i];
-            int64_t h[10];
-            ms_measure_summary s;
-            ms_err e = {0};
-            float *kept = malloc((size_t)dc->U * sizeof *kept + 1);
-            if (!kept) continue;
-            for (int64_t u = 0; u < dc->U; u++) kept[u] = dc->is_ultralow[u] ? NAN : dc->measure[m][u];
-            ms_status st = ms_measure_summarize(kept, dc->U, lo, hi, 10, h, &s, &e);
-            free(kept);
-            if (st) continue;
-            n = snprintf(line, sizeof line, "  %-17s %-8s [%g..%g] %%:", i == 0 ? measure_names[m] : "", dc->name, lo, hi);
-            for (int b = 0; b < 10; b++)
-                n += snprintf(line + n, sizeof line - (size_t)n, " %3.0f", s.n ? 100.0 * (double)h[b] / (double)s.n : 0);
-            ms_log("%s", line);
-            snprintf(key, sizeof key, "analyze.%s.hist_%s", dc->name, measure_names[m]);
-            ms_runrec_fact(rec, key, "%s", strchr(line, ':') + 1);
-        }
-    }
-}
 
 /* One model's dictionaries (its SAEs and neurons), with facts in app's run record. COLLECTIVE. */
 static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms_err *err)
@@ -647,7 +374,7 @@ static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms
 
     /* logit effects, measures, files */
     double t3 = ms_time_now();
-    if (comm->rank == 0) st = vocab_table(&a, &voff, &vbytes, &nv, err);
+    if (comm->rank == 0) st = app_analyze_vocab_table(&a, &voff, &vbytes, &nv, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     for (int i = 0; i < a.n_dicts; i++) {
@@ -659,7 +386,7 @@ static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms
         st = top_ids && bot_ids && top && bot ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         st = ms_comm_agree(comm, st, err);
         if (!st && a.logits_ok) st = az_logits(&a, i, top_ids, top, bot_ids, bot, err);
-        if (!st && comm->rank == 0) st = az_finish_dict(&a, i, top_ids, top, bot_ids, bot, voff, vbytes, nv, err);
+        if (!st && comm->rank == 0) st = app_analyze_finish_dict(&a, i, top_ids, top, bot_ids, bot, voff, vbytes, nv, err);
         st = ms_comm_agree(comm, st, err);
         free(top_ids), free(bot_ids), free(top), free(bot);
         top_ids = bot_ids = NULL, top = bot = NULL;
@@ -670,7 +397,7 @@ static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms
     double tokens = (double)(a.n_ctx * a.T);
     double rate = scan_s > 0 ? tokens / scan_s : 0;
     if (comm->rank == 0) {
-        az_report(&a);
+        app_analyze_report(&a);
         for (int i = 0; i < a.n_dicts; i++) ms_log("analyze: wrote %s", a.dicts[i].out_path);
         ms_log("analyze: %.0f tokens in %.2fs (pass 1 %.2fs, pass 2 %.2fs): %.0f tokens/s; logits, measures and "
                "files %.2fs; LayerNorm scale %.4g",

@@ -2,81 +2,12 @@
  * universality (model A vs model B, features and neurons; the untrained control R vs the
  * trained reference, B or else A) over the same tokens. This file is
  * the driver: forward to the hook on shared contexts, encode with each SAE, feed the
- * correlation sums (libsae/correlate.c), reduce them once, write compare/. */
-#include <cjson/cJSON.h>
+ * correlation sums (libunits/correlation.c), reduce them once; compare_write.c writes compare/. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "monosem/model.h"
-#include "monosem/sae.h"
-
-#define N_BINS 20 /* histogram bins over [-1, 1] (cosines) or [-1, 1] (correlations) */
-
-typedef struct cmp_sae {
-    const ms_job_sae *js;
-    bool needed;
-    ms_sae sae;
-    float *f; /* (rows, d_sae) codes of the current batch */
-} cmp_sae;
-
-enum { PAIR_SPLIT = 0, PAIR_UNIV };
-#define SRC_NEURONS_A (-1)
-#define SRC_NEURONS_B (-2)
-#define SRC_NEURONS_R (-3)
-#define N_MODELS MS_JOB_MAX_MODELS
-
-typedef struct pair {
-    int kind;
-    bool control;    /* universality of the control R with the reference model */
-    int a, b;        /* sources: an SAE index or SRC_NEURONS_A/B/R */
-    int64_t da, db;
-    int64_t nb, n_blocks; /* columns per block, blocks */
-    int64_t next_block;   /* the next block to accumulate */
-    bool active;          /* corr holds a block in the current pass */
-    ms_corr corr;
-    float *row_max, *col_max;    /* by activation correlation (da), (db) */
-    int64_t *row_arg, *col_arg;
-    float *drow_max, *dcol_max;  /* by decoder cosine (splitting only) */
-    int64_t *drow_arg, *dcol_arg;
-    int64_t *fam_member, *fam_size; /* families (splitting only): (db), (da) */
-} pair;
-
-typedef struct cmp {
-    ms_app *app;
-    const ms_config *cfg;
-    ms_config cfg_m[N_MODELS]; /* [1], [2]: B's and R's derived configs */
-    bool have_m[N_MODELS];     /* the job has the model (A always) */
-    int ref;                   /* the control's reference: B when the job has it, else A */
-    ms_job_sae *jobs;
-    int n_saes;
-    cmp_sae *saes;
-    pair *pairs;
-    int n_pairs;
-    ms_model model[N_MODELS];
-    bool model_loaded[N_MODELS], model_needed[N_MODELS];
-    ms_model_acts acts[N_MODELS];
-    ms_hook hook;
-    int d; /* hook width */
-    float *h[N_MODELS]; /* (rows, d) hook activations of the batch, per model */
-    int32_t *tokens;
-    ms_tokset ts;
-    int64_t T, B, n_ctx, ctx0, ctx1;
-} cmp;
-
-static const char *src_name(const cmp *c, int s)
-{
-    return s == SRC_NEURONS_A ? "neurons-A" : s == SRC_NEURONS_B ? "neurons-B" : s == SRC_NEURONS_R ? "neurons-R"
-                                                                                                    : c->jobs[s].name;
-}
-
-static int src_model(const cmp *c, int s) { return s < 0 ? -1 - s : c->jobs[s].model; }
-
-static const float *src_units(const cmp *c, int s)
-{
-    return s < 0 ? c->h[src_model(c, s)] : c->saes[s].f;
-}
+#include "compare.h"
 
 static ms_status add_pair(cmp *c, int kind, bool control, int a, int b, int64_t da, int64_t db, ms_err *err)
 {
@@ -273,252 +204,6 @@ static ms_status pass(cmp *c, ms_progress *prog, int64_t ip, int64_t n_pass, ms_
     return st;
 }
 
-/* ------------------------------------------------------------------ outputs */
-
-static cJSON *hist_json(const float *x, int64_t n, double lo, double hi)
-{
-    int64_t counts[N_BINS];
-    ms_histogram_f32(counts, N_BINS, lo, hi, x, n);
-    cJSON *o = cJSON_CreateObject(), *a = cJSON_CreateArray();
-    cJSON_AddNumberToObject(o, "lo", lo);
-    cJSON_AddNumberToObject(o, "hi", hi);
-    for (int b = 0; b < N_BINS; b++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)counts[b]));
-    cJSON_AddItemToObject(o, "counts", a);
-    return o;
-}
-
-static void add_num_or_null(cJSON *o, const char *k, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(o, k, v);
-    else
-        cJSON_AddNullToObject(o, k);
-}
-
-static cJSON *f32_array(const float *x, int64_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int64_t i = 0; i < n; i++) {
-        /* 4 decimals keep the JSON small; the HDF5 file has the floats */
-        if (isfinite(x[i]))
-            cJSON_AddItemToArray(a, cJSON_CreateNumber(round((double)x[i] * 1e4) / 1e4));
-        else
-            cJSON_AddItemToArray(a, cJSON_CreateNull());
-    }
-    return a;
-}
-
-static cJSON *i64_array(const int64_t *x, int64_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)x[i]));
-    return a;
-}
-
-/* {median, mean, n (finite), histogram} of a best-match vector. */
-static cJSON *dist_json(const float *x, int64_t n, float *scratch)
-{
-    cJSON *o = cJSON_CreateObject();
-    double s = 0;
-    int64_t k = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(x[i])) s += x[i], k++;
-    add_num_or_null(o, "median", ms_median_f32(x, n, scratch));
-    add_num_or_null(o, "mean", k ? s / (double)k : NAN);
-    cJSON_AddNumberToObject(o, "n", (double)k);
-    cJSON_AddNumberToObject(o, "n_undefined", (double)(n - k));
-    cJSON_AddItemToObject(o, "histogram", hist_json(x, n, -1.0, 1.0));
-    return o;
-}
-
-static ms_status write_json(cJSON *root, const char *path, ms_err *err)
-{
-    char *text = cJSON_Print(root);
-    if (!text) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    size_t n = strlen(text);
-    text[n] = '\n'; /* cJSON's buffer has the NUL there: replace it, write n+1 */
-    ms_status st = ms_file_write_atomic(path, text, n + 1, err);
-    cJSON_free(text);
-    return st;
-}
-
-static ms_status write_outputs(cmp *c, const char *dir, double seconds, ms_err *err)
-{
-    const ms_config *cfg = c->cfg;
-    int64_t maxd = c->d;
-    for (int k = 0; k < c->n_pairs; k++) maxd = c->pairs[k].db > maxd ? c->pairs[k].db : maxd;
-    float *scratch = malloc((size_t)maxd * sizeof *scratch);
-    int64_t *size = malloc((size_t)maxd * sizeof *size), *member = malloc((size_t)maxd * sizeof *member);
-    ms_st_item *items = calloc((size_t)c->n_pairs * 12 + 1, sizeof *items);
-    char (*names)[192] = calloc((size_t)c->n_pairs * 12 + 1, sizeof *names);
-    if (!scratch || !size || !member || !items || !names) {
-        free(scratch), free(size), free(member), free(items), free(names);
-        return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    }
-    int n_items = 0;
-    cJSON *split = cJSON_CreateObject(), *univ = cJSON_CreateObject();
-    cJSON *spairs = cJSON_AddArrayToObject(split, "pairs"), *ufeat = cJSON_AddArrayToObject(univ, "features");
-    const double tokens = (double)(c->n_ctx * c->T);
-    cJSON_AddNumberToObject(split, "tokens", tokens);
-    cJSON_AddNumberToObject(split, "family_min", cfg->compare.family_min);
-    cJSON_AddStringToObject(split, "definition",
-                            "for each feature, its best match in the other SAE by decoder cosine and by Pearson "
-                            "correlation of activations over the same tokens; a family is a small-SAE feature with "
-                            "the large-SAE features whose best decoder-cosine match it is (cosine >= family_min)");
-    cJSON_AddNumberToObject(univ, "tokens", tokens);
-    cJSON_AddStringToObject(univ, "definition",
-                            "for each unit of model A, the maximum Pearson correlation of its activations with any "
-                            "unit of model B over the same tokens; units that never vary are undefined (null)");
-    cJSON *paper = cJSON_AddObjectToObject(univ, "paper");
-    cJSON_AddNumberToObject(paper, "features_median", 0.72);
-    cJSON_AddNumberToObject(paper, "neurons_median", 0.46);
-    cJSON_AddNullToObject(univ, "neurons");
-    cJSON *ctrl = NULL, *cfeat = NULL;
-    if (c->have_m[2]) {
-        ctrl = cJSON_AddObjectToObject(univ, "control");
-        cJSON_AddStringToObject(ctrl, "model", "R");
-        cJSON_AddStringToObject(ctrl, "reference", ms_job_model_name(c->ref));
-        cJSON_AddStringToObject(ctrl, "definition",
-                                "the same measure between the untrained control model R (model A's shape, randomly "
-                                "initialised) and the trained reference model: features of R's SAE against the "
-                                "reference's SAE of the same size, R's neurons against the reference's");
-        cfeat = cJSON_AddArrayToObject(ctrl, "features");
-        cJSON_AddNullToObject(ctrl, "neurons");
-    }
-    int64_t fam_total = 0;
-
-#define ITEM(nm, dt, n0, ptr)                                                                          \
-    do {                                                                                               \
-        snprintf(names[n_items], sizeof names[n_items], "%.63s__%.63s__%.40s", src_name(c, p->a), src_name(c, p->b), nm); \
-        items[n_items] = (ms_st_item){.name = names[n_items], .dtype = dt, .ndim = 1, .shape = {n0}, .data = ptr}; \
-        n_items++;                                                                                     \
-    } while (0)
-
-    for (int k = 0; k < c->n_pairs; k++) {
-        pair *p = &c->pairs[k];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "a", src_name(c, p->a));
-        cJSON_AddStringToObject(o, "b", src_name(c, p->b));
-        cJSON_AddNumberToObject(o, "d_a", (double)p->da);
-        cJSON_AddNumberToObject(o, "d_b", (double)p->db);
-        cJSON *act = cJSON_AddObjectToObject(o, "activation_corr");
-        cJSON_AddItemToObject(act, "a_best", dist_json(p->row_max, p->da, scratch));
-        cJSON_AddItemToObject(act, "b_best", dist_json(p->col_max, p->db, scratch));
-        cJSON_AddItemToObject(act, "a_max", f32_array(p->row_max, p->da));
-        cJSON_AddItemToObject(act, "a_arg", i64_array(p->row_arg, p->da));
-        ITEM("corr_a_max", MS_ST_F32, p->da, p->row_max);
-        ITEM("corr_a_arg", MS_ST_I64, p->da, p->row_arg);
-        ITEM("corr_b_max", MS_ST_F32, p->db, p->col_max);
-        ITEM("corr_b_arg", MS_ST_I64, p->db, p->col_arg);
-        if (p->kind == PAIR_SPLIT) {
-            cJSON_AddStringToObject(o, "model", ms_job_model_name(src_model(c, p->a)));
-            cJSON *dec = cJSON_AddObjectToObject(o, "decoder_cos");
-            cJSON_AddItemToObject(dec, "a_best", dist_json(p->drow_max, p->da, scratch));
-            cJSON_AddItemToObject(dec, "b_best", dist_json(p->dcol_max, p->db, scratch));
-            cJSON_AddItemToObject(dec, "a_max", f32_array(p->drow_max, p->da));
-            cJSON_AddItemToObject(dec, "a_arg", i64_array(p->drow_arg, p->da));
-            cJSON_AddItemToObject(dec, "b_max", f32_array(p->dcol_max, p->db));
-            cJSON_AddItemToObject(dec, "b_arg", i64_array(p->dcol_arg, p->db));
-            cJSON_AddItemToObject(act, "b_max", f32_array(p->col_max, p->db));
-            cJSON_AddItemToObject(act, "b_arg", i64_array(p->col_arg, p->db));
-            int64_t nf = ms_families(member, size, p->dcol_max, p->dcol_arg, p->db, p->da, (float)cfg->compare.family_min);
-            int64_t in = 0, big = 0, largest = 0;
-            for (int64_t i = 0; i < p->da; i++) {
-                in += size[i];
-                big += size[i] >= 2;
-                largest = size[i] > largest ? size[i] : largest;
-            }
-            fam_total += nf;
-            cJSON *fam = cJSON_AddObjectToObject(o, "families");
-            cJSON_AddNumberToObject(fam, "n", (double)nf);
-            cJSON_AddNumberToObject(fam, "n_split", (double)big);
-            cJSON_AddNumberToObject(fam, "mean_size", nf ? (double)in / (double)nf : 0.0);
-            cJSON_AddNumberToObject(fam, "largest", (double)largest);
-            cJSON_AddNumberToObject(fam, "b_unassigned", (double)(p->db - in));
-            cJSON_AddItemToObject(fam, "member_of", i64_array(member, p->db));
-            cJSON_AddItemToObject(fam, "size", i64_array(size, p->da));
-            /* the HDF5 items must outlive this loop: the pair keeps its families */
-            p->fam_member = malloc((size_t)p->db * sizeof *p->fam_member);
-            p->fam_size = malloc((size_t)p->da * sizeof *p->fam_size);
-            if (p->fam_member && p->fam_size) {
-                memcpy(p->fam_member, member, (size_t)p->db * sizeof *member);
-                memcpy(p->fam_size, size, (size_t)p->da * sizeof *size);
-                ITEM("family_member", MS_ST_I64, p->db, p->fam_member);
-                ITEM("family_size", MS_ST_I64, p->da, p->fam_size);
-            }
-            ITEM("cos_a_max", MS_ST_F32, p->da, p->drow_max);
-            ITEM("cos_a_arg", MS_ST_I64, p->da, p->drow_arg);
-            ITEM("cos_b_max", MS_ST_F32, p->db, p->dcol_max);
-            ITEM("cos_b_arg", MS_ST_I64, p->db, p->dcol_arg);
-            cJSON_AddItemToArray(spairs, o);
-        } else {
-            cJSON *u = p->control ? ctrl : univ;
-            if (p->a < 0) {
-                cJSON_DeleteItemFromObject(u, "neurons");
-                cJSON_AddItemToObject(u, "neurons", o);
-                add_num_or_null(u, "neurons_median", ms_median_f32(p->row_max, p->da, scratch));
-            } else {
-                cJSON_AddItemToArray(p->control ? cfeat : ufeat, o);
-                if (!cJSON_GetObjectItem(u, "features_median"))
-                    add_num_or_null(u, "features_median", ms_median_f32(p->row_max, p->da, scratch));
-            }
-        }
-    }
-#undef ITEM
-    if (!cJSON_GetObjectItem(univ, "features_median")) cJSON_AddNullToObject(univ, "features_median");
-    if (!cJSON_GetObjectItem(univ, "neurons_median")) cJSON_AddNullToObject(univ, "neurons_median");
-    if (ctrl && !cJSON_GetObjectItem(ctrl, "features_median")) {
-        cJSON_AddNullToObject(ctrl, "features_median");
-        cJSON_AddStringToObject(ctrl, "reason", "no model-R SAE has the size of a reference-model SAE: features not "
-                                                "compared");
-    }
-    if (!c->have_m[1])
-        cJSON_AddStringToObject(univ, "reason", "the job has no model B (set model_b.seed and a saes entry with model: B)");
-    else if (cJSON_GetArraySize(ufeat) == 0)
-        cJSON_AddStringToObject(univ, "reason", "no model-B SAE has the size of a model-A SAE: features not compared");
-    if (cJSON_GetArraySize(spairs) == 0)
-        cJSON_AddStringToObject(split, "reason", "no two SAEs of different sizes on one model");
-    cJSON_AddNumberToObject(split, "seconds", seconds);
-    cJSON_AddNumberToObject(univ, "seconds", seconds);
-
-    ms_status st = ms_mkdirs(dir, err);
-    char *ps = ms_path_join(dir, "splitting.json"), *pu = ms_path_join(dir, "universality.json"),
-         *ph = ms_path_join(dir, "splitting.h5");
-    if (!st && (!ps || !pu || !ph)) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    if (!st) st = write_json(split, ps, err);
-    if (!st) st = write_json(univ, pu, err);
-    const char *attrs[] = {"tokens", NULL, "config_hash", cfg->hash, "version", MS_VERSION_STRING};
-    char tok[32];
-    snprintf(tok, sizeof tok, "%.0f", tokens);
-    attrs[1] = tok;
-    if (!st && n_items > 0) st = ms_h5_write_tensors(ph, items, n_items, attrs, 3, err);
-    if (!st) {
-        double fm = cJSON_GetObjectItem(univ, "features_median") && cJSON_IsNumber(cJSON_GetObjectItem(univ, "features_median"))
-                        ? cJSON_GetObjectItem(univ, "features_median")->valuedouble : NAN;
-        double nm = cJSON_IsNumber(cJSON_GetObjectItem(univ, "neurons_median"))
-                        ? cJSON_GetObjectItem(univ, "neurons_median")->valuedouble : NAN;
-        ms_log("compare: %d splitting pair(s), %lld families; universality median max-corr: features %.3f, neurons %.3f "
-               "(paper 0.72, 0.46) over %.0f tokens -> %s", cJSON_GetArraySize(spairs), (long long)fam_total, fm, nm,
-               tokens, dir);
-        ms_runrec_fact(&c->app->rec, "compare.universality_features_median", "%.4f", fm);
-        ms_runrec_fact(&c->app->rec, "compare.universality_neurons_median", "%.4f", nm);
-        if (ctrl) {
-            const cJSON *cf = cJSON_GetObjectItem(ctrl, "features_median"), *cn = cJSON_GetObjectItem(ctrl, "neurons_median");
-            double cfm = cJSON_IsNumber(cf) ? cf->valuedouble : NAN, cnm = cJSON_IsNumber(cn) ? cn->valuedouble : NAN;
-            ms_log("compare: control (untrained R vs %s): features %.3f, neurons %.3f", ms_job_model_name(c->ref), cfm,
-                   cnm);
-            ms_runrec_fact(&c->app->rec, "compare.control_features_median", "%.4f", cfm);
-            ms_runrec_fact(&c->app->rec, "compare.control_neurons_median", "%.4f", cnm);
-        }
-        ms_runrec_fact(&c->app->rec, "compare.families", "%lld", (long long)fam_total);
-        ms_runrec_fact(&c->app->rec, "compare.out", "%s", dir);
-    }
-    free(ps), free(pu), free(ph);
-    cJSON_Delete(split);
-    cJSON_Delete(univ);
-    free(scratch), free(size), free(member), free(items), free(names);
-    return st;
-}
 
 /* Bytes of one block of a pair (ms_corr_block_cols's accounting). */
 static size_t block_bytes(const pair *p)
@@ -601,7 +286,7 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
     }
     if (c.n_pairs == 0) {
         ms_log("compare: nothing to compare (one SAE size per model and no model B); writing empty results");
-        if (comm->rank == 0) st = write_outputs(&c, dir, 0, err);
+        if (comm->rank == 0) st = app_compare_write(&c, dir, 0, err);
         st = ms_comm_agree(comm, st, err);
         free(dir);
         goto done;
@@ -671,7 +356,7 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
         st = ms_comm_agree(comm, st, err);
     }
     ms_progress_finish(&prog);
-    if (!st && comm->rank == 0) st = write_outputs(&c, dir, ms_time_now() - t0, err);
+    if (!st && comm->rank == 0) st = app_compare_write(&c, dir, ms_time_now() - t0, err);
     st = ms_comm_agree(comm, st, err);
     ms_runrec_time(&app->rec, "compare.allreduce", t_reduce);
     ms_runrec_fact(&app->rec, "compare.tokens", "%lld", (long long)(c.n_ctx * c.T));

@@ -2,7 +2,8 @@
  * msReport.run/vocab/units/block (docs/report.md); views are chosen by the URL hash:
  *   #            overview (eval vs the paper, density, features vs neurons, unit list)
  *   #<dict>/feature/<id>, #neurons/neuron/<id>   one unit's page
- * Plots are SVG strings built here; no network, no libraries. */
+ * Plots are SVG strings built here from the numbers C computed (histograms, medians, summaries):
+ * the page draws, it does not recompute statistics. No network, no libraries. */
 "use strict";
 var msReport = (function () {
   var S = { run: null, vocab: [], units: {}, blocks: {}, waiting: {}, list: null };
@@ -68,12 +69,6 @@ var msReport = (function () {
     }).join("") + "</div>";
   }
   function pct(v, d) { v = num(v); return v === null ? "—" : (100 * v).toFixed(d === undefined ? 1 : d) + "%"; }
-  function median(xs) {
-    var a = xs.filter(function (x) { return x !== null && isFinite(x); }).sort(function (p, q) { return p - q; });
-    if (!a.length) return null;
-    var m = a.length >> 1;
-    return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
-  }
   /* the first of several dotted paths ("loss.recovered") that leads to a number or an object */
   function pick(obj, paths) {
     for (var i = 0; i < paths.length; i++) {
@@ -228,11 +223,11 @@ var msReport = (function () {
 
   /* the monosemanticity measures of docs/analysis.md: which direction means "more specific" */
   var MEASURES = [
-    { key: "top_token_share", label: "top-token share", better: "higher", lo: 0, hi: 1,
+    { key: "top_token_share", label: "top-token share", better: "higher",
       help: "share of the top activations' mass on the single most common token" },
-    { key: "eff_tokens", label: "effective tokens", better: "lower", lo: 1, hi: null,
+    { key: "eff_tokens", label: "effective tokens", better: "lower",
       help: "exp(entropy) of the activating tokens in the top activations" },
-    { key: "logit_agreement", label: "logit agreement", better: "higher", lo: 0, hi: 1,
+    { key: "logit_agreement", label: "logit agreement", better: "higher",
       help: "how often the next token after a top activation is one the unit promotes" }
   ];
   var COLORS = { features: "#2563eb", neurons: "#ea580c" };
@@ -311,29 +306,18 @@ var msReport = (function () {
     return h.join("");
   }
 
-  function log10Hist(xs, lo, hi, nb) {
-    var e = [], c = [], dead = 0;
-    for (var i = 0; i <= nb; i++) e.push(lo + (hi - lo) * i / nb);
-    for (i = 0; i < nb; i++) c.push(0);
-    xs.forEach(function (x) {
-      if (x === null || !(x > 0)) { dead++; return; }
-      var b = Math.floor((Math.log10(x) - lo) / (hi - lo) * nb);
-      c[Math.max(0, Math.min(nb - 1, b))]++;
-    });
-    return { edges: e, counts: c, dead: dead };
-  }
   function densityPlots() {
     var out = [], all = [];
     S.run.dicts.forEach(function (d) {
-      var u = S.units[d.name], hist = histOf(evalOf(d, "hist")), series, src, dead = null;
+      /* eval's histogram, else analyze's: both computed by C with the same bins (libunits/density.c) */
+      var hist = histOf(evalOf(d, "hist")), g = d.globals || {}, series, src, dead = null;
       if (hist) {
         series = { edges: hist.edges, counts: hist.counts };
         src = "eval (held-out tokens)";
         dead = num(evalOf(d, "dead"));
-      } else if (u && u.density) {
-        var h = log10Hist(u.density, -9, 0, 45);
-        series = h;
-        dead = h.dead;
+      } else if (g.log10_density_hist && g.log10_density_edges) {
+        series = { edges: g.log10_density_edges, counts: g.log10_density_hist };
+        dead = attr(d, "dead");
         src = "analysis (" + big(attr(d, "tokens")) + " tokens)";
       } else return;
       series.color = colorOf(d);
@@ -360,20 +344,12 @@ var msReport = (function () {
     MEASURES.forEach(function (m) {
       var series = [], meds = [];
       feats.concat(neurs).forEach(function (d) {
-        var col = S.units[d.name] && S.units[d.name][m.key];
-        if (!col) return;
-        var alive = col.filter(function (x) { return x !== null; });
-        var med = attr(d, "median_" + m.key);
-        if (med === null) med = median(alive);
-        meds.push({ d: d, med: med, n: alive.length });
+        /* analyze's distribution of the measure (docs/analysis.md): its histogram, edges and
+         * median over the units it counts (alive, outside the ultralow cluster); n = their number */
         var e = d.globals && d.globals["measure_edges_" + m.key], c = d.globals && d.globals["measure_hist_" + m.key];
-        if (!e || !c) {
-          var lo = m.lo, hi = m.hi !== null ? m.hi : Math.max.apply(null, alive.concat([lo + 1]));
-          e = []; c = [];
-          for (var i = 0; i <= 20; i++) e.push(lo + (hi - lo) * i / 20);
-          for (i = 0; i < 20; i++) c.push(0);
-          alive.forEach(function (x) { c[Math.max(0, Math.min(19, Math.floor((x - lo) / (hi - lo) * 20)))]++; });
-        }
+        var med = attr(d, "median_" + m.key);
+        if (!e || !c) return;
+        meds.push({ d: d, med: med, n: c.reduce(function (a, b) { return a + b; }, 0) });
         series.push({ edges: e, counts: c, color: colorOf(d), label: d.name + " (median " + fmt(med, 2) + ")" });
       });
       if (!series.length) return;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "analyze_spill.h"
-#include "monosem/sae.h"
+#include "monosem/units.h"
 
 static int cmp_u64(const void *x, const void *y)
 {

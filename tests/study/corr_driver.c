@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "monosem/io.h"
-#include "monosem/sae.h"
+#include "monosem/units.h"
 
 static float *read_f32(const char *dir, const char *name, size_t n)
 {

@@ -4,7 +4,7 @@
 ms_unit_test(test_study_config SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_study_config.c LIBS msjob)
 # Correlation sums, best matches, decoder cosines and families vs NumPy on 1 and 3 ranks.
 add_executable(study_corr_driver ${CMAKE_CURRENT_LIST_DIR}/corr_driver.c)
-target_link_libraries(study_corr_driver PRIVATE mssae msio)
+target_link_libraries(study_corr_driver PRIVATE msunits msio)
 ms_script_test(study_corr_ref LABELS "ref;mpi" DEPENDS tmpdir
   COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/ref_corr.py $<TARGET_FILE:study_corr_driver>
           ${MPIEXEC_EXECUTABLE} "${MS_MPI_FLAGS_STR}" ${CMAKE_CURRENT_BINARY_DIR}/tmp/study_corr)

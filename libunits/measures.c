@@ -1,6 +1,6 @@
 /* Automatic monosemanticity measures of a unit from its top activations (the same function for
  * features and neurons), and the distribution summaries that compare them. */
-#include "monosem/sae.h"
+#include "monosem/units.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* Activation correlation between two sets of units over the same rows: the sums that make
  * Pearson's r, accumulated by GEMM on row blocks and held in one slab so ranks reduce it once. */
-#include "monosem/sae.h"
+#include "monosem/units.h"
 
 #include <cblas.h>
 #include <math.h>

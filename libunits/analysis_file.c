@@ -1,5 +1,5 @@
 /* analysis.h5: one dictionary's analysis as flat root datasets (layout in docs/analysis.md). */
-#include "monosem/sae.h"
+#include "monosem/units.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -68,6 +68,42 @@ static ms_st_item item(const char *name, ms_st_dtype dt, const void *data, int n
     return it;
 }
 
+/* The measures' distributions over alive units: histograms and their edges, the medians as
+ * attribute strings, and the names they are written under. */
+typedef struct mdists {
+    int64_t hist[3][MEASURE_BINS];
+    float edges[3][MEASURE_BINS + 1];
+    char med_s[3][32], meda_s[3][32], hname[3][48], ename[3][48], mkey[3][48], makey[3][48];
+} mdists;
+
+static ms_status measure_dists(const ms_analysis *a, const ms_analysis_extra *x, mdists *d, ms_err *err)
+{
+    const int64_t U = a->n_units;
+    static const char *const mnames[3] = {"top_token_share", "eff_tokens", "logit_agreement"};
+    const float *mvals[3] = {x->top_token_share, x->eff_tokens, x->logit_agreement};
+    double lo[3], hi[3];
+    for (int m = 0; m < 3; m++) ms_measure_range(m, &a->o, &lo[m], &hi[m]);
+    int64_t scratch[MEASURE_BINS];
+    /* the distributions leave the ultralow cluster out (as the paper); median_all_* keep it */
+    float *kept = malloc((size_t)U * sizeof *kept + 1);
+    ms_status st = kept ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "analysis write: out of memory");
+    for (int m = 0; !st && m < 3; m++) {
+        ms_measure_summary sum, all;
+        for (int64_t u = 0; u < U; u++) kept[u] = x->ultralow && x->ultralow[u] ? NAN : mvals[m][u];
+        st = ms_measure_summarize(kept, U, lo[m], hi[m], MEASURE_BINS, d->hist[m], &sum, err);
+        if (!st) st = ms_measure_summarize(mvals[m], U, lo[m], hi[m], MEASURE_BINS, scratch, &all, err);
+        snprintf(d->meda_s[m], sizeof d->meda_s[m], "%.6g", all.median);
+        snprintf(d->makey[m], sizeof d->makey[m], "median_all_%s", mnames[m]);
+        for (int b = 0; b <= MEASURE_BINS; b++) d->edges[m][b] = (float)(lo[m] + (hi[m] - lo[m]) * b / MEASURE_BINS);
+        snprintf(d->med_s[m], sizeof d->med_s[m], "%.6g", sum.median);
+        snprintf(d->hname[m], sizeof d->hname[m], "measure_hist_%s", mnames[m]);
+        snprintf(d->ename[m], sizeof d->ename[m], "measure_edges_%s", mnames[m]);
+        snprintf(d->mkey[m], sizeof d->mkey[m], "median_%s", mnames[m]);
+    }
+    free(kept);
+    return st;
+}
+
 ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, const char *path,
                             ms_err *err)
 {
@@ -91,30 +127,10 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
         for (int64_t i = 0; i <= I; i++) edges[u * (I + 1) + i] = (float)((double)a->max[u] * (double)i / (double)I);
     }
 
-    /* distributions of the measures over alive units */
-    static const char *const mnames[3] = {"top_token_share", "eff_tokens", "logit_agreement"};
-    const float *mvals[3] = {x->top_token_share, x->eff_tokens, x->logit_agreement};
-    double lo[3], hi[3];
-    for (int m = 0; m < 3; m++) ms_measure_range(m, &a->o, &lo[m], &hi[m]);
-    int64_t mhist[3][MEASURE_BINS], scratch[MEASURE_BINS];
-    float medges[3][MEASURE_BINS + 1];
-    char med_s[3][32], meda_s[3][32], hname[3][48], ename[3][48], mkey[3][48], makey[3][48];
-    /* the distributions leave the ultralow cluster out (as the paper); median_all_* keep it */
-    float *kept = malloc((size_t)U * sizeof *kept + 1);
-    if (!st && !kept) st = ms_err_set(err, MS_ERR_NOMEM, "analysis write: out of memory");
-    for (int m = 0; !st && m < 3; m++) {
-        ms_measure_summary sum, all;
-        for (int64_t u = 0; u < U; u++) kept[u] = x->ultralow && x->ultralow[u] ? NAN : mvals[m][u];
-        st = ms_measure_summarize(kept, U, lo[m], hi[m], MEASURE_BINS, mhist[m], &sum, err);
-        if (!st) st = ms_measure_summarize(mvals[m], U, lo[m], hi[m], MEASURE_BINS, scratch, &all, err);
-        snprintf(meda_s[m], sizeof meda_s[m], "%.6g", all.median);
-        snprintf(makey[m], sizeof makey[m], "median_all_%s", mnames[m]);
-        for (int b = 0; b <= MEASURE_BINS; b++) medges[m][b] = (float)(lo[m] + (hi[m] - lo[m]) * b / MEASURE_BINS);
-        snprintf(med_s[m], sizeof med_s[m], "%.6g", sum.median);
-        snprintf(hname[m], sizeof hname[m], "measure_hist_%s", mnames[m]);
-        snprintf(ename[m], sizeof ename[m], "measure_edges_%s", mnames[m]);
-        snprintf(mkey[m], sizeof mkey[m], "median_%s", mnames[m]);
-    }
+    mdists md;
+    float dedges[MS_DENSITY_HIST_BINS + 1];
+    ms_density_edges(dedges);
+    if (!st) st = measure_dists(a, x, &md, err);
 
     ms_st_item it[MAX_ITEMS];
     int n = 0;
@@ -149,8 +165,12 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
         it[n++] = item("eff_tokens", MS_ST_F32, x->eff_tokens, 1, U, 0, 0, 0);
         it[n++] = item("logit_agreement", MS_ST_F32, x->logit_agreement, 1, U, 0, 0, 0);
         for (int m = 0; m < 3; m++) {
-            it[n++] = item(hname[m], MS_ST_I64, mhist[m], 1, MEASURE_BINS, 0, 0, 0);
-            it[n++] = item(ename[m], MS_ST_F32, medges[m], 1, MEASURE_BINS + 1, 0, 0, 0);
+            it[n++] = item(md.hname[m], MS_ST_I64, md.hist[m], 1, MEASURE_BINS, 0, 0, 0);
+            it[n++] = item(md.ename[m], MS_ST_F32, md.edges[m], 1, MEASURE_BINS + 1, 0, 0, 0);
+        }
+        if (x->density_hist) { /* the log10-density histogram every stage shares (density.c) */
+            it[n++] = item("log10_density_hist", MS_ST_I64, x->density_hist, 1, MS_DENSITY_HIST_BINS, 0, 0, 0);
+            it[n++] = item("log10_density_edges", MS_ST_F32, dedges, 1, MS_DENSITY_HIST_BINS + 1, 0, 0, 0);
         }
         if (x->vocab_offsets) {
             it[n++] = item("vocab_offsets", MS_ST_I64, x->vocab_offsets, 1, x->n_vocab + 1, 0, 0, 0);
@@ -164,12 +184,12 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
         kv[2 * na + 1] = x->attr_kv[2 * i + 1];
     }
     for (int m = 0; m < 3; m++, na++) {
-        kv[2 * na] = mkey[m];
-        kv[2 * na + 1] = med_s[m];
+        kv[2 * na] = md.mkey[m];
+        kv[2 * na + 1] = md.med_s[m];
     }
     for (int m = 0; m < 3 && na < MAX_ATTRS; m++, na++) {
-        kv[2 * na] = makey[m];
-        kv[2 * na + 1] = meda_s[m];
+        kv[2 * na] = md.makey[m];
+        kv[2 * na + 1] = md.meda_s[m];
     }
     char cut_s[32];
     snprintf(cut_s, sizeof cut_s, "%.6g", x->ultralow_cut);
@@ -179,7 +199,6 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
         na++;
     }
     if (!st) st = ms_h5_write_tensors(path, it, n, kv, na, err);
-    free(kept);
     free(density);
     free(mean);
     free(edges);

@@ -1,6 +1,6 @@
 /* What one batch of unit activations adds to a dictionary's analysis (top-k, counts, sums in pass
  * 1; interval samples and histograms in pass 2), and the collective merges between the passes. */
-#include "monosem/sae.h"
+#include "monosem/units.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
-/* Matching features across dictionaries: decoder-direction cosine best matches, families of
- * split features, and the order statistics (median, histogram) that summarise them. */
-#include "monosem/sae.h"
+/* Feature splitting: decoder-direction cosine best matches across dictionaries and the
+ * families of split features they form. */
+#include "monosem/units.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -77,31 +77,19 @@ int64_t ms_families(int64_t *member, int64_t *size, const float *col_max, const 
     return n;
 }
 
-static int cmp_float(const void *a, const void *b)
+void ms_family_stats_of(ms_family_stats *out, const int64_t *size, int64_t da, int64_t db)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-double ms_median_f32(const float *x, int64_t n, float *scratch)
-{
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(x[i])) scratch[m++] = x[i];
-    if (m == 0) return NAN;
-    qsort(scratch, (size_t)m, sizeof *scratch, cmp_float);
-    return m % 2 ? scratch[m / 2] : 0.5 * ((double)scratch[m / 2 - 1] + scratch[m / 2]);
-}
-
-int64_t ms_histogram_f32(int64_t *counts, int nbins, double lo, double hi, const float *x, int64_t n)
-{
-    int64_t used = 0;
-    for (int b = 0; b < nbins; b++) counts[b] = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) continue;
-        int b = (int)floor(((double)x[i] - lo) / (hi - lo) * nbins);
-        b = b < 0 ? 0 : b >= nbins ? nbins - 1 : b;
-        counts[b]++, used++;
+    int64_t n = 0, in = 0, big = 0, largest = 0;
+    for (int64_t i = 0; i < da; i++) {
+        n += size[i] > 0;
+        in += size[i];
+        big += size[i] >= 2;
+        largest = size[i] > largest ? size[i] : largest;
     }
-    return used;
+    out->n = n;
+    out->n_split = big;
+    out->members = in;
+    out->largest = largest;
+    out->b_unassigned = db - in;
+    out->mean_size = n ? (double)in / (double)n : 0.0;
 }

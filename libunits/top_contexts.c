@@ -1,6 +1,6 @@
 /* Per-slot bounded sets of the k best (smallest (key, pos)) entries, with window payloads: the
  * top-k activations and interval samples of every unit, and their rank-count-independent merge. */
-#include "monosem/sae.h"
+#include "monosem/units.h"
 
 #include <stdlib.h>
 #include <string.h>
