@@ -8,16 +8,17 @@
  * - Ownership: each object has an _init/_load and a _free (ms_tokenizer_load/_free,
  *   ms_bpe_counter_init/_free, ms_model_init/_load/_free, ms_model_acts_init/_free,
  *   ms_model_backbuf_init/_free, ms_model_params_bind/_unbind); _free accepts a zeroed or
- *   failed-to-init object. Arrays handed back through a pointer-to-pointer (encode ids,
- *   ms_tokens_load_text tokens) and returned strings (ms_model_config_json) are malloc'd and
- *   the caller frees them. Views (ms_model_params, ms_model_acts_hook) point into a slab owned
- *   by the object and die with it. Inputs are never retained after a call returns.
+ *   failed-to-init object (and NULL). Arrays handed back through a pointer-to-pointer (encode
+ *   ids, ms_tokens_load_text tokens) and returned strings (ms_model_config_json) are malloc'd
+ *   and the caller frees them. Views point into a slab they do not own: ms_model_acts_hook into
+ *   the activations, ms_model_params_bind's into the slab the caller passes (it must outlive
+ *   the views).
  * - Collective calls: none. libmsmodel does not know MPI; the apps reduce gradients and losses.
- * - Threads: the kernels split work over their own threads (ms_kernels_threads) and OpenBLAS's;
- *   results are bitwise independent of the thread count. A tokenizer, a model's activations
- *   and its backward buffers are used by one thread at a time; forward/backward are called
- *   from one thread at a time per process (see ms_model_forward). Errors: ms_status plus a
- *   one-line message in ms_err. */
+ * - Threads: the kernels split work over their own threads (ms_kernels_threads) and OpenBLAS's
+ *   (ms_forward_opts.row_invariant makes forward rows independent of the thread count). A
+ *   tokenizer, a model's activations and its backward buffers are used by one thread at a
+ *   time; forward/backward are called from one thread at a time per process (see
+ *   ms_model_forward). Errors: ms_status plus a one-line message in ms_err. */
 #ifndef MONOSEM_MODEL_H
 #define MONOSEM_MODEL_H
 
@@ -64,7 +65,8 @@ ms_status ms_tokenizer_decode(const ms_tokenizer *tok, const int32_t *ids, size_
 const char *ms_tokenizer_token_bytes(const ms_tokenizer *tok, int32_t id, size_t *len);
 
 /* ===================================================================== BPE trainer */
-/* Learns byte-level BPE merges GPT-2 style (libmodel/bpe_train.c). Text is cut into pre-tokens
+/* Learns byte-level BPE merges GPT-2 style (libmodel/bpe_count.c, bpe_train.c, bpe_write.c).
+ * Text is cut into pre-tokens
  * with the tokenizer's GPT-2 pattern and counted in a hash table (memory grows with distinct
  * pre-tokens, not with corpus size); merges never cross pre-tokens. Each step merges the most
  * frequent adjacent pair; ties go to the pair whose (first token bytes, second token bytes) is
