@@ -1,8 +1,6 @@
 /* `monosem generate job.yaml`: hooked model activations of the corpus into one activations.h5,
  * rank 0 handing out context shards (dynamic queue), every rank computing and writing its own. */
-#include "app.h"
-#include "generate_plan.h"
-#include "monosem/model.h"
+#include "generate_stage.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,46 +13,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-
-/* Rank 0 answers queue requests between forwards of at most this many tokens, and inside each
- * forward at the hooks before the stop hook (a no-op "replace" callback that serves), so a
- * worker waiting for its next shard waits a few milliseconds, not a whole batch. */
-#define RANK0_SERVE_TOKENS 2048
-#define MAX_SERVE_HOOKS 16
-
-typedef struct gen {
-    ms_app *app;
-    const ms_config *cfg;
-    ms_tokset ts;
-    ms_model model;
-    bool have_model;
-    ms_model_acts acts;
-    ms_hook hook;
-    int d;
-    ms_gen_plan plan;
-    ms_actmeta meta;
-    char *config_text;
-    char *partial; /* <out>.partial: the file being written; renamed to <out> when complete */
-    ms_actwriter *w;
-    uint8_t *done; /* (n_shards) finished shards, from /progress on resume */
-    int64_t n_done_before;
-    /* per-shard buffers (allocated once: memory bounded by the shard, never by N) */
-    int32_t *tokens;  /* (shard_contexts, T) */
-    void *rows;       /* (shard_contexts*K, d) in the store's dtype */
-    int32_t *index;   /* (shard_contexts*K, 2) */
-    int64_t *scratch; /* (T) */
-    int batch;        /* contexts per forward on this rank */
-    /* accounting (this rank) */
-    double t_read, t_fwd, t_gather, t_write, t_wait;
-    int64_t shards_mine, tokens_mine, bytes_written;
-    /* rank 0 with workers: queue service points inside the forward */
-    ms_hook_replace serve_at[MAX_SERVE_HOOKS];
-    int n_serve_at;
-    /* rank 0: progress */
-    ms_queue q;
-    ms_progress prog;
-    int64_t todo_shards;
-} gen;
 
 static void gen_free(gen *g)
 {
@@ -86,27 +44,6 @@ static void gen_fingerprint(const gen *g, const char *tokens_fp, char out[17])
     snprintf(out, 17, "%016" PRIx64, ms_fnv1a64(buf, (size_t)n, 0xcbf29ce484222325ull));
 }
 
-static ms_status serve_cb(void *user, ms_hook hook, float *act, int B, int T, int d, ms_err *err)
-{
-    (void)hook, (void)act, (void)B, (void)T, (void)d, (void)err;
-    gen *g = user;
-    ms_queue_serve(&g->app->comm, &g->q);
-    return MS_OK;
-}
-
-/* Service points: the hooks of layers up to the stop hook's that come before it (the forward
- * computes nothing after the stop hook, so later ones would never run). */
-static void gen_serve_points(gen *g)
-{
-    static const ms_hook_kind kinds[] = {MS_HOOK_RESID_PRE, MS_HOOK_ATTN_OUT, MS_HOOK_RESID_MID, MS_HOOK_MLP_PRE};
-    g->n_serve_at = 0;
-    for (int l = 0; l <= g->hook.layer; l++)
-        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-            if (l == g->hook.layer && kinds[k] >= g->hook.kind) break;
-            if (g->n_serve_at == MAX_SERVE_HOOKS) return;
-            g->serve_at[g->n_serve_at++] = (ms_hook_replace){{l, kinds[k]}, serve_cb, g};
-        }
-}
 
 /* Token shards, model and plan on every rank (local work; the caller agrees). */
 static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
@@ -169,125 +106,6 @@ static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
     memset(g->index, 0, SC * K * 2 * sizeof *g->index);
     memset(g->tokens, 0, SC * (size_t)T * sizeof *g->tokens);
     return MS_OK;
-}
-
-/* Rank 0's estimate of finished shards: handed out, minus those still held by a worker (each
- * worker not yet told "done" holds at most one) and rank 0's own current one. */
-static void gen_progress(gen *g, bool holding)
-{
-    if (g->app->comm.rank != 0) return;
-    int64_t handed = g->todo_shards - ms_queue_remaining(&g->q);
-    int64_t done = handed - (holding ? 1 : 0) - g->q.n_workers_left;
-    if (done < 0) done = 0;
-    double per = (double)g->plan.shard_contexts * (double)g->plan.context;
-    double tok = (double)done * per;
-    if (tok > g->prog.total) tok = g->prog.total;
-    snprintf(g->prog.label, sizeof g->prog.label, "generate %" PRId64 "/%" PRId64 " shards", done,
-             g->todo_shards);
-    ms_progress_update(&g->prog, tok);
-}
-
-/* One shard: read its contexts, forward to the hook, gather the sampled rows, write rows and
- * tokens, sync, then mark it done. Rank 0 serves the queue between forwards. Local. */
-static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
-{
-    const ms_comm *comm = &g->app->comm;
-    const int64_t T = g->plan.context, K = g->plan.sample, d = g->d;
-    int64_t c0, c1;
-    ms_gen_shard_contexts(&g->plan, s, &c0, &c1);
-    const int64_t n = c1 - c0;
-    double t = ms_time_now();
-    /* contexts are consecutive windows of the token stream: one read per shard */
-    ms_status st = ms_tokset_read(&g->ts, c0 * T, n * T, g->tokens, err);
-    double t2 = ms_time_now();
-    g->t_read += t2 - t;
-    if (st) return st;
-    /* rows must not depend on the rank, the batch (rank 0's is shorter, a shard's last one
-     * ragged) or the thread count: every GEMM covers one context */
-    ms_forward_opts opts = {.stop_after = &g->hook, .row_invariant = true};
-    if (comm->rank == 0 && comm->size > 1) {
-        opts.replaces = g->serve_at;
-        opts.n_replaces = g->n_serve_at;
-    }
-    const float *act = NULL;
-    for (int64_t b0 = 0; b0 < n; b0 += g->batch) {
-        int64_t nb = n - b0 < g->batch ? n - b0 : g->batch;
-        t = ms_time_now();
-        st = ms_model_forward(&g->model, &g->acts, g->tokens + b0 * T, (int)nb, (int)T, &opts, err);
-        if (st) return st;
-        act = ms_model_acts_hook(&g->acts, g->hook);
-        t2 = ms_time_now();
-        g->t_fwd += t2 - t;
-        size_t esz = g->meta.dtype == MS_DTYPE_F16 ? 2 : 4;
-        ms_gen_gather((char *)g->rows + (size_t)(b0 * K * d) * esz, g->meta.dtype, g->index + b0 * K * 2, act,
-                      nb, T, d, K, (uint64_t)g->meta.seed, c0 + b0, g->scratch);
-        t = ms_time_now();
-        g->t_gather += t - t2;
-        if (comm->rank == 0) {
-            ms_queue_serve(comm, &g->q);
-            gen_progress(g, true);
-        }
-    }
-    t = ms_time_now();
-    st = ms_actwriter_write_rows_raw(g->w, c0 * K, n * K, g->rows, g->index, err);
-    if (comm->rank == 0) ms_queue_serve(comm, &g->q);
-    if (!st) st = ms_actwriter_write_tokens(g->w, c0, n, g->tokens, err);
-    ms_testhook("shard-rows", g->shards_mine + 1); /* test hook: rows written, shard not yet done */
-    /* rows reach the OS before the shard is recorded done: a kill -9 after this point leaves
-     * a shard that resume may skip; before it, one that resume redoes */
-    if (!st) st = ms_actwriter_sync(g->w, err);
-    if (!st) st = ms_actwriter_mark_done(g->w, s, err);
-    if (!st) st = ms_actwriter_sync(g->w, err); /* the mark itself, so resume redoes at most this shard */
-    g->t_write += ms_time_now() - t;
-    if (st) return st;
-    g->shards_mine++;
-    ms_testhook("shard", g->shards_mine); /* test hook: this rank's Nth shard recorded done */
-    g->tokens_mine += n * T;
-    g->bytes_written += n * K * d * (g->meta.dtype == MS_DTYPE_F16 ? 2 : 4) + n * K * 8 + n * T * 4;
-    return MS_OK;
-}
-
-/* The queue phase. Never collective; every rank returns (rank 0 after every worker was told
- * "done" or quit), so the caller's agree cannot hang. */
-static ms_status gen_work(gen *g, ms_err *err)
-{
-    const ms_comm *comm = &g->app->comm;
-    ms_status st = MS_OK;
-    if (comm->rank == 0) {
-        for (;;) {
-            /* a stop signal: hand out nothing more (shards in hand finish, marked done) */
-            if (ms_signal_caught()) g->q.next = g->q.n_items;
-            ms_queue_serve(comm, &g->q);
-            int64_t s = ms_queue_take(&g->q);
-            if (s < 0) break;
-            st = gen_shard(g, s, err);
-            if (st) {
-                g->q.next = g->q.n_items; /* hand out nothing more: workers stop too */
-                break;
-            }
-            gen_progress(g, false);
-        }
-        double t = ms_time_now();
-        ms_queue_drain(comm, &g->q);
-        g->t_wait += ms_time_now() - t;
-    } else {
-        for (;;) {
-            if (ms_signal_caught()) { /* rank 0 stops handing out to every rank */
-                ms_queue_stop(comm);
-                break;
-            }
-            double t = ms_time_now();
-            int64_t s = ms_queue_request(comm);
-            g->t_wait += ms_time_now() - t;
-            if (s < 0) break;
-            st = gen_shard(g, s, err);
-            if (st) {
-                ms_queue_quit(comm);
-                break;
-            }
-        }
-    }
-    return st;
 }
 
 static ms_status dirname_mkdirs(const char *path, ms_err *err)
@@ -432,22 +250,14 @@ static ms_status gen_open(gen *g, ms_err *err)
     return st;
 }
 
-static ms_status generate_one(ms_app *app, ms_err *err)
+/* Steps 0-1: the model's files readable (a missing model must not cost a rewritten token
+ * directory), then the token shards, tokenizing the corpus first unless it is up to date (the
+ * tokenize stage checks its fingerprint and is a no-op then); tokens_fp from rank 0. COLLECTIVE. */
+static ms_status gen_inputs(ms_app *app, char tokens_fp[17], ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
-    gen g;
-    memset(&g, 0, sizeof g);
-    g.app = app;
-    g.cfg = cfg;
-    double t_start = ms_time_now();
     ms_status st = MS_OK;
-    /* a file-size limit (ulimit -f, quotas enforced that way) must fail a write with a clear
-     * error on every rank, not kill one rank with SIGXFSZ */
-    signal(SIGXFSZ, SIG_IGN);
-    ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: finish the shards in hand, exit 75 */
-
-    /* 0. inputs first: a missing model must not cost a rewritten token directory */
     if (comm->rank == 0) {
         static const char *const need[] = {"config.json", "model.safetensors"};
         for (int i = 0; i < 2 && !st; i++) {
@@ -462,8 +272,7 @@ static ms_status generate_one(ms_app *app, ms_err *err)
     st = ms_comm_agree(comm, st, err);
     if (st) return st;
 
-    /* 1. token shards: tokenize the corpus first unless it is up to date (the tokenize stage
-     * checks its fingerprint and is a no-op then). Without corpus.paths the shards must exist. */
+    /* Without corpus.paths the shards must exist. */
     if (cfg->corpus.n_paths > 0) {
         /* without this stage's options: `generate --force` redoes the activations, not the
          * tokenization */
@@ -474,145 +283,199 @@ static ms_status generate_one(ms_app *app, ms_err *err)
         app->rec = sub.rec;
         if (st) return st;
     }
-    char tokens_fp[17] = "";
     if (comm->rank == 0 && !ms_corpus_manifest_fingerprint(cfg->corpus.token_dir, tokens_fp))
         st = ms_err_set(err, MS_ERR_IO,
                         "%s: no token shards in %s (no %s): set corpus.paths to tokenize a corpus",
                         cfg->path, cfg->corpus.token_dir, MS_TOKENS_MANIFEST);
     st = ms_comm_agree(comm, st, err);
     if (st) return st;
-    ms_comm_bcast(comm, tokens_fp, sizeof tokens_fp, 0, NULL);
+    ms_comm_bcast(comm, tokens_fp, 17, 0, NULL);
+    return MS_OK;
+}
 
-    /* 2. model, hook, plan; the model hash from rank 0 */
+/* Step 2: model, hook, plan (the model hash from rank 0), the store's metadata and the
+ * <out>.partial name. COLLECTIVE. */
+static ms_status gen_setup(gen *g, const char *tokens_fp, ms_err *err)
+{
+    const ms_config *cfg = g->cfg;
+    const ms_comm *comm = &g->app->comm;
     char model_sha[65] = "";
-    st = gen_prepare(&g, model_sha, err);
+    ms_status st = gen_prepare(g, model_sha, err);
     st = ms_comm_agree(comm, st, err);
-    if (st) goto done;
+    if (st) return st;
     ms_comm_bcast(comm, model_sha, sizeof model_sha, 0, NULL);
 
-    ms_actmeta *m = &g.meta;
-    m->n_rows = g.plan.n_rows;
-    m->d = g.d;
-    m->n_contexts = g.plan.n_contexts;
-    m->context = g.plan.context;
-    m->n_shards = g.plan.n_shards;
+    ms_actmeta *m = &g->meta;
+    m->n_rows = g->plan.n_rows;
+    m->d = g->d;
+    m->n_contexts = g->plan.n_contexts;
+    m->context = g->plan.context;
+    m->n_shards = g->plan.n_shards;
     m->dtype = cfg->generate.dtype;
     m->seed = cfg->run.seed;
     m->chunk_rows = 0;
-    ms_hook_name(g.hook, m->hook, sizeof m->hook);
+    ms_hook_name(g->hook, m->hook, sizeof m->hook);
     snprintf(m->model_sha256, sizeof m->model_sha256, "%s", model_sha);
-    snprintf(m->tokenizer_sha256, sizeof m->tokenizer_sha256, "%s", g.ts.tokenizer_sha256);
+    snprintf(m->tokenizer_sha256, sizeof m->tokenizer_sha256, "%s", g->ts.tokenizer_sha256);
     snprintf(m->version, sizeof m->version, "%s", MS_VERSION_STRING);
-    gen_fingerprint(&g, tokens_fp, m->config_hash);
-    g.config_text = ms_config_dump_string(cfg);
-    m->config_text = g.config_text;
+    gen_fingerprint(g, tokens_fp, m->config_hash);
+    g->config_text = ms_config_dump_string(cfg);
+    m->config_text = g->config_text;
 
     const char *out = cfg->generate.out;
     size_t plen = strlen(out) + 16;
-    g.partial = malloc(plen);
-    if (!g.partial) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    g->partial = malloc(plen);
+    if (!g->partial) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     st = ms_comm_agree(comm, st, err);
-    if (st) goto done;
-    snprintf(g.partial, plen, "%s.partial", out);
+    if (st) return st;
+    snprintf(g->partial, plen, "%s.partial", out);
+    return MS_OK;
+}
 
-    /* 3. up to date? */
-    int32_t skip = 0;
-    if (comm->rank == 0 && !ms_app_flag(app, "force")) skip = gen_up_to_date(&g, out);
-    ms_comm_bcast(comm, &skip, sizeof skip, 0, NULL);
-    if (skip) {
-        ms_log("generate: %s is up to date (%" PRId64 " rows of %s, fingerprint %s); --force to redo",
-               out, m->n_rows, m->hook, m->config_hash);
-        ms_runrec_fact(&app->rec, "generate.skipped", "up to date (fingerprint %s)", m->config_hash);
-        goto done;
-    }
-
-    /* 4. the file */
-    st = gen_open(&g, err);
-    if (st) goto done;
-    g.todo_shards = g.plan.n_shards - g.n_done_before;
-    gen_serve_points(&g);
-    int64_t T = g.plan.context;
+/* Step 4: the file created or reopened, the serve points; rank 0 sets up the queue over the
+ * shards still to do and the progress line. COLLECTIVE. */
+static ms_status gen_start(gen *g, ms_err *err)
+{
+    const ms_config *cfg = g->cfg;
+    const ms_comm *comm = &g->app->comm;
+    ms_status st = gen_open(g, err);
+    if (st) return st;
+    g->todo_shards = g->plan.n_shards - g->n_done_before;
+    ms_gen_serve_points(g);
+    int64_t T = g->plan.context;
     if (comm->rank == 0) {
-        ms_queue_init(&g.q, g.plan.n_shards, g.done, comm->size - 1);
+        ms_queue_init(&g->q, g->plan.n_shards, g->done, comm->size - 1);
         int64_t tok_todo = 0;
-        for (int64_t s = 0; s < g.plan.n_shards; s++)
-            if (!g.done[s]) {
+        for (int64_t s = 0; s < g->plan.n_shards; s++)
+            if (!g->done[s]) {
                 int64_t c0, c1;
-                ms_gen_shard_contexts(&g.plan, s, &c0, &c1);
+                ms_gen_shard_contexts(&g->plan, s, &c0, &c1);
                 tok_todo += (c1 - c0) * T;
             }
         ms_log("generate: %" PRId64 " contexts x %" PRId64 " tokens, %" PRId64 " sampled each -> %"
                PRId64 " rows of %s (d %d, %s) in %" PRId64 " shard(s), %" PRId64
                " to do, on %d rank(s) -> %s",
-               g.plan.n_contexts, T, g.plan.sample, g.plan.n_rows, m->hook, g.d,
-               m->dtype == MS_DTYPE_F16 ? "float16" : "float32", g.plan.n_shards, g.todo_shards,
-               comm->size, out);
-        ms_progress_init(&g.prog, "generate", "tokens", (double)tok_todo, cfg->run.log_every_s);
+               g->plan.n_contexts, T, g->plan.sample, g->plan.n_rows, g->meta.hook, g->d,
+               g->meta.dtype == MS_DTYPE_F16 ? "float16" : "float32", g->plan.n_shards, g->todo_shards,
+               comm->size, cfg->generate.out);
+        ms_progress_init(&g->prog, "generate", "tokens", (double)tok_todo, cfg->run.log_every_s);
     }
+    return MS_OK;
+}
 
-    /* 5. the queue phase (no collectives inside), then one verdict */
+/* Steps 5-6: the queue phase (no collectives inside) and one verdict (a signal stops here,
+ * resumable); then complete: the attribute last, the rename to the final name. *work_s: the
+ * queue phase's wall time. COLLECTIVE. */
+static ms_status gen_run(gen *g, double *work_s, ms_err *err)
+{
+    const ms_comm *comm = &g->app->comm;
+    const char *out = g->cfg->generate.out;
     double t_work = ms_time_now();
-    st = gen_work(&g, err);
+    ms_status st = ms_gen_work(g, err);
     st = ms_comm_agree(comm, st, err);
-    double work_s = ms_time_now() - t_work;
-    if (st == MS_ERR_IO) gen_full_disk_hint(&g, err);
+    *work_s = ms_time_now() - t_work;
+    if (st == MS_ERR_IO) gen_full_disk_hint(g, err);
     const int stop_sig = st ? 0 : ms_comm_signal_agree(comm, 0); /* step 0: after the queue phase */
     if (stop_sig) {
-        int64_t mine = g.shards_mine, all = 0;
+        int64_t mine = g->shards_mine, all = 0;
         ms_comm_allreduce_i64(comm, &mine, 1, NULL);
         all = mine;
         st = ms_err_set(err, MS_INTERRUPTED,
                         "generate: %s: stopped after %" PRId64 " more of %" PRId64 " shards, recorded in %s; "
                         "rerun the same command to resume", ms_signal_name(stop_sig), all,
-                        g.plan.n_shards, g.partial);
+                        g->plan.n_shards, g->partial);
     }
     if (st) {
-        ms_actwriter_close(g.w); /* COLLECTIVE; the file stays resumable */
-        g.w = NULL;
-        goto done;
+        ms_actwriter_close(g->w); /* COLLECTIVE; the file stays resumable */
+        g->w = NULL;
+        return st;
     }
     if (comm->rank == 0) {
-        snprintf(g.prog.label, sizeof g.prog.label, "generate %" PRId64 "/%" PRId64 " shards", g.todo_shards,
-                 g.todo_shards);
-        g.prog.done = g.prog.total;
-        ms_progress_finish(&g.prog);
+        snprintf(g->prog.label, sizeof g->prog.label, "generate %" PRId64 "/%" PRId64 " shards", g->todo_shards,
+                 g->todo_shards);
+        g->prog.done = g->prog.total;
+        ms_progress_finish(&g->prog);
     }
 
-    /* 6. complete: the attribute last, then the rename to the final name */
     double t = ms_time_now();
-    st = ms_actwriter_finalize(g.w, err);
-    g.w = NULL;
+    st = ms_actwriter_finalize(g->w, err);
+    g->w = NULL;
     st = ms_comm_agree(comm, st, err);
-    if (st) goto done;
-    if (comm->rank == 0 && rename(g.partial, out) != 0)
-        st = ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s: %s", out, g.partial, strerror(errno));
+    if (st) return st;
+    if (comm->rank == 0 && rename(g->partial, out) != 0)
+        st = ms_err_set(err, MS_ERR_IO, "%s: cannot rename from %s: %s", out, g->partial, strerror(errno));
     st = ms_comm_agree(comm, st, err);
-    g.t_write += ms_time_now() - t;
-    if (st) goto done;
+    g->t_write += ms_time_now() - t;
+    return st;
+}
 
-    /* 7. report */
-    int64_t tot[3] = {g.tokens_mine, g.shards_mine, g.bytes_written};
+/* Step 7: totals over ranks, the log line and the run record's facts. COLLECTIVE. */
+static void gen_report(gen *g, double work_s)
+{
+    ms_app *app = g->app;
+    const ms_comm *comm = &app->comm;
+    const ms_actmeta *m = &g->meta;
+    int64_t tot[3] = {g->tokens_mine, g->shards_mine, g->bytes_written};
     ms_comm_allreduce_i64(comm, tot, 3, NULL);
     double rate = work_s > 0 ? (double)tot[0] / work_s : 0;
     ms_log("generate: %" PRId64 " tokens in %" PRId64 " shard(s) in %.2fs: %.0f tokens/s, %.1f MB "
            "written (%.0f MB/s); rank %d: forward %.2fs, write %.2fs (%.1f%% of forward)",
            tot[0], tot[1], work_s, rate, (double)tot[2] / 1e6,
-           work_s > 0 ? (double)tot[2] / 1e6 / work_s : 0, comm->rank, g.t_fwd, g.t_write,
-           g.t_fwd > 0 ? 100 * g.t_write / g.t_fwd : 0);
-    ms_runrec_fact(&app->rec, "generate.out", "%s", out);
-    ms_runrec_fact(&app->rec, "generate.rows", "%" PRId64, g.plan.n_rows);
-    ms_runrec_fact(&app->rec, "generate.d", "%d", g.d);
+           work_s > 0 ? (double)tot[2] / 1e6 / work_s : 0, comm->rank, g->t_fwd, g->t_write,
+           g->t_fwd > 0 ? 100 * g->t_write / g->t_fwd : 0);
+    ms_runrec_fact(&app->rec, "generate.out", "%s", g->cfg->generate.out);
+    ms_runrec_fact(&app->rec, "generate.rows", "%" PRId64, g->plan.n_rows);
+    ms_runrec_fact(&app->rec, "generate.d", "%d", g->d);
     ms_runrec_fact(&app->rec, "generate.hook", "%s", m->hook);
-    ms_runrec_fact(&app->rec, "generate.contexts", "%" PRId64, g.plan.n_contexts);
-    ms_runrec_fact(&app->rec, "generate.shards", "%" PRId64, g.plan.n_shards);
-    ms_runrec_fact(&app->rec, "generate.shards_resumed", "%" PRId64, g.n_done_before);
+    ms_runrec_fact(&app->rec, "generate.contexts", "%" PRId64, g->plan.n_contexts);
+    ms_runrec_fact(&app->rec, "generate.shards", "%" PRId64, g->plan.n_shards);
+    ms_runrec_fact(&app->rec, "generate.shards_resumed", "%" PRId64, g->n_done_before);
     ms_runrec_fact(&app->rec, "generate.tokens_run", "%" PRId64, tot[0]);
     ms_runrec_fact(&app->rec, "generate.tokens_per_s", "%.0f", rate);
     ms_runrec_fact(&app->rec, "generate.fingerprint", "%s", m->config_hash);
     double smin, savg, smax;
-    ms_comm_minavgmax(comm, (double)g.shards_mine, &smin, &savg, &smax);
+    ms_comm_minavgmax(comm, (double)g->shards_mine, &smin, &savg, &smax);
     ms_runrec_fact(&app->rec, "generate.shards_per_rank", "min %.0f avg %.1f max %.0f", smin, savg, smax);
     ms_runrec_fact(&app->rec, "generate.model_sha256", "%s", m->model_sha256);
+}
+
+static ms_status generate_one(ms_app *app, ms_err *err)
+{
+    const ms_config *cfg = &app->cfg;
+    const ms_comm *comm = &app->comm;
+    gen g;
+    memset(&g, 0, sizeof g);
+    g.app = app;
+    g.cfg = cfg;
+    double t_start = ms_time_now();
+    /* a file-size limit (ulimit -f, quotas enforced that way) must fail a write with a clear
+     * error on every rank, not kill one rank with SIGXFSZ */
+    signal(SIGXFSZ, SIG_IGN);
+    ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: finish the shards in hand, exit 75 */
+
+    char tokens_fp[17] = "";
+    ms_status st = gen_inputs(app, tokens_fp, err);
+    if (st) return st;
+    st = gen_setup(&g, tokens_fp, err);
+    if (st) goto done;
+
+    /* 3. up to date? */
+    const char *out = cfg->generate.out;
+    int32_t skip = 0;
+    if (comm->rank == 0 && !ms_app_flag(app, "force")) skip = gen_up_to_date(&g, out);
+    ms_comm_bcast(comm, &skip, sizeof skip, 0, NULL);
+    if (skip) {
+        ms_log("generate: %s is up to date (%" PRId64 " rows of %s, fingerprint %s); --force to redo",
+               out, g.meta.n_rows, g.meta.hook, g.meta.config_hash);
+        ms_runrec_fact(&app->rec, "generate.skipped", "up to date (fingerprint %s)", g.meta.config_hash);
+        goto done;
+    }
+    st = gen_start(&g, err);
+    if (st) goto done;
+    double work_s = 0;
+    st = gen_run(&g, &work_s, err);
+    if (st) goto done;
+    gen_report(&g, work_s);
 
 done:
     ms_runrec_time(&app->rec, "generate.read_tokens", g.t_read);

@@ -1,7 +1,7 @@
 /* `monosem train-model job.yaml`: data-parallel training of the transformer on token shards,
- * with JSON-lines losses, a unigram baseline, exact checkpoint/resume and the final model. */
-#include "app.h"
-#include "monosem/model.h"
+ * with JSON-lines losses, a unigram baseline, exact checkpoint/resume and the final model
+ * (the step loop is in train_model_steps.c). */
+#include "train_model.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -10,76 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ data order */
-
-/* Contexts are visited in a seeded permutation per epoch; global context g of the run is
- * perm_e(g mod n) with e = g / n. The permutation is a keyed 4-round Feistel network on the
- * smallest even power of two >= n, cycle-walked back into [0, n): O(1) memory whatever the
- * corpus size, and a pure function of (seed, g), so resume needs only the step. */
-typedef struct data_order {
-    int64_t n;
-    int half;      /* bits per Feistel half */
-    uint64_t seed;
-} data_order;
-
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-static void data_order_init(data_order *o, int64_t n, uint64_t seed)
-{
-    o->n = n;
-    o->seed = seed;
-    int bits = 2;
-    while (bits < 62 && ((int64_t)1 << bits) < n) bits++;
-    o->half = (bits + 1) / 2;
-}
-
-static uint64_t feistel(const data_order *o, uint64_t x, uint64_t key)
-{
-    const uint64_t mask = ((uint64_t)1 << o->half) - 1;
-    uint64_t l = x >> o->half, r = x & mask;
-    for (uint64_t round = 0; round < 4; round++) {
-        uint64_t f = mix64(r ^ mix64(key + round)) & mask;
-        uint64_t t = l ^ f;
-        l = r;
-        r = t;
-    }
-    return (l << o->half) | r;
-}
-
-static int64_t data_context(const data_order *o, int64_t g)
-{
-    uint64_t key = mix64(o->seed ^ mix64((uint64_t)(g / o->n) + 0x7472616eULL));
-    uint64_t x = (uint64_t)(g % o->n);
-    do x = feistel(o, x, key);
-    while (x >= (uint64_t)o->n);
-    return (int64_t)x;
-}
-
 /* ------------------------------------------------------------------ the run */
-
-typedef struct trainer {
-    const ms_config *cfg;
-    const ms_comm *comm;
-    ms_model m;
-    ms_model_acts acts;
-    ms_model_backbuf bb;
-    float *grads; /* n_params + 2 tail floats: local loss sum, local error flag */
-    float *adam_m, *adam_v;
-    ms_model_params gv;
-    ms_tokset train, heldout;
-    int T, Bg, Bcap;
-    int64_t lo, hi; /* this rank's rows of the global batch */
-    int32_t *win, *x, *y;
-    double *unigram; /* (V) log-probabilities from the train split */
-    data_order order;
-    FILE *log;
-} trainer;
 
 static void trainer_free(trainer *t)
 {
@@ -97,6 +28,10 @@ static void trainer_free(trainer *t)
     ms_model_free(&t->m);
     ms_tokset_close(&t->train);
     ms_tokset_close(&t->heldout);
+    free(t->job_keys);
+    free(t->train_dir);
+    free(t->ckpt_path);
+    free(t->log_path);
 }
 
 static void *xcalloc(size_t n, size_t sz, ms_status *st, ms_err *err)
@@ -142,43 +77,6 @@ static char *ckpt_job_keys(const char *path)
     if (v) k = strdup(v);
     ms_st_close(&f);
     return k;
-}
-
-/* Held-out loss of the model and of the unigram baseline on the same target tokens, in
- * nats/token. COLLECTIVE. */
-static ms_status evaluate(trainer *t, double *loss, double *uni, int64_t *n_tok, ms_err *err)
-{
-    const ms_config *c = t->cfg;
-    int64_t n_h = ms_tokset_n_contexts(&t->heldout, t->T, true);
-    int64_t n_eval = c->train_model.eval_batches * t->Bg;
-    if (n_eval > n_h) n_eval = n_h;
-    int64_t lo, hi;
-    ms_shard_range(n_eval, t->comm->rank, t->comm->size, &lo, &hi);
-    double acc[3] = {0, 0, 0};
-    ms_status st = MS_OK;
-    for (int64_t i0 = lo; i0 < hi && st == MS_OK; i0 += t->Bcap) {
-        int b = (int)(hi - i0 < t->Bcap ? hi - i0 : t->Bcap);
-        for (int k = 0; k < b && st == MS_OK; k++) {
-            int64_t ctx = (i0 + k) * n_h / n_eval; /* spread over the whole split */
-            st = ms_tokset_context(&t->heldout, ctx, t->T, true, t->win, err);
-            memcpy(t->x + (size_t)k * t->T, t->win, (size_t)t->T * sizeof(int32_t));
-            memcpy(t->y + (size_t)k * t->T, t->win + 1, (size_t)t->T * sizeof(int32_t));
-        }
-        ms_forward_opts o = {.targets = t->y};
-        if (st == MS_OK) st = ms_model_forward(&t->m, &t->acts, t->x, b, t->T, &o, err);
-        if (st == MS_OK) {
-            acc[0] += t->acts.mean_loss * (double)t->acts.n_loss;
-            acc[2] += (double)t->acts.n_loss;
-            for (int64_t k = 0; k < (int64_t)b * t->T; k++) acc[1] -= t->unigram[t->y[k]];
-        }
-    }
-    st = ms_comm_agree(t->comm, st, err);
-    if (st == MS_OK) st = ms_comm_allreduce_f64(t->comm, acc, 3, err);
-    if (st != MS_OK) return st;
-    *loss = acc[2] > 0 ? acc[0] / acc[2] : NAN;
-    *uni = acc[2] > 0 ? acc[1] / acc[2] : NAN;
-    *n_tok = (int64_t)acc[2];
-    return MS_OK;
 }
 
 /* Unigram log-probabilities from the whole train split (each rank counts a slice). */
@@ -240,343 +138,237 @@ static ms_status log_open(trainer *t, const char *path, int64_t step, ms_err *er
     return MS_OK;
 }
 
-/* Every rank must hold the same parameters (identical updates from identical reduced
- * gradients): compares a hash of the slab over ranks. COLLECTIVE. */
-static ms_status check_replicas(const trainer *t, int64_t step, ms_err *err)
-{
-    uint64_t h = ms_fnv1a64(t->m.params, t->m.n_params * sizeof(float), 0);
-    double parts[2] = {(double)(h >> 32), (double)(h & 0xffffffffu)};
-    for (int k = 0; k < 2; k++) {
-        double mn, avg, mx;
-        ms_comm_minavgmax(t->comm, parts[k], &mn, &avg, &mx);
-        if (mn != mx)
-            return ms_err_set(err, MS_ERR_STATE, "train-model: parameters differ between ranks at step %" PRId64, step);
-    }
-    return MS_OK;
-}
+/* model B differs from A by this seed only (the held-out split keeps run.seed) */
+static int64_t run_seed(const ms_config *cfg) { return cfg->train_model.seed ? cfg->train_model.seed : cfg->run.seed; }
 
-static ms_status train_model_one(ms_app *app, ms_err *err)
+/* Paths, threads, signals; the token splits, the model and every buffer; the unigram
+ * baseline. *mc gets the model shape. COLLECTIVE. */
+static ms_status trainer_setup(trainer *t, ms_model_config *mc, ms_err *err)
 {
-    const ms_config *cfg = &app->cfg;
-    const ms_comm *comm = &app->comm;
-    trainer tr;
-    memset(&tr, 0, sizeof tr);
-    tr.cfg = cfg;
-    tr.comm = comm;
-    char *job_keys = NULL; /* this job's result keys, stored in every checkpoint */
+    const ms_config *cfg = t->cfg;
+    const ms_comm *comm = t->comm;
     ms_status st = MS_OK;
-    char *train_dir = strdup(cfg->train_model.dir);
-    char *ckpt_path = train_dir ? ms_path_join(train_dir, "checkpoint.safetensors") : NULL;
-    char *log_path = train_dir ? ms_path_join(train_dir, "log.jsonl") : NULL;
-    if (!ckpt_path || !log_path) st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
-    int threads = ms_blas_threads_set(comm, cfg->run.blas_threads);
+    t->train_dir = strdup(cfg->train_model.dir);
+    t->ckpt_path = t->train_dir ? ms_path_join(t->train_dir, "checkpoint.safetensors") : NULL;
+    t->log_path = t->train_dir ? ms_path_join(t->train_dir, "log.jsonl") : NULL;
+    if (!t->ckpt_path || !t->log_path) st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
+    t->threads = ms_blas_threads_set(comm, cfg->run.blas_threads);
     ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: checkpoint at the next step, exit 75 */
-    /* model B differs from A by this seed only (the held-out split keeps run.seed) */
-    const int64_t seed = cfg->train_model.seed ? cfg->train_model.seed : cfg->run.seed;
+    const int64_t seed = run_seed(cfg);
 
     /* ---- data and model */
-    if (st == MS_OK) st = ms_tokset_open(&tr.train, cfg->corpus.token_dir, "train", err);
-    if (st == MS_OK) st = ms_tokset_open(&tr.heldout, cfg->corpus.token_dir, "heldout", err);
-    tr.T = (int)cfg->corpus.context;
-    tr.Bg = (int)cfg->train_model.batch;
-    tr.Bcap = (tr.Bg + comm->size - 1) / comm->size;
-    ms_shard_range(tr.Bg, comm->rank, comm->size, &tr.lo, &tr.hi);
-    ms_model_config mc = {.n_layers = (int)cfg->model.n_layers,
-                          .d_model = (int)cfg->model.d_model,
-                          .d_mlp = (int)cfg->model.d_mlp,
-                          .n_heads = (int)cfg->model.n_heads,
-                          .d_head = (int)cfg->model.d_head,
-                          .n_ctx = (int)cfg->model.n_ctx,
-                          .d_vocab = tr.train.vocab_size,
-                          .act_fn = cfg->model.act_fn,
-                          .normalization = cfg->model.normalization,
-                          .eps = (float)cfg->model.eps};
-    int64_t n_ctx_train = 0;
+    if (st == MS_OK) st = ms_tokset_open(&t->train, cfg->corpus.token_dir, "train", err);
+    if (st == MS_OK) st = ms_tokset_open(&t->heldout, cfg->corpus.token_dir, "heldout", err);
+    t->T = (int)cfg->corpus.context;
+    t->Bg = (int)cfg->train_model.batch;
+    t->Bcap = (t->Bg + comm->size - 1) / comm->size;
+    ms_shard_range(t->Bg, comm->rank, comm->size, &t->lo, &t->hi);
+    *mc = (ms_model_config){.n_layers = (int)cfg->model.n_layers,
+                            .d_model = (int)cfg->model.d_model,
+                            .d_mlp = (int)cfg->model.d_mlp,
+                            .n_heads = (int)cfg->model.n_heads,
+                            .d_head = (int)cfg->model.d_head,
+                            .n_ctx = (int)cfg->model.n_ctx,
+                            .d_vocab = t->train.vocab_size,
+                            .act_fn = cfg->model.act_fn,
+                            .normalization = cfg->model.normalization,
+                            .eps = (float)cfg->model.eps};
     if (st == MS_OK) {
-        n_ctx_train = ms_tokset_n_contexts(&tr.train, tr.T, true);
-        if (tr.T > mc.n_ctx)
-            st = ms_err_set(err, MS_ERR_CONFIG, "%s: corpus.context %d exceeds model.n_ctx %d", cfg->path, tr.T,
-                            mc.n_ctx);
-        else if (mc.act_fn == MS_ACT_SOLU_LN)
+        t->n_ctx_train = ms_tokset_n_contexts(&t->train, t->T, true);
+        if (t->T > mc->n_ctx)
+            st = ms_err_set(err, MS_ERR_CONFIG, "%s: corpus.context %d exceeds model.n_ctx %d", cfg->path, t->T,
+                            mc->n_ctx);
+        else if (mc->act_fn == MS_ACT_SOLU_LN)
             st = ms_err_set(err, MS_ERR_UNSUPPORTED, "%s: model.act_fn solu_ln cannot be trained here (relu, gelu, gelu_new)",
                             cfg->path);
-        else if (tr.Bg < comm->size)
+        else if (t->Bg < comm->size)
             st = ms_err_set(err, MS_ERR_CONFIG, "%s: train_model.batch %d is smaller than the %d ranks", cfg->path,
-                            tr.Bg, comm->size);
-        else if (n_ctx_train < 1)
+                            t->Bg, comm->size);
+        else if (t->n_ctx_train < 1)
             st = ms_err_set(err, MS_ERR_STATE, "%s: the train split has %" PRId64 " tokens, fewer than one context of %d",
-                            cfg->corpus.token_dir, tr.train.count, tr.T + 1);
-        else if (ms_tokset_n_contexts(&tr.heldout, tr.T, true) < 1)
+                            cfg->corpus.token_dir, t->train.count, t->T + 1);
+        else if (ms_tokset_n_contexts(&t->heldout, t->T, true) < 1)
             ms_log("train-model: warning: the held-out split of %s has no full context of %d tokens: no held-out "
-                   "evaluation (raise corpus.heldout_fraction)", cfg->corpus.token_dir, tr.T + 1);
+                   "evaluation (raise corpus.heldout_fraction)", cfg->corpus.token_dir, t->T + 1);
     }
-    if (st == MS_OK) st = ms_model_init(&tr.m, &mc, err);
-    if (st == MS_OK) st = ms_model_acts_init(&tr.acts, &mc, tr.Bcap, tr.T, 0, err);
-    if (st == MS_OK) st = ms_model_backbuf_init(&tr.bb, &mc, tr.Bcap, tr.T, err);
-    size_t np = tr.m.n_params;
+    if (st == MS_OK) st = ms_model_init(&t->m, mc, err);
+    if (st == MS_OK) st = ms_model_acts_init(&t->acts, mc, t->Bcap, t->T, 0, err);
+    if (st == MS_OK) st = ms_model_backbuf_init(&t->bb, mc, t->Bcap, t->T, err);
+    size_t np = t->m.n_params;
     if (st == MS_OK) {
-        tr.grads = xcalloc(np + 2, sizeof(float), &st, err);
-        tr.adam_m = xcalloc(np, sizeof(float), &st, err);
-        tr.adam_v = xcalloc(np, sizeof(float), &st, err);
-        tr.win = xcalloc((size_t)tr.T + 1, sizeof(int32_t), &st, err);
-        tr.x = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
-        tr.y = xcalloc((size_t)tr.Bcap * tr.T, sizeof(int32_t), &st, err);
-        data_order_init(&tr.order, n_ctx_train, (uint64_t)seed);
+        t->grads = xcalloc(np + 2, sizeof(float), &st, err);
+        t->adam_m = xcalloc(np, sizeof(float), &st, err);
+        t->adam_v = xcalloc(np, sizeof(float), &st, err);
+        t->win = xcalloc((size_t)t->T + 1, sizeof(int32_t), &st, err);
+        t->x = xcalloc((size_t)t->Bcap * t->T, sizeof(int32_t), &st, err);
+        t->y = xcalloc((size_t)t->Bcap * t->T, sizeof(int32_t), &st, err);
+        train_model_order_init(&t->order, t->n_ctx_train, (uint64_t)seed);
     }
-    if (st == MS_OK) st = ms_model_params_bind(&mc, tr.grads, &tr.gv, err);
+    if (st == MS_OK) st = ms_model_params_bind(mc, t->grads, &t->gv, err);
     st = ms_comm_agree(comm, st, err);
-    if (st != MS_OK) goto done;
-    st = unigram_init(&tr, err);
-    if (st != MS_OK) goto done;
+    if (st != MS_OK) return st;
+    return unigram_init(t, err);
+}
 
-    /* ---- fresh start or resume (rank 0 decides; every rank reads the same file) */
-    char tokens_fp[17] = "", fp[17], fp2[17];
-    ms_corpus_manifest_fingerprint(cfg->corpus.token_dir, tokens_fp);
-    run_fingerprint(&tr, tokens_fp, 3, fp);
-    run_fingerprint(&tr, tokens_fp, 2, fp2);
-    job_keys = ms_config_result_keys(cfg, result_scopes);
-    if (!job_keys) {
-        st = ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
-        goto done;
+/* Loads checkpoint use_path into the model and AdamW moments and checks it belongs to this
+ * job (keys, fingerprint fp2 for v2 files) and is in range; sets t->step. Every rank. */
+static ms_status resume_load(trainer *t, const char *use_path, const char *fp2, ms_err *err)
+{
+    const ms_config *cfg = t->cfg;
+    const char *train_dir = t->train_dir;
+    ms_train_ckpt_info info;
+    ms_status st = ms_train_checkpoint_load(use_path, &t->m, t->adam_m, t->adam_v, &info, err);
+    char *saved_keys = st == MS_OK ? ckpt_job_keys(use_path) : NULL;
+    if (st == MS_OK && saved_keys) {
+        char hint[512];
+        snprintf(hint, sizeof hint, "restore them, or delete %s to start over", train_dir);
+        st = ms_config_result_diff(cfg, result_scopes, saved_keys, use_path, hint, err);
     }
+    if (st == MS_OK && strcmp(info.fingerprint, saved_keys ? t->fp : fp2) != 0)
+        st = ms_err_set(err, MS_ERR_STATE,
+                        "%s: checkpoint of a run with another model shape or other token shards "
+                        "(fingerprint %s, this job %s); delete %s to start over",
+                        use_path, info.fingerprint, saved_keys ? t->fp : fp2, train_dir);
+    free(saved_keys);
+    /* state values in range: a step past the end or a data position that is not
+     * step x batch is a damaged file, not something to continue from */
+    if (st == MS_OK && (info.data_pos % t->Bg != 0 || info.data_pos / t->Bg != info.step))
+        st = ms_err_set(err, MS_ERR_FORMAT,
+                        "%s: corrupt checkpoint state: data_position %" PRId64 " at step %" PRId64
+                        " (expected step x batch %d); delete %s to start over",
+                        use_path, info.data_pos, info.step, t->Bg, train_dir);
+    if (st == MS_OK && info.step > cfg->train_model.steps)
+        st = ms_err_set(err, MS_ERR_STATE, "%s: checkpoint at step %" PRId64 " is past train_model.steps %" PRId64
+                        "; delete %s to start over", use_path, info.step, cfg->train_model.steps, train_dir);
+    if (st == MS_OK) {
+        t->step = info.step;
+        if (info.n_ranks != t->comm->size)
+            ms_log("train-model: resuming a %d-rank checkpoint on %d ranks: results will match to "
+                   "float tolerance, not bitwise", info.n_ranks, t->comm->size);
+        if (t->step == cfg->train_model.steps)
+            ms_log("train-model: already complete at step %" PRId64 " (nothing to train): the model is written "
+                   "from %s and evaluated once; delete %s to train again", t->step, use_path, train_dir);
+        else
+            ms_log("train-model: resuming from %s at step %" PRId64, use_path, t->step);
+    }
+    return st;
+}
+
+/* Fresh start or resume (rank 0 decides; every rank reads the same file), then the log opened
+ * at the starting step. COLLECTIVE. */
+static ms_status trainer_start(trainer *t, ms_err *err)
+{
+    const ms_config *cfg = t->cfg;
+    const ms_comm *comm = t->comm;
+    char tokens_fp[17] = "", fp2[17];
+    ms_corpus_manifest_fingerprint(cfg->corpus.token_dir, tokens_fp);
+    run_fingerprint(t, tokens_fp, 3, t->fp);
+    run_fingerprint(t, tokens_fp, 2, fp2);
+    t->job_keys = ms_config_result_keys(cfg, result_scopes);
+    if (!t->job_keys) return ms_err_set(err, MS_ERR_NOMEM, "train-model: out of memory");
     /* rank 0 decides: 0 fresh, 1 the checkpoint, 2 its .prev (the latest is corrupt) */
     int32_t resume = 0;
+    ms_status st = MS_OK;
     if (comm->rank == 0) {
         int use = 0;
-        st = ms_ckpt_pick(ckpt_path, &use, err);
+        st = ms_ckpt_pick(t->ckpt_path, &use, err);
         resume = use;
     }
     st = ms_comm_agree(comm, st, err);
     if (st == MS_OK) st = ms_comm_bcast(comm, &resume, sizeof resume, 0, err);
-    if (st != MS_OK) goto done;
-    int64_t step = 0;
+    if (st != MS_OK) return st;
     if (resume) {
-        ms_train_ckpt_info info;
         char prev[4096];
-        snprintf(prev, sizeof prev, "%s.prev", ckpt_path);
-        const char *use_path = resume == 2 ? prev : ckpt_path;
-        st = ms_train_checkpoint_load(use_path, &tr.m, tr.adam_m, tr.adam_v, &info, err);
-        char *saved_keys = st == MS_OK ? ckpt_job_keys(use_path) : NULL;
-        if (st == MS_OK && saved_keys) {
-            char hint[512];
-            snprintf(hint, sizeof hint, "restore them, or delete %s to start over", train_dir);
-            st = ms_config_result_diff(cfg, result_scopes, saved_keys, use_path, hint, err);
-        }
-        if (st == MS_OK && strcmp(info.fingerprint, saved_keys ? fp : fp2) != 0)
-            st = ms_err_set(err, MS_ERR_STATE,
-                            "%s: checkpoint of a run with another model shape or other token shards "
-                            "(fingerprint %s, this job %s); delete %s to start over",
-                            use_path, info.fingerprint, saved_keys ? fp : fp2, train_dir);
-        free(saved_keys);
-        /* state values in range: a step past the end or a data position that is not
-         * step x batch is a damaged file, not something to continue from */
-        if (st == MS_OK && (info.data_pos % tr.Bg != 0 || info.data_pos / tr.Bg != info.step))
-            st = ms_err_set(err, MS_ERR_FORMAT,
-                            "%s: corrupt checkpoint state: data_position %" PRId64 " at step %" PRId64
-                            " (expected step x batch %d); delete %s to start over",
-                            use_path, info.data_pos, info.step, tr.Bg, train_dir);
-        if (st == MS_OK && info.step > cfg->train_model.steps)
-            st = ms_err_set(err, MS_ERR_STATE, "%s: checkpoint at step %" PRId64 " is past train_model.steps %" PRId64
-                            "; delete %s to start over", use_path, info.step, cfg->train_model.steps, train_dir);
-        if (st == MS_OK) {
-            step = info.step;
-            if (info.n_ranks != comm->size)
-                ms_log("train-model: resuming a %d-rank checkpoint on %d ranks: results will match to "
-                       "float tolerance, not bitwise", info.n_ranks, comm->size);
-            if (step == cfg->train_model.steps)
-                ms_log("train-model: already complete at step %" PRId64 " (nothing to train): the model is written "
-                       "from %s and evaluated once; delete %s to train again", step, use_path, train_dir);
-            else
-                ms_log("train-model: resuming from %s at step %" PRId64, use_path, step);
-        }
+        snprintf(prev, sizeof prev, "%s.prev", t->ckpt_path);
+        st = resume_load(t, resume == 2 ? prev : t->ckpt_path, fp2, err);
     } else {
-        ms_model_init_random(&tr.m, (uint64_t)seed, 0.02f);
+        ms_model_init_random(&t->m, (uint64_t)run_seed(cfg), 0.02f);
     }
     if (st == MS_OK && comm->rank == 0) {
-        st = ms_mkdirs(train_dir, err);
-        if (st == MS_OK) st = log_open(&tr, log_path, step, err);
+        st = ms_mkdirs(t->train_dir, err);
+        if (st == MS_OK) st = log_open(t, t->log_path, t->step, err);
     }
-    st = ms_comm_agree(comm, st, err);
-    if (st != MS_OK) goto done;
+    return ms_comm_agree(comm, st, err);
+}
 
+/* The final model (rank 0 saves and checks it reloads identically), a held-out evaluation if
+ * the loop ran none, and the run record's facts. COLLECTIVE. */
+static ms_status trainer_finish(ms_app *app, trainer *t, ms_err *err)
+{
+    const ms_config *cfg = t->cfg;
+    const ms_comm *comm = t->comm;
+    const size_t np = t->m.n_params;
     const int64_t steps = cfg->train_model.steps;
-    const int64_t tok_per_step = (int64_t)tr.Bg * tr.T;
-    ms_log("train-model: %d layer(s) d_model %d d_mlp %d heads %dx%d vocab %d ctx %d, %zu params; "
-           "%" PRId64 " steps x %d contexts (%" PRId64 " tokens/step) on %d rank(s) x %d thread(s); "
-           "train %" PRId64 " tokens (%" PRId64 " contexts), heldout %" PRId64 " tokens",
-           mc.n_layers, mc.d_model, mc.d_mlp, mc.n_heads, mc.d_head, mc.d_vocab, tr.T, np, steps, tr.Bg,
-           tok_per_step, comm->size, threads, tr.train.count, n_ctx_train, tr.heldout.count);
-    ms_progress prog;
-    ms_progress_init(&prog, "train-model", "steps", (double)steps, cfg->run.log_every_s);
-    prog.done = prog.done0 = (double)step;
-    const float scale = 1.0f / (float)tok_per_step;
-    const int bl = (int)(tr.hi - tr.lo);
-    double t_step = 0, t_comm = 0, t_eval = 0, t_ckpt = 0;
-    double t_window = ms_time_now();
-    int64_t window_steps = 0, steps_run = 0;
-    double last_loss = NAN, last_eval = NAN, last_uni = NAN;
-
-    while (step < steps) {
-        double t0 = ms_time_now();
-        ms_status local = MS_OK;
-        /* this rank's rows of global step `step` */
-        for (int k = 0; k < bl && local == MS_OK; k++) {
-            int64_t g = step * tr.Bg + tr.lo + k;
-            int64_t ctx = data_context(&tr.order, g);
-            local = ms_tokset_context(&tr.train, ctx, tr.T, true, tr.win, err);
-            memcpy(tr.x + (size_t)k * tr.T, tr.win, (size_t)tr.T * sizeof(int32_t));
-            memcpy(tr.y + (size_t)k * tr.T, tr.win + 1, (size_t)tr.T * sizeof(int32_t));
-        }
-        memset(tr.grads, 0, (np + 2) * sizeof(float));
-        ms_forward_opts o = {.targets = tr.y};
-        if (local == MS_OK && bl > 0) local = ms_model_forward(&tr.m, &tr.acts, tr.x, bl, tr.T, &o, err);
-        if (local == MS_OK && bl > 0)
-            local = ms_model_backward(&tr.m, &tr.acts, &tr.bb, &tr.gv, tr.x, tr.y, scale, err);
-        if (local == MS_OK && bl > 0) tr.grads[np] = (float)(tr.acts.mean_loss * (double)tr.acts.n_loss);
-        if (local != MS_OK) tr.grads[np + 1] = 1.0f;
-        double t1 = ms_time_now();
-        /* the one collective of a step: gradients, loss and error flag together */
-        st = ms_comm_allreduce_f32(comm, tr.grads, np + 2, err);
-        double t2 = ms_time_now();
-        if (st != MS_OK) goto done;
-        if (tr.grads[np + 1] != 0.0f) {
-            st = ms_comm_agree(comm, local != MS_OK ? local : MS_OK, err);
-            if (st == MS_OK) st = ms_err_set(err, MS_ERR_STATE, "train-model: a rank failed at step %" PRId64, step);
-            goto done;
-        }
-        double loss = (double)tr.grads[np] / (double)tok_per_step;
-        if (!isfinite(loss)) {
-            st = ms_err_set(err, MS_ERR_NUMERIC, "train-model: loss is %g at step %" PRId64 " (lower train_model.lr?)",
-                            loss, step);
-            goto done;
-        }
-        double norm = ms_grad_norm(tr.grads, np);
-        if (cfg->train_model.grad_clip > 0 && norm > cfg->train_model.grad_clip) {
-            float f = (float)(cfg->train_model.grad_clip / norm);
-            for (size_t i = 0; i < np; i++) tr.grads[i] *= f;
-        }
-        double lr = ms_lr_schedule(step, cfg->train_model.warmup_steps, steps, cfg->train_model.lr,
-                                   cfg->train_model.min_lr_frac);
-        for (int i = 0; i < tr.m.n_tensors; i++) {
-            const ms_model_tensor *t = &tr.m.tensors[i];
-            float wd = ms_model_tensor_decays(t) ? (float)cfg->train_model.weight_decay : 0.0f;
-            ms_adamw_update(tr.m.params + t->offset, tr.grads + t->offset, tr.adam_m + t->offset,
-                            tr.adam_v + t->offset, t->numel, (float)lr, (float)cfg->train_model.beta1,
-                            (float)cfg->train_model.beta2, 1e-8f, wd, step + 1);
-        }
-        step++;
-        steps_run++;
-        window_steps++;
-        last_loss = loss;
-        t_step += (t1 - t0) + (ms_time_now() - t2);
-        t_comm += t2 - t1;
-
-        bool last = step == steps;
-        const int stop_sig = last ? 0 : ms_comm_signal_agree(comm, step); /* any rank signalled */
-        if (comm->rank == 0 && (step % cfg->train_model.log_every == 0 || last)) {
-            double now = ms_time_now();
-            double tps = (double)(window_steps * tok_per_step) / (now - t_window);
-            fprintf(tr.log, "{\"step\":%" PRId64 ",\"split\":\"train\",\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.5g,"
-                            "\"tokens\":%" PRId64 ",\"tokens_per_s\":%.1f}\n",
-                    step, loss, lr, norm, step * tok_per_step, tps);
-            fflush(tr.log);
-            t_window = now;
-            window_steps = 0;
-        }
-        if ((cfg->train_model.eval_every > 0 && step % cfg->train_model.eval_every == 0) || last) {
-            double te = ms_time_now();
-            int64_t n_tok = 0;
-            st = evaluate(&tr, &last_eval, &last_uni, &n_tok, err);
-            if (st != MS_OK) goto done;
-            if (comm->rank == 0 && n_tok > 0) {
-                fprintf(tr.log, "{\"step\":%" PRId64 ",\"split\":\"heldout\",\"loss\":%.6f,\"unigram_loss\":%.6f,"
-                                "\"tokens\":%" PRId64 "}\n", step, last_eval, last_uni, n_tok);
-                fflush(tr.log);
-                ms_log("train-model: step %" PRId64 " train %.4f  heldout %.4f nats/token (unigram %.4f)", step,
-                       loss, last_eval, last_uni);
-            }
-            t_eval += ms_time_now() - te;
-            t_window += ms_time_now() - te; /* keep eval out of the tokens/s */
-        }
-        if ((cfg->train_model.checkpoint_every > 0 && step % cfg->train_model.checkpoint_every == 0) || last ||
-            stop_sig) {
-            double tc = ms_time_now();
-            ms_train_ckpt_info info = {.step = step, .data_pos = step * tr.Bg, .n_ranks = comm->size};
-            memcpy(info.fingerprint, fp, sizeof fp);
-            info.job_keys = job_keys;
-            st = check_replicas(&tr, step, err);
-            if (st != MS_OK) goto done;
-            ms_status cs = MS_OK;
-            if (comm->rank == 0) cs = ms_train_checkpoint_save(ckpt_path, &tr.m, tr.adam_m, tr.adam_v, &info, err);
-            st = ms_comm_agree(comm, cs, err);
-            if (st != MS_OK) goto done;
-            if (ms_testhook("checkpoint", step)) { /* test hook: fail right after this checkpoint */
-                st = ms_err_set(err, MS_ERR_STATE, "train-model: stopped after the checkpoint at step %" PRId64
-                                " (test hook)", step);
-                goto done;
-            }
-            t_ckpt += ms_time_now() - tc;
-            t_window += ms_time_now() - tc;
-        }
-        ms_progress_update(&prog, (double)step);
-        if (stop_sig) {
-            st = ms_err_set(err, MS_INTERRUPTED,
-                            "train-model: %s: stopped at step %" PRId64 " of %" PRId64 " after writing %s; "
-                            "rerun the same command to resume", ms_signal_name(stop_sig), step, steps, ckpt_path);
-            goto done;
-        }
-    }
-    ms_progress_finish(&prog);
-
-    /* ---- the final model */
+    const int64_t tok_per_step = (int64_t)t->Bg * t->T;
+    ms_status st = MS_OK;
     if (comm->rank == 0) {
-        st = ms_model_save(&tr.m, cfg->model.dir, err);
+        st = ms_model_save(&t->m, cfg->model.dir, err);
         /* the forward path must load exactly what was trained */
         ms_model back;
         memset(&back, 0, sizeof back);
         if (st == MS_OK) st = ms_model_load(&back, cfg->model.dir, err);
-        if (st == MS_OK && (back.n_params != tr.m.n_params ||
-                            memcmp(back.params, tr.m.params, np * sizeof(float)) != 0))
+        if (st == MS_OK && (back.n_params != t->m.n_params ||
+                            memcmp(back.params, t->m.params, np * sizeof(float)) != 0))
             st = ms_err_set(err, MS_ERR_STATE, "%s: the saved model does not reload identically", cfg->model.dir);
         ms_model_free(&back); /* zeroed after a failed load: safe */
     }
     st = ms_comm_agree(comm, st, err);
-    if (st != MS_OK) goto done;
-    if (isnan(last_eval)) { /* resumed at the end, or 0 steps (the control): evaluate once for the record */
+    if (st != MS_OK) return st;
+    if (isnan(t->last_eval)) { /* resumed at the end, or 0 steps (the control): evaluate once for the record */
         int64_t n_tok = 0;
-        st = evaluate(&tr, &last_eval, &last_uni, &n_tok, err);
-        if (st != MS_OK) goto done;
+        st = train_model_evaluate(t, &t->last_eval, &t->last_uni, &n_tok, err);
+        if (st != MS_OK) return st;
         if (steps == 0 && comm->rank == 0 && n_tok > 0) { /* the log's only line: the untrained model */
-            fprintf(tr.log, "{\"step\":0,\"split\":\"heldout\",\"loss\":%.6f,\"unigram_loss\":%.6f,"
-                            "\"tokens\":%" PRId64 "}\n", last_eval, last_uni, n_tok);
-            fflush(tr.log);
+            fprintf(t->log, "{\"step\":0,\"split\":\"heldout\",\"loss\":%.6f,\"unigram_loss\":%.6f,"
+                            "\"tokens\":%" PRId64 "}\n", t->last_eval, t->last_uni, n_tok);
+            fflush(t->log);
         }
     }
-    if (isnan(last_eval))
+    if (isnan(t->last_eval))
         ms_log("train-model: wrote %s (no held-out evaluation)", cfg->model.dir);
     else
-        ms_log("train-model: wrote %s (heldout %.4f nats/token vs unigram %.4f)", cfg->model.dir, last_eval, last_uni);
+        ms_log("train-model: wrote %s (heldout %.4f nats/token vs unigram %.4f)", cfg->model.dir, t->last_eval,
+               t->last_uni);
     ms_runrec_fact(&app->rec, "train_model.model_dir", "%s", cfg->model.dir);
     ms_runrec_fact(&app->rec, "invariant.params_identical_across_ranks", "checked at every checkpoint (%d ranks)",
                    comm->size);
     ms_runrec_fact(&app->rec, "invariant.model_reloads_identically", "true");
     ms_runrec_fact(&app->rec, "train_model.steps", "%" PRId64, steps);
-    if (!isnan(last_loss)) ms_runrec_fact(&app->rec, "train_model.final_train_loss", "%.5f", last_loss);
-    ms_runrec_fact(&app->rec, "train_model.heldout_loss_nats", "%.5f", last_eval);
-    ms_runrec_fact(&app->rec, "train_model.unigram_loss_nats", "%.5f", last_uni);
-    if (steps_run > 0 && t_step + t_comm > 0)
+    if (!isnan(t->last_loss)) ms_runrec_fact(&app->rec, "train_model.final_train_loss", "%.5f", t->last_loss);
+    ms_runrec_fact(&app->rec, "train_model.heldout_loss_nats", "%.5f", t->last_eval);
+    ms_runrec_fact(&app->rec, "train_model.unigram_loss_nats", "%.5f", t->last_uni);
+    if (t->steps_run > 0 && t->t_step + t->t_comm > 0)
         ms_runrec_fact(&app->rec, "train_model.tokens_per_s", "%.0f",
-                       (double)(steps_run * tok_per_step) / (t_step + t_comm));
-    ms_runrec_time(&app->rec, "train_model.step", t_step);
-    ms_runrec_time(&app->rec, "train_model.allreduce", t_comm);
-    ms_runrec_time(&app->rec, "train_model.eval", t_eval);
-    ms_runrec_time(&app->rec, "train_model.checkpoint", t_ckpt);
-done:
-    free(job_keys);
+                       (double)(t->steps_run * tok_per_step) / (t->t_step + t->t_comm));
+    ms_runrec_time(&app->rec, "train_model.step", t->t_step);
+    ms_runrec_time(&app->rec, "train_model.allreduce", t->t_comm);
+    ms_runrec_time(&app->rec, "train_model.eval", t->t_eval);
+    ms_runrec_time(&app->rec, "train_model.checkpoint", t->t_ckpt);
+    return MS_OK;
+}
+
+static ms_status train_model_one(ms_app *app, ms_err *err)
+{
+    trainer tr;
+    memset(&tr, 0, sizeof tr);
+    tr.cfg = &app->cfg;
+    tr.comm = &app->comm;
+    tr.last_loss = tr.last_eval = tr.last_uni = NAN;
+    ms_model_config mc;
+    ms_status st = trainer_setup(&tr, &mc, err);
+    if (st == MS_OK) st = trainer_start(&tr, err);
+    if (st == MS_OK) {
+        const int64_t tok_per_step = (int64_t)tr.Bg * tr.T;
+        ms_log("train-model: %d layer(s) d_model %d d_mlp %d heads %dx%d vocab %d ctx %d, %zu params; "
+               "%" PRId64 " steps x %d contexts (%" PRId64 " tokens/step) on %d rank(s) x %d thread(s); "
+               "train %" PRId64 " tokens (%" PRId64 " contexts), heldout %" PRId64 " tokens",
+               mc.n_layers, mc.d_model, mc.d_mlp, mc.n_heads, mc.d_head, mc.d_vocab, tr.T, tr.m.n_params,
+               tr.cfg->train_model.steps, tr.Bg, tok_per_step, tr.comm->size, tr.threads, tr.train.count,
+               tr.n_ctx_train, tr.heldout.count);
+        st = train_model_loop(&tr, err);
+    }
+    if (st == MS_OK) st = trainer_finish(app, &tr, err);
     trainer_free(&tr);
-    free(train_dir);
-    free(ckpt_path);
-    free(log_path);
     return st;
 }
 

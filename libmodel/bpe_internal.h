@@ -84,6 +84,39 @@ static inline uint64_t ms_bpe_hash_u64(uint64_t x)
     return x ^ (x >> 33);
 }
 
+/* ---- the word counter's table (bpe_count.c fills it, the trainer reads its words) */
+typedef struct {
+    uint64_t hash;
+    int64_t count; /* 0 = empty slot */
+    uint64_t off;  /* into arena */
+    uint64_t len;
+} ms_word_slot;
+
+struct ms_bpe_counter {
+    ms_pretok pre;
+    ms_word_slot *tab;
+    size_t mask, n;
+    uint8_t *arena;
+    size_t alen, acap;
+    int64_t total;
+};
+
+/* ---- the trainer's result as bpe_write.c writes it: token t's bytes are tok_arena + tok_off[t]
+ * (tok_len[t] of them), ids < 256 the single bytes; merges (n_merges pairs) in learned order. */
+typedef struct ms_bpe_learned {
+    const uint64_t *tok_off;
+    const uint32_t *tok_len;
+    const uint8_t *tok_arena;
+    int32_t n_tok;
+    int32_t (*merges)[2];
+    int64_t n_merges;
+} ms_bpe_learned;
+
+/* Writes vocab.json (the 256 byte tokens in GPT-2 order, the learned ones, <|endoftext|> last)
+ * and merges.txt for ms_tokenizer_load, each atomically; *vocab_size = ids written. */
+ms_status ms_bpe_write_outputs(const ms_bpe_learned *l, const char *vocab_path, const char *merges_path,
+                               int32_t *vocab_size, ms_err *err);
+
 /* ---- internals exposed for tests: the two BPE merge kernels on a symbol array.
  * Both apply merges with exactly the reference semantics (lowest-ranked pair first, all its
  * non-overlapping occurrences left to right), in place; they return the new length. The naive

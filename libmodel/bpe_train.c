@@ -1,114 +1,10 @@
-/* BPE trainer: counts GPT-2 pre-tokens in a hash table, then learns merges with incremental
- * pair counts and a lazy max-heap; writes vocab.json + merges.txt for ms_tokenizer_load. */
+/* BPE trainer: from the word counter's table (bpe_count.c), learns merges with incremental
+ * pair counts and a lazy max-heap; bpe_write.c writes vocab.json + merges.txt. */
 #include "bpe_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ===================================================================== word counter */
-
-typedef struct {
-    uint64_t hash;
-    int64_t count; /* 0 = empty slot */
-    uint64_t off;  /* into arena */
-    uint64_t len;
-} ms_word_slot;
-
-struct ms_bpe_counter {
-    ms_pretok pre;
-    ms_word_slot *tab;
-    size_t mask, n;
-    uint8_t *arena;
-    size_t alen, acap;
-    int64_t total;
-};
-
-ms_status ms_bpe_counter_init(ms_bpe_counter **out, ms_err *err)
-{
-    *out = NULL;
-    ms_bpe_counter *c = calloc(1, sizeof *c);
-    if (!c) return ms_err_set(err, MS_ERR_NOMEM, "bpe trainer: out of memory");
-    ms_status st = ms_pretok_init(&c->pre, err);
-    if (st != MS_OK) {
-        free(c);
-        return st;
-    }
-    c->mask = (1u << 12) - 1;
-    c->tab = calloc(c->mask + 1, sizeof *c->tab);
-    c->acap = 1 << 16;
-    c->arena = malloc(c->acap);
-    if (!c->tab || !c->arena) {
-        ms_bpe_counter_free(c);
-        return ms_err_set(err, MS_ERR_NOMEM, "bpe trainer: out of memory");
-    }
-    *out = c;
-    return MS_OK;
-}
-
-void ms_bpe_counter_free(ms_bpe_counter *c)
-{
-    if (!c) return;
-    ms_pretok_free(&c->pre);
-    free(c->tab);
-    free(c->arena);
-    free(c);
-}
-
-static ms_status count_word(void *ctx, const uint8_t *w, size_t n)
-{
-    ms_bpe_counter *c = ctx;
-    uint64_t h = ms_bpe_hash(w, n);
-    size_t i = h & c->mask;
-    for (;; i = (i + 1) & c->mask) {
-        ms_word_slot *s = &c->tab[i];
-        if (s->count == 0) break;
-        if (s->hash == h && s->len == n && memcmp(c->arena + s->off, w, n) == 0) {
-            s->count++;
-            c->total++;
-            return MS_OK;
-        }
-    }
-    if (c->alen + n > c->acap) {
-        size_t cap = c->acap;
-        while (cap < c->alen + n) cap *= 2;
-        uint8_t *na = realloc(c->arena, cap);
-        if (!na) return MS_ERR_NOMEM;
-        c->arena = na;
-        c->acap = cap;
-    }
-    memcpy(c->arena + c->alen, w, n);
-    c->tab[i] = (ms_word_slot){h, 1, c->alen, n};
-    c->alen += n;
-    c->n++;
-    c->total++;
-    if (2 * c->n > c->mask + 1) {
-        size_t mask = 2 * (c->mask + 1) - 1;
-        ms_word_slot *nt = calloc(mask + 1, sizeof *nt);
-        if (!nt) return MS_ERR_NOMEM;
-        for (size_t k = 0; k <= c->mask; k++) {
-            if (c->tab[k].count == 0) continue;
-            size_t j = c->tab[k].hash & mask;
-            while (nt[j].count != 0) j = (j + 1) & mask;
-            nt[j] = c->tab[k];
-        }
-        free(c->tab);
-        c->tab = nt;
-        c->mask = mask;
-    }
-    return MS_OK;
-}
-
-ms_status ms_bpe_counter_add(ms_bpe_counter *c, const char *text, size_t len, ms_err *err)
-{
-    ms_status st = ms_pretok_run(&c->pre, (const uint8_t *)text, len, count_word, c, err);
-    if (st == MS_ERR_NOMEM)
-        return ms_err_set(err, st, "bpe trainer: out of memory counting words (%zu distinct so far)", c->n);
-    return st;
-}
-
-size_t ms_bpe_counter_distinct(const ms_bpe_counter *c) { return c->n; }
-int64_t ms_bpe_counter_total(const ms_bpe_counter *c) { return c->total; }
 
 /* ===================================================================== trainer state */
 
@@ -513,101 +409,6 @@ static ms_status apply_merge(ms_bpe_state *s, int32_t a, int32_t b, int32_t t, i
     return st;
 }
 
-/* ===================================================================== output */
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} ms_sbuf;
-
-static void sb_put(ms_sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *nb = realloc(b->buf, cap);
-        if (!nb) {
-            b->oom = true;
-            return;
-        }
-        b->buf = nb;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-}
-
-/* Token t in the byte alphabet; JSON-escaped when json (only '"' and '\\' can occur). */
-static void sb_token(ms_sbuf *b, const ms_bpe_state *s, int32_t t, const uint16_t b2u[256], bool json)
-{
-    char tmp[2 * 64];
-    const uint8_t *p = s->tok_arena + s->tok_off[t];
-    for (uint32_t i = 0; i < s->tok_len[t];) {
-        uint32_t k = s->tok_len[t] - i < 64 ? s->tok_len[t] - i : 64;
-        size_t o = ms_bpe_bytes_to_alpha(tmp, p + i, k, b2u);
-        if (json) {
-            for (size_t q = 0; q < o; q++) {
-                if (tmp[q] == '"' || tmp[q] == '\\') sb_put(b, "\\", 1);
-                sb_put(b, tmp + q, 1);
-            }
-        } else {
-            sb_put(b, tmp, o);
-        }
-        i += k;
-    }
-}
-
-static ms_status write_outputs(const ms_bpe_state *s, const char *vocab_path, const char *merges_path,
-                               int32_t *vocab_size, ms_err *err)
-{
-    uint16_t b2u[256];
-    int16_t u2b[324];
-    ms_bpe_alphabet(b2u, u2b);
-    /* GPT-2 order of the byte tokens: printable bytes first (as bytes_to_unicode lists them) */
-    int32_t order[256], k = 0;
-    for (int b = 0; b < 256; b++)
-        if (b2u[b] == b) order[k++] = b;
-    for (int b = 0; b < 256; b++)
-        if (b2u[b] != b) order[k++] = b;
-    ms_sbuf v = {0}, m = {0};
-    char num[32];
-    sb_put(&v, "{", 1);
-    int32_t id = 0;
-    for (int i = 0; i < 256; i++) {
-        sb_put(&v, id ? ", \"" : "\"", id ? 3 : 1);
-        sb_token(&v, s, order[i], b2u, true);
-        int l = snprintf(num, sizeof num, "\": %d", id++);
-        sb_put(&v, num, (size_t)l);
-    }
-    for (int32_t t = 256; t < s->n_tok; t++) {
-        sb_put(&v, ", \"", 3);
-        sb_token(&v, s, t, b2u, true);
-        int l = snprintf(num, sizeof num, "\": %d", id++);
-        sb_put(&v, num, (size_t)l);
-    }
-    int l = snprintf(num, sizeof num, ", \"<|endoftext|>\": %d}", id++);
-    sb_put(&v, num, (size_t)l);
-    sb_put(&m, "#version: 0.2\n", 14);
-    for (int64_t i = 0; i < s->n_merges; i++) {
-        sb_token(&m, s, s->merges[i][0], b2u, false);
-        sb_put(&m, " ", 1);
-        sb_token(&m, s, s->merges[i][1], b2u, false);
-        sb_put(&m, "\n", 1);
-    }
-    ms_status st = MS_OK;
-    if (v.oom || m.oom)
-        st = ms_err_set(err, MS_ERR_NOMEM, "bpe trainer: out of memory writing %s", vocab_path);
-    if (st == MS_OK) st = ms_file_write_atomic(vocab_path, v.buf, v.len, err);
-    if (st == MS_OK) st = ms_file_write_atomic(merges_path, m.buf, m.len, err);
-    free(v.buf);
-    free(m.buf);
-    *vocab_size = id;
-    return st;
-}
-
 ms_status ms_bpe_train(const ms_bpe_counter *c, int64_t n_merges, const char *vocab_path, const char *merges_path,
                        ms_bpe_result *res, ms_err *err)
 {
@@ -637,7 +438,10 @@ ms_status ms_bpe_train(const ms_bpe_counter *c, int64_t n_merges, const char *vo
     if (st == MS_ERR_NOMEM)
         st = ms_err_set(err, st, "bpe trainer: out of memory after %lld merges", (long long)s.n_merges);
     int32_t vocab_size = 0;
-    if (st == MS_OK) st = write_outputs(&s, vocab_path, merges_path, &vocab_size, err);
+    if (st == MS_OK) {
+        ms_bpe_learned l = {s.tok_off, s.tok_len, s.tok_arena, s.n_tok, s.merges, s.n_merges};
+        st = ms_bpe_write_outputs(&l, vocab_path, merges_path, &vocab_size, err);
+    }
     if (res) {
         res->n_merges = s.n_merges;
         res->vocab_size = vocab_size;

@@ -1,4 +1,4 @@
-/* Transformer backward kernels, one per forward kernel of kernels.c; BLAS paths with naive
+/* Transformer backward kernels, one per forward kernel of kernels*.c; BLAS paths with naive
  * twins kept for tests (llm.c style). Gradients accumulate (+=). */
 #include "kernels_backward.h"
 

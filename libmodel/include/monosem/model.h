@@ -1,5 +1,24 @@
 /* monosem/model.h: the one public header of libmsmodel — GPT-2 BPE tokenizer and trainer,
- * transformer config/weights, forward/backward with hooks, the model trainer. */
+ * transformer config/weights, forward/backward with hooks, the model trainer.
+ *
+ * Conventions:
+ * - Shapes: every array is dense row-major; comments give shapes as (B, T, d) with the last
+ *   index fastest. B contexts of T tokens, d_model residual width, V = d_vocab. float32
+ *   everywhere; token ids int32; losses and reductions that must not drift in double.
+ * - Ownership: each object has an _init/_load and a _free (ms_tokenizer_load/_free,
+ *   ms_bpe_counter_init/_free, ms_model_init/_load/_free, ms_model_acts_init/_free,
+ *   ms_model_backbuf_init/_free, ms_model_params_bind/_unbind); _free accepts a zeroed or
+ *   failed-to-init object (and NULL). Arrays handed back through a pointer-to-pointer (encode
+ *   ids, ms_tokens_load_text tokens) and returned strings (ms_model_config_json) are malloc'd
+ *   and the caller frees them. Views point into a slab they do not own: ms_model_acts_hook into
+ *   the activations, ms_model_params_bind's into the slab the caller passes (it must outlive
+ *   the views).
+ * - Collective calls: none. libmsmodel does not know MPI; the apps reduce gradients and losses.
+ * - Threads: the kernels split work over their own threads (ms_kernels_threads) and OpenBLAS's
+ *   (ms_forward_opts.row_invariant makes forward rows independent of the thread count). A
+ *   tokenizer, a model's activations and its backward buffers are used by one thread at a
+ *   time; forward/backward are called from one thread at a time per process (see
+ *   ms_model_forward). Errors: ms_status plus a one-line message in ms_err. */
 #ifndef MONOSEM_MODEL_H
 #define MONOSEM_MODEL_H
 
@@ -15,7 +34,7 @@ extern "C" {
  * vocab.bpe/merges.txt. Encoding never turns literal "<|endoftext|>" text into the special
  * token (as the reference GPT-2 encoder); callers insert ms_tokenizer_eot() between documents.
  * A tokenizer holds a cache: use one per thread. */
-/* Behaviour (libmodel/tokenizer.c): text is cut with the GPT-2 pattern
+/* Behaviour (libmodel/bpe_pretok.c, tokenizer_encode.c): text is cut with the GPT-2 pattern
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * (PCRE2, Unicode properties; \s is the ECMAScript whitespace set of the reference npm
  * gpt-3-encoder, which includes U+FEFF and not U+0085 / U+001C-U+001F), then each piece's bytes are
@@ -46,7 +65,8 @@ ms_status ms_tokenizer_decode(const ms_tokenizer *tok, const int32_t *ids, size_
 const char *ms_tokenizer_token_bytes(const ms_tokenizer *tok, int32_t id, size_t *len);
 
 /* ===================================================================== BPE trainer */
-/* Learns byte-level BPE merges GPT-2 style (libmodel/bpe_train.c). Text is cut into pre-tokens
+/* Learns byte-level BPE merges GPT-2 style (libmodel/bpe_count.c, bpe_train.c, bpe_write.c).
+ * Text is cut into pre-tokens
  * with the tokenizer's GPT-2 pattern and counted in a hash table (memory grows with distinct
  * pre-tokens, not with corpus size); merges never cross pre-tokens. Each step merges the most
  * frequent adjacent pair; ties go to the pair whose (first token bytes, second token bytes) is
@@ -78,7 +98,7 @@ ms_status ms_bpe_train(const ms_bpe_counter *c, int64_t n_merges, const char *vo
                        const char *merges_path, ms_bpe_result *res, ms_err *err);
 
 /* ===================================================================== model */
-/* GPT-2 / TransformerLens style transformer (libmodel/model.c, kernels.c). Shapes use
+/* GPT-2 / TransformerLens style transformer (libmodel/model_*.c, kernels*.c). Shapes use
  * B batch, T positions, C d_model, H n_heads, D d_head, M d_mlp, V d_vocab, L n_layers.
  * Nothing here is collective; nothing allocates inside ms_model_forward. */
 
