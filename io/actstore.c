@@ -1,7 +1,8 @@
-/* activations.h5: the writer (parallel HDF5, one hyperslab per rank) and the reader (serial,
- * read-only). Layout documented in docs/formats.md; half floats in io/half.c, the generic HDF5
- * helpers (attributes, quieting) in io/h5.c. */
+/* activations.h5: the writer (parallel HDF5, one hyperslab per rank) and the helpers it shares
+ * with the reader (io/actfile.c). Layout documented in docs/formats.md; half floats in
+ * io/half.c, the generic HDF5 helpers (attributes, quieting) in io/h5.c. */
 #include "monosem/io.h"
+#include "actstore_impl.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -11,10 +12,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------------ shared HDF5 helpers */
+/* ------------------------------------------------ helpers shared with the reader (actstore_impl.h) */
 
 /* The IEEE binary16 file type exactly as h5py defines it, so numpy sees float16. */
-static hid_t f16_type(void)
+hid_t actstore_f16_type(void)
 {
     hid_t t = H5Tcopy(H5T_IEEE_F32LE);
     H5Tset_fields(t, 15, 10, 5, 0, 10);
@@ -26,7 +27,7 @@ static hid_t f16_type(void)
 /* sha256 (hex) of the provenance attributes as one canonical text, stored as `meta_sha256`
  * and checked by readers: a flipped attribute (a shape, the model hash, the config) is an
  * error, not a silently different description of the rows. */
-static void meta_digest(const ms_actmeta *m, const char *config_text, char out[65])
+void actstore_meta_digest(const ms_actmeta *m, const char *config_text, char out[65])
 {
     size_t cl = config_text ? strlen(config_text) : 0;
     size_t n = 1024 + cl;
@@ -54,7 +55,7 @@ static void copy_str(char *dst, size_t n, const char *src)
 
 /* Selects rows [row0, row0+n) x all columns of a 2-D dataset; returns the file and memory
  * spaces (caller closes). */
-static int select_rows(hid_t ds, int64_t row0, int64_t n, int64_t cols, hid_t *fsp, hid_t *msp)
+int actstore_select_rows(hid_t ds, int64_t row0, int64_t n, int64_t cols, hid_t *fsp, hid_t *msp)
 {
     *fsp = H5Dget_space(ds);
     hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
@@ -117,7 +118,7 @@ static ms_actwriter *writer_new(const char *path, const ms_comm *comm)
         free(w);
         return NULL;
     }
-    w->f16 = f16_type();
+    w->f16 = actstore_f16_type();
     return w;
 }
 
@@ -205,7 +206,7 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     r |= ms_h5_attr_write_str(root, "config", meta->config_text);
     r |= ms_h5_attr_write_str(root, "version", meta->version[0] ? meta->version : MS_VERSION_STRING);
     char digest[65];
-    meta_digest(meta, meta->config_text, digest);
+    actstore_meta_digest(meta, meta->config_text, digest);
     r |= ms_h5_attr_write_str(root, "meta_sha256", digest);
     /* every rank flushes (collective) and the ranks agree on failure: under MPI-IO only some
      * ranks may see a metadata write fail (e.g. disk full), and a rank skipping the flush
@@ -239,7 +240,7 @@ static ms_status open_datasets(ms_actwriter *w, ms_err *err)
 }
 
 /* Reads the root attributes into m; config_text is returned malloc'd in *cfg (may be NULL). */
-static ms_status read_meta(hid_t file, const char *path, ms_actmeta *m, char **cfg, ms_err *err)
+ms_status actstore_read_meta(hid_t file, const char *path, ms_actmeta *m, char **cfg, ms_err *err)
 {
     memset(m, 0, sizeof *m);
     int64_t ver = 0;
@@ -270,7 +271,7 @@ static ms_status read_meta(hid_t file, const char *path, ms_actmeta *m, char **c
 }
 
 /* dtype and chunk rows from /acts. */
-static ms_status read_acts_layout(hid_t acts, const char *path, ms_actmeta *m, ms_err *err)
+ms_status actstore_read_acts_layout(hid_t acts, const char *path, ms_actmeta *m, ms_err *err)
 {
     hid_t t = H5Dget_type(acts);
     size_t sz = H5Tget_size(t);
@@ -297,7 +298,7 @@ static ms_status read_acts_layout(hid_t acts, const char *path, ms_actmeta *m, m
     return MS_OK;
 }
 
-static int64_t count_done(hid_t progress, int64_t n, uint8_t *done)
+int64_t actstore_count_done(hid_t progress, int64_t n, uint8_t *done)
 {
     uint8_t *buf = done ? done : malloc((size_t)n + 1);
     if (!buf) return -1;
@@ -326,8 +327,8 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
                           access(path, R_OK | W_OK) != 0 ? strerror(errno) : "not a readable HDF5 file");
     }
     ms_status st = open_datasets(w, err);
-    if (!st) st = read_meta(w->file, path, &w->meta, NULL, err);
-    if (!st) st = read_acts_layout(w->acts, path, &w->meta, err);
+    if (!st) st = actstore_read_meta(w->file, path, &w->meta, NULL, err);
+    if (!st) st = actstore_read_acts_layout(w->acts, path, &w->meta, err);
     if (!st && H5Aexists(w->file, "complete") > 0)
         st = ms_err_set(err, MS_ERR_STATE, "%s: already complete; nothing to resume", path);
     const ms_actmeta *m = &w->meta;
@@ -353,7 +354,7 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
     MS_CHECK_S(config_hash)
 #undef MS_CHECK_I
 #undef MS_CHECK_S
-    if (!st && count_done(w->progress, m->n_shards, done) < 0)
+    if (!st && actstore_count_done(w->progress, m->n_shards, done) < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: cannot read /progress", path);
     /* every rank has read /progress before any rank marks a new shard done in it */
     if (w->parallel) ms_comm_barrier(&w->comm);
@@ -374,7 +375,7 @@ static ms_status write_rows(ms_actwriter *w, hid_t ds, hid_t mtype, int64_t rows
                           what, (long long)row0, (long long)(row0 + n), (long long)rows_total);
     if (n == 0) return MS_OK;
     hid_t fsp, msp;
-    if (select_rows(ds, row0, n, cols, &fsp, &msp) < 0)
+    if (actstore_select_rows(ds, row0, n, cols, &fsp, &msp) < 0)
         return ms_err_set(err, MS_ERR_IO, "%s: %s: cannot select rows", w->path, what);
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (w->parallel) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_INDEPENDENT);
@@ -450,7 +451,7 @@ ms_status ms_actwriter_finalize(ms_actwriter *w, ms_err *err)
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: flush failed", w->path);
     if (w->parallel) ms_comm_barrier(&w->comm);
-    int64_t n_done = count_done(w->progress, w->meta.n_shards, NULL);
+    int64_t n_done = actstore_count_done(w->progress, w->meta.n_shards, NULL);
     if (w->parallel) {
         double mn, avg, mx; /* counts are far below 2^53: exact as doubles */
         ms_comm_minavgmax(&w->comm, (double)n_done, &mn, &avg, &mx);
@@ -473,117 +474,6 @@ void ms_actwriter_close(ms_actwriter *w)
     writer_free(w);
 }
 
-/* ------------------------------------------------------------------ reader */
-
-struct ms_actfile {
-    char *path;
-    hid_t file, acts, index, tokens, f16;
-    ms_actmeta meta;
-    char *config_text;
-    uint16_t *scratch;
-    size_t scratch_n;
-};
-
-void ms_actfile_close(ms_actfile *f)
-{
-    if (!f) return;
-    if (f->acts >= 0) H5Dclose(f->acts);
-    if (f->index >= 0) H5Dclose(f->index);
-    if (f->tokens >= 0) H5Dclose(f->tokens);
-    if (f->f16 >= 0) H5Tclose(f->f16);
-    if (f->file >= 0) H5Fclose(f->file);
-    free(f->config_text);
-    free(f->scratch);
-    free(f->path);
-    free(f);
-}
-
-ms_status ms_actfile_open(ms_actfile **out, const char *path, ms_actmeta *meta, ms_err *err)
-{
-    /* the same open as for inspection, plus the verdict: training never reads a partial file */
-    bool complete = false;
-    int64_t nd = 0;
-    ms_status st = ms_actfile_open_any(out, path, meta, &complete, &nd, err);
-    if (st || complete) return st;
-    int64_t n_shards = (*out)->meta.n_shards;
-    ms_actfile_close(*out);
-    *out = NULL;
-    return ms_err_set(err, MS_ERR_STATE,
-                      "%s: incomplete activations file (%lld of %lld shards done, no "
-                      "'complete' attribute): rerun `monosem generate` to finish it",
-                      path, (long long)nd, (long long)n_shards);
-}
-
-const ms_actmeta *ms_actfile_meta(const ms_actfile *f)
-{
-    return &f->meta;
-}
-
-const char *ms_actfile_path(const ms_actfile *f)
-{
-    return f->path;
-}
-
-static ms_status read_rows(ms_actfile *f, hid_t ds, hid_t mtype, int64_t rows_total, int64_t row0,
-                           int64_t n, int64_t cols, void *buf, const char *what, ms_err *err)
-{
-    if (ds < 0) return ms_err_set(err, MS_ERR_FORMAT, "%s: no %s dataset", f->path, what);
-    if (row0 < 0 || n < 0 || row0 + n > rows_total)
-        return ms_err_set(err, MS_ERR_USAGE, "%s: %s rows [%lld,%lld) outside [0,%lld)", f->path,
-                          what, (long long)row0, (long long)(row0 + n), (long long)rows_total);
-    if (n == 0) return MS_OK;
-    hid_t fsp, msp;
-    if (select_rows(ds, row0, n, cols, &fsp, &msp) < 0)
-        return ms_err_set(err, MS_ERR_IO, "%s: %s: cannot select rows", f->path, what);
-    herr_t r = H5Dread(ds, mtype, msp, fsp, H5P_DEFAULT, buf);
-    H5Sclose(fsp);
-    H5Sclose(msp);
-    if (r < 0)
-        return ms_err_set(err, MS_ERR_IO, "%s: reading %s rows [%lld,%lld) failed", f->path, what,
-                          (long long)row0, (long long)(row0 + n));
-    return MS_OK;
-}
-
-ms_status ms_actfile_read(ms_actfile *f, int64_t row0, int64_t n, float *out, ms_err *err)
-{
-    const int64_t d = f->meta.d;
-    if (f->meta.dtype == MS_DTYPE_F32)
-        return read_rows(f, f->acts, H5T_NATIVE_FLOAT, f->meta.n_rows, row0, n, d, out, "/acts",
-                         err);
-    /* float16: read the raw halves (no HDF5 soft conversion, which is slow) and convert */
-    size_t need = (size_t)(n > 0 ? n * d : 0);
-    if (need > f->scratch_n) {
-        uint16_t *s = realloc(f->scratch, need * sizeof *s);
-        if (!s) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", f->path);
-        f->scratch = s;
-        f->scratch_n = need;
-    }
-    ms_status st =
-        read_rows(f, f->acts, f->f16, f->meta.n_rows, row0, n, d, f->scratch, "/acts", err);
-    if (!st) ms_half_to_float_n(out, f->scratch, need);
-    return st;
-}
-
-ms_status ms_actfile_read_raw(ms_actfile *f, int64_t row0, int64_t n, void *out, ms_err *err)
-{
-    return read_rows(f, f->acts, f->meta.dtype == MS_DTYPE_F16 ? f->f16 : H5T_NATIVE_FLOAT,
-                     f->meta.n_rows, row0, n, f->meta.d, out, "/acts", err);
-}
-
-ms_status ms_actfile_read_index(ms_actfile *f, int64_t row0, int64_t n, int32_t *out,
-                                ms_err *err)
-{
-    return read_rows(f, f->index, H5T_NATIVE_INT32, f->meta.n_rows, row0, n, 2, out, "/index",
-                     err);
-}
-
-ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t *out,
-                                 ms_err *err)
-{
-    return read_rows(f, f->tokens, H5T_NATIVE_INT32, f->meta.n_contexts, ctx0, n,
-                     f->meta.context, out, "/tokens", err);
-}
-
 /* ------------------------------------------------------------------ generation helpers
  * (added for `monosem generate` / `monosem inspect`; separate from the writer/reader above) */
 
@@ -595,65 +485,6 @@ ms_status ms_actwriter_sync(ms_actwriter *w, ms_err *err)
     if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
         return ms_err_set(err, MS_ERR_IO, "%s: flush failed", w->path);
     return MS_OK;
-}
-
-ms_status ms_actfile_open_any(ms_actfile **out, const char *path, ms_actmeta *meta,
-                              bool *complete, int64_t *shards_done, ms_err *err)
-{
-    *out = NULL;
-    ms_h5_quiet();
-    ms_actfile *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
-        free(f);
-        return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
-    }
-    f->file = f->acts = f->index = f->tokens = -1;
-    f->f16 = f16_type();
-    ms_status st = MS_OK;
-    if (!ms_path_exists(path)) {
-        st = ms_err_set(err, MS_ERR_IO, "%s: activations file not found", path);
-        goto fail;
-    }
-    f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f->file < 0) {
-        st = access(path, R_OK) != 0 ? ms_err_set(err, MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
-                                     : ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
-        goto fail;
-    }
-    st = read_meta(f->file, path, &f->meta, &f->config_text, err);
-    if (st) goto fail;
-    f->acts = H5Dopen2(f->file, "acts", H5P_DEFAULT);
-    if (f->acts < 0) {
-        st = ms_err_set(err, MS_ERR_FORMAT, "%s: no /acts dataset", path);
-        goto fail;
-    }
-    st = read_acts_layout(f->acts, path, &f->meta, err);
-    if (st) goto fail;
-    char *want = ms_h5_attr_read_str(f->file, "meta_sha256"); /* absent in files from before */
-    if (want) {
-        char got[65];
-        meta_digest(&f->meta, f->config_text, got);
-        if (strcmp(got, want) != 0)
-            st = ms_err_set(err, MS_ERR_FORMAT,
-                            "%s: corrupt: its attributes (shape, provenance, config) do not match meta_sha256 "
-                            "(changed after it was written)", path);
-        free(want);
-        if (st) goto fail;
-    }
-    int64_t c = 0;
-    *complete = ms_h5_attr_read_i64(f->file, "complete", &c) >= 0 && c == 1;
-    hid_t pr = H5Dopen2(f->file, "progress", H5P_DEFAULT);
-    *shards_done = pr >= 0 ? count_done(pr, f->meta.n_shards, NULL) : -1;
-    if (pr >= 0) H5Dclose(pr);
-    f->index = H5Dopen2(f->file, "index", H5P_DEFAULT);
-    f->tokens = H5Dopen2(f->file, "tokens", H5P_DEFAULT);
-    f->meta.config_text = f->config_text;
-    if (meta) *meta = f->meta;
-    *out = f;
-    return MS_OK;
-fail:
-    ms_actfile_close(f);
-    return st;
 }
 
 ms_status ms_actwriter_write_rows_raw(ms_actwriter *w, int64_t row0, int64_t n, const void *acts,

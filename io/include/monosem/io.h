@@ -657,10 +657,10 @@ ms_status ms_st_verify(const ms_safetensors *st, ms_err *err);
 ms_status ms_ckpt_pick(const char *path, int *use, ms_err *err);
 
 /* ===================================================================== activations store */
-/* activations.h5 (io/actstore.c; layout in docs/formats.md): /acts (N,d) float16|float32
- * chunked by rows, /tokens int32 (n_contexts, context), /index int32 (N,2) = (context,
- * position) of each row, /progress uint8 (n_shards) = 1 when a shard's rows are written, and
- * attributes; the root attribute `complete` (int 1) is written last by ms_actwriter_finalize.
+/* activations.h5 (io/actstore.c writer, io/actfile.c reader; layout in docs/formats.md): /acts
+ * (N,d) float16|float32 chunked by rows, /tokens int32 (n_contexts, context), /index int32
+ * (N,2) = (context, position) of each row, /progress uint8 (n_shards) = 1 when a shard's rows
+ * are written, and attributes; the root attribute `complete` (int 1) is written last by ms_actwriter_finalize.
  * Conventions: rows are (N, d) row-major, one row per sampled token; row, context and shard
  * indices are int64 and 0-based. Handles (ms_actwriter, ms_actfile) are opaque and owned by
  * the caller until their _finalize/_close; arrays passed in stay the caller's. Writer calls
