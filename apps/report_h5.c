@@ -2,7 +2,6 @@
  * per-unit (leading dimension = the unit count) and hands out slabs of them as JSON. It knows
  * no dataset names: the page maps names to views, so a new analysis output shows up as data
  * without a change here. Serial HDF5 on rank 0. */
-#include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,73 +26,42 @@ typedef struct walk {
     bool oom;
 } walk;
 
-static herr_t visit(hid_t g, const char *name, const H5L_info_t *info, void *op)
+static int visit(const ms_h5_dsinfo *ds, void *op)
 {
     walk *w = op;
-    (void)info;
-    if (H5Oexists_by_name(g, name, H5P_DEFAULT) <= 0) return 0;
-    hid_t o = H5Oopen(g, name, H5P_DEFAULT);
-    if (o < 0) return 0;
-    if (H5Iget_type(o) == H5I_DATASET) {
-        hid_t t = H5Dget_type(o), s = H5Dget_space(o);
-        H5T_class_t cls = H5Tget_class(t);
-        int rank = H5Sget_simple_extent_ndims(s);
-        if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && rank >= 0 && rank <= 8 && strlen(name) < 128) {
-            if (w->a->n_ds == w->cap) {
-                int cap = w->cap ? 2 * w->cap : 32;
-                ms_rds *p = realloc(w->a->ds, (size_t)cap * sizeof *p);
-                if (!p) {
-                    w->oom = true;
-                    H5Tclose(t), H5Sclose(s), H5Oclose(o);
-                    return 1;
-                }
-                w->a->ds = p, w->cap = cap;
+    const char *name = ds->name;
+    if ((ds->kind == MS_H5_INT || ds->kind == MS_H5_FLOAT) && strlen(name) < 128) {
+        if (w->a->n_ds == w->cap) {
+            int cap = w->cap ? 2 * w->cap : 32;
+            ms_rds *p = realloc(w->a->ds, (size_t)cap * sizeof *p);
+            if (!p) {
+                w->oom = true;
+                return 1;
             }
-            ms_rds *d = &w->a->ds[w->a->n_ds++];
-            memset(d, 0, sizeof *d);
-            snprintf(d->name, sizeof d->name, "%s", name);
-            d->rank = rank;
-            hsize_t dims[8];
-            H5Sget_simple_extent_dims(s, dims, NULL);
-            for (int i = 0; i < rank; i++) d->dims[i] = (int64_t)dims[i];
-            d->is_int = cls == H5T_INTEGER;
+            w->a->ds = p, w->cap = cap;
         }
-        H5Tclose(t);
-        H5Sclose(s);
+        ms_rds *d = &w->a->ds[w->a->n_ds++];
+        memset(d, 0, sizeof *d);
+        snprintf(d->name, sizeof d->name, "%s", name);
+        d->rank = ds->rank;
+        for (int i = 0; i < ds->rank; i++) d->dims[i] = ds->dims[i];
+        d->is_int = ds->kind == MS_H5_INT;
     }
-    H5Oclose(o);
     return 0;
 }
 
-static bool attr_i64(hid_t f, const char *name, int64_t *v)
+static bool attr_i64(ms_h5id f, const char *name, int64_t *v)
 {
-    if (H5Aexists(f, name) <= 0) return false;
-    hid_t at = H5Aopen(f, name, H5P_DEFAULT);
-    if (at < 0) return false;
-    hid_t t = H5Aget_type(at), s = H5Aget_space(at);
+    int64_t np = 0;
+    ms_h5_kind c = ms_h5_attr_info(f, name, &np, NULL);
     bool ok = false;
-    if (H5Sget_simple_extent_npoints(s) == 1) {
-        H5T_class_t c = H5Tget_class(t);
-        if (c == H5T_INTEGER || c == H5T_FLOAT) {
+    if (np == 1) {
+        if (c == MS_H5_INT || c == MS_H5_FLOAT) {
             double x;
-            ok = H5Aread(at, H5T_NATIVE_DOUBLE, &x) >= 0;
+            ok = ms_h5_attr_read_f64(f, name, &x) >= 0;
             *v = (int64_t)x;
-        } else if (c == H5T_STRING) {
-            char *buf = NULL;
-            if (H5Tis_variable_str(t)) {
-                hid_t mt = H5Tcopy(H5T_C_S1);
-                H5Tset_size(mt, H5T_VARIABLE);
-                H5Tset_cset(mt, H5Tget_cset(t));
-                char *vs = NULL;
-                if (H5Aread(at, mt, &vs) >= 0 && vs) {
-                    buf = strdup(vs);
-                    H5free_memory(vs);
-                }
-                H5Tclose(mt);
-            } else {
-                buf = calloc(H5Tget_size(t) + 1, 1);
-                if (buf && H5Aread(at, t, buf) < 0) buf[0] = 0;
-            }
+        } else if (c == MS_H5_STRING) {
+            char *buf = ms_h5_attr_read_str(f, name);
             if (buf) {
                 char *end;
                 long long x = strtoll(buf, &end, 10);
@@ -103,7 +71,6 @@ static bool attr_i64(hid_t f, const char *name, int64_t *v)
             free(buf);
         }
     }
-    H5Tclose(t), H5Sclose(s), H5Aclose(at);
     return ok;
 }
 
@@ -113,14 +80,11 @@ ms_status ms_ranalysis_open(ms_ranalysis *a, const char *path, ms_err *err)
     a->hid = -1;
     a->path = strdup(path);
     if (!a->path) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    hid_t f = -1;
-    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); }
-    H5E_END_TRY;
+    ms_h5id f = ms_h5_file_open(path);
     if (f < 0) return ms_err_set(err, MS_ERR_IO, "report: %s: cannot open as HDF5", path);
     a->hid = f;
     walk w = {.a = a};
-    H5E_BEGIN_TRY { H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, visit, &w); }
-    H5E_END_TRY;
+    ms_h5_dataset_visit(f, visit, &w);
     if (w.oom) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     int64_t n = 0;
     for (int i = 0; unit_count_attrs[i] && n <= 0; i++)
@@ -146,7 +110,7 @@ ms_status ms_ranalysis_open(ms_ranalysis *a, const char *path, ms_err *err)
 
 void ms_ranalysis_close(ms_ranalysis *a)
 {
-    if (a->path && a->hid >= 0) H5Fclose((hid_t)a->hid);
+    if (a->path && a->hid >= 0) ms_h5_file_close(a->hid);
     free(a->path);
     free(a->ds);
     memset(a, 0, sizeof *a);
@@ -163,49 +127,31 @@ const ms_rds *ms_ranalysis_find(const ms_ranalysis *a, const char *name)
 typedef struct attr_ctx {
     ms_rbuf *b;
     int n;
+    ms_h5id loc;
 } attr_ctx;
 
-static herr_t attr_visit(hid_t loc, const char *name, const H5A_info_t *info, void *op)
+static int attr_visit(const char *name, void *op)
 {
     attr_ctx *c = op;
-    (void)info;
-    hid_t at = H5Aopen(loc, name, H5P_DEFAULT);
-    if (at < 0) return 0;
-    hid_t t = H5Aget_type(at), s = H5Aget_space(at);
-    H5T_class_t cls = H5Tget_class(t);
-    hssize_t np = H5Sget_simple_extent_npoints(s);
-    int rank = H5Sget_simple_extent_ndims(s);
-    if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && np >= 1 && np <= 4096) {
+    int64_t np = 0;
+    int rank = 0;
+    ms_h5_kind cls = ms_h5_attr_info(c->loc, name, &np, &rank);
+    if ((cls == MS_H5_INT || cls == MS_H5_FLOAT) && np >= 1 && np <= 4096) {
         double *v = malloc((size_t)np * sizeof *v);
-        if (v && H5Aread(at, H5T_NATIVE_DOUBLE, v) >= 0) {
+        if (v && ms_h5_attr_read_f64(c->loc, name, v) >= 0) {
             ms_rbuf_puts(c->b, c->n++ ? "," : "");
             ms_rbuf_str(c->b, name, strlen(name));
             ms_rbuf_puts(c->b, ":");
             if (rank >= 1) ms_rbuf_puts(c->b, "[");
-            for (hssize_t i = 0; i < np; i++) {
+            for (int64_t i = 0; i < np; i++) {
                 if (i) ms_rbuf_puts(c->b, ",");
                 ms_rbuf_num(c->b, v[i]);
             }
             if (rank >= 1) ms_rbuf_puts(c->b, "]");
         }
         free(v);
-    } else if (cls == H5T_STRING && np == 1) {
-        char *str = NULL;
-        if (H5Tis_variable_str(t)) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(t)); /* HDF5 does not convert between ASCII and UTF-8 */
-            char *vs = NULL;
-            if (H5Aread(at, mt, &vs) >= 0 && vs) {
-                str = strdup(vs);
-                H5free_memory(vs);
-            }
-            H5Tclose(mt);
-        } else {
-            size_t n = H5Tget_size(t);
-            str = calloc(n + 1, 1);
-            if (str && H5Aread(at, t, str) < 0) str[0] = 0;
-        }
+    } else if (cls == MS_H5_STRING && np == 1) {
+        char *str = ms_h5_attr_read_str(c->loc, name);
         if (str) {
             ms_rbuf_puts(c->b, c->n++ ? "," : "");
             ms_rbuf_str(c->b, name, strlen(name));
@@ -214,17 +160,13 @@ static herr_t attr_visit(hid_t loc, const char *name, const H5A_info_t *info, vo
         }
         free(str);
     }
-    H5Tclose(t), H5Sclose(s), H5Aclose(at);
     return 0;
 }
 
 ms_status ms_ranalysis_attrs_json(const ms_ranalysis *a, ms_rbuf *b, ms_err *err)
 {
-    attr_ctx c = {.b = b};
-    herr_t rc;
-    H5E_BEGIN_TRY { rc = H5Aiterate2((hid_t)a->hid, H5_INDEX_NAME, H5_ITER_INC, NULL, attr_visit, &c); }
-    H5E_END_TRY;
-    if (rc < 0) return ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read the root attributes", a->path);
+    attr_ctx c = {.b = b, .loc = a->hid};
+    if (ms_h5_attr_iterate(a->hid, attr_visit, &c) < 0) return ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read the root attributes", a->path);
     return MS_OK;
 }
 
@@ -233,30 +175,20 @@ static ms_status read_slab(const ms_ranalysis *a, const ms_rds *ds, int64_t u0, 
                            size_t *count, ms_err *err)
 {
     *out = NULL;
-    hsize_t start[8] = {0}, cnt[8];
+    int64_t start[8] = {0}, cnt[8];
     size_t n = 1;
     for (int i = 0; i < ds->rank; i++) {
-        cnt[i] = (hsize_t)ds->dims[i];
-        if (i == 0 && ds->per_unit) start[0] = (hsize_t)u0, cnt[0] = (hsize_t)(u1 - u0);
-        n *= cnt[i];
+        cnt[i] = ds->dims[i];
+        if (i == 0 && ds->per_unit) start[0] = u0, cnt[0] = u1 - u0;
+        n *= (size_t)cnt[i];
     }
     *count = n;
     double *v = malloc((n ? n : 1) * sizeof *v);
     if (!v) return ms_err_set(err, MS_ERR_NOMEM, "report: %s: out of memory reading %s", a->path, ds->name);
-    herr_t rc = -1;
-    H5E_BEGIN_TRY
-    {
-        hid_t d = H5Dopen2((hid_t)a->hid, ds->name, H5P_DEFAULT);
-        if (d >= 0) {
-            hid_t fs = H5Dget_space(d);
-            hid_t ms = ds->rank ? H5Screate_simple(ds->rank, cnt, NULL) : H5Screate(H5S_SCALAR);
-            rc = 0;
-            if (ds->rank && n) rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-            if (rc >= 0 && n) rc = H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, v);
-            H5Sclose(ms), H5Sclose(fs), H5Dclose(d);
-        }
-    }
-    H5E_END_TRY;
+    int rc = -1;
+    ms_h5id d = ms_h5_dataset_open(a->hid, ds->name);
+    if (d >= 0) rc = ms_h5_dataset_read(d, MS_ST_F64, ds->rank, start, cnt, v);
+    ms_h5_dataset_close(d);
     if (rc < 0) {
         free(v);
         return ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
@@ -302,28 +234,19 @@ ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, const i
                                 int32_t *out, ms_err *err)
 {
     /* one element per unit: a (u1-u0, 1, ..., 1) hyperslab, so memory is one value per unit */
-    hsize_t start[8] = {0}, cnt[8];
+    int64_t start[8] = {0}, cnt[8];
     for (int i = 0; i < ds->rank; i++) {
-        start[i] = i ? (hsize_t)idx[i - 1] : (hsize_t)u0;
-        cnt[i] = i ? 1 : (hsize_t)(u1 - u0);
+        start[i] = i ? idx[i - 1] : u0;
+        cnt[i] = i ? 1 : u1 - u0;
         if (i && (idx[i - 1] < 0 || idx[i - 1] >= ds->dims[i]))
             return ms_err_set(err, MS_ERR_FORMAT, "report: %s: index %lld outside %s's dimension %d", a->path,
                               (long long)idx[i - 1], ds->name, i);
     }
     if (u1 <= u0) return MS_OK;
-    herr_t rc = -1;
-    H5E_BEGIN_TRY
-    {
-        hid_t d = H5Dopen2((hid_t)a->hid, ds->name, H5P_DEFAULT);
-        if (d >= 0) {
-            hid_t fs = H5Dget_space(d);
-            hid_t ms = H5Screate_simple(ds->rank, cnt, NULL);
-            rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-            if (rc >= 0) rc = H5Dread(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, out);
-            H5Sclose(ms), H5Sclose(fs), H5Dclose(d);
-        }
-    }
-    H5E_END_TRY;
+    int rc = -1;
+    ms_h5id d = ms_h5_dataset_open(a->hid, ds->name);
+    if (d >= 0) rc = ms_h5_dataset_read(d, MS_ST_I32, ds->rank, start, cnt, out);
+    ms_h5_dataset_close(d);
     if (rc < 0) return ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
     return MS_OK;
 }
@@ -337,24 +260,14 @@ ms_status ms_ranalysis_check_ids(const ms_ranalysis *a, const ms_rds *ds, int64_
     int32_t *buf = per > 0 ? malloc((size_t)(block * per) * sizeof *buf) : NULL;
     if (per > 0 && !buf) return ms_err_set(err, MS_ERR_NOMEM, "report: out of memory");
     ms_status st = MS_OK;
-    hid_t d = -1;
-    H5E_BEGIN_TRY { d = H5Dopen2((hid_t)a->hid, ds->name, H5P_DEFAULT); }
-    H5E_END_TRY;
+    ms_h5id d = ms_h5_dataset_open(a->hid, ds->name);
     if (d < 0) st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
     for (int64_t u0 = 0; u0 < n_units && per > 0 && !st; u0 += block) {
         const int64_t u1 = u0 + block < n_units ? u0 + block : n_units;
-        hsize_t start[8] = {0}, cnt[8];
-        for (int i = 0; i < ds->rank; i++) cnt[i] = i ? (hsize_t)ds->dims[i] : (hsize_t)(u1 - u0);
-        start[0] = (hsize_t)u0;
-        herr_t rc = -1;
-        H5E_BEGIN_TRY
-        {
-            hid_t fs = H5Dget_space(d), ms = H5Screate_simple(ds->rank ? ds->rank : 1, cnt, NULL);
-            rc = ds->rank ? H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) : 0;
-            if (rc >= 0) rc = H5Dread(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, buf);
-            H5Sclose(ms), H5Sclose(fs);
-        }
-        H5E_END_TRY;
+        int64_t start[8] = {0}, cnt[8];
+        for (int i = 0; i < ds->rank; i++) cnt[i] = i ? ds->dims[i] : u1 - u0;
+        start[0] = u0;
+        int rc = ms_h5_dataset_read(d, MS_ST_I32, ds->rank, start, cnt, buf);
         if (rc < 0) st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
         for (int64_t i = 0; !st && i < (u1 - u0) * per; i++)
             if (buf[i] < -1 || buf[i] >= n_vocab)
@@ -364,7 +277,7 @@ ms_status ms_ranalysis_check_ids(const ms_ranalysis *a, const ms_rds *ds, int64_
                                 a->path, ds->name, (long long)(u0 + i / per), buf[i], (long long)n_vocab,
                                 (long long)n_vocab - 1);
     }
-    if (d >= 0) H5Dclose(d);
+    ms_h5_dataset_close(d);
     free(buf);
     return st;
 }
@@ -373,34 +286,28 @@ ms_status ms_report_read_matrix(const char *path, const char *name, float **out,
                                 ms_err *err)
 {
     *out = NULL;
-    hid_t f = -1, d = -1, s = -1;
+    ms_h5id f = -1, d = -1;
     ms_status st = MS_OK;
-    H5E_BEGIN_TRY
-    {
-        f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f >= 0) d = H5Dopen2(f, name, H5P_DEFAULT);
-        if (d >= 0) s = H5Dget_space(d);
-        hsize_t dims[2];
-        if (s < 0 || H5Sget_simple_extent_ndims(s) != 2) {
-            st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: expected a 2-D dataset %s", path, name);
+    f = ms_h5_file_open(path);
+    if (f >= 0) d = ms_h5_dataset_open(f, name);
+    int rank = -1;
+    int64_t dims[MS_H5_MAX_RANK];
+    if (d < 0 || ms_h5_dataset_dims(d, &rank, dims) < 0 || rank != 2) {
+        st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: expected a 2-D dataset %s", path, name);
+    } else {
+        *rows = dims[0], *cols = dims[1];
+        size_t cnt = (size_t)(dims[0] * dims[1]);
+        float *m = malloc((cnt ? cnt : 1) * sizeof *m);
+        if (!m) st = ms_err_set(err, MS_ERR_NOMEM, "report: %s: out of memory reading %s", path, name);
+        else if (ms_h5_dataset_read(d, MS_ST_F32, 2, NULL, NULL, m) < 0) {
+            free(m);
+            st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read %s", path, name);
         } else {
-            H5Sget_simple_extent_dims(s, dims, NULL);
-            *rows = (int64_t)dims[0], *cols = (int64_t)dims[1];
-            size_t cnt = (size_t)(dims[0] * dims[1]);
-            float *m = malloc((cnt ? cnt : 1) * sizeof *m);
-            if (!m) st = ms_err_set(err, MS_ERR_NOMEM, "report: %s: out of memory reading %s", path, name);
-            else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m) < 0) {
-                free(m);
-                st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read %s", path, name);
-            } else {
-                *out = m;
-            }
+            *out = m;
         }
-        if (s >= 0) H5Sclose(s);
-        if (d >= 0) H5Dclose(d);
-        if (f >= 0) H5Fclose(f);
     }
-    H5E_END_TRY;
+    ms_h5_dataset_close(d);
+    if (f >= 0) ms_h5_file_close(f);
     return st;
 }
 
@@ -412,20 +319,16 @@ ms_status ms_ranalysis_vocab(const ms_ranalysis *a, int64_t **offsets, int64_t *
     if (!o || !b || o->rank != 1 || b->rank != 1 || o->dims[0] < 1) return MS_OK;
     int64_t *off = malloc((size_t)o->dims[0] * sizeof *off);
     unsigned char *raw = malloc((size_t)(b->dims[0] ? b->dims[0] : 1));
-    herr_t rc = -1;
+    int rc = -1;
     if (off && raw) {
-        H5E_BEGIN_TRY
-        {
-            hid_t d1 = H5Dopen2((hid_t)a->hid, "vocab_offsets", H5P_DEFAULT);
-            hid_t d2 = H5Dopen2((hid_t)a->hid, "vocab_bytes", H5P_DEFAULT);
-            if (d1 >= 0 && d2 >= 0) {
-                rc = H5Dread(d1, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off);
-                if (rc >= 0 && b->dims[0]) rc = H5Dread(d2, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
-            }
-            if (d1 >= 0) H5Dclose(d1);
-            if (d2 >= 0) H5Dclose(d2);
+        ms_h5id d1 = ms_h5_dataset_open(a->hid, "vocab_offsets");
+        ms_h5id d2 = ms_h5_dataset_open(a->hid, "vocab_bytes");
+        if (d1 >= 0 && d2 >= 0) {
+            rc = ms_h5_dataset_read(d1, MS_ST_I64, 1, NULL, NULL, off);
+            if (rc >= 0 && b->dims[0]) rc = ms_h5_dataset_read(d2, MS_ST_U8, 1, NULL, NULL, raw);
         }
-        H5E_END_TRY;
+        ms_h5_dataset_close(d1);
+        ms_h5_dataset_close(d2);
     }
     bool ok = rc >= 0;
     for (int64_t i = 0; ok && i + 1 < o->dims[0]; i++)

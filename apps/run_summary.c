@@ -2,7 +2,6 @@
  * (eval.json per SAE, analyze's features-vs-neurons medians, compare/, training logs). A number
  * whose producer has not run is null with a reason, never guessed. */
 #include <cjson/cJSON.h>
-#include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,36 +159,21 @@ static void strip_arrays(cJSON *j)
 }
 
 /* A numeric string attribute of an HDF5 file's root (analyze writes its medians so), or NAN. */
-static double h5_attr_number(hid_t f, const char *name)
+static double h5_attr_number(ms_h5id f, const char *name)
 {
     double v = NAN;
-    if (H5Aexists(f, name) <= 0) return v;
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
-        char buf[128] = "";
-        if (H5Tis_variable_str(t) > 0) {
-            char *p = NULL;
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(t)); /* h5py writes UTF-8: HDF5 converts no charset */
-            if (H5Aread(a, mt, &p) >= 0 && p) snprintf(buf, sizeof buf, "%s", p);
-            if (p) H5free_memory(p);
-            H5Tclose(mt);
-        } else if (H5Tget_size(t) < sizeof buf) {
-            hid_t mt = H5Tcopy(t);
-            H5Tset_size(mt, sizeof buf - 1);
-            H5Tset_strpad(mt, H5T_STR_NULLTERM);
-            if (H5Aread(a, mt, buf) < 0) buf[0] = '\0';
-            H5Tclose(mt);
-        }
+    int64_t np = 0;
+    ms_h5_kind k = ms_h5_attr_info(f, name, &np, NULL);
+    if (k == MS_H5_STRING) {
+        char buf[128] = "", *s = ms_h5_attr_read_str(f, name);
+        if (s) snprintf(buf, sizeof buf, "%s", s);
+        free(s);
         char *end;
         double d = strtod(buf, &end);
         if (end != buf) v = d;
-    } else if (t >= 0 && H5Tget_class(t) == H5T_FLOAT) {
-        H5Aread(a, H5T_NATIVE_DOUBLE, &v);
+    } else if (k == MS_H5_FLOAT && np == 1) {
+        ms_h5_attr_read_f64(f, name, &v);
     }
-    if (t >= 0) H5Tclose(t);
-    if (a >= 0) H5Aclose(a);
     return v;
 }
 
@@ -202,23 +186,19 @@ static cJSON *analysis_medians(const char *path)
                                        "median_logit_agreement", "ultralow_cut", "dead", NULL};
     if (!ms_path_exists(path)) return NULL;
     cJSON *o = NULL;
-    H5E_BEGIN_TRY /* a file that is not HDF5 reads as absent, without HDF5's error print */
-    {
-        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f >= 0) {
-            o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "file", path);
-            for (int i = 0; keys[i]; i++) {
-                double v = h5_attr_number(f, keys[i]);
-                if (isfinite(v))
-                    cJSON_AddNumberToObject(o, keys[i], v);
-                else
-                    cJSON_AddNullToObject(o, keys[i]);
-            }
-            H5Fclose(f);
+    ms_h5id f = ms_h5_file_open(path); /* a file that is not HDF5 reads as absent, silently */
+    if (f >= 0) {
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", path);
+        for (int i = 0; keys[i]; i++) {
+            double v = h5_attr_number(f, keys[i]);
+            if (isfinite(v))
+                cJSON_AddNumberToObject(o, keys[i], v);
+            else
+                cJSON_AddNullToObject(o, keys[i]);
         }
+        ms_h5_file_close(f);
     }
-    H5E_END_TRY;
     return o;
 }
 

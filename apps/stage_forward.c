@@ -3,7 +3,6 @@
  * people checking a converted checkpoint against their own framework. Rank 0 does the work with
  * the serial HDF5 API; other ranks return at once. */
 #include <errno.h>
-#include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,42 +13,40 @@
 /* logits are B*T*V floats: run the batch in slices of at most this many bytes of logits */
 #define FORWARD_LOGITS_BYTES (256u << 20)
 
-static hid_t make_dset(hid_t f, const char *name, int rank, const hsize_t *dims)
-{
-    hid_t sp = H5Screate_simple(rank, dims, NULL);
-    if (sp < 0) return -1;
-    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
-    return d;
-}
-
 /* Writes rows [b0, b0+nb) of a dataset whose first dimension is the context. */
-static herr_t write_rows(hid_t dset, int rank, const hsize_t *dims, hsize_t b0, hsize_t nb, const float *buf)
+static int write_rows(ms_h5id dset, int rank, const int64_t *dims, int64_t b0, int64_t nb, const float *buf)
 {
-    hsize_t start[3] = {b0, 0, 0}, count[3] = {nb, dims[1], rank > 2 ? dims[2] : 1};
-    hsize_t total = nb;
-    for (int i = 1; i < rank; i++) total *= dims[i];
-    if (total == 0) return 0;
-    hid_t fs = H5Dget_space(dset);
-    hid_t ms = H5Screate_simple(rank, count, NULL);
-    herr_t rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    if (rc >= 0) rc = H5Dwrite(dset, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    return rc;
+    int64_t start[3] = {b0, 0, 0}, count[3] = {nb, dims[1], rank > 2 ? dims[2] : 1};
+    return ms_h5_dataset_write(dset, MS_ST_F32, rank, start, count, buf);
 }
 
-static herr_t attr_str(hid_t obj, const char *name, const char *val)
+/* Contexts must fit the model's n_ctx and its vocabulary. */
+static ms_status check_tokens(const ms_model *m, const int32_t *tok, int B, int T, const char *tpath, ms_err *err)
 {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(val) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, val);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return rc;
+    if (T > m->cfg.n_ctx)
+        return ms_err_set(err, MS_ERR_USAGE, "%s: contexts of %d tokens, but the model's n_ctx is %d", tpath, T,
+                          m->cfg.n_ctx);
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (tok[i] >= m->cfg.d_vocab)
+            return ms_err_set(err, MS_ERR_USAGE, "%s:%zu: token id %d outside the model's vocabulary (d_vocab %d)",
+                              tpath, i / (size_t)T + 1, tok[i], m->cfg.d_vocab);
+    return MS_OK;
+}
+
+/* Contexts per forward pass: --batch, or as many as keep the logits under FORWARD_LOGITS_BYTES. */
+static ms_status pick_slice(const char *batch_opt, int B, int T, int V, int *slice_out, ms_err *err)
+{
+    int slice = (int)(FORWARD_LOGITS_BYTES / ((size_t)T * V * sizeof(float)));
+    if (slice < 1) slice = 1;
+    if (batch_opt) {
+        char *e;
+        long v = strtol(batch_opt, &e, 10);
+        if (*e || v < 1 || v > 1 << 20)
+            return ms_err_set(err, MS_ERR_USAGE, "--batch %s: expected a positive integer", batch_opt);
+        slice = (int)v;
+    }
+    *slice_out = slice > B ? B : slice;
+    return MS_OK;
 }
 
 ms_status ms_stage_forward(ms_app *app, ms_err *err)
@@ -66,41 +63,21 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     ms_model_acts a = {0};
     int32_t *tok = NULL, *tg = NULL;
     float *hookbuf = NULL, *lossbuf = NULL;
-    hid_t f = -1, dl = -1, dloss = -1, dh = -1;
+    ms_h5id f = -1, dl = -1, dloss = -1, dh = -1;
     char tmp[4096] = "";
     ms_status rc = ms_model_load(&m, mdir, err);
     if (rc) return rc;
     int B, T;
     ms_hook h;
     rc = ms_tokens_load_text(tpath, &tok, &B, &T, err);
+    if (!rc) rc = check_tokens(&m, tok, B, T, tpath, err);
     if (rc) goto done;
-    if (T > m.cfg.n_ctx) {
-        rc = ms_err_set(err, MS_ERR_USAGE, "%s: contexts of %d tokens, but the model's n_ctx is %d", tpath, T,
-                        m.cfg.n_ctx);
-        goto done;
-    }
-    for (size_t i = 0; i < (size_t)B * T; i++)
-        if (tok[i] >= m.cfg.d_vocab) {
-            rc = ms_err_set(err, MS_ERR_USAGE, "%s:%zu: token id %d outside the model's vocabulary (d_vocab %d)", tpath,
-                            i / (size_t)T + 1, tok[i], m.cfg.d_vocab);
-            goto done;
-        }
     rc = ms_hook_parse(&h, hook_name, &m.cfg, err);
     if (rc) goto done;
     const int d = ms_hook_dim(&m.cfg, h), V = m.cfg.d_vocab;
-    int slice = (int)(FORWARD_LOGITS_BYTES / ((size_t)T * V * sizeof(float)));
-    if (slice < 1) slice = 1;
-    if (batch_opt) {
-        char *e;
-        long v = strtol(batch_opt, &e, 10);
-        if (*e || v < 1 || v > 1 << 20) {
-            rc = ms_err_set(err, MS_ERR_USAGE, "--batch %s: expected a positive integer", batch_opt);
-            goto done;
-        }
-        slice = (int)v;
-    }
-    if (slice > B) slice = B;
-    rc = ms_model_acts_init(&a, &m.cfg, slice, T, 0, err);
+    int slice = 1;
+    rc = pick_slice(batch_opt, B, T, V, &slice, err);
+    if (!rc) rc = ms_model_acts_init(&a, &m.cfg, slice, T, 0, err);
     if (rc) goto done;
     hookbuf = malloc((size_t)slice * T * d * sizeof(float));
     lossbuf = malloc((size_t)slice * T * sizeof(float));
@@ -112,11 +89,11 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     ms_model_next_targets(tg, tok, B, T);
 
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
-    hsize_t dims_l[3] = {(hsize_t)B, (hsize_t)T, (hsize_t)V}, dims_s[2] = {(hsize_t)B, (hsize_t)(T - 1)},
-            dims_h[3] = {(hsize_t)B, (hsize_t)T, (hsize_t)d};
-    f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0 || (dl = make_dset(f, "logits", 3, dims_l)) < 0 || (dloss = make_dset(f, "loss", 2, dims_s)) < 0 ||
-        (dh = make_dset(f, "hook", 3, dims_h)) < 0) {
+    int64_t dims_l[3] = {B, T, V}, dims_s[2] = {B, T - 1}, dims_h[3] = {B, T, d};
+    f = ms_h5_file_create(tmp);
+    if (f < 0 || (dl = ms_h5_dataset_create(f, "logits", MS_ST_F32, 3, dims_l)) < 0 ||
+        (dloss = ms_h5_dataset_create(f, "loss", MS_ST_F32, 2, dims_s)) < 0 ||
+        (dh = ms_h5_dataset_create(f, "hook", MS_ST_F32, 3, dims_h)) < 0) {
         rc = ms_err_set(err, MS_ERR_IO, "%s: cannot create the HDF5 file or its datasets: %s", out,
                         ms_create_error(tmp));
         goto done;
@@ -133,9 +110,8 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
         loss_n += a.n_loss;
         for (int b = 0; b < nb; b++)
             for (int t = 0; t + 1 < T; t++) lossbuf[(size_t)b * (T - 1) + t] = a.losses[(size_t)b * T + t];
-        if (write_rows(dl, 3, dims_l, (hsize_t)b0, (hsize_t)nb, a.logits) < 0 ||
-            write_rows(dloss, 2, dims_s, (hsize_t)b0, (hsize_t)nb, lossbuf) < 0 ||
-            write_rows(dh, 3, dims_h, (hsize_t)b0, (hsize_t)nb, hookbuf) < 0) {
+        if (write_rows(dl, 3, dims_l, b0, nb, a.logits) < 0 || write_rows(dloss, 2, dims_s, b0, nb, lossbuf) < 0 ||
+            write_rows(dh, 3, dims_h, b0, nb, hookbuf) < 0) {
             rc = ms_err_set(err, MS_ERR_IO, "%s: HDF5 write failed", out);
             goto done;
         }
@@ -144,14 +120,15 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     snprintf(mean, sizeof mean, "%.9g", loss_n ? loss_sum / (double)loss_n : 0.0);
     char hn[96];
     ms_hook_name(h, hn, sizeof hn);
-    if (attr_str(f, "hook", hn) < 0 || attr_str(f, "model_dir", mdir) < 0 || attr_str(f, "mean_loss", mean) < 0 ||
-        attr_str(f, "tool", "monosem " MS_VERSION_STRING) < 0) {
+    if (ms_h5_attr_write_ascii(f, "hook", hn) < 0 || ms_h5_attr_write_ascii(f, "model_dir", mdir) < 0 ||
+        ms_h5_attr_write_ascii(f, "mean_loss", mean) < 0 ||
+        ms_h5_attr_write_ascii(f, "tool", "monosem " MS_VERSION_STRING) < 0) {
         rc = ms_err_set(err, MS_ERR_IO, "%s: cannot write attributes", out);
         goto done;
     }
-    H5Dclose(dl), H5Dclose(dloss), H5Dclose(dh);
+    ms_h5_dataset_close(dl), ms_h5_dataset_close(dloss), ms_h5_dataset_close(dh);
     dl = dloss = dh = -1;
-    herr_t cl = H5Fclose(f);
+    int cl = ms_h5_file_close(f);
     f = -1;
     if (cl < 0 || rename(tmp, out) != 0) {
         rc = ms_err_set(err, MS_ERR_IO, "%s: cannot finish the file: %s", out,
@@ -161,10 +138,10 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     tmp[0] = '\0';
     ms_log("forward: %d contexts x %d tokens -> %s (logits, loss, %s); mean loss %s", B, T, out, hn, mean);
 done:
-    if (dl >= 0) H5Dclose(dl);
-    if (dloss >= 0) H5Dclose(dloss);
-    if (dh >= 0) H5Dclose(dh);
-    if (f >= 0) H5Fclose(f);
+    ms_h5_dataset_close(dl);
+    ms_h5_dataset_close(dloss);
+    ms_h5_dataset_close(dh);
+    if (f >= 0) ms_h5_file_close(f);
     if (tmp[0]) unlink(tmp);
     free(tok);
     free(tg);

@@ -1,6 +1,8 @@
-/* activations.h5: the writer (parallel HDF5, one hyperslab per rank) and the reader (serial,
- * read-only), plus IEEE half <-> float conversion. Layout documented in docs/formats.md. */
+/* activations.h5: the writer (parallel HDF5, one hyperslab per rank) and the helpers it shares
+ * with the reader (io/actfile.c). Layout documented in docs/formats.md; half floats in
+ * io/half.c, the generic HDF5 helpers (attributes, quieting) in io/h5.c. */
 #include "monosem/io.h"
+#include "actstore_impl.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -10,140 +12,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------------ half <-> float */
-
-float ms_half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: value = man * 2^-24, exact in float */
-            float v = (float)man * 5.9604644775390625e-8f;
-            memcpy(&bits, &v, 4);
-            bits |= sign;
-        }
-    } else if (exp == 31) { /* inf, or NaN made quiet with its payload kept (as F16C does) */
-        bits = sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0u);
-    } else {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t ms_float_to_half(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) /* inf or nan (keep nan quiet and non-zero) */
-        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504: inf */
-    if (ax < 0x38800000u) {                                    /* below 2^-14: subnormal half */
-        if (ax < 0x33000000u) return sign;                     /* below 2^-25: rounds to 0 */
-        uint32_t e = ax >> 23;
-        uint32_t m = (ax & 0x7fffffu) | 0x800000u;
-        uint32_t shift = 126u - e; /* 14..24 */
-        uint32_t r = m >> shift;
-        uint32_t rem = m & ((1u << shift) - 1u);
-        uint32_t half = 1u << (shift - 1u);
-        if (rem > half || (rem == half && (r & 1u))) r++;
-        return (uint16_t)(sign | r);
-    }
-    uint32_t r = ax - 0x38000000u; /* rebias exponent 127 -> 15 (shifted by 13 below) */
-    uint32_t lsb = (r >> 13) & 1u;
-    r += 0xfffu + lsb; /* round to nearest even */
-    return (uint16_t)(sign | (r >> 13));
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
-#include <immintrin.h>
-/* The x86 F16C conversions (exact for half -> float; round to nearest even for float -> half,
- * as the scalar code): 8 values per instruction. Chosen at run time. */
-__attribute__((target("avx,f16c"))) static void h2f_hw(float *out, const uint16_t *in, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
-    for (; i < n; i++) out[i] = ms_half_to_float(in[i]);
-}
-
-__attribute__((target("avx,f16c"))) static void f2h_hw(uint16_t *out, const float *in, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(out + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) out[i] = ms_float_to_half(in[i]);
-}
-
-static bool have_f16c(void)
-{
-    static int have = -1; /* a benign race: every thread computes the same value */
-    unsigned a, b, c, d; /* f16c through cpuid: clang's __builtin_cpu_supports lacks it */
-    if (have < 0) have = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-    return have > 0 && !getenv("MONOSEM_NO_F16C");
-}
-#else
-static bool have_f16c(void)
-{
-    return false;
-}
-static void h2f_hw(float *out, const uint16_t *in, size_t n)
-{
-    (void)out, (void)in, (void)n;
-}
-static void f2h_hw(uint16_t *out, const float *in, size_t n)
-{
-    (void)out, (void)in, (void)n;
-}
-#endif
-
-void ms_half_to_float_n(float *out, const uint16_t *in, size_t n)
-{
-    if (have_f16c()) {
-        h2f_hw(out, in, n);
-        return;
-    }
-    /* a 64k-entry table is faster than branches in the reader's hot loop */
-    static float *table;
-    if (!table) {
-        float *t = malloc(65536 * sizeof *t);
-        if (t) {
-            for (uint32_t i = 0; i < 65536; i++) t[i] = ms_half_to_float((uint16_t)i);
-            float *expected = NULL;
-            if (!__atomic_compare_exchange_n(&table, &expected, t, false, __ATOMIC_ACQ_REL,
-                                              __ATOMIC_ACQUIRE))
-                free(t);
-        }
-    }
-    const float *t = __atomic_load_n(&table, __ATOMIC_ACQUIRE);
-    if (t)
-        for (size_t i = 0; i < n; i++) out[i] = t[in[i]];
-    else
-        for (size_t i = 0; i < n; i++) out[i] = ms_half_to_float(in[i]);
-}
-
-void ms_float_to_half_n(uint16_t *out, const float *in, size_t n)
-{
-    if (have_f16c()) {
-        f2h_hw(out, in, n);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) out[i] = ms_float_to_half(in[i]);
-}
-
-/* ------------------------------------------------------------------ shared HDF5 helpers */
+/* ------------------------------------------------ helpers shared with the reader (actstore_impl.h) */
 
 /* The IEEE binary16 file type exactly as h5py defines it, so numpy sees float16. */
-static hid_t f16_type(void)
+hid_t actstore_f16_type(void)
 {
     hid_t t = H5Tcopy(H5T_IEEE_F32LE);
     H5Tset_fields(t, 15, 10, 5, 0, 10);
@@ -152,16 +24,10 @@ static hid_t f16_type(void)
     return t;
 }
 
-void ms_h5_quiet(void)
-{
-    /* errors are reported through ms_err with the file name; HDF5's stack dump is noise */
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
 /* sha256 (hex) of the provenance attributes as one canonical text, stored as `meta_sha256`
  * and checked by readers: a flipped attribute (a shape, the model hash, the config) is an
  * error, not a silently different description of the rows. */
-static void meta_digest(const ms_actmeta *m, const char *config_text, char out[65])
+void actstore_meta_digest(const ms_actmeta *m, const char *config_text, char out[65])
 {
     size_t cl = config_text ? strlen(config_text) : 0;
     size_t n = 1024 + cl;
@@ -181,83 +47,6 @@ static void meta_digest(const ms_actmeta *m, const char *config_text, char out[6
     ms_sha256_buf(buf, (size_t)k + cl, out);
     free(buf);
 }
-static void quiet_hdf5(void) { ms_h5_quiet(); }
-
-static herr_t attr_write_i64(hid_t obj, const char *name, int64_t v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return r;
-}
-
-static herr_t attr_write_str(hid_t obj, const char *name, const char *v)
-{
-    if (!v) v = "";
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, t, v);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return r;
-}
-
-static int attr_read_i64(hid_t obj, const char *name, int64_t *v)
-{
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    herr_t r = H5Aread(a, H5T_NATIVE_INT64, v);
-    H5Aclose(a);
-    return r < 0 ? -1 : 0;
-}
-
-/* Reads a string attribute (fixed or variable length) into a malloc'd string, or NULL. */
-static char *attr_read_str(hid_t obj, const char *name)
-{
-    if (H5Aexists(obj, name) <= 0) return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return NULL;
-    hid_t ft = H5Aget_type(a);
-    char *out = NULL;
-    if (H5Tget_class(ft) == H5T_STRING) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(ft));
-            char *p = NULL;
-            if (H5Aread(a, mt, &p) >= 0 && p) {
-                out = strdup(p);
-                hid_t sp = H5Screate(H5S_SCALAR);
-                H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, &p);
-                H5Sclose(sp);
-            }
-            H5Tclose(mt);
-        } else {
-            size_t n = H5Tget_size(ft);
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, n + 1);
-            H5Tset_strpad(mt, H5T_STR_NULLTERM);
-            H5Tset_cset(mt, H5Tget_cset(ft));
-            out = calloc(n + 2, 1);
-            if (out && H5Aread(a, mt, out) < 0) {
-                free(out);
-                out = NULL;
-            }
-            H5Tclose(mt);
-        }
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return out;
-}
 
 static void copy_str(char *dst, size_t n, const char *src)
 {
@@ -266,7 +55,7 @@ static void copy_str(char *dst, size_t n, const char *src)
 
 /* Selects rows [row0, row0+n) x all columns of a 2-D dataset; returns the file and memory
  * spaces (caller closes). */
-static int select_rows(hid_t ds, int64_t row0, int64_t n, int64_t cols, hid_t *fsp, hid_t *msp)
+int actstore_select_rows(hid_t ds, int64_t row0, int64_t n, int64_t cols, hid_t *fsp, hid_t *msp)
 {
     *fsp = H5Dget_space(ds);
     hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
@@ -329,7 +118,7 @@ static ms_actwriter *writer_new(const char *path, const ms_comm *comm)
         free(w);
         return NULL;
     }
-    w->f16 = f16_type();
+    w->f16 = actstore_f16_type();
     return w;
 }
 
@@ -371,7 +160,7 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     *out = NULL;
     ms_status st = check_meta(meta, path, err);
     if (st) return st;
-    quiet_hdf5();
+    ms_h5_quiet();
     ms_actwriter *w = writer_new(path, comm);
     if (!w) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
     w->meta = *meta;
@@ -402,23 +191,23 @@ ms_status ms_actwriter_create(ms_actwriter **out, const char *path, const ms_act
     herr_t r = 0;
     if (w->acts < 0 || w->index < 0 || w->tokens < 0 || w->progress < 0) r = -1;
     hid_t root = w->file;
-    r |= attr_write_i64(root, "format_version", MS_ACTSTORE_VERSION);
-    r |= attr_write_i64(root, "d", meta->d);
-    r |= attr_write_i64(root, "n_rows", meta->n_rows);
-    r |= attr_write_i64(root, "n_contexts", meta->n_contexts);
-    r |= attr_write_i64(root, "context", meta->context);
-    r |= attr_write_i64(root, "n_shards", meta->n_shards);
-    r |= attr_write_i64(root, "seed", meta->seed);
-    r |= attr_write_str(root, "dtype", meta->dtype == MS_DTYPE_F16 ? "float16" : "float32");
-    r |= attr_write_str(root, "hook", meta->hook);
-    r |= attr_write_str(root, "model_sha256", meta->model_sha256);
-    r |= attr_write_str(root, "tokenizer_sha256", meta->tokenizer_sha256);
-    r |= attr_write_str(root, "config_hash", meta->config_hash);
-    r |= attr_write_str(root, "config", meta->config_text);
-    r |= attr_write_str(root, "version", meta->version[0] ? meta->version : MS_VERSION_STRING);
+    r |= ms_h5_attr_write_i64(root, "format_version", MS_ACTSTORE_VERSION);
+    r |= ms_h5_attr_write_i64(root, "d", meta->d);
+    r |= ms_h5_attr_write_i64(root, "n_rows", meta->n_rows);
+    r |= ms_h5_attr_write_i64(root, "n_contexts", meta->n_contexts);
+    r |= ms_h5_attr_write_i64(root, "context", meta->context);
+    r |= ms_h5_attr_write_i64(root, "n_shards", meta->n_shards);
+    r |= ms_h5_attr_write_i64(root, "seed", meta->seed);
+    r |= ms_h5_attr_write_str(root, "dtype", meta->dtype == MS_DTYPE_F16 ? "float16" : "float32");
+    r |= ms_h5_attr_write_str(root, "hook", meta->hook);
+    r |= ms_h5_attr_write_str(root, "model_sha256", meta->model_sha256);
+    r |= ms_h5_attr_write_str(root, "tokenizer_sha256", meta->tokenizer_sha256);
+    r |= ms_h5_attr_write_str(root, "config_hash", meta->config_hash);
+    r |= ms_h5_attr_write_str(root, "config", meta->config_text);
+    r |= ms_h5_attr_write_str(root, "version", meta->version[0] ? meta->version : MS_VERSION_STRING);
     char digest[65];
-    meta_digest(meta, meta->config_text, digest);
-    r |= attr_write_str(root, "meta_sha256", digest);
+    actstore_meta_digest(meta, meta->config_text, digest);
+    r |= ms_h5_attr_write_str(root, "meta_sha256", digest);
     /* every rank flushes (collective) and the ranks agree on failure: under MPI-IO only some
      * ranks may see a metadata write fail (e.g. disk full), and a rank skipping the flush
      * while another is inside it would hang both */
@@ -451,15 +240,15 @@ static ms_status open_datasets(ms_actwriter *w, ms_err *err)
 }
 
 /* Reads the root attributes into m; config_text is returned malloc'd in *cfg (may be NULL). */
-static ms_status read_meta(hid_t file, const char *path, ms_actmeta *m, char **cfg, ms_err *err)
+ms_status actstore_read_meta(hid_t file, const char *path, ms_actmeta *m, char **cfg, ms_err *err)
 {
     memset(m, 0, sizeof *m);
     int64_t ver = 0;
-    if (attr_read_i64(file, "format_version", &ver) < 0 || attr_read_i64(file, "d", &m->d) < 0 ||
-        attr_read_i64(file, "n_rows", &m->n_rows) < 0 ||
-        attr_read_i64(file, "n_contexts", &m->n_contexts) < 0 ||
-        attr_read_i64(file, "context", &m->context) < 0 ||
-        attr_read_i64(file, "n_shards", &m->n_shards) < 0)
+    if (ms_h5_attr_read_i64(file, "format_version", &ver) < 0 || ms_h5_attr_read_i64(file, "d", &m->d) < 0 ||
+        ms_h5_attr_read_i64(file, "n_rows", &m->n_rows) < 0 ||
+        ms_h5_attr_read_i64(file, "n_contexts", &m->n_contexts) < 0 ||
+        ms_h5_attr_read_i64(file, "context", &m->context) < 0 ||
+        ms_h5_attr_read_i64(file, "n_shards", &m->n_shards) < 0)
         return ms_err_set(err, MS_ERR_FORMAT,
                           "%s: missing attributes (expected format_version, d, n_rows, "
                           "n_contexts, context, n_shards)",
@@ -467,22 +256,22 @@ static ms_status read_meta(hid_t file, const char *path, ms_actmeta *m, char **c
     if (ver != MS_ACTSTORE_VERSION)
         return ms_err_set(err, MS_ERR_FORMAT, "%s: format_version %lld, expected %d", path,
                           (long long)ver, MS_ACTSTORE_VERSION);
-    attr_read_i64(file, "seed", &m->seed);
+    ms_h5_attr_read_i64(file, "seed", &m->seed);
     char *s;
-    if ((s = attr_read_str(file, "hook"))) copy_str(m->hook, sizeof m->hook, s), free(s);
-    if ((s = attr_read_str(file, "model_sha256")))
+    if ((s = ms_h5_attr_read_str(file, "hook"))) copy_str(m->hook, sizeof m->hook, s), free(s);
+    if ((s = ms_h5_attr_read_str(file, "model_sha256")))
         copy_str(m->model_sha256, sizeof m->model_sha256, s), free(s);
-    if ((s = attr_read_str(file, "tokenizer_sha256")))
+    if ((s = ms_h5_attr_read_str(file, "tokenizer_sha256")))
         copy_str(m->tokenizer_sha256, sizeof m->tokenizer_sha256, s), free(s);
-    if ((s = attr_read_str(file, "config_hash")))
+    if ((s = ms_h5_attr_read_str(file, "config_hash")))
         copy_str(m->config_hash, sizeof m->config_hash, s), free(s);
-    if ((s = attr_read_str(file, "version"))) copy_str(m->version, sizeof m->version, s), free(s);
-    if (cfg) *cfg = attr_read_str(file, "config");
+    if ((s = ms_h5_attr_read_str(file, "version"))) copy_str(m->version, sizeof m->version, s), free(s);
+    if (cfg) *cfg = ms_h5_attr_read_str(file, "config");
     return MS_OK;
 }
 
 /* dtype and chunk rows from /acts. */
-static ms_status read_acts_layout(hid_t acts, const char *path, ms_actmeta *m, ms_err *err)
+ms_status actstore_read_acts_layout(hid_t acts, const char *path, ms_actmeta *m, ms_err *err)
 {
     hid_t t = H5Dget_type(acts);
     size_t sz = H5Tget_size(t);
@@ -509,7 +298,7 @@ static ms_status read_acts_layout(hid_t acts, const char *path, ms_actmeta *m, m
     return MS_OK;
 }
 
-static int64_t count_done(hid_t progress, int64_t n, uint8_t *done)
+int64_t actstore_count_done(hid_t progress, int64_t n, uint8_t *done)
 {
     uint8_t *buf = done ? done : malloc((size_t)n + 1);
     if (!buf) return -1;
@@ -526,7 +315,7 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
                               uint8_t *done, const ms_comm *comm, ms_err *err)
 {
     *out = NULL;
-    quiet_hdf5();
+    ms_h5_quiet();
     ms_actwriter *w = writer_new(path, comm);
     if (!w) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
     hid_t fapl = writer_fapl(comm);
@@ -538,8 +327,8 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
                           access(path, R_OK | W_OK) != 0 ? strerror(errno) : "not a readable HDF5 file");
     }
     ms_status st = open_datasets(w, err);
-    if (!st) st = read_meta(w->file, path, &w->meta, NULL, err);
-    if (!st) st = read_acts_layout(w->acts, path, &w->meta, err);
+    if (!st) st = actstore_read_meta(w->file, path, &w->meta, NULL, err);
+    if (!st) st = actstore_read_acts_layout(w->acts, path, &w->meta, err);
     if (!st && H5Aexists(w->file, "complete") > 0)
         st = ms_err_set(err, MS_ERR_STATE, "%s: already complete; nothing to resume", path);
     const ms_actmeta *m = &w->meta;
@@ -565,7 +354,7 @@ ms_status ms_actwriter_resume(ms_actwriter **out, const char *path, const ms_act
     MS_CHECK_S(config_hash)
 #undef MS_CHECK_I
 #undef MS_CHECK_S
-    if (!st && count_done(w->progress, m->n_shards, done) < 0)
+    if (!st && actstore_count_done(w->progress, m->n_shards, done) < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: cannot read /progress", path);
     /* every rank has read /progress before any rank marks a new shard done in it */
     if (w->parallel) ms_comm_barrier(&w->comm);
@@ -586,7 +375,7 @@ static ms_status write_rows(ms_actwriter *w, hid_t ds, hid_t mtype, int64_t rows
                           what, (long long)row0, (long long)(row0 + n), (long long)rows_total);
     if (n == 0) return MS_OK;
     hid_t fsp, msp;
-    if (select_rows(ds, row0, n, cols, &fsp, &msp) < 0)
+    if (actstore_select_rows(ds, row0, n, cols, &fsp, &msp) < 0)
         return ms_err_set(err, MS_ERR_IO, "%s: %s: cannot select rows", w->path, what);
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (w->parallel) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_INDEPENDENT);
@@ -662,7 +451,7 @@ ms_status ms_actwriter_finalize(ms_actwriter *w, ms_err *err)
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
         st = ms_err_set(err, MS_ERR_IO, "%s: flush failed", w->path);
     if (w->parallel) ms_comm_barrier(&w->comm);
-    int64_t n_done = count_done(w->progress, w->meta.n_shards, NULL);
+    int64_t n_done = actstore_count_done(w->progress, w->meta.n_shards, NULL);
     if (w->parallel) {
         double mn, avg, mx; /* counts are far below 2^53: exact as doubles */
         ms_comm_minavgmax(&w->comm, (double)n_done, &mn, &avg, &mx);
@@ -673,7 +462,7 @@ ms_status ms_actwriter_finalize(ms_actwriter *w, ms_err *err)
     else if (!st && n_done != w->meta.n_shards)
         st = ms_err_set(err, MS_ERR_STATE, "%s: only %lld of %lld shards done; not complete",
                         w->path, (long long)n_done, (long long)w->meta.n_shards);
-    if (!st && (attr_write_i64(w->file, "complete", 1) < 0 ||
+    if (!st && (ms_h5_attr_write_i64(w->file, "complete", 1) < 0 ||
                 H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0))
         st = ms_err_set(err, MS_ERR_IO, "%s: cannot mark complete", w->path);
     writer_free(w);
@@ -683,200 +472,6 @@ ms_status ms_actwriter_finalize(ms_actwriter *w, ms_err *err)
 void ms_actwriter_close(ms_actwriter *w)
 {
     writer_free(w);
-}
-
-/* ------------------------------------------------------------------ reader */
-
-struct ms_actfile {
-    char *path;
-    hid_t file, acts, index, tokens, f16;
-    ms_actmeta meta;
-    char *config_text;
-    uint16_t *scratch;
-    size_t scratch_n;
-};
-
-void ms_actfile_close(ms_actfile *f)
-{
-    if (!f) return;
-    if (f->acts >= 0) H5Dclose(f->acts);
-    if (f->index >= 0) H5Dclose(f->index);
-    if (f->tokens >= 0) H5Dclose(f->tokens);
-    if (f->f16 >= 0) H5Tclose(f->f16);
-    if (f->file >= 0) H5Fclose(f->file);
-    free(f->config_text);
-    free(f->scratch);
-    free(f->path);
-    free(f);
-}
-
-ms_status ms_actfile_open(ms_actfile **out, const char *path, ms_actmeta *meta, ms_err *err)
-{
-    /* the same open as for inspection, plus the verdict: training never reads a partial file */
-    bool complete = false;
-    int64_t nd = 0;
-    ms_status st = ms_actfile_open_any(out, path, meta, &complete, &nd, err);
-    if (st || complete) return st;
-    int64_t n_shards = (*out)->meta.n_shards;
-    ms_actfile_close(*out);
-    *out = NULL;
-    return ms_err_set(err, MS_ERR_STATE,
-                      "%s: incomplete activations file (%lld of %lld shards done, no "
-                      "'complete' attribute): rerun `monosem generate` to finish it",
-                      path, (long long)nd, (long long)n_shards);
-}
-
-const ms_actmeta *ms_actfile_meta(const ms_actfile *f)
-{
-    return &f->meta;
-}
-
-const char *ms_actfile_path(const ms_actfile *f)
-{
-    return f->path;
-}
-
-static ms_status read_rows(ms_actfile *f, hid_t ds, hid_t mtype, int64_t rows_total, int64_t row0,
-                           int64_t n, int64_t cols, void *buf, const char *what, ms_err *err)
-{
-    if (ds < 0) return ms_err_set(err, MS_ERR_FORMAT, "%s: no %s dataset", f->path, what);
-    if (row0 < 0 || n < 0 || row0 + n > rows_total)
-        return ms_err_set(err, MS_ERR_USAGE, "%s: %s rows [%lld,%lld) outside [0,%lld)", f->path,
-                          what, (long long)row0, (long long)(row0 + n), (long long)rows_total);
-    if (n == 0) return MS_OK;
-    hid_t fsp, msp;
-    if (select_rows(ds, row0, n, cols, &fsp, &msp) < 0)
-        return ms_err_set(err, MS_ERR_IO, "%s: %s: cannot select rows", f->path, what);
-    herr_t r = H5Dread(ds, mtype, msp, fsp, H5P_DEFAULT, buf);
-    H5Sclose(fsp);
-    H5Sclose(msp);
-    if (r < 0)
-        return ms_err_set(err, MS_ERR_IO, "%s: reading %s rows [%lld,%lld) failed", f->path, what,
-                          (long long)row0, (long long)(row0 + n));
-    return MS_OK;
-}
-
-ms_status ms_actfile_read(ms_actfile *f, int64_t row0, int64_t n, float *out, ms_err *err)
-{
-    const int64_t d = f->meta.d;
-    if (f->meta.dtype == MS_DTYPE_F32)
-        return read_rows(f, f->acts, H5T_NATIVE_FLOAT, f->meta.n_rows, row0, n, d, out, "/acts",
-                         err);
-    /* float16: read the raw halves (no HDF5 soft conversion, which is slow) and convert */
-    size_t need = (size_t)(n > 0 ? n * d : 0);
-    if (need > f->scratch_n) {
-        uint16_t *s = realloc(f->scratch, need * sizeof *s);
-        if (!s) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", f->path);
-        f->scratch = s;
-        f->scratch_n = need;
-    }
-    ms_status st =
-        read_rows(f, f->acts, f->f16, f->meta.n_rows, row0, n, d, f->scratch, "/acts", err);
-    if (!st) ms_half_to_float_n(out, f->scratch, need);
-    return st;
-}
-
-ms_status ms_actfile_read_raw(ms_actfile *f, int64_t row0, int64_t n, void *out, ms_err *err)
-{
-    return read_rows(f, f->acts, f->meta.dtype == MS_DTYPE_F16 ? f->f16 : H5T_NATIVE_FLOAT,
-                     f->meta.n_rows, row0, n, f->meta.d, out, "/acts", err);
-}
-
-ms_status ms_actfile_read_index(ms_actfile *f, int64_t row0, int64_t n, int32_t *out,
-                                ms_err *err)
-{
-    return read_rows(f, f->index, H5T_NATIVE_INT32, f->meta.n_rows, row0, n, 2, out, "/index",
-                     err);
-}
-
-ms_status ms_actfile_read_tokens(ms_actfile *f, int64_t ctx0, int64_t n, int32_t *out,
-                                 ms_err *err)
-{
-    return read_rows(f, f->tokens, H5T_NATIVE_INT32, f->meta.n_contexts, ctx0, n,
-                     f->meta.context, out, "/tokens", err);
-}
-
-/* ------------------------------------------------------------------ small tensor files */
-
-/* Dataset creation for ms_h5_write_tensors: chunked (chunks of at most ~4 MiB of whole rows)
- * with HDF5's fletcher32 checksum filter, which every HDF5 reader (h5py too) verifies when it
- * reads a chunk: flipped bytes are an error, never silent data. Scalars and empty tensors
- * cannot be chunked and stay contiguous. */
-static hid_t tensor_dcpl(int ndim, const hsize_t *dims, size_t esize)
-{
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (dcpl < 0 || ndim == 0) return dcpl;
-    hsize_t chunk[MS_ST_MAX_DIMS], row = esize;
-    for (int k = 0; k < ndim; k++) {
-        if (dims[k] == 0) return dcpl;
-        chunk[k] = dims[k];
-        if (k > 0) row *= dims[k];
-    }
-    hsize_t rows = ((hsize_t)4 << 20) / (row ? row : 1);
-    chunk[0] = rows < 1 ? 1 : rows < dims[0] ? rows : dims[0];
-    if (H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0) {
-        H5Pclose(dcpl);
-        return -1;
-    }
-    return dcpl;
-}
-
-ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
-                              const char *const *attr_kv, int n_attr, ms_err *err)
-{
-    /* The file is built in memory (HDF5's core driver, no backing store) and written with
-     * ms_file_write_atomic: a full disk or an I/O error then fails a plain write(), with a
-     * clean message and no temporary left, never HDF5's own flush of a half-written file
-     * (which, after a failed H5Fclose, crashed HDF5's atexit clean-up in MPI_Finalize). */
-    quiet_hdf5();
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) {
-        if (fapl >= 0) H5Pclose(fapl);
-        return ms_err_set(err, MS_ERR_IO, "%s: cannot set up HDF5's in-memory file", path);
-    }
-    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (file < 0) return ms_err_set(err, MS_ERR_NOMEM, "%s: cannot create the file in memory", path);
-    herr_t r = 0;
-    for (int i = 0; i < n_items && r >= 0; i++) {
-        const ms_st_item *it = &items[i];
-        hsize_t dims[MS_ST_MAX_DIMS];
-        for (int k = 0; k < it->ndim; k++) dims[k] = (hsize_t)it->shape[k];
-        hid_t ft, mt;
-        switch (it->dtype) {
-        case MS_ST_F32: ft = H5T_IEEE_F32LE, mt = H5T_NATIVE_FLOAT; break;
-        case MS_ST_I64: ft = H5T_STD_I64LE, mt = H5T_NATIVE_INT64; break;
-        case MS_ST_I32: ft = H5T_STD_I32LE, mt = H5T_NATIVE_INT32; break;
-        case MS_ST_U8: ft = H5T_STD_U8LE, mt = H5T_NATIVE_UINT8; break;
-        default:
-            H5Fclose(file);
-            return ms_err_set(err, MS_ERR_USAGE, "%s: tensor %s: only F32, I64, I32, U8 supported",
-                              path, it->name);
-        }
-        hid_t sp = it->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(it->ndim, dims, NULL);
-        hid_t dcpl = tensor_dcpl(it->ndim, dims, ms_st_dtype_size(it->dtype));
-        hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-        r = ds < 0 ? -1 : H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, it->data);
-        if (ds >= 0) H5Dclose(ds);
-        if (dcpl >= 0) H5Pclose(dcpl);
-        H5Sclose(sp);
-    }
-    for (int i = 0; i < n_attr && r >= 0; i++)
-        r = attr_write_str(file, attr_kv[2 * i], attr_kv[2 * i + 1]);
-    if (r >= 0) r = H5Fflush(file, H5F_SCOPE_LOCAL);
-    ssize_t size = r >= 0 ? H5Fget_file_image(file, NULL, 0) : -1;
-    void *image = size > 0 ? malloc((size_t)size) : NULL;
-    if (image && H5Fget_file_image(file, image, (size_t)size) != size) size = -1;
-    H5Fclose(file); /* in memory: nothing left to fail */
-    ms_status st = MS_OK;
-    if (r < 0 || size <= 0)
-        st = ms_err_set(err, MS_ERR_NOMEM, "%s: building the HDF5 file in memory failed (out of memory?)", path);
-    else if (!image)
-        st = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory for the %lld-byte file image", path, (long long)size);
-    else
-        st = ms_file_write_atomic(path, image, (size_t)size, err);
-    free(image);
-    return st;
 }
 
 /* ------------------------------------------------------------------ generation helpers
@@ -890,65 +485,6 @@ ms_status ms_actwriter_sync(ms_actwriter *w, ms_err *err)
     if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0)
         return ms_err_set(err, MS_ERR_IO, "%s: flush failed", w->path);
     return MS_OK;
-}
-
-ms_status ms_actfile_open_any(ms_actfile **out, const char *path, ms_actmeta *meta,
-                              bool *complete, int64_t *shards_done, ms_err *err)
-{
-    *out = NULL;
-    quiet_hdf5();
-    ms_actfile *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
-        free(f);
-        return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
-    }
-    f->file = f->acts = f->index = f->tokens = -1;
-    f->f16 = f16_type();
-    ms_status st = MS_OK;
-    if (!ms_path_exists(path)) {
-        st = ms_err_set(err, MS_ERR_IO, "%s: activations file not found", path);
-        goto fail;
-    }
-    f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f->file < 0) {
-        st = access(path, R_OK) != 0 ? ms_err_set(err, MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno))
-                                     : ms_err_set(err, MS_ERR_FORMAT, "%s: cannot open as HDF5", path);
-        goto fail;
-    }
-    st = read_meta(f->file, path, &f->meta, &f->config_text, err);
-    if (st) goto fail;
-    f->acts = H5Dopen2(f->file, "acts", H5P_DEFAULT);
-    if (f->acts < 0) {
-        st = ms_err_set(err, MS_ERR_FORMAT, "%s: no /acts dataset", path);
-        goto fail;
-    }
-    st = read_acts_layout(f->acts, path, &f->meta, err);
-    if (st) goto fail;
-    char *want = attr_read_str(f->file, "meta_sha256"); /* absent in files from before */
-    if (want) {
-        char got[65];
-        meta_digest(&f->meta, f->config_text, got);
-        if (strcmp(got, want) != 0)
-            st = ms_err_set(err, MS_ERR_FORMAT,
-                            "%s: corrupt: its attributes (shape, provenance, config) do not match meta_sha256 "
-                            "(changed after it was written)", path);
-        free(want);
-        if (st) goto fail;
-    }
-    int64_t c = 0;
-    *complete = attr_read_i64(f->file, "complete", &c) >= 0 && c == 1;
-    hid_t pr = H5Dopen2(f->file, "progress", H5P_DEFAULT);
-    *shards_done = pr >= 0 ? count_done(pr, f->meta.n_shards, NULL) : -1;
-    if (pr >= 0) H5Dclose(pr);
-    f->index = H5Dopen2(f->file, "index", H5P_DEFAULT);
-    f->tokens = H5Dopen2(f->file, "tokens", H5P_DEFAULT);
-    f->meta.config_text = f->config_text;
-    if (meta) *meta = f->meta;
-    *out = f;
-    return MS_OK;
-fail:
-    ms_actfile_close(f);
-    return st;
 }
 
 ms_status ms_actwriter_write_rows_raw(ms_actwriter *w, int64_t row0, int64_t n, const void *acts,

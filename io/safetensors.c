@@ -64,6 +64,112 @@ static int cmp_begin(const void *a, const void *b)
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
+/* The __metadata__ object e: string values only, copied into st->meta. */
+static ms_status parse_meta(ms_safetensors *st, const cJSON *e, const char *path, ms_err *err)
+{
+    if (!cJSON_IsObject(e))
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: __metadata__: expected an object of strings", path);
+    int nm = cJSON_GetArraySize(e);
+    free(st->meta);
+    st->meta = calloc(2 * (size_t)nm + 1, sizeof *st->meta);
+    if (!st->meta) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+    for (const cJSON *m = e->child; m; m = m->next) {
+        if (!cJSON_IsString(m))
+            return ms_err_set(err, MS_ERR_FORMAT, "%s: __metadata__ key '%s': expected a string value", path,
+                              m->string ? m->string : "");
+        st->meta[2 * st->n_meta] = strdup(m->string ? m->string : "");
+        st->meta[2 * st->n_meta + 1] = strdup(m->valuestring);
+        st->n_meta++;
+        if (!st->meta[2 * st->n_meta - 2] || !st->meta[2 * st->n_meta - 1])
+            return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+    }
+    return MS_OK;
+}
+
+/* t's 'shape' sh: at most MS_ST_MAX_DIMS non-negative integers whose product cannot overflow. */
+static ms_status parse_shape(ms_st_tensor *t, const cJSON *sh, const char *key, const char *path, ms_err *err)
+{
+    if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MS_ST_MAX_DIMS)
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected 'shape' as an array of at most %d integers",
+                          path, key, MS_ST_MAX_DIMS);
+    uint64_t numel = 1;
+    for (const cJSON *s = sh->child; s; s = s->next) {
+        uint64_t v;
+        if (!json_uint(s, &v))
+            return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape entries must be non-negative integers",
+                              path, key);
+        /* overflow guard: the product must fit the data section anyway */
+        if (v != 0 && numel > (UINT64_MAX / 16) / v)
+            return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape too large", path, key);
+        numel *= v;
+        t->shape[t->ndim++] = (int64_t)v;
+    }
+    t->numel = numel;
+    return MS_OK;
+}
+
+/* One tensor entry e (its name already in t): dtype, shape, and data_offsets inside the data
+ * section and spanning exactly dtype x shape. */
+static ms_status parse_tensor(ms_st_tensor *t, const cJSON *e, const char *key, uint64_t data_len,
+                              const char *path, ms_err *err)
+{
+    if (!cJSON_IsObject(e)) return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected an object", path, key);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsString(dt))
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected a string 'dtype'", path, key);
+    int d = -1;
+    for (int k = 0; k < MS_ST_DTYPE_COUNT; k++)
+        if (strcmp(dt->valuestring, st_dtypes[k].name) == 0) d = k;
+    if (d < 0)
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.32s'", path, key, dt->valuestring);
+    t->dtype = (ms_st_dtype)d;
+    ms_status rc = parse_shape(t, sh, key, path, err);
+    if (rc) return rc;
+    const uint64_t numel = t->numel;
+    uint64_t b, en;
+    if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || !json_uint(off->child, &b) ||
+        !json_uint(off->child->next, &en))
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected 'data_offsets' [begin, end]", path, key);
+    if (b > en || en > data_len)
+        return ms_err_set(err, MS_ERR_FORMAT,
+                          "%s: tensor '%s': data_offsets [%llu, %llu] outside the data section (%llu bytes)", path,
+                          key, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_len);
+    if (en - b != numel * st_dtypes[d].size)
+        return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': data_offsets span %llu bytes, shape x %s needs %llu",
+                          path, key, (unsigned long long)(en - b), st_dtypes[d].name,
+                          (unsigned long long)(numel * st_dtypes[d].size));
+    t->begin = b;
+    t->end = en;
+    return MS_OK;
+}
+
+/* No two tensors share a name or overlapping bytes (sorting: n log n, even for a hostile header
+ * with many tensors). */
+static ms_status check_unique(const ms_safetensors *st, const char *path, ms_err *err)
+{
+    ms_st_tensor **order = malloc(((size_t)st->n + 1) * sizeof *order);
+    if (!order) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
+    ms_status rc = MS_OK;
+    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
+    qsort(order, (size_t)st->n, sizeof *order, cmp_name);
+    for (int i = 1; i < st->n && !rc; i++)
+        if (strcmp(order[i]->name, order[i - 1]->name) == 0)
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': duplicate name", path, order[i]->name);
+    /* overlap check: sort by begin, each empty-or-not range must start at or after the last end */
+    if (!rc) {
+        for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
+        qsort(order, (size_t)st->n, sizeof *order, cmp_begin);
+    }
+    for (int i = 1; i < st->n && !rc; i++)
+        if (order[i]->begin < order[i - 1]->end)
+            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': data overlaps tensor '%s'", path, order[i]->name,
+                            order[i - 1]->name);
+    free(order);
+    return rc;
+}
+
 ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *json, size_t len,
                              uint64_t data_len, ms_err *err)
 {
@@ -73,7 +179,6 @@ ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *j
     if (!st->path) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
     st->data_len = data_len;
     cJSON *root = cJSON_ParseWithLength(json, len);
-    ms_st_tensor **order = NULL;
     if (!root || !cJSON_IsObject(root)) {
         rc = ms_err_set(err, MS_ERR_FORMAT, "%s: safetensors header: expected a JSON object", path);
         goto done;
@@ -84,34 +189,10 @@ ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *j
         rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    for (const cJSON *e = root->child; e; e = e->next) {
+    for (const cJSON *e = root->child; e && !rc; e = e->next) {
         const char *key = e->string ? e->string : "";
         if (strcmp(key, "__metadata__") == 0) {
-            if (!cJSON_IsObject(e)) {
-                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: __metadata__: expected an object of strings", path);
-                goto done;
-            }
-            int nm = cJSON_GetArraySize(e);
-            free(st->meta);
-            st->meta = calloc(2 * (size_t)nm + 1, sizeof *st->meta);
-            if (!st->meta) {
-                rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            for (const cJSON *m = e->child; m; m = m->next) {
-                if (!cJSON_IsString(m)) {
-                    rc = ms_err_set(err, MS_ERR_FORMAT, "%s: __metadata__ key '%s': expected a string value",
-                                    path, m->string ? m->string : "");
-                    goto done;
-                }
-                st->meta[2 * st->n_meta] = strdup(m->string ? m->string : "");
-                st->meta[2 * st->n_meta + 1] = strdup(m->valuestring);
-                st->n_meta++;
-                if (!st->meta[2 * st->n_meta - 2] || !st->meta[2 * st->n_meta - 1]) {
-                    rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
-                    goto done;
-                }
-            }
+            rc = parse_meta(st, e, path, err);
             continue;
         }
         ms_st_tensor *t = &st->tensors[st->n];
@@ -121,97 +202,10 @@ ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *j
             goto done;
         }
         st->n++;
-        if (!cJSON_IsObject(e)) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected an object", path, key);
-            goto done;
-        }
-        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
-        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        if (!cJSON_IsString(dt)) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected a string 'dtype'", path, key);
-            goto done;
-        }
-        int d = -1;
-        for (int k = 0; k < MS_ST_DTYPE_COUNT; k++)
-            if (strcmp(dt->valuestring, st_dtypes[k].name) == 0) d = k;
-        if (d < 0) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.32s'", path, key,
-                            dt->valuestring);
-            goto done;
-        }
-        t->dtype = (ms_st_dtype)d;
-        if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MS_ST_MAX_DIMS) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected 'shape' as an array of at most %d integers",
-                            path, key, MS_ST_MAX_DIMS);
-            goto done;
-        }
-        uint64_t numel = 1;
-        for (const cJSON *s = sh->child; s; s = s->next) {
-            uint64_t v;
-            if (!json_uint(s, &v)) {
-                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape entries must be non-negative integers",
-                                path, key);
-                goto done;
-            }
-            /* overflow guard: the product must fit the data section anyway */
-            if (v != 0 && numel > (UINT64_MAX / 16) / v) {
-                rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape too large", path, key);
-                goto done;
-            }
-            numel *= v;
-            t->shape[t->ndim++] = (int64_t)v;
-        }
-        t->numel = numel;
-        uint64_t b, en;
-        if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 || !json_uint(off->child, &b) ||
-            !json_uint(off->child->next, &en)) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected 'data_offsets' [begin, end]", path, key);
-            goto done;
-        }
-        if (b > en || en > data_len) {
-            rc = ms_err_set(err, MS_ERR_FORMAT,
-                            "%s: tensor '%s': data_offsets [%llu, %llu] outside the data section (%llu bytes)",
-                            path, key, (unsigned long long)b, (unsigned long long)en,
-                            (unsigned long long)data_len);
-            goto done;
-        }
-        if (en - b != numel * st_dtypes[d].size) {
-            rc = ms_err_set(err, MS_ERR_FORMAT,
-                            "%s: tensor '%s': data_offsets span %llu bytes, shape x %s needs %llu", path, key,
-                            (unsigned long long)(en - b), st_dtypes[d].name,
-                            (unsigned long long)(numel * st_dtypes[d].size));
-            goto done;
-        }
-        t->begin = b;
-        t->end = en;
+        rc = parse_tensor(t, e, key, data_len, path, err);
     }
-    order = malloc(((size_t)st->n + 1) * sizeof *order);
-    if (!order) {
-        rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    /* duplicate names: sort by name (n log n, even for a hostile header with many tensors) */
-    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
-    qsort(order, (size_t)st->n, sizeof *order, cmp_name);
-    for (int i = 1; i < st->n; i++) {
-        if (strcmp(order[i]->name, order[i - 1]->name) == 0) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': duplicate name", path, order[i]->name);
-            goto done;
-        }
-    }
-    /* overlap check: sort by begin, each empty-or-not range must start at or after the last end */
-    for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
-    qsort(order, (size_t)st->n, sizeof *order, cmp_begin);
-    for (int i = 1; i < st->n; i++) {
-        if (order[i]->begin < order[i - 1]->end) {
-            rc = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': data overlaps tensor '%s'", path,
-                            order[i]->name, order[i - 1]->name);
-            goto done;
-        }
-    }
+    if (!rc) rc = check_unique(st, path, err);
 done:
-    free(order);
     cJSON_Delete(root);
     if (rc != MS_OK) ms_st_close(st);
     return rc;

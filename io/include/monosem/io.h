@@ -341,7 +341,11 @@ void ms_lock_release(ms_lock *l);
  * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
  * raw little-endian data (offsets relative to the end of the header). The reader validates
  * the header fully (dtype, shape, offsets inside the data and matching dtype x shape, no
- * overlaps) before any tensor is read. Not collective; one handle per thread. */
+ * overlaps) before any tensor is read.
+ * Conventions: shapes are row-major int64 dims (ndim <= MS_ST_MAX_DIMS), offsets in bytes; an
+ * ms_safetensors owns every string and array in it (ms_st_close frees them, also after a failed
+ * open); items and metadata passed to the writers stay the caller's. Writers are atomic
+ * (temp file, fsync, rename). Not collective; one handle per thread (reads share no state). */
 
 typedef enum ms_st_dtype {
     MS_ST_F32 = 0, MS_ST_F16, MS_ST_BF16, MS_ST_F64,
@@ -427,10 +431,15 @@ ms_status ms_st_verify(const ms_safetensors *st, ms_err *err);
 ms_status ms_ckpt_pick(const char *path, int *use, ms_err *err);
 
 /* ===================================================================== activations store */
-/* activations.h5 (io/actstore.c; layout in docs/formats.md): /acts (N,d) float16|float32
- * chunked by rows, /tokens int32 (n_contexts, context), /index int32 (N,2) = (context,
- * position) of each row, /progress uint8 (n_shards) = 1 when a shard's rows are written, and
- * attributes; the root attribute `complete` (int 1) is written last by ms_actstore_finalize. */
+/* activations.h5 (io/actstore.c writer, io/actfile.c reader; layout in docs/formats.md): /acts
+ * (N,d) float16|float32 chunked by rows, /tokens int32 (n_contexts, context), /index int32
+ * (N,2) = (context, position) of each row, /progress uint8 (n_shards) = 1 when a shard's rows
+ * are written, and attributes; the root attribute `complete` (int 1) is written last by ms_actwriter_finalize.
+ * Conventions: rows are (N, d) row-major, one row per sampled token; row, context and shard
+ * indices are int64 and 0-based. Handles (ms_actwriter, ms_actfile) are opaque and owned by
+ * the caller until their _finalize/_close; arrays passed in stay the caller's. Writer calls
+ * are COLLECTIVE or independent as marked, over the comm given at create/resume; readers are
+ * never collective. A handle is used by one thread at a time (HDF5 is not thread-safe). */
 
 #define MS_ACTSTORE_VERSION 1
 
@@ -522,7 +531,13 @@ ms_status ms_actwriter_write_rows_raw(ms_actwriter *w, int64_t row0, int64_t n, 
 ms_status ms_actfile_open_any(ms_actfile **f, const char *path, ms_actmeta *meta,
                               bool *complete, int64_t *shards_done, ms_err *err);
 
-/* IEEE half <-> float conversion (float -> half rounds to nearest even; overflow -> inf). */
+/* ---- half floats (io/half.c). IEEE binary16 as uint16_t bit patterns <-> float32: half ->
+ * float is exact (NaN made quiet, payload kept), float -> half rounds to nearest even and
+ * overflows to inf. The _n forms convert n values out <- in (caller's buffers, no overlap) with
+ * the x86 F16C instructions when the CPU has them, bit-identical to the scalar code. Thread-safe
+ * (the bulk table is built once, atomically). Environment: MONOSEM_NO_F16C set (any value)
+ * forces the scalar path, read on every _n call: how tests and benchmarks compare the two
+ * paths (not a test hook of ms_testhook's kind: it changes no behaviour, only the route). */
 float ms_half_to_float(uint16_t h);
 uint16_t ms_float_to_half(float f);
 void ms_half_to_float_n(float *out, const uint16_t *in, size_t n);
@@ -581,25 +596,91 @@ int64_t ms_actstream_skipped(const ms_actstream *s);
 /* Bytes read from the file so far by this rank (for throughput reports). */
 int64_t ms_actstream_bytes_read(const ms_actstream *s);
 
-/* Turns off HDF5's automatic printing of its error stack (18 lines before monosem's own one-line
- * message); every HDF5 failure is reported through ms_err instead. main calls it once. */
-void ms_h5_quiet(void);
-
-/* Writes tensors (F32, I64, I32 or U8 items, any shape) as root datasets of an HDF5 file, plus
- * string attributes (key/value pairs) on the root, to path.tmp.<pid> then renames it to path.
- * Not collective (serial driver): call on one rank. (io/actstore.c) */
-ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
-                              const char *const *attr_kv, int n_attr, ms_err *err);
-
 /* Pure index logic (unit-tested without MPI or files). */
 /* Fisher-Yates permutation of [0,n) from a counter-based generator keyed by (seed, a, b). */
 void ms_perm_seeded(int64_t *perm, int64_t n, uint64_t seed, uint64_t a, uint64_t b);
 /* splitmix64 step: returns the next value and advances *state. */
 uint64_t ms_splitmix64(uint64_t *state);
 
+/* ===================================================================== HDF5 helpers */
+/* (io/h5.c) The one place outside the activations store that speaks HDF5, so that no other
+ * library or app includes hdf5.h. Conventions: an ms_h5id is an HDF5 hid_t (a file, dataset or
+ * object handle); a negative id means failure. Calls return 0 / >= 0 on success and -1 (or a
+ * negative id) on failure, and print nothing (HDF5's error stack is suppressed): the caller
+ * words the one-line ms_err message, naming the file. Handles are owned by whoever opened
+ * them and closed with the matching _close. Serial driver only, never collective: call on one
+ * rank (the parallel activations store has its own writer). Not thread-safe (HDF5 is built
+ * without thread safety). Element types are ms_st_dtype values (F32, F64, I64, I32, U8). */
+typedef int64_t ms_h5id;
+#define MS_H5_MAX_RANK 8
+
+/* Turns off HDF5's automatic printing of its error stack (18 lines before monosem's own one-line
+ * message); every HDF5 failure is reported through ms_err instead. main calls it once. */
+void ms_h5_quiet(void);
+
+/* Writes tensors (F32, I64, I32 or U8 items, any shape) as root datasets of an HDF5 file, plus
+ * string attributes (key/value pairs) on the root, built in memory then written atomically to
+ * path. Not collective (serial driver): call on one rank. */
+ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
+                              const char *const *attr_kv, int n_attr, ms_err *err);
+
+/* Files: an existing file read-only (-1 if absent or not HDF5), or a new one (truncating). */
+ms_h5id ms_h5_file_open(const char *path);
+ms_h5id ms_h5_file_create(const char *path);
+int ms_h5_file_close(ms_h5id f);
+
+/* What an attribute or dataset holds: its element class. */
+typedef enum ms_h5_kind { MS_H5_NONE = 0, MS_H5_INT, MS_H5_FLOAT, MS_H5_STRING, MS_H5_OTHER } ms_h5_kind;
+
+/* Scalar attributes on an object (a file is its root group). Strings are written NUL-terminated
+ * fixed-length: _str UTF-8 (NULL writes ""), _ascii ASCII. */
+int ms_h5_attr_write_i64(ms_h5id obj, const char *name, int64_t v);
+int ms_h5_attr_write_str(ms_h5id obj, const char *name, const char *v);
+int ms_h5_attr_write_ascii(ms_h5id obj, const char *name, const char *v);
+/* Class of attribute name (MS_H5_NONE if absent), its element count and rank (either may be NULL). */
+ms_h5_kind ms_h5_attr_info(ms_h5id obj, const char *name, int64_t *npoints, int *rank);
+/* Reads a numeric attribute converted to int64 (-1 if absent) or all its elements to double
+ * (v holds npoints values). */
+int ms_h5_attr_read_i64(ms_h5id obj, const char *name, int64_t *v);
+int ms_h5_attr_read_f64(ms_h5id obj, const char *name, double *v);
+/* A string attribute (fixed or variable length, any charset) as a malloc'd string, or NULL. */
+char *ms_h5_attr_read_str(ms_h5id obj, const char *name);
+/* Calls fn for each attribute of obj in name order; a nonzero return stops and is returned. */
+int ms_h5_attr_iterate(ms_h5id obj, int (*fn)(const char *name, void *ctx), void *ctx);
+
+/* A dataset found by ms_h5_dataset_visit: its path from the root, class, rank and dims. */
+typedef struct ms_h5_dsinfo {
+    const char *name; /* valid during the callback */
+    ms_h5_kind kind;
+    int rank;
+    int64_t dims[MS_H5_MAX_RANK];
+} ms_h5_dsinfo;
+/* Calls fn for every dataset of rank <= MS_H5_MAX_RANK under the root (recursively, in name
+ * order); a nonzero return stops. Returns < 0 when the walk fails. */
+int ms_h5_dataset_visit(ms_h5id f, int (*fn)(const ms_h5_dsinfo *ds, void *ctx), void *ctx);
+ms_h5id ms_h5_dataset_open(ms_h5id f, const char *name);
+void ms_h5_dataset_close(ms_h5id d); /* negative ids ignored */
+/* Rank (<= MS_H5_MAX_RANK, else -1) and dims of an open dataset. */
+int ms_h5_dataset_dims(ms_h5id d, int *rank, int64_t dims[MS_H5_MAX_RANK]);
+/* Reads (writes) the hyperslab start/count (rank entries each) of d, converted from (to) mem
+ * elements in out (buf), row-major; start == NULL means the whole dataset. An empty count
+ * reads nothing and succeeds. */
+int ms_h5_dataset_read(ms_h5id d, ms_st_dtype mem, int rank, const int64_t *start, const int64_t *count, void *out);
+int ms_h5_dataset_write(ms_h5id d, ms_st_dtype mem, int rank, const int64_t *start, const int64_t *count,
+                        const void *buf);
+/* A contiguous little-endian dataset of dims (rank >= 1); only MS_ST_F32 for now. */
+ms_h5id ms_h5_dataset_create(ms_h5id f, const char *name, ms_st_dtype type, int rank, const int64_t *dims);
+
 /* ===================================================================== corpus */
-/* (io/corpus.c) Documents are read one at a time (memory bounded by the largest document);
- * token shards are read by range with pread. Not collective unless stated. */
+/* Documents are read one at a time (memory bounded by the largest document); token shards
+ * are read by range with pread. Files: io/corpus.c (globs, document readers, held-out split),
+ * io/corpus_tokens.c (token shards, tokenized splits), io/corpus_tokenize.c (the tokenize core,
+ * manifest, fingerprint).
+ * Conventions: token ids are int32 in memory (2 or 4 bytes on disk), positions and counts
+ * int64; what a function returns malloc'd is the caller's to free with the named _free/_close
+ * (ms_doc contents are borrowed from the reader). Nothing here is collective or uses MPI: the
+ * tokenize core takes (rank, size) as plain ints. A reader, shard or split handle is used by
+ * one thread at a time. */
 
 /* Token shard file (little-endian): 32-byte header
  *   char magic[8] = "MSTOKENS"; uint32 version = 1; uint32 dtype = bytes per token (2 or 4);
