@@ -1,6 +1,5 @@
 /* monosem/sae.h: the one public header of libmssae — SAE parameters as slabs, the five
- * architectures' forward/backward, Adam step, initialisation, resampling, schedules, SAELens
- * files (and, below them, feature analysis). */
+ * architectures' forward/backward, Adam step, initialisation, resampling, schedules. */
 #ifndef MONOSEM_SAE_H
 #define MONOSEM_SAE_H
 
