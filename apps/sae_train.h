@@ -1,7 +1,8 @@
 /* The SAE training stage's internals (apps only; libsae knows nothing of jobs, files or
- * signals): the data-parallel loop (sae_train.c), its exact checkpoints (sae_checkpoint.c),
- * resampling (sae_resample.c), training-time firing statistics (sae_train_stats.c) and the
- * reproducible mode's fixed-order gradient sum (sae_reduce.c).
+ * signals): the data-parallel loop (sae_train.c; its setup sae_train_setup.c, its final outputs
+ * sae_train_out.c), its exact checkpoints (sae_checkpoint.c), resampling (sae_resample.c),
+ * training-time firing statistics (sae_train_metrics.c) and the reproducible mode's
+ * fixed-order gradient sum (sae_reduce.c).
  *
  * Conventions: every `app_sae_*` call that takes a comm is COLLECTIVE and returns the same
  * status on every rank (err filled everywhere); the rest are local. A train_state belongs to
@@ -12,6 +13,8 @@
 #include "monosem/io.h"
 #include "monosem/job.h"
 #include "monosem/sae.h"
+
+#include <stdio.h>
 
 /* Fills hp from the job's (derived) sae section: arch, d_sae, k, coefficients, lr, Adam,
  * schedules. d_in and max_batch come from the data file and the rank count. Only training
@@ -151,5 +154,47 @@ typedef struct app_train_result {
 
 ms_status app_sae_train(const ms_config *cfg, const ms_comm *comm, ms_runrec *rec,
                         app_train_result *res, ms_err *err);
+
+/* ---- the trainer's phases, shared by sae_train.c (the loop), sae_train_setup.c and
+ * sae_train_out.c (internal to app_sae_train). */
+/* One SAE run: what every phase below reads and writes. */
+typedef struct app_trainer {
+    const ms_config *cfg;
+    const ms_comm *comm;
+    ms_runrec *rec; /* NULL: no run record (benchmarks) */
+    app_train_result *res;
+    int64_t B, steps;  /* global batch, sae.steps */
+    int64_t b, d;      /* this rank's rows of a batch, d_in */
+    char *ckpt_path, *metrics_path, *h5_path, *lens_dir;
+    ms_actfile *f;
+    ms_actmeta meta;
+    ms_actstream *stream;
+    ms_sae sae;
+    app_train_state t;
+    float *x;          /* (b, d) this rank's slice of the batch */
+    float *log10d;     /* (d_sae) final densities */
+    double *stats;     /* (n_stats + 1) the step's sums, + "some rank failed" */
+    size_t n_stats;
+    bool repro;        /* sae.reproducible: micro-shards, fixed-order sum (sae_reduce.c) */
+    app_repro rp;
+    FILE *metrics;     /* rank 0 */
+    bool resumed, was_complete;
+    int32_t have_ckpt; /* 0 fresh, 1 the checkpoint, 2 its .prev */
+    int64_t start_step, last_ckpt, n_checked, step_last_log;
+    double t_begin, t_last_log;
+} app_trainer;
+
+/* The data file and the shapes it must have. COLLECTIVE. */
+ms_status app_trainer_open(app_trainer *tr, ms_err *err);
+/* The SAE and its buffers, fresh or from a checkpoint, the data stream, metrics.jsonl. COLLECTIVE. */
+ms_status app_trainer_init(app_trainer *tr, ms_err *err);
+/* The start lines (rank 0 prints). */
+void app_trainer_log_start(const app_trainer *tr);
+/* A finished run's rerun: its own last numbers from metrics.jsonl. COLLECTIVE. */
+ms_status app_trainer_rerun_numbers(app_trainer *tr, ms_err *err);
+/* sae.h5 and the SAELens directory. Rank 0; local, the caller agrees. */
+ms_status app_trainer_write_outputs(app_trainer *tr, ms_err *err);
+/* The run record's facts and times. Local. */
+void app_trainer_record(const app_trainer *tr, ms_runrec *rec);
 
 #endif

@@ -1,9 +1,11 @@
-/* libsae/sae_internal.h: private workspace and kernel declarations shared by sae.c,
- * sae_kernels.c and the white-box tests (tests/sae). */
+/* libsae/sae_internal.h: private workspace, step context and kernel declarations shared by
+ * libsae's SAE files (sae*.c) and the white-box tests (tests/sae). */
 #ifndef MONOSEM_SAE_INTERNAL_H
 #define MONOSEM_SAE_INTERNAL_H
 
 #include "monosem/sae.h"
+
+#include <time.h>
 
 /* Which matmul implementation forward_backward uses: BLAS (production) or the naive loops
  * kept beside it as the reference the tests compare against. */
@@ -66,6 +68,94 @@ void sae_set_kernel(ms_sae *sae, int kernel);
 void sae_set_path(ms_sae *sae, int path);
 int sae_last_sparse(const ms_sae *sae);
 int sae_nthreads(void);
+
+/* ---- shared helpers (sae*.c) */
+
+#define CLIP_BLOCK 4096 /* fixed blocks: the grad norm sums in the same order always */
+
+static inline bool is_topk(int arch) { return arch == MS_SAE_TOPK || arch == MS_SAE_BATCHTOPK; }
+
+static inline bool aux_enabled(const ms_sae_hparams *hp)
+{
+    return is_topk(hp->arch) && hp->k_aux > 0 && hp->aux_coeff > 0.0;
+}
+
+/* Threads for libsae's own loops: BLAS's count, capped by the per-thread scratch. */
+static inline int sae_nthreads_for(const ms_sae *sae)
+{
+    int n = sae_nthreads();
+    return n > sae->ws->nthreads_max ? sae->ws->nthreads_max : n;
+}
+
+/* Phase timers (ws->prof) for bench_sae --profile: a clock read per phase, negligible. */
+static inline double sae_prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+/* Adds the time since *tp to phase k and restarts the clock at now. */
+static inline void sae_prof(ms_sae_ws *w, int k, double *tp)
+{
+    double tn = sae_prof_now();
+    w->prof[k] += tn - *tp;
+    *tp = tn;
+}
+
+/* Column-block partition for passes that accumulate per feature without races. */
+static inline void col_range(int64_t m, int nt, int t, int64_t *c0, int64_t *c1)
+{
+    int64_t per = (m + nt - 1) / nt;
+    per = (per + 15) & ~(int64_t)15;
+    *c0 = (int64_t)t * per;
+    *c1 = *c0 + per;
+    if (*c0 > m) *c0 = m;
+    if (*c1 > m) *c1 = m;
+}
+
+/* ---- encoder pieces (sae_encode.c), shared by the step and ms_sae_encode */
+
+/* xbar (B,d_in) = s·x − b_dec; Z (B,d_sae) = xbar·W_enc (b_enc is added by
+ * sae_activation_rows). x (B,d_in). xsq, xsum (d_in): Σ (s·x)², Σ_b s·x if not NULL. */
+void sae_encoder_gemm(ms_sae *sae, const float *x, int64_t B, int nt, double *xsq,
+                      double *xsum);
+/* Adds b_enc to Z's B rows; topk keeps each row's top k (others -inf). kx > 0: AuxK's top kx
+ * among the dead latents dead (n_dead) per row, into ws->acsr. rowcnt (B+1) if not NULL:
+ * rowcnt[b+1] := row b's entry count (active, + jumprelu's window). */
+void sae_activation_rows(ms_sae *sae, int64_t B, int nt, const int32_t *dead, int64_t n_dead,
+                         int64_t kx, int64_t *rowcnt);
+/* batchtopk: keeps the top k·B entries of Z (B,d_sae) (others -inf, ties in row-major order),
+ * row counts into csr.ptr[1..B]; returns the smallest selected positive value (+inf if none). */
+float sae_batchtopk_select(ms_sae *sae, int64_t B, int nt);
+
+/* ---- ms_sae_forward_backward's pieces (sae_forward.c, sae_backward.c) */
+
+/* One step's constants and what the forward half hands the backward half. */
+typedef struct sae_fb {
+    int arch;
+    int64_t B, d, m;    /* local batch, d_in, d_sae */
+    int nt;             /* threads for libsae's own loops */
+    float s;            /* input_scale */
+    double inv;         /* 1/B_global */
+    double c_mse;       /* MSE normalisation: 1/d_in, april-2024 1 */
+    double lam;         /* sparsity coefficient at this step (ms_sae_l1_at) */
+    float eps_bw, hb;   /* jumprelu bandwidth ε and ε/2 */
+    const float *thm;   /* (d_sae) active iff z > thm_j: threshold (jumprelu) or zeros */
+    double *cnt, *fsum; /* (d_sae) per-feature firing counts (in stats), Σ_b f */
+    int64_t n_dead, kx; /* dead latents, AuxK entries per row (0: no AuxK this step) */
+    int64_t entries;    /* entries in ws->csr */
+    bool sparse;        /* the sparse path this step */
+    double nnz, l1;     /* Σ firing counts, Σ f */
+} sae_fb;
+
+/* The backward half (sae_backward.c), after g.threshold and g.b_enc are zeroed. Dense: the
+ * GEMMs 3-5 and the dz pass; sparse: per-feature dz, θ and b_enc, dW_dec rows, dW_enc cols.
+ * tp: the phase clock (sae_prof). */
+void sae_backward_dense(ms_sae *sae, const sae_fb *c, double *tp);
+void sae_backward_sparse(ms_sae *sae, const sae_fb *c, double *tp);
+/* After either: dense AuxK's dW_dec rows, april-2024's ‖W_dec,j‖ term, jumprelu's log θ,
+ * and db_dec = Σ_b dx̂ − W_enc·db_enc. */
+void sae_backward_tail(ms_sae *sae, const sae_fb *c);
 
 /* ---- kernels (sae_kernels.c). Row-major; naive selects the reference loops. */
 

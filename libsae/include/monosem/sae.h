@@ -40,9 +40,21 @@ extern "C" {
  * Statistics are raw sums (see ms_sae_stat) so they can be allreduced; the reported MSE is
  * always Σ‖x̂−s·x‖²/(B·d_in) whatever the loss normalisation.
  *
+ * Arrays: every x, f, x̂ argument is row-major (rows, d_in) or (rows, d_sae) float, rows = the
+ * call's B or n; the caller owns every array it passes and every output buffer (sized as the
+ * declaration's comment says). Ownership: ms_sae_init allocates the slabs and the workspace
+ * inside ms_sae and ms_sae_free releases them (safe on a zeroed struct, and after a failed
+ * init); nothing returned by libsae's SAE calls needs freeing.
+ * Collectives: none. libsae calls no MPI; ms_sae_forward_backward's grads and stats are this
+ * rank's sums over B_global, which the caller allreduces before ms_sae_step.
  * Threads: kernels use OpenBLAS's thread count (openblas_set_num_threads) for BLAS calls and
  * the same count for their own loops (OpenMP). No allocation happens after ms_sae_init.
  * Results are deterministic for a given thread count (per-feature sums run in a fixed order).
+ * One ms_sae is not safe to use from two threads at once (the step and encode share its
+ * workspace); distinct ms_sae objects are independent.
+ * Files: sae.c (RNG, hparams check, stats, export/import), sae_params.c (allocation, init),
+ * sae_encode.c (encoder, encode/decode), sae_forward.c + sae_backward.c (forward_backward),
+ * sae_adam.c (step, schedules), sae_resample.c, saelens.c; kernels sae_kernels.c.
  *
  * Paths: the dense path is 5 GEMMs + 1 GEMV (db_dec = Σ_b ∂L/∂x̂ − W_enc·db_enc replaces the
  * sixth GEMM autograd spends on ∂L/∂x̄). Once f is sparse (active fraction ≤ 12%, measured on
