@@ -24,7 +24,7 @@ typedef struct dict {
     bool have_an;
     float *f;         /* (enc_ctx*T, U) codes of one encode (SAE only) */
     float *dirs;      /* (U, d) decoder rows for the logit path (SAE only; rank-local copy) */
-    ms_spill spill;   /* pass 1's sparse codes, read back by pass 2 (SAE only) */
+    app_spill spill;   /* pass 1's sparse codes, read back by pass 2 (SAE only) */
     bool have_spill;
     double t_encode, t_scan;
     /* rank 0, after the analysis: measures and their medians */
@@ -40,8 +40,8 @@ typedef struct dict {
 } dict;
 
 
-typedef struct az {
-    ms_app *app;
+typedef struct analyzer {
+    app_ctx *app;
     const ms_config *cfg; /* the job (analyze.*, corpus, the saes list) */
     int which;            /* the model analysed: 0 = A, 2 = the control R */
     const char *model_dir;
@@ -52,7 +52,7 @@ typedef struct az {
     ms_hook hook, last_resid;
     int d;
     bool ln_needed, logits_ok;
-    ms_job_sae *saes;
+    app_job_sae *saes;
     int n_saes;     /* the SAEs analysed (this model's), first in saes */
     int n_saes_all; /* entries of saes (freed) */
     dict *dicts;
@@ -66,15 +66,15 @@ typedef struct az {
     double t_read, t_fwd;
     ms_progress prog;
     double done_tokens;
-} az;
+} analyzer;
 
 /* Rank 0: the token bytes table for the dashboards. */
-ms_status app_analyze_vocab_table(const az *a, int64_t **offsets, uint8_t **bytes, int64_t *n_vocab, ms_err *err);
+ms_status app_analyze_vocab_table(const analyzer *a, int64_t **offsets, uint8_t **bytes, int64_t *n_vocab, ms_err *err);
 /* Rank 0: measures, distributions, density histogram and the analysis.h5 of dictionary di. */
-ms_status app_analyze_finish_dict(az *a, int di, const int64_t *top_ids64, const float *top,
+ms_status app_analyze_finish_dict(analyzer *a, int di, const int64_t *top_ids64, const float *top,
                                   const int64_t *bot_ids64, const float *bot, const int64_t *voff,
                                   const uint8_t *vbytes, int64_t nv, ms_err *err);
 /* Rank 0: the features-vs-neurons table in the log and the run record. */
-void app_analyze_report(az *a);
+void app_analyze_report(analyzer *a);
 
 #endif

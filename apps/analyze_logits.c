@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool ms_logit_path_supported(ms_hook h)
+bool app_logit_path_supported(ms_hook h)
 {
     switch (h.kind) {
     case MS_HOOK_MLP_POST:
@@ -37,7 +37,7 @@ static void keep(int64_t *ids, float *vals, int *n, int L, float v, int64_t id, 
     ids[i] = id;
 }
 
-ms_status ms_logit_effects(const ms_model *m, ms_hook h, const float *dirs, int64_t U,
+ms_status app_logit_effects(const ms_model *m, ms_hook h, const float *dirs, int64_t U,
                            double ln_scale, int L, int rank, int size, int64_t *top_ids,
                            float *top, int64_t *bot_ids, float *bot, ms_err *err)
 {
@@ -48,7 +48,7 @@ ms_status ms_logit_effects(const ms_model *m, ms_hook h, const float *dirs, int6
     memset(bot_ids, 0, (size_t)U * (size_t)L * sizeof *bot_ids);
     memset(top, 0, (size_t)U * (size_t)L * sizeof *top);
     memset(bot, 0, (size_t)U * (size_t)L * sizeof *bot);
-    if (!ms_logit_path_supported(h))
+    if (!app_logit_path_supported(h))
         return ms_err_set(err, MS_ERR_UNSUPPORTED, "logit effects: no direct path from this hook");
     if (L > V) return ms_err_set(err, MS_ERR_CONFIG, "analyze.n_logits %d exceeds the vocabulary (%d)", L, V);
     float *R = malloc((size_t)MS_LOGIT_CHUNK * (size_t)C * sizeof *R);            /* (ch, C) */

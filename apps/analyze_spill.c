@@ -8,7 +8,7 @@
 
 #define SPILL_BUF (4 << 20)
 
-ms_status ms_spill_init(ms_spill *s, const char *dir, int64_t U, ms_err *err)
+ms_status app_spill_init(app_spill *s, const char *dir, int64_t U, ms_err *err)
 {
     memset(s, 0, sizeof *s);
     s->U = U;
@@ -22,14 +22,14 @@ ms_status ms_spill_init(ms_spill *s, const char *dir, int64_t U, ms_err *err)
     s->pairs_v = malloc((size_t)U * sizeof *s->pairs_v + 1);
     if (!s->f || !s->pairs_i || !s->pairs_v) {
         if (!s->f) close(fd);
-        ms_spill_free(s);
+        app_spill_free(s);
         return ms_err_set(err, MS_ERR_NOMEM, "analyze scratch file: out of memory");
     }
     setvbuf(s->f, NULL, _IOFBF, SPILL_BUF);
     return MS_OK;
 }
 
-void ms_spill_free(ms_spill *s)
+void app_spill_free(app_spill *s)
 {
     if (s->f) fclose(s->f);
     free(s->pairs_i);
@@ -37,7 +37,7 @@ void ms_spill_free(ms_spill *s)
     memset(s, 0, sizeof *s);
 }
 
-ms_status ms_spill_write(ms_spill *s, const float *f, int64_t n, ms_err *err)
+ms_status app_spill_write(app_spill *s, const float *f, int64_t n, ms_err *err)
 {
     for (int64_t r = 0; r < n; r++) {
         const float *row = f + r * s->U;
@@ -62,14 +62,14 @@ ms_status ms_spill_write(ms_spill *s, const float *f, int64_t n, ms_err *err)
     return MS_OK;
 }
 
-ms_status ms_spill_rewind(ms_spill *s, ms_err *err)
+ms_status app_spill_rewind(app_spill *s, ms_err *err)
 {
     if (fflush(s->f) != 0 || fseek(s->f, 0, SEEK_SET) != 0)
         return ms_err_set(err, MS_ERR_IO, "%s: flushing the analysis scratch file failed", s->path);
     return MS_OK;
 }
 
-ms_status ms_spill_read(ms_spill *s, float *f, int64_t n, ms_err *err)
+ms_status app_spill_read(app_spill *s, float *f, int64_t n, ms_err *err)
 {
     memset(f, 0, (size_t)n * (size_t)s->U * sizeof *f);
     for (int64_t r = 0; r < n; r++) {

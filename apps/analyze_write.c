@@ -9,7 +9,7 @@
 
 static const char *const measure_names[N_MEASURES] = {"top_token_share", "eff_tokens", "logit_agreement"};
 
-ms_status app_analyze_vocab_table(const az *a, int64_t **offsets, uint8_t **bytes, int64_t *n_vocab, ms_err *err)
+ms_status app_analyze_vocab_table(const analyzer *a, int64_t **offsets, uint8_t **bytes, int64_t *n_vocab, ms_err *err)
 {
     ms_tokenizer *tok = NULL;
     ms_status st = ms_tokenizer_load(&tok, a->cfg->tokenizer.vocab, a->cfg->tokenizer.merges, err);
@@ -44,7 +44,7 @@ ms_status app_analyze_vocab_table(const az *a, int64_t **offsets, uint8_t **byte
 
 /* The measures of dictionary dc (logit ids tid as int32), the ultralow cluster, the measures'
  * summaries, the density summary and the log10-density histogram. dens (U) is scratch. */
-static ms_status finish_measures(const az *a, dict *dc, const int32_t *tid, float *dens, ms_err *err)
+static ms_status finish_measures(const analyzer *a, dict *dc, const int32_t *tid, float *dens, ms_err *err)
 {
     const ms_config *cfg = a->cfg;
     const int64_t U = dc->U;
@@ -86,7 +86,7 @@ static ms_status finish_measures(const az *a, dict *dc, const int32_t *tid, floa
 }
 
 /* Rank 0: measures, distributions and the file of one dictionary. */
-ms_status app_analyze_finish_dict(az *a, int di, const int64_t *top_ids64, const float *top,
+ms_status app_analyze_finish_dict(analyzer *a, int di, const int64_t *top_ids64, const float *top,
                                   const int64_t *bot_ids64, const float *bot, const int64_t *voff,
                                   const uint8_t *vbytes, int64_t nv, ms_err *err)
 {
@@ -159,7 +159,7 @@ ms_status app_analyze_finish_dict(az *a, int di, const int64_t *top_ids64, const
 
 /* Rank 0: the comparison table (medians [quartiles] over alive units outside the ultralow
  * cluster; the same over every alive unit), histograms, and the run record. */
-void app_analyze_report(az *a)
+void app_analyze_report(analyzer *a)
 {
     ms_runrec *rec = &a->app->rec;
     char line[1024], key[160], cell[96];

@@ -3,7 +3,7 @@
 
 #include "app.h"
 
-static bool takes_value(const ms_app *app, const char *opt)
+static bool takes_value(const app_ctx *app, const char *opt)
 {
     if (!app->def || !app->def->options) return false;
     for (int i = 0; app->def->options[i]; i++)
@@ -11,7 +11,7 @@ static bool takes_value(const ms_app *app, const char *opt)
     return false;
 }
 
-const char *ms_app_option(const ms_app *app, const char *name)
+const char *app_option(const app_ctx *app, const char *name)
 {
     size_t n = strlen(name);
     for (int i = 0; i < app->argc; i++) {
@@ -23,7 +23,7 @@ const char *ms_app_option(const ms_app *app, const char *name)
     return NULL;
 }
 
-bool ms_app_flag(const ms_app *app, const char *name)
+bool app_flag(const app_ctx *app, const char *name)
 {
     size_t n = strlen(name);
     for (int i = 0; i < app->argc; i++)
@@ -32,7 +32,7 @@ bool ms_app_flag(const ms_app *app, const char *name)
     return false;
 }
 
-const char *ms_app_positional(const ms_app *app, int idx)
+const char *app_positional(const app_ctx *app, int idx)
 {
     int k = 0;
     for (int i = 0; i < app->argc; i++) {

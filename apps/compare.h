@@ -10,7 +10,7 @@
 
 
 typedef struct cmp_sae {
-    const ms_job_sae *js;
+    const app_job_sae *js;
     bool needed;
     ms_sae sae;
     float *f; /* (rows, d_sae) codes of the current batch */
@@ -39,12 +39,12 @@ typedef struct pair {
 } pair;
 
 typedef struct cmp {
-    ms_app *app;
+    app_ctx *app;
     const ms_config *cfg;
     ms_config cfg_m[N_MODELS]; /* [1], [2]: B's and R's derived configs */
     bool have_m[N_MODELS];     /* the job has the model (A always) */
     int ref;                   /* the control's reference: B when the job has it, else A */
-    ms_job_sae *jobs;
+    app_job_sae *jobs;
     int n_saes;
     cmp_sae *saes;
     pair *pairs;

@@ -77,7 +77,7 @@ static ms_status write_json(cJSON *root, const char *path, ms_err *err)
 /* What write_outputs builds: the two JSON documents, their parts, and splitting.h5's items. */
 typedef struct outs {
     cJSON *split, *univ, *spairs, *ufeat, *ctrl, *cfeat;
-    ms_st_item *items;
+    ms_safetensors_item *items;
     char (*names)[192];
     int n_items;
     float *scratch;
@@ -85,12 +85,12 @@ typedef struct outs {
     int64_t fam_total;
 } outs;
 
-static void add_item(outs *o, const cmp *c, const pair *p, const char *nm, ms_st_dtype dt, int64_t n0,
+static void add_item(outs *o, const cmp *c, const pair *p, const char *nm, ms_safetensors_dtype dt, int64_t n0,
                      const void *ptr)
 {
     snprintf(o->names[o->n_items], sizeof o->names[o->n_items], "%.63s__%.63s__%.40s", src_name(c, p->a),
              src_name(c, p->b), nm);
-    o->items[o->n_items] = (ms_st_item){.name = o->names[o->n_items], .dtype = dt, .ndim = 1, .shape = {n0}, .data = ptr};
+    o->items[o->n_items] = (ms_safetensors_item){.name = o->names[o->n_items], .dtype = dt, .ndim = 1, .shape = {n0}, .data = ptr};
     o->n_items++;
 }
 
@@ -118,7 +118,7 @@ static void outs_headers(outs *o, const cmp *c)
     if (c->have_m[2]) {
         o->ctrl = cJSON_AddObjectToObject(o->univ, "control");
         cJSON_AddStringToObject(o->ctrl, "model", "R");
-        cJSON_AddStringToObject(o->ctrl, "reference", ms_job_model_name(c->ref));
+        cJSON_AddStringToObject(o->ctrl, "reference", app_job_model_name(c->ref));
         cJSON_AddStringToObject(o->ctrl, "definition",
                                 "the same measure between the untrained control model R (model A's shape, randomly "
                                 "initialised) and the trained reference model: features of R's SAE against the "
@@ -132,7 +132,7 @@ static void outs_headers(outs *o, const cmp *c)
 static void split_pair(outs *o, const cmp *c, pair *p, cJSON *po, cJSON *act)
 {
     ms_best_summary s;
-    cJSON_AddStringToObject(po, "model", ms_job_model_name(src_model(c, p->a)));
+    cJSON_AddStringToObject(po, "model", app_job_model_name(src_model(c, p->a)));
     cJSON *dec = cJSON_AddObjectToObject(po, "decoder_cos");
     cJSON_AddItemToObject(dec, "a_best", best_json(p->drow_max, p->da, o->scratch, &s));
     cJSON_AddItemToObject(dec, "b_best", best_json(p->dcol_max, p->db, o->scratch, &s));
@@ -160,13 +160,13 @@ static void split_pair(outs *o, const cmp *c, pair *p, cJSON *po, cJSON *act)
     if (p->fam_member && p->fam_size) {
         memcpy(p->fam_member, o->member, (size_t)p->db * sizeof *o->member);
         memcpy(p->fam_size, o->size, (size_t)p->da * sizeof *o->size);
-        add_item(o, c, p, "family_member", MS_ST_I64, p->db, p->fam_member);
-        add_item(o, c, p, "family_size", MS_ST_I64, p->da, p->fam_size);
+        add_item(o, c, p, "family_member", MS_SAFETENSORS_I64, p->db, p->fam_member);
+        add_item(o, c, p, "family_size", MS_SAFETENSORS_I64, p->da, p->fam_size);
     }
-    add_item(o, c, p, "cos_a_max", MS_ST_F32, p->da, p->drow_max);
-    add_item(o, c, p, "cos_a_arg", MS_ST_I64, p->da, p->drow_arg);
-    add_item(o, c, p, "cos_b_max", MS_ST_F32, p->db, p->dcol_max);
-    add_item(o, c, p, "cos_b_arg", MS_ST_I64, p->db, p->dcol_arg);
+    add_item(o, c, p, "cos_a_max", MS_SAFETENSORS_F32, p->da, p->drow_max);
+    add_item(o, c, p, "cos_a_arg", MS_SAFETENSORS_I64, p->da, p->drow_arg);
+    add_item(o, c, p, "cos_b_max", MS_SAFETENSORS_F32, p->db, p->dcol_max);
+    add_item(o, c, p, "cos_b_arg", MS_SAFETENSORS_I64, p->db, p->dcol_arg);
     cJSON_AddItemToArray(o->spairs, po);
 }
 
@@ -184,10 +184,10 @@ static void pair_out(outs *o, const cmp *c, pair *p)
     cJSON_AddItemToObject(act, "b_best", best_json(p->col_max, p->db, o->scratch, &b_best));
     cJSON_AddItemToObject(act, "a_max", f32_array(p->row_max, p->da));
     cJSON_AddItemToObject(act, "a_arg", i64_array(p->row_arg, p->da));
-    add_item(o, c, p, "corr_a_max", MS_ST_F32, p->da, p->row_max);
-    add_item(o, c, p, "corr_a_arg", MS_ST_I64, p->da, p->row_arg);
-    add_item(o, c, p, "corr_b_max", MS_ST_F32, p->db, p->col_max);
-    add_item(o, c, p, "corr_b_arg", MS_ST_I64, p->db, p->col_arg);
+    add_item(o, c, p, "corr_a_max", MS_SAFETENSORS_F32, p->da, p->row_max);
+    add_item(o, c, p, "corr_a_arg", MS_SAFETENSORS_I64, p->da, p->row_arg);
+    add_item(o, c, p, "corr_b_max", MS_SAFETENSORS_F32, p->db, p->col_max);
+    add_item(o, c, p, "corr_b_arg", MS_SAFETENSORS_I64, p->db, p->col_arg);
     if (p->kind == PAIR_SPLIT) {
         split_pair(o, c, p, po, act);
         return;
@@ -239,7 +239,7 @@ static void outs_log(const outs *o, cmp *c, const char *dir, double tokens)
     if (o->ctrl) {
         double cfm = num_or_nan(cJSON_GetObjectItem(o->ctrl, "features_median"));
         double cnm = num_or_nan(cJSON_GetObjectItem(o->ctrl, "neurons_median"));
-        ms_log("compare: control (untrained R vs %s): features %.3f, neurons %.3f", ms_job_model_name(c->ref), cfm,
+        ms_log("compare: control (untrained R vs %s): features %.3f, neurons %.3f", app_job_model_name(c->ref), cfm,
                cnm);
         ms_runrec_fact(&c->app->rec, "compare.control_features_median", "%.4f", cfm);
         ms_runrec_fact(&c->app->rec, "compare.control_neurons_median", "%.4f", cnm);

@@ -16,50 +16,41 @@
 
 /* Per hook the SAEs read: the zero-ablated forward and the model's own neurons there. */
 enum {
-    EVH_LOSS_ZERO = 0, /* Σ per-token loss with the hook's activation zeroed */
-    EVH_KL_ZERO,       /* Σ KL(clean ‖ zero-ablated) */
-    EVH_L0,            /* Σ #units > 0 at the hook (neurons firing) */
-    EVH_FIXED          /* then d firing counts, one per unit (activation > 0) */
+    EVAL_HOOK_LOSS_ZERO = 0, /* Σ per-token loss with the hook's activation zeroed */
+    EVAL_HOOK_KL_ZERO,       /* Σ KL(clean ‖ zero-ablated) */
+    EVAL_HOOK_L0,            /* Σ #units > 0 at the hook (neurons firing) */
+    EVAL_HOOK_FIXED          /* then d firing counts, one per unit (activation > 0) */
 };
 /* Per SAE. */
 enum {
-    EVS_LOSS = 0, /* Σ per-token loss with the reconstruction spliced in */
-    EVS_KL,       /* Σ KL(clean ‖ spliced) */
-    EVS_SSE,      /* Σ ‖x̂ − x‖² */
-    EVS_X_SQ,     /* Σ ‖x‖² */
-    EVS_XHAT_SQ,  /* Σ ‖x̂‖² */
-    EVS_COS,      /* Σ cos(x, x̂) over rows with x ≠ 0 and x̂ ≠ 0 */
-    EVS_RATIO,    /* Σ ‖x̂‖/‖x‖ over rows with x ≠ 0 */
-    EVS_NZ_ROWS,  /* rows with x ≠ 0 */
-    EVS_COS_ROWS, /* rows with x ≠ 0 and x̂ ≠ 0 */
-    EVS_L0,       /* Σ #features with f ≠ 0 */
-    EVS_L1,       /* Σ |f| */
-    EVS_FIXED     /* then d_sae firing counts (f ≠ 0), then d_in sums of x (for FVU) */
+    EVAL_SAE_LOSS = 0, /* Σ per-token loss with the reconstruction spliced in */
+    EVAL_SAE_KL,       /* Σ KL(clean ‖ spliced) */
+    EVAL_SAE_SSE,      /* Σ ‖x̂ − x‖² */
+    EVAL_SAE_X_SQ,     /* Σ ‖x‖² */
+    EVAL_SAE_XHAT_SQ,  /* Σ ‖x̂‖² */
+    EVAL_SAE_COS,      /* Σ cos(x, x̂) over rows with x ≠ 0 and x̂ ≠ 0 */
+    EVAL_SAE_RATIO,    /* Σ ‖x̂‖/‖x‖ over rows with x ≠ 0 */
+    EVAL_SAE_NZ_ROWS,  /* rows with x ≠ 0 */
+    EVAL_SAE_COS_ROWS, /* rows with x ≠ 0 and x̂ ≠ 0 */
+    EVAL_SAE_L0,       /* Σ #features with f ≠ 0 */
+    EVAL_SAE_L1,       /* Σ |f| */
+    EVAL_SAE_FIXED     /* then d_sae firing counts (f ≠ 0), then d_in sums of x (for FVU) */
 };
 /* Global. */
 enum {
-    EVG_TOKENS = 0, /* predicted tokens (= rows at every hook) */
-    EVG_LOSS_CLEAN, /* Σ per-token clean loss */
-    EVG_FIXED
+    EVAL_GLOB_TOKENS = 0, /* predicted tokens (= rows at every hook) */
+    EVAL_GLOB_LOSS_CLEAN, /* Σ per-token clean loss */
+    EVAL_GLOB_FIXED
 };
 
-static inline size_t ms_eval_hook_len(int64_t d) { return EVH_FIXED + (size_t)d; }
+static inline size_t ms_eval_hook_len(int64_t d) { return EVAL_HOOK_FIXED + (size_t)d; }
 static inline size_t ms_eval_sae_len(int64_t d_sae, int64_t d_in)
 {
-    return EVS_FIXED + (size_t)d_sae + (size_t)d_in;
+    return EVAL_SAE_FIXED + (size_t)d_sae + (size_t)d_in;
 }
 
-/* Density statistics of a set of units (features or neurons) over N tokens: libunits'
- * ms_density_stats (density.c), whose log10-density bins analyze and the report share.
- * Old names, until the lead's rename list is applied (then delete these lines): */
-typedef ms_density ms_eval_density;
-#define ms_eval_density_stats ms_density_stats
-#define MS_EVAL_HIST_LO MS_DENSITY_HIST_LO
-#define MS_EVAL_HIST_STEP MS_DENSITY_HIST_STEP
-#define MS_EVAL_HIST_BINS MS_DENSITY_HIST_BINS
-
 /* The derived numbers of one SAE (the paper's definitions; docs/eval.md). */
-typedef struct ms_eval_result {
+typedef struct app_eval_result {
     double tokens;
     double loss_clean, loss_sae, loss_zero, loss_recovered; /* nats/token */
     double kl, kl_zero;                                    /* mean KL(clean ‖ ·), nats */
@@ -70,9 +61,9 @@ typedef struct ms_eval_result {
     double l0, l1;   /* mean #active features, mean Σ|f| per token */
     double neuron_l0; /* mean #neurons ≠ 0 at the hook */
     ms_density features, neurons;
-} ms_eval_result;
-/* From global sums: glob (EVG_*), hook (EVH_* + d), sae (EVS_* + d_sae + d_in). Pure. */
-void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, const double *sae,
+} app_eval_result;
+/* From global sums: glob (EVAL_GLOB_*), hook (EVAL_HOOK_* + d), sae (EVAL_SAE_* + d_sae + d_in). Pure. */
+void app_eval_derive(app_eval_result *r, const double *glob, const double *hook, const double *sae,
                     int64_t d_in, int64_t d_sae, double ultralow, double rare);
 
 /* ---------------------------------------------------------------- the splice */
@@ -81,20 +72,20 @@ void ms_eval_derive(ms_eval_result *r, const double *glob, const double *hook, c
  * reconstructs the CLEAN activation (`clean`, captured in the clean forward), so several
  * splices can resume from one clean forward in any order of hooks that ms_forward_opts'
  * start_at allows. It writes x̂ in the model's units (an SAE with input scale s works on s·x
- * and its x̂ is divided by s) and adds EVS_* sums into acc. */
-typedef struct ms_eval_splice {
+ * and its x̂ is divided by s) and adds EVAL_SAE_* sums into acc. */
+typedef struct app_eval_splice {
     ms_sae *sae;
     const float *clean; /* (rows, d_in) the clean activation at the hook, this batch */
-    double *acc;        /* EVS_* sums */
+    double *acc;        /* EVAL_SAE_* sums */
     float *f;           /* (chunk, d_sae) scratch */
     float *xhat;        /* (chunk, d_in) scratch */
     int64_t chunk;      /* rows per encode/decode (≤ sae->hp.max_batch) */
     double t_sae;       /* seconds in the SAE (encode, decode, sums) */
-} ms_eval_splice;
-ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, int d,
+} app_eval_splice;
+ms_status app_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, int d,
                             ms_err *err);
-/* Adds the neurons' firing counts (activation > 0) and EVH_L0 of rows (n,d) into acc. */
-void ms_eval_neuron_sums(double *acc, const float *x, int64_t n, int64_t d);
+/* Adds the neurons' firing counts (activation > 0) and EVAL_HOOK_L0 of rows (n,d) into acc. */
+void app_eval_neuron_sums(double *acc, const float *x, int64_t n, int64_t d);
 
 /* ---------------------------------------------------------------- the stage */
 
@@ -112,16 +103,16 @@ typedef struct eval_hook {
     int d;
     float *clean;  /* (B*T, d) clean activation of the current batch */
     float *resid;  /* (B*T, C) last residual stream with the hook zero-ablated */
-    double *acc;   /* EVH_* + d, inside the one sums array */
+    double *acc;   /* EVAL_HOOK_* + d, inside the one sums array */
 } eval_hook;
 
 typedef struct eval_sae {
-    ms_job_sae *job;
+    app_job_sae *job;
     char *lens_dir;
     ms_sae sae;
     ms_saelens_info info;
     int hook; /* index into the hooks */
-    ms_eval_splice splice;
+    app_eval_splice splice;
     float *resid; /* (B*T, C) last residual stream with this SAE spliced in */
     double t_tail;
 } eval_sae;
@@ -134,7 +125,7 @@ typedef struct evaluator {
     ms_tokset ts;
     int T, B;
     int64_t n_ctx, lo, hi;
-    ms_job_sae *jobs;
+    app_job_sae *jobs;
     int n_jobs;
     eval_sae *saes;
     eval_hook hooks[MS_HOOK_KIND_COUNT * 8];
@@ -156,14 +147,14 @@ typedef struct evaluator {
 } evaluator;
 
 /* Rank 0: <sae dir>/eval.json, eval_density.h5 and saelens/sparsity.safetensors of SAE s. */
-ms_status app_eval_write(const evaluator *e, const eval_sae *s, const ms_eval_result *r, double seconds,
+ms_status app_eval_write(const evaluator *e, const eval_sae *s, const app_eval_result *r, double seconds,
                          ms_err *err);
 
 
-/* COLLECTIVE. Evaluates the SAEs (the job's: ms_job_saes; the same list on every rank; they
+/* COLLECTIVE. Evaluates the SAEs (the job's: app_job_saes; the same list on every rank; they
  * must share one model) on the held-out contexts in one pass; writes <sae dir>/eval.json,
  * <sae dir>/eval_density.h5 and <sae dir>/saelens/sparsity.safetensors (rank 0), run-record
  * facts, and the comparison table. saes stays owned by the caller. */
-ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err);
+ms_status app_eval_run(app_ctx *app, app_job_sae *saes, int n_saes, ms_err *err);
 
 #endif

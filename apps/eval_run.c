@@ -61,7 +61,7 @@ static ms_status setup_saes(evaluator *e, size_t rows, int64_t chunk, size_t *n_
         s->job = &e->jobs[i];
         s->lens_dir = ms_path_join(s->job->dir, "saelens");
         if (!s->lens_dir) return oom(err, "a path");
-        st = ms_sae_open_saelens(&s->sae, s->lens_dir, chunk, &s->info, err);
+        st = ms_saelens_open(&s->sae, s->lens_dir, chunk, &s->info, err);
         if (st) return st;
         const char *hn = s->info.hook_name[0] ? s->info.hook_name : cfg->model.hook;
         ms_hook h;
@@ -87,7 +87,7 @@ static ms_status setup_saes(evaluator *e, size_t rows, int64_t chunk, size_t *n_
         }
         s->hook = k;
         n_sums += ms_eval_sae_len(s->sae.hp.d_sae, s->sae.hp.d_in);
-        s->splice = (ms_eval_splice){.sae = &s->sae, .chunk = chunk};
+        s->splice = (app_eval_splice){.sae = &s->sae, .chunk = chunk};
         s->splice.f = malloc((size_t)chunk * (size_t)s->sae.hp.d_sae * sizeof(float));
         s->splice.xhat = malloc((size_t)chunk * (size_t)s->sae.hp.d_in * sizeof(float));
         s->resid = malloc(rows * (size_t)mc->d_model * sizeof(float));
@@ -113,7 +113,7 @@ static ms_status setup(evaluator *e, ms_err *err)
     st = ms_model_load(&e->m, e->jobs[0].model_dir, err);
     if (st) return st;
     const ms_model_config *mc = &e->m.cfg;
-    if ((st = ms_app_check_model_fit(cfg, e->jobs[0].model_dir, mc->n_ctx, mc->d_vocab, NULL, err))) return st;
+    if ((st = app_check_model_fit(cfg, e->jobs[0].model_dir, mc->n_ctx, mc->d_vocab, NULL, err))) return st;
     e->T = (int)cfg->corpus.context;
     st = ms_tokset_open(&e->ts, cfg->corpus.token_dir, "heldout", err);
     if (st) return st;
@@ -134,14 +134,14 @@ static ms_status setup(evaluator *e, ms_err *err)
     const int64_t chunk = (int64_t)rows < EVAL_SAE_CHUNK ? (int64_t)rows : EVAL_SAE_CHUNK;
 
     /* SAEs and the distinct hooks they read */
-    size_t n_sums = EVG_FIXED;
+    size_t n_sums = EVAL_GLOB_FIXED;
     if ((st = setup_saes(e, rows, chunk, &n_sums, err))) return st;
     /* one array of sums: global | hooks | SAEs (one allreduce at the end) */
     e->n_sums = n_sums;
     e->sums = calloc(n_sums, sizeof *e->sums);
     e->order = malloc((size_t)e->n_hooks * sizeof *e->order);
     if (!e->sums || !e->order) return oom(err, "the sums");
-    size_t off = EVG_FIXED;
+    size_t off = EVAL_GLOB_FIXED;
     for (int k = 0; k < e->n_hooks; k++) {
         e->hooks[k].acc = e->sums + off;
         off += ms_eval_hook_len(e->hooks[k].d);
@@ -238,7 +238,7 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
     ms_status st = forward_to_resid(e, NULL, NULL, caps, e->n_hooks, e->resid_clean, nb, err);
     if (st) return st;
     for (int k = 0; k < e->n_hooks; k++)
-        ms_eval_neuron_sums(e->hooks[k].acc, e->hooks[k].clean, rows, e->hooks[k].d);
+        app_eval_neuron_sums(e->hooks[k].acc, e->hooks[k].clean, rows, e->hooks[k].d);
     double t2 = ms_time_now();
     e->t_clean += t2 - t1;
     /* per hook, latest first: zero ablation, then each SAE reading it, resumed at the hook */
@@ -254,7 +254,7 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
             if (s->hook != e->order[oi]) continue;
             double s0 = ms_time_now();
             s->splice.clean = h->clean;
-            ms_hook_replace sr = {h->hook, ms_eval_splice_fn, &s->splice};
+            ms_hook_replace sr = {h->hook, app_eval_splice_fn, &s->splice};
             st = forward_to_resid(e, &h->hook, &sr, NULL, 0, s->resid, nb, err);
             if (st) return st;
             s->t_tail += ms_time_now() - s0;
@@ -267,22 +267,22 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
         st = ms_model_unembed(&e->m, e->logits_c, e->lse_c, e->loss, NULL, e->resid_clean + r0 * C,
                               e->targets + r0, NULL, NULL, e->scratch, n, err);
         if (st) return st;
-        e->sums[EVG_TOKENS] += n;
-        e->sums[EVG_LOSS_CLEAN] += sum(e->loss, n);
+        e->sums[EVAL_GLOB_TOKENS] += n;
+        e->sums[EVAL_GLOB_LOSS_CLEAN] += sum(e->loss, n);
         /* the clean chunk becomes the KL reference: probabilities in place, one exp per logit
          * here instead of one per logit in every variant */
-        ms_kl_ref_fill(e->logits_c, e->pdot, e->psum, e->logits_c, e->lse_c, n, e->m.cfg.d_vocab);
+        ms_logits_kl_ref_fill(e->logits_c, e->pdot, e->psum, e->logits_c, e->lse_c, n, e->m.cfg.d_vocab);
         double u1 = ms_time_now();
         e->t_clean += u1 - u0;
         for (int k = 0; k < e->n_hooks && !st; k++)
-            st = unembed_variant(e, e->hooks[k].resid, r0, n, &e->hooks[k].acc[EVH_LOSS_ZERO],
-                                 &e->hooks[k].acc[EVH_KL_ZERO], err);
+            st = unembed_variant(e, e->hooks[k].resid, r0, n, &e->hooks[k].acc[EVAL_HOOK_LOSS_ZERO],
+                                 &e->hooks[k].acc[EVAL_HOOK_KL_ZERO], err);
         double u2 = ms_time_now();
         e->t_zero += u2 - u1;
         for (int i = 0; i < e->n_jobs && !st; i++) {
             double s0 = ms_time_now();
             eval_sae *s = &e->saes[i];
-            st = unembed_variant(e, s->resid, r0, n, &s->splice.acc[EVS_LOSS], &s->splice.acc[EVS_KL], err);
+            st = unembed_variant(e, s->resid, r0, n, &s->splice.acc[EVAL_SAE_LOSS], &s->splice.acc[EVAL_SAE_KL], err);
             s->t_tail += ms_time_now() - s0;
         }
         if (st) return st;
@@ -290,7 +290,7 @@ static ms_status eval_batch(evaluator *e, int64_t c0, int nb, ms_err *err)
     return MS_OK;
 }
 
-ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
+ms_status app_eval_run(app_ctx *app, app_job_sae *saes, int n_saes, ms_err *err)
 {
     evaluator e;
     memset(&e, 0, sizeof e);
@@ -346,17 +346,17 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
     for (int i = 0; i < e.n_jobs; i++) t_sae += e.saes[i].splice.t_sae, t_tail += e.saes[i].t_tail;
     ms_runrec_time(&app->rec, "sae_encode_decode", t_sae);
     ms_runrec_time(&app->rec, "spliced_forward", t_tail);
-    const double N = e.sums[EVG_TOKENS];
+    const double N = e.sums[EVAL_GLOB_TOKENS];
     ms_runrec_fact(&app->rec, "eval.tokens", "%.0f (%lld contexts x %d, held-out split)", N,
                    (long long)e.n_ctx, e.T);
     ms_runrec_fact(&app->rec, "eval.tokens_per_s", "%.1f", seconds > 0 ? N / seconds : 0.0);
-    ms_eval_result *res = calloc((size_t)e.n_jobs, sizeof *res);
+    app_eval_result *res = calloc((size_t)e.n_jobs, sizeof *res);
     if (!res) st = oom(err, "the results");
     for (int i = 0; i < e.n_jobs && !st; i++) {
         eval_sae *s = &e.saes[i];
-        ms_eval_derive(&res[i], e.sums, e.hooks[s->hook].acc, s->splice.acc, s->sae.hp.d_in,
+        app_eval_derive(&res[i], e.sums, e.hooks[s->hook].acc, s->splice.acc, s->sae.hp.d_in,
                        s->sae.hp.d_sae, app->cfg.sae.ultralow_density, app->cfg.sae.rare_density);
-        const ms_eval_result *r = &res[i];
+        const app_eval_result *r = &res[i];
         char key[80]; /* runrec keys hold 63 characters: longer names are cut there */
         snprintf(key, sizeof key, "eval.%s", s->job->name);
         ms_runrec_fact(&app->rec, key,
@@ -370,7 +370,7 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
     st = ms_comm_agree(comm, st, err);
     if (!st) {
         for (int i = 0; i < e.n_jobs; i++) {
-            const ms_eval_result *r = &res[i];
+            const app_eval_result *r = &res[i];
             const eval_sae *s = &e.saes[i];
             char hn[96];
             ms_hook_name(e.hooks[s->hook].hook, hn, sizeof hn);
@@ -388,7 +388,7 @@ ms_status ms_eval_run(ms_app *app, ms_job_sae *saes, int n_saes, ms_err *err)
             ms_log("eval: %-16s %8s %8s %8s %9s %8s %9s %7s %7s %6s %8s %6s", "sae", "d_sae",
                    "L_sae", "L_zero", "recovered", "KL", "MSE", "FVU", "L0", "dead", "ultralow", "rare");
             for (int i = 0; i < e.n_jobs; i++) {
-                const ms_eval_result *r = &res[i];
+                const app_eval_result *r = &res[i];
                 ms_log("eval: %-16s %8lld %8.4f %8.4f %9.4f %8.4f %9.3g %7.4f %7.2f %6lld %8lld %6lld",
                        e.saes[i].job->name, (long long)e.saes[i].sae.hp.d_sae, r->loss_sae,
                        r->loss_zero, r->loss_recovered, r->kl, r->mse, r->fvu, r->l0,

@@ -11,10 +11,10 @@
  * paper's L0 (≈ 1% of d_sae); 5% keeps a margin for the GEMM's better arithmetic rate. */
 #define EVAL_SPARSE_DECODE 0.05
 
-ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, int d,
+ms_status app_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, int d,
                             ms_err *err)
 {
-    ms_eval_splice *s = user;
+    app_eval_splice *s = user;
     ms_sae *sae = s->sae;
     const int64_t rows = (int64_t)B * T, m = sae->hp.d_sae;
     if (d != sae->hp.d_in) {
@@ -25,7 +25,7 @@ ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, 
     }
     double t0 = ms_time_now();
     const float inv_s = 1.0f / sae->input_scale;
-    double *acc = s->acc, *fires = acc + EVS_FIXED, *xsum = fires + m;
+    double *acc = s->acc, *fires = acc + EVAL_SAE_FIXED, *xsum = fires + m;
     for (int64_t r0 = 0; r0 < rows; r0 += s->chunk) {
         const int64_t nr = rows - r0 < s->chunk ? rows - r0 : s->chunk;
         const float *x = s->clean + r0 * d; /* (nr, d) clean activation */
@@ -41,8 +41,8 @@ ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, 
                     l1 += fabsf(f[j]);
                     fires[j] += 1;
                 }
-            acc[EVS_L0] += (double)l0;
-            acc[EVS_L1] += l1;
+            acc[EVAL_SAE_L0] += (double)l0;
+            acc[EVAL_SAE_L1] += l1;
             nnz += l0;
         }
         /* x̂ (nr, d) in scaled units; the row-wise sparse decode wins below a few % active */
@@ -64,15 +64,15 @@ ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, 
                 xh_dot += (double)v * xr[i];
                 xsum[i] += xr[i];
             }
-            acc[EVS_SSE] += sse;
-            acc[EVS_X_SQ] += xx;
-            acc[EVS_XHAT_SQ] += hh;
+            acc[EVAL_SAE_SSE] += sse;
+            acc[EVAL_SAE_X_SQ] += xx;
+            acc[EVAL_SAE_XHAT_SQ] += hh;
             if (xx > 0) {
-                acc[EVS_NZ_ROWS] += 1;
-                acc[EVS_RATIO] += sqrt(hh / xx);
+                acc[EVAL_SAE_NZ_ROWS] += 1;
+                acc[EVAL_SAE_RATIO] += sqrt(hh / xx);
                 if (hh > 0) {
-                    acc[EVS_COS_ROWS] += 1;
-                    acc[EVS_COS] += xh_dot / sqrt(xx * hh);
+                    acc[EVAL_SAE_COS_ROWS] += 1;
+                    acc[EVAL_SAE_COS] += xh_dot / sqrt(xx * hh);
                 }
             }
         }
@@ -81,9 +81,9 @@ ms_status ms_eval_splice_fn(void *user, ms_hook hook, float *act, int B, int T, 
     return MS_OK;
 }
 
-void ms_eval_neuron_sums(double *acc, const float *x, int64_t n, int64_t d)
+void app_eval_neuron_sums(double *acc, const float *x, int64_t n, int64_t d)
 {
-    double *fires = acc + EVH_FIXED;
+    double *fires = acc + EVAL_HOOK_FIXED;
     for (int64_t b = 0; b < n; b++) {
         const float *xr = x + b * d;
         int64_t l0 = 0;
@@ -92,6 +92,6 @@ void ms_eval_neuron_sums(double *acc, const float *x, int64_t n, int64_t d)
                 l0++;
                 fires[i] += 1;
             }
-        acc[EVH_L0] += (double)l0;
+        acc[EVAL_HOOK_L0] += (double)l0;
     }
 }

@@ -51,24 +51,24 @@ static ms_status write_densities(const evaluator *e, const eval_sae *s, const ch
     int64_t *nfire = ffire + m;
     float *flog = fd + m, *nd = fd + 2 * m, *nlog = nd + d;
     for (int64_t j = 0; j < m; j++) {
-        ffire[j] = (int64_t)acc[EVS_FIXED + j];
-        fd[j] = (float)(acc[EVS_FIXED + j] / N);
-        flog[j] = (float)log10(acc[EVS_FIXED + j] / N + 1e-10);
+        ffire[j] = (int64_t)acc[EVAL_SAE_FIXED + j];
+        fd[j] = (float)(acc[EVAL_SAE_FIXED + j] / N);
+        flog[j] = (float)log10(acc[EVAL_SAE_FIXED + j] / N + 1e-10);
     }
     for (int64_t i = 0; i < d; i++) {
-        nfire[i] = (int64_t)h->acc[EVH_FIXED + i];
-        nd[i] = (float)(h->acc[EVH_FIXED + i] / N);
-        nlog[i] = (float)log10(h->acc[EVH_FIXED + i] / N + 1e-10);
+        nfire[i] = (int64_t)h->acc[EVAL_HOOK_FIXED + i];
+        nd[i] = (float)(h->acc[EVAL_HOOK_FIXED + i] / N);
+        nlog[i] = (float)log10(h->acc[EVAL_HOOK_FIXED + i] / N + 1e-10);
     }
     char ntok[32];
     snprintf(ntok, sizeof ntok, "%.0f", N);
-    ms_st_item items[] = {
-        {"feature_fires", MS_ST_I64, 1, {m}, ffire},
-        {"feature_density", MS_ST_F32, 1, {m}, fd},
-        {"feature_log10_density", MS_ST_F32, 1, {m}, flog},
-        {"neuron_fires", MS_ST_I64, 1, {d}, nfire},
-        {"neuron_density", MS_ST_F32, 1, {d}, nd},
-        {"neuron_log10_density", MS_ST_F32, 1, {d}, nlog},
+    ms_safetensors_item items[] = {
+        {"feature_fires", MS_SAFETENSORS_I64, 1, {m}, ffire},
+        {"feature_density", MS_SAFETENSORS_F32, 1, {m}, fd},
+        {"feature_log10_density", MS_SAFETENSORS_F32, 1, {m}, flog},
+        {"neuron_fires", MS_SAFETENSORS_I64, 1, {d}, nfire},
+        {"neuron_density", MS_SAFETENSORS_F32, 1, {d}, nd},
+        {"neuron_log10_density", MS_SAFETENSORS_F32, 1, {d}, nlog},
     };
     const char *attrs[] = {"tokens", ntok, "hook", hn, "sae", s->lens_dir, "rule", EVAL_RULE,
                            "fires", "feature: f != 0; neuron: activation > 0",
@@ -78,13 +78,13 @@ static ms_status write_densities(const evaluator *e, const eval_sae *s, const ch
     ms_status st = h5 ? ms_h5_write_tensors(h5, items, 6, attrs, 8, err) : oom(err, "a path");
     char src[160];
     snprintf(src, sizeof src, "monosem eval on %.0f held-out tokens", N);
-    if (!st) st = ms_sae_write_sparsity(s->lens_dir, flog, m, src, err);
+    if (!st) st = ms_saelens_write_sparsity(s->lens_dir, flog, m, src, err);
     free(ffire), free(fd);
     free(h5);
     return st;
 }
 
-ms_status app_eval_write(const evaluator *e, const eval_sae *s, const ms_eval_result *r, double seconds,
+ms_status app_eval_write(const evaluator *e, const eval_sae *s, const app_eval_result *r, double seconds,
                          ms_err *err)
 {
     const ms_config *cfg = e->cfg;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ms_gen_plan_init(ms_gen_plan *p, int64_t available, int64_t tokens_wanted, int64_t context,
+void app_gen_plan_init(app_gen_plan *p, int64_t available, int64_t tokens_wanted, int64_t context,
                       int64_t sample, int64_t shard_contexts)
 {
     memset(p, 0, sizeof *p);
@@ -21,7 +21,7 @@ void ms_gen_plan_init(ms_gen_plan *p, int64_t available, int64_t tokens_wanted, 
     p->n_rows = n * sample;
 }
 
-void ms_gen_shard_contexts(const ms_gen_plan *p, int64_t s, int64_t *c0, int64_t *c1)
+void app_gen_shard_contexts(const app_gen_plan *p, int64_t s, int64_t *c0, int64_t *c1)
 {
     *c0 = s * p->shard_contexts;
     *c1 = *c0 + p->shard_contexts;
@@ -31,7 +31,7 @@ void ms_gen_shard_contexts(const ms_gen_plan *p, int64_t s, int64_t *c0, int64_t
 
 /* A Fisher-Yates permutation keyed by (seed, context) via ms_perm_seeded; its first K entries,
  * sorted. Sorting makes the rows of a context follow the text order (readable dashboards). */
-void ms_gen_sample_positions(int32_t *pos, int64_t T, int64_t K, uint64_t seed, int64_t ctx,
+void app_gen_sample_positions(int32_t *pos, int64_t T, int64_t K, uint64_t seed, int64_t ctx,
                              int64_t *scratch)
 {
     if (K > T) K = T;
@@ -62,11 +62,11 @@ __attribute__((target("avx,f16c"))) static void f2h_f16c(uint16_t *out, const fl
         __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT);
         _mm_storeu_si128((__m128i *)(void *)(out + i), h);
     }
-    for (; i < n; i++) out[i] = ms_float_to_half(in[i]);
+    for (; i < n; i++) out[i] = ms_half_from_float(in[i]);
 }
 #endif
 
-void ms_gen_f2h(uint16_t *out, const float *in, size_t n)
+void app_gen_f2h(uint16_t *out, const float *in, size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     static int have = -1;
@@ -76,10 +76,10 @@ void ms_gen_f2h(uint16_t *out, const float *in, size_t n)
         return;
     }
 #endif
-    ms_float_to_half_n(out, in, n);
+    ms_half_from_float_n(out, in, n);
 }
 
-void ms_gen_gather(void *out, int dtype, int32_t *index, const float *act, int64_t nb, int64_t T,
+void app_gen_gather(void *out, int dtype, int32_t *index, const float *act, int64_t nb, int64_t T,
                    int64_t d, int64_t K, uint64_t seed, int64_t ctx0, int64_t *scratch)
 {
     int32_t pos[4096];
@@ -87,11 +87,11 @@ void ms_gen_gather(void *out, int dtype, int32_t *index, const float *act, int64
     for (int64_t b = 0; b < nb; b++) {
         int64_t ctx = ctx0 + b;
         if (pp) {
-            ms_gen_sample_positions(pp, T, K, seed, ctx, scratch);
+            app_gen_sample_positions(pp, T, K, seed, ctx, scratch);
         } else {
             /* K > 4096: positions go into the index buffer first, then are spread out */
             int32_t *tmp = index + 2 * b * K;
-            ms_gen_sample_positions(tmp, T, K, seed, ctx, scratch);
+            app_gen_sample_positions(tmp, T, K, seed, ctx, scratch);
             for (int64_t k = K - 1; k >= 0; k--) index[2 * (b * K + k) + 1] = tmp[k];
         }
         for (int64_t k = 0; k < K; k++) {
@@ -99,7 +99,7 @@ void ms_gen_gather(void *out, int dtype, int32_t *index, const float *act, int64
             const float *src = act + (b * T + t) * d;
             size_t r = (size_t)(b * K + k);
             if (dtype == MS_DTYPE_F16)
-                ms_gen_f2h((uint16_t *)out + r * (size_t)d, src, (size_t)d);
+                app_gen_f2h((uint16_t *)out + r * (size_t)d, src, (size_t)d);
             else
                 memcpy((float *)out + r * (size_t)d, src, (size_t)d * sizeof(float));
             index[2 * r] = (int32_t)ctx;

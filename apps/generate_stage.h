@@ -14,7 +14,7 @@
 #define MAX_SERVE_HOOKS 16
 
 typedef struct gen {
-    ms_app *app;
+    app_ctx *app;
     const ms_config *cfg;
     ms_tokset ts;
     ms_model model;
@@ -22,7 +22,7 @@ typedef struct gen {
     ms_model_acts acts;
     ms_hook hook;
     int d;
-    ms_gen_plan plan;
+    app_gen_plan plan;
     ms_actmeta meta;
     char *config_text;
     char *partial; /* <out>.partial: the file being written; renamed to <out> when complete */
@@ -49,10 +49,10 @@ typedef struct gen {
 
 /* Service points: the hooks of layers up to the stop hook's that come before it (the forward
  * computes nothing after the stop hook, so later ones would never run). */
-void ms_gen_serve_points(gen *g);
+void app_gen_serve_points(gen *g);
 
 /* The queue phase. Never collective; every rank returns (rank 0 after every worker was told
  * "done" or quit), so the caller's agree cannot hang. */
-ms_status ms_gen_work(gen *g, ms_err *err);
+ms_status app_gen_work(gen *g, ms_err *err);
 
 #endif

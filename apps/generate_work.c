@@ -15,7 +15,7 @@ static ms_status serve_cb(void *user, ms_hook hook, float *act, int B, int T, in
     return MS_OK;
 }
 
-void ms_gen_serve_points(gen *g)
+void app_gen_serve_points(gen *g)
 {
     static const ms_hook_kind kinds[] = {MS_HOOK_RESID_PRE, MS_HOOK_ATTN_OUT, MS_HOOK_RESID_MID, MS_HOOK_MLP_PRE};
     g->n_serve_at = 0;
@@ -50,7 +50,7 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     const ms_comm *comm = &g->app->comm;
     const int64_t T = g->plan.context, K = g->plan.sample, d = g->d;
     int64_t c0, c1;
-    ms_gen_shard_contexts(&g->plan, s, &c0, &c1);
+    app_gen_shard_contexts(&g->plan, s, &c0, &c1);
     const int64_t n = c1 - c0;
     double t = ms_time_now();
     /* contexts are consecutive windows of the token stream: one read per shard */
@@ -75,7 +75,7 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
         t2 = ms_time_now();
         g->t_fwd += t2 - t;
         size_t esz = g->meta.dtype == MS_DTYPE_F16 ? 2 : 4;
-        ms_gen_gather((char *)g->rows + (size_t)(b0 * K * d) * esz, g->meta.dtype, g->index + b0 * K * 2, act,
+        app_gen_gather((char *)g->rows + (size_t)(b0 * K * d) * esz, g->meta.dtype, g->index + b0 * K * 2, act,
                       nb, T, d, K, (uint64_t)g->meta.seed, c0 + b0, g->scratch);
         t = ms_time_now();
         g->t_gather += t - t2;
@@ -103,7 +103,7 @@ static ms_status gen_shard(gen *g, int64_t s, ms_err *err)
     return MS_OK;
 }
 
-ms_status ms_gen_work(gen *g, ms_err *err)
+ms_status app_gen_work(gen *g, ms_err *err)
 {
     const ms_comm *comm = &g->app->comm;
     ms_status st = MS_OK;

@@ -33,18 +33,18 @@ static ms_status entry_err(const ms_config *cfg, int i, ms_status st, const ms_e
                       cfg->saes[i].name, msg);
 }
 
-ms_status ms_job_check(const ms_config *cfg, ms_err *err)
+ms_status app_job_check(const ms_config *cfg, ms_err *err)
 {
     ms_err e2 = {0};
     ms_status st = MS_OK;
     for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
-        if (!ms_job_has_model(cfg, m)) continue;
+        if (!app_job_has_model(cfg, m)) continue;
         ms_config d;
         if ((st = ms_config_derive_model(cfg, m, &d, err))) return st;
         ms_model_config mc;
         model_config_of(&mc, &d);
         char where[96];
-        snprintf(where, sizeof where, "%s: model %s", cfg->path, ms_job_model_name(m));
+        snprintf(where, sizeof where, "%s: model %s", cfg->path, app_job_model_name(m));
         st = ms_model_config_check(&mc, where, err);
         ms_config_free(&d);
     }

@@ -4,7 +4,7 @@
 
 #include "app.h"
 
-ms_status ms_app_check_model_fit(const ms_config *cfg, const char *model_dir, int n_ctx, int d_vocab,
+ms_status app_check_model_fit(const ms_config *cfg, const char *model_dir, int n_ctx, int d_vocab,
                                  const ms_tokset *ts, ms_err *err)
 {
     if (cfg->corpus.context > n_ctx)

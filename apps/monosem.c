@@ -9,9 +9,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: monosem <stage> [job.yaml] [--section.key=value ...] [options]\n"
                "       monosem --help | --version\n\nstages:\n");
-    for (int i = 0; i < ms_n_stages; i++)
-        fprintf(f, "  %-16s %s%s\n", ms_stages[i].name, ms_stages[i].summary,
-                ms_stages[i].run ? "" : "  [not built yet]");
+    for (int i = 0; i < app_n_stages; i++)
+        fprintf(f, "  %-16s %s%s\n", app_stages[i].name, app_stages[i].summary,
+                app_stages[i].run ? "" : "  [not built yet]");
     fprintf(f, "\nEvery stage runs under mpirun (monosem <stage> works as 1 rank). Job keys and\n"
                "their defaults (override any with --key=value):\n\n");
     ms_config_describe(f);
@@ -22,7 +22,7 @@ static void usage(FILE *f)
 
 /* Rank 0 reads the job file; every rank gets the bytes (or the read error) and parses them
  * identically, so a bad file fails on all ranks with the same message: no rank hangs. */
-static ms_status load_job(ms_app *app, const char *path, const char *const *ovr, int n_ovr, ms_err *err)
+static ms_status load_job(app_ctx *app, const char *path, const char *const *ovr, int n_ovr, ms_err *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -50,7 +50,7 @@ static ms_status load_job(ms_app *app, const char *path, const char *const *ovr,
                         n == 0 ? "empty file" : "only comments or empty sections");
     }
     if (!st && (st = ms_config_check_required(&app->cfg, app->def->required, err))) ms_config_free(&app->cfg);
-    if (!st && (st = ms_job_check(&app->cfg, err))) ms_config_free(&app->cfg);
+    if (!st && (st = app_job_check(&app->cfg, err))) ms_config_free(&app->cfg);
     free(text);
     st = ms_comm_agree(&app->comm, st, err);
     app->have_cfg = st == MS_OK;
@@ -66,12 +66,12 @@ static bool is_override(const char *a)
 
 int main(int argc, char **argv)
 {
-    ms_app app;
+    app_ctx app;
     memset(&app, 0, sizeof app);
     ms_err err = {0};
     /* a stage that stops cleanly on SIGTERM/SIGUSR1 records them from the very start: a
      * scheduler's signal during start-up stops it at its first step boundary (exit 75) */
-    const ms_stage *early = argc > 1 ? ms_stage_find(argv[1]) : NULL;
+    const app_stage *early = argc > 1 ? app_stage_find(argv[1]) : NULL;
     if (early && early->stops) ms_signals_install();
     if (ms_comm_init(&app.comm, &argc, &argv, &err) != MS_OK) {
         fprintf(stderr, "monosem: %s\n", err.msg);
@@ -94,8 +94,8 @@ int main(int argc, char **argv)
         ms_log("monosem %s", MS_VERSION_STRING);
         goto out;
     }
-    for (int i = 0; i < ms_n_stages; i++)
-        if (strcmp(ms_stages[i].name, stage_name) == 0) app.def = &ms_stages[i];
+    for (int i = 0; i < app_n_stages; i++)
+        if (strcmp(app_stages[i].name, stage_name) == 0) app.def = &app_stages[i];
     if (!app.def) {
         st = ms_err_set(&err, MS_ERR_USAGE, "monosem: unknown stage '%s' (monosem --help lists them)", stage_name);
         goto out;
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
     app.argc = n_rest;
     app.argv = rest;
     if (app.def->needs_job) {
-        app.job_path = ms_app_positional(&app, 0);
+        app.job_path = app_positional(&app, 0);
         if (app.job_path) {
             /* the stage sees its own positionals from index 0 */
             for (int i = 0; i < app.argc; i++)
@@ -153,7 +153,7 @@ int main(int argc, char **argv)
     ms_runrec_init(&app.rec, app.stage);
     ms_lock locks[MS_APP_MAX_LOCKS];
     int n_locks = 0;
-    st = ms_app_lock_outputs(&app, app.stage, locks, &n_locks, &err);
+    st = app_lock_outputs(&app, app.stage, locks, &n_locks, &err);
     if (st) goto out; /* another run owns the output: no run record either (it would clobber its) */
     st = app.def->run(&app, &err);
     st = ms_comm_agree(&app.comm, st, &err);
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
         rst = ms_comm_agree(&app.comm, rst, &rerr);
         if (rst && !st) st = rst, err = rerr;
     }
-    ms_app_unlock(locks, n_locks);
+    app_unlock(locks, n_locks);
 out:
     if (st != MS_OK && app.comm.rank == 0) {
         if (err.msg[0])

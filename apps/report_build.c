@@ -15,7 +15,7 @@
 #include "report.h"
 #include "report_build.h"
 
-/* Where analyze leaves its files: ms_job_analysis_path (apps/job_saes.c), shared with analyze. */
+/* Where analyze leaves its files: app_job_analysis_path (apps/job_saes.c), shared with analyze. */
 /* Per-unit token id datasets that name a unit's top token for the list and search: a 1-D
  * column, else the centre token of the first top context (dims unit, context, position). */
 static const char *const top_token_columns[] = {"top_token", NULL};
@@ -26,15 +26,15 @@ static const char *const token_id_datasets[] = {"top_token", "top_tokens", "inte
 
 /* The token ids an analysis file hands the page are inside the vocabulary it stores (analyze
  * always writes one; a file without it has no strings to index and is left as it is). */
-static ms_status check_token_ids(const ms_ranalysis *a, ms_err *err)
+static ms_status check_token_ids(const app_ranalysis *a, ms_err *err)
 {
-    const ms_rds *o = ms_ranalysis_find(a, "vocab_offsets");
+    const app_rds *o = app_ranalysis_find(a, "vocab_offsets");
     if (!o || o->rank != 1 || o->dims[0] < 1) return MS_OK;
     const int64_t n_vocab = o->dims[0] - 1;
     ms_status st = MS_OK;
     for (int i = 0; token_id_datasets[i] && !st; i++) {
-        const ms_rds *d = ms_ranalysis_find(a, token_id_datasets[i]);
-        if (d && d->is_int) st = ms_ranalysis_check_ids(a, d, n_vocab, err);
+        const app_rds *d = app_ranalysis_find(a, token_id_datasets[i]);
+        if (d && d->is_int) st = app_ranalysis_check_ids(a, d, n_vocab, err);
     }
     return st;
 }
@@ -47,8 +47,8 @@ typedef struct rdict {
     char *eval_path;   /* may not exist */
     char *decoder_path; /* sae.h5 (features) */
     char *saelens_path; /* saelens/sae_weights.safetensors: the decoder when sae.h5 is absent */
-    ms_ranalysis an;
-    ms_rdict dir;
+    app_ranalysis an;
+    app_rdict dir;
     bool have_dir;
 } rdict;
 
@@ -63,20 +63,20 @@ static void rm_tree(const char *path)
 }
 
 /* "msReport.<fn>(" + body + ");\n" */
-static void js_open(ms_rbuf *b, const char *fn)
+static void js_open(app_rbuf *b, const char *fn)
 {
-    ms_rbuf_clear(b);
-    ms_rbuf_printf(b, "msReport.%s(", fn);
+    app_rbuf_clear(b);
+    app_rbuf_printf(b, "msReport.%s(", fn);
 }
-static void js_close(ms_rbuf *b) { ms_rbuf_puts(b, ");\n"); }
+static void js_close(app_rbuf *b) { app_rbuf_puts(b, ");\n"); }
 
 static ms_status write_assets(const char *root, ms_err *err)
 {
-    for (int i = 0; i < ms_report_n_assets; i++) {
-        char *p = ms_path_join(root, ms_report_assets[i].name);
+    for (int i = 0; i < app_report_n_assets; i++) {
+        char *p = ms_path_join(root, app_report_assets[i].name);
         if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-        ms_rbuf b = {.p = (char *)ms_report_assets[i].data, .len = ms_report_assets[i].len};
-        ms_status st = ms_rbuf_write(&b, p, err);
+        app_rbuf b = {.p = (char *)app_report_assets[i].data, .len = app_report_assets[i].len};
+        ms_status st = app_rbuf_write(&b, p, err);
         free(p);
         if (st) return st;
     }
@@ -85,20 +85,20 @@ static ms_status write_assets(const char *root, ms_err *err)
 
 /* data/vocab.js: token strings, from the first analysis file that stores them (analyze copies
  * the tokenizer's), else from the job's tokenizer files; ids only when neither exists. */
-static ms_status write_vocab(const ms_config *cfg, const rdict *ds, int nd, const char *root, ms_rbuf *b,
+static ms_status write_vocab(const ms_config *cfg, const rdict *ds, int nd, const char *root, app_rbuf *b,
                              ms_err *err)
 {
     js_open(b, "vocab");
-    ms_rbuf_puts(b, "[");
+    app_rbuf_puts(b, "[");
     ms_status st = MS_OK;
     bool done = false;
     for (int i = 0; i < nd && !done && !st; i++) {
         int64_t *off, nv;
         unsigned char *raw;
-        if ((st = ms_ranalysis_vocab(&ds[i].an, &off, &nv, &raw, err)) || nv == 0) continue;
+        if ((st = app_ranalysis_vocab(&ds[i].an, &off, &nv, &raw, err)) || nv == 0) continue;
         for (int64_t v = 0; v < nv; v++) {
-            if (v) ms_rbuf_puts(b, ",");
-            ms_rbuf_str(b, (const char *)raw + off[v], (size_t)(off[v + 1] - off[v]));
+            if (v) app_rbuf_puts(b, ",");
+            app_rbuf_str(b, (const char *)raw + off[v], (size_t)(off[v + 1] - off[v]));
         }
         free(off), free(raw);
         done = true;
@@ -111,34 +111,34 @@ static ms_status write_vocab(const ms_config *cfg, const rdict *ds, int nd, cons
         for (int32_t i = 0; i < n; i++) {
             size_t len = 0;
             const char *s = ms_tokenizer_token_bytes(tok, i, &len);
-            if (i) ms_rbuf_puts(b, ",");
-            if (s) ms_rbuf_str(b, s, len);
-            else ms_rbuf_puts(b, "null");
+            if (i) app_rbuf_puts(b, ",");
+            if (s) app_rbuf_str(b, s, len);
+            else app_rbuf_puts(b, "null");
         }
         ms_tokenizer_free(tok);
         done = true;
     }
     if (!st && !done) ms_log("report: no token strings (analysis vocab_bytes or tokenizer files): tokens are shown as ids");
-    ms_rbuf_puts(b, "]");
+    app_rbuf_puts(b, "]");
     js_close(b);
     char *p = ms_path_join(root, "data/vocab.js");
-    if (!st) st = p ? ms_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if (!st) st = p ? app_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     free(p);
     return st;
 }
 
 /* The unit's top token per unit (-1 when unknown) for units [u0,u1). */
-static ms_status top_tokens(const ms_ranalysis *a, int64_t u0, int64_t u1, int32_t *out, ms_err *err)
+static ms_status top_tokens(const app_ranalysis *a, int64_t u0, int64_t u1, int32_t *out, ms_err *err)
 {
     for (int i = 0; top_token_columns[i]; i++) {
-        const ms_rds *d = ms_ranalysis_find(a, top_token_columns[i]);
-        if (d && d->per_unit && d->rank == 1) return ms_ranalysis_pick_i32(a, d, NULL, u0, u1, out, err);
+        const app_rds *d = app_ranalysis_find(a, top_token_columns[i]);
+        if (d && d->per_unit && d->rank == 1) return app_ranalysis_pick_i32(a, d, NULL, u0, u1, out, err);
     }
     for (int i = 0; top_context_tokens[i]; i++) {
-        const ms_rds *d = ms_ranalysis_find(a, top_context_tokens[i]);
+        const app_rds *d = app_ranalysis_find(a, top_context_tokens[i]);
         if (d && d->per_unit && d->rank == 3 && d->dims[1] > 0 && d->dims[2] > 0) {
             const int64_t idx[2] = {0, (d->dims[2] - 1) / 2}; /* first context, centre token */
-            return ms_ranalysis_pick_i32(a, d, idx, u0, u1, out, err);
+            return app_ranalysis_pick_i32(a, d, idx, u0, u1, out, err);
         }
     }
     for (int64_t u = u0; u < u1; u++) out[u - u0] = -1;
@@ -146,35 +146,35 @@ static ms_status top_tokens(const ms_ranalysis *a, int64_t u0, int64_t u1, int32
 }
 
 /* data/<dict>/units.js: every 1-D per-unit column plus the top token. */
-static ms_status write_units(const rdict *d, const char *dir, ms_rbuf *b, ms_err *err)
+static ms_status write_units(const rdict *d, const char *dir, app_rbuf *b, ms_err *err)
 {
-    const ms_ranalysis *a = &d->an;
+    const app_ranalysis *a = &d->an;
     js_open(b, "units");
-    ms_rbuf_str(b, d->name, strlen(d->name));
-    ms_rbuf_puts(b, ",{");
+    app_rbuf_str(b, d->name, strlen(d->name));
+    app_rbuf_puts(b, ",{");
     int nc = 0;
     ms_status st = MS_OK;
     for (int i = 0; i < a->n_ds && !st; i++) {
-        const ms_rds *ds = &a->ds[i];
+        const app_rds *ds = &a->ds[i];
         if (!ds->per_unit || ds->rank != 1) continue;
-        ms_rbuf_puts(b, nc++ ? "," : "");
-        ms_rbuf_str(b, ds->name, strlen(ds->name));
-        ms_rbuf_puts(b, ":");
-        st = ms_ranalysis_slab_json(a, ds, 0, a->n_units, b, err);
+        app_rbuf_puts(b, nc++ ? "," : "");
+        app_rbuf_str(b, ds->name, strlen(ds->name));
+        app_rbuf_puts(b, ":");
+        st = app_ranalysis_slab_json(a, ds, 0, a->n_units, b, err);
     }
     int32_t *tt = malloc((size_t)a->n_units * sizeof *tt);
     if (!st && !tt) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     if (!st) st = top_tokens(a, 0, a->n_units, tt, err);
     if (!st) {
-        ms_rbuf_puts(b, nc ? ",\"_top_token\":[" : "\"_top_token\":[");
+        app_rbuf_puts(b, nc ? ",\"_top_token\":[" : "\"_top_token\":[");
         for (int64_t u = 0; u < a->n_units; u++) {
-            if (u) ms_rbuf_put(b, ",", 1);
-            ms_rbuf_int(b, tt[u]);
+            if (u) app_rbuf_put(b, ",", 1);
+            app_rbuf_int(b, tt[u]);
         }
-        ms_rbuf_puts(b, "]}");
+        app_rbuf_puts(b, "]}");
         js_close(b);
         char *p = ms_path_join(dir, "units.js");
-        st = p ? ms_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        st = p ? app_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         free(p);
     }
     free(tt);
@@ -183,75 +183,75 @@ static ms_status write_units(const rdict *d, const char *dir, ms_rbuf *b, ms_err
 
 /* data/<dict>/block-NNNNN.js for units [u0,u1): every per-unit dataset of rank >= 2 and the
  * nearest units in each other dictionary with directions of the same width. */
-static ms_status write_block(const rdict *ds, int nd, int di, int64_t blk, const char *dir, ms_rbuf *b,
+static ms_status write_block(const rdict *ds, int nd, int di, int64_t blk, const char *dir, app_rbuf *b,
                              int32_t *ids, float *cos, float *work, ms_err *err)
 {
     const rdict *d = &ds[di];
-    const ms_ranalysis *a = &d->an;
+    const app_ranalysis *a = &d->an;
     int64_t u0 = blk * MS_REPORT_BLOCK, u1 = u0 + MS_REPORT_BLOCK;
     if (u1 > a->n_units) u1 = a->n_units;
     js_open(b, "block");
-    ms_rbuf_str(b, d->name, strlen(d->name));
-    ms_rbuf_printf(b, ",%lld,{\"u0\":%lld,\"n\":%lld,\"data\":{", (long long)blk, (long long)u0,
+    app_rbuf_str(b, d->name, strlen(d->name));
+    app_rbuf_printf(b, ",%lld,{\"u0\":%lld,\"n\":%lld,\"data\":{", (long long)blk, (long long)u0,
                    (long long)(u1 - u0));
     int nc = 0;
     for (int i = 0; i < a->n_ds; i++) {
-        const ms_rds *r = &a->ds[i];
+        const app_rds *r = &a->ds[i];
         if (!r->per_unit || r->rank < 2) continue;
-        ms_rbuf_puts(b, nc++ ? "," : "");
-        ms_rbuf_str(b, r->name, strlen(r->name));
-        ms_rbuf_puts(b, ":");
-        ms_status st = ms_ranalysis_slab_json(a, r, u0, u1, b, err);
+        app_rbuf_puts(b, nc++ ? "," : "");
+        app_rbuf_str(b, r->name, strlen(r->name));
+        app_rbuf_puts(b, ":");
+        ms_status st = app_ranalysis_slab_json(a, r, u0, u1, b, err);
         if (st) return st;
     }
-    ms_rbuf_puts(b, "},\"nearest\":{");
+    app_rbuf_puts(b, "},\"nearest\":{");
     int nn = 0;
     for (int o = 0; o < nd && d->have_dir; o++) {
         const rdict *e = &ds[o];
         if (o == di || !e->have_dir || e->dir.d != d->dir.d || e->model != d->model) continue;
-        ms_rdict_nearest(ids, cos, &d->dir, u0, u1, &e->dir, MS_REPORT_NEAREST, work);
-        ms_rbuf_puts(b, nn++ ? "," : "");
-        ms_rbuf_str(b, e->name, strlen(e->name));
-        ms_rbuf_puts(b, ":{\"ids\":[");
+        app_rdict_nearest(ids, cos, &d->dir, u0, u1, &e->dir, MS_REPORT_NEAREST, work);
+        app_rbuf_puts(b, nn++ ? "," : "");
+        app_rbuf_str(b, e->name, strlen(e->name));
+        app_rbuf_puts(b, ":{\"ids\":[");
         for (int64_t u = 0; u < u1 - u0; u++) {
-            ms_rbuf_puts(b, u ? ",[" : "[");
+            app_rbuf_puts(b, u ? ",[" : "[");
             for (int k = 0; k < MS_REPORT_NEAREST; k++) {
-                if (k) ms_rbuf_put(b, ",", 1);
-                ms_rbuf_int(b, ids[u * MS_REPORT_NEAREST + k]);
+                if (k) app_rbuf_put(b, ",", 1);
+                app_rbuf_int(b, ids[u * MS_REPORT_NEAREST + k]);
             }
-            ms_rbuf_puts(b, "]");
+            app_rbuf_puts(b, "]");
         }
-        ms_rbuf_puts(b, "],\"cos\":[");
+        app_rbuf_puts(b, "],\"cos\":[");
         for (int64_t u = 0; u < u1 - u0; u++) {
-            ms_rbuf_puts(b, u ? ",[" : "[");
+            app_rbuf_puts(b, u ? ",[" : "[");
             for (int k = 0; k < MS_REPORT_NEAREST; k++) {
-                if (k) ms_rbuf_puts(b, ",");
-                ms_rbuf_num(b, cos[u * MS_REPORT_NEAREST + k]);
+                if (k) app_rbuf_puts(b, ",");
+                app_rbuf_num(b, cos[u * MS_REPORT_NEAREST + k]);
             }
-            ms_rbuf_puts(b, "]");
+            app_rbuf_puts(b, "]");
         }
-        ms_rbuf_puts(b, "]}");
+        app_rbuf_puts(b, "]}");
     }
-    ms_rbuf_puts(b, "}}");
+    app_rbuf_puts(b, "}}");
     js_close(b);
     char name[64];
     snprintf(name, sizeof name, "block-%05lld.js", (long long)blk);
     char *p = ms_path_join(dir, name);
-    ms_status st = p ? ms_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    ms_status st = p ? app_rbuf_write(b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     free(p);
     return st;
 }
 
 /* One dictionary's entry in run.js. */
-static ms_status run_entry(const rdict *d, ms_rbuf *b, ms_err *err)
+static ms_status run_entry(const rdict *d, app_rbuf *b, ms_err *err)
 {
-    const ms_ranalysis *a = &d->an;
-    ms_rbuf_puts(b, "{\"name\":");
-    ms_rbuf_str(b, d->name, strlen(d->name));
-    ms_rbuf_printf(b, ",\"kind\":\"%s\",\"model\":\"%s\",\"n_units\":%lld,\"block\":%d,\"analysis\":", d->kind,
-                   ms_job_model_name(d->model), (long long)a->n_units, MS_REPORT_BLOCK);
-    ms_rbuf_str(b, a->path, strlen(a->path));
-    ms_rbuf_puts(b, ",\"eval\":");
+    const app_ranalysis *a = &d->an;
+    app_rbuf_puts(b, "{\"name\":");
+    app_rbuf_str(b, d->name, strlen(d->name));
+    app_rbuf_printf(b, ",\"kind\":\"%s\",\"model\":\"%s\",\"n_units\":%lld,\"block\":%d,\"analysis\":", d->kind,
+                   app_job_model_name(d->model), (long long)a->n_units, MS_REPORT_BLOCK);
+    app_rbuf_str(b, a->path, strlen(a->path));
+    app_rbuf_puts(b, ",\"eval\":");
     char *text = NULL;
     size_t len = 0;
     ms_err e2 = {0};
@@ -263,41 +263,41 @@ static ms_status run_entry(const rdict *d, ms_rbuf *b, ms_err *err)
             return ms_err_set(err, MS_ERR_FORMAT, "report: %s: not valid JSON", d->eval_path);
         }
         cJSON_Delete(j);
-        ms_rbuf_put(b, text, len);
+        app_rbuf_put(b, text, len);
     } else {
-        ms_rbuf_puts(b, "null");
+        app_rbuf_puts(b, "null");
     }
     free(text);
-    ms_rbuf_puts(b, ",\"attrs\":{");
-    ms_status st = ms_ranalysis_attrs_json(a, b, err);
+    app_rbuf_puts(b, ",\"attrs\":{");
+    ms_status st = app_ranalysis_attrs_json(a, b, err);
     if (st) return st;
-    ms_rbuf_puts(b, "},\"columns\":[");
+    app_rbuf_puts(b, "},\"columns\":[");
     int nc = 0;
     for (int i = 0; i < a->n_ds; i++) {
         if (!a->ds[i].per_unit || a->ds[i].rank != 1) continue;
-        ms_rbuf_puts(b, nc++ ? "," : "");
-        ms_rbuf_str(b, a->ds[i].name, strlen(a->ds[i].name));
+        app_rbuf_puts(b, nc++ ? "," : "");
+        app_rbuf_str(b, a->ds[i].name, strlen(a->ds[i].name));
     }
     /* datasets that are not per unit (bin edges, summaries), when small enough to embed */
-    ms_rbuf_puts(b, "],\"globals\":{");
+    app_rbuf_puts(b, "],\"globals\":{");
     int ng = 0;
     for (int i = 0; i < a->n_ds; i++) {
-        const ms_rds *r = &a->ds[i];
+        const app_rds *r = &a->ds[i];
         int64_t n = 1;
         for (int k = 0; k < r->rank; k++) n *= r->dims[k];
         if (r->per_unit || n > 100000 || strncmp(r->name, "vocab_", 6) == 0) continue;
-        ms_rbuf_puts(b, ng++ ? "," : "");
-        ms_rbuf_str(b, r->name, strlen(r->name));
-        ms_rbuf_puts(b, ":");
-        if ((st = ms_ranalysis_slab_json(a, r, 0, 0, b, err))) return st;
+        app_rbuf_puts(b, ng++ ? "," : "");
+        app_rbuf_str(b, r->name, strlen(r->name));
+        app_rbuf_puts(b, ":");
+        if ((st = app_ranalysis_slab_json(a, r, 0, 0, b, err))) return st;
     }
-    ms_rbuf_puts(b, "}}");
+    app_rbuf_puts(b, "}}");
     return MS_OK;
 }
 
 /* compare/universality.json's medians (trained pair and the control), without the per-unit
  * arrays; null when compare has not run. */
-static ms_status universality_entry(const ms_config *cfg, ms_rbuf *b, ms_err *err)
+static ms_status universality_entry(const ms_config *cfg, app_rbuf *b, ms_err *err)
 {
     char *p = ms_path_join(cfg->run.out_dir, "compare/universality.json"), *text = NULL;
     if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
@@ -315,7 +315,7 @@ static ms_status universality_entry(const ms_config *cfg, ms_rbuf *b, ms_err *er
     free(text);
     free(p);
     if (!u) {
-        ms_rbuf_puts(b, "null");
+        app_rbuf_puts(b, "null");
         return MS_OK;
     }
     cJSON *o = cJSON_CreateObject();
@@ -339,14 +339,14 @@ static ms_status universality_entry(const ms_config *cfg, ms_rbuf *b, ms_err *er
     cJSON_Delete(o);
     cJSON_Delete(u);
     if (!out) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    ms_rbuf_puts(b, out);
+    app_rbuf_puts(b, out);
     cJSON_free(out);
     return MS_OK;
 }
 
 static void rdict_free(rdict *d)
 {
-    ms_ranalysis_close(&d->an);
+    app_ranalysis_close(&d->an);
     free(d->analysis_path);
     free(d->eval_path);
     free(d->decoder_path);
@@ -359,26 +359,26 @@ static void rdict_free(rdict *d)
 static ms_status read_decoder(rdict *d, ms_err *err)
 {
     if (ms_path_exists(d->decoder_path)) {
-        ms_status st = ms_report_read_matrix(d->decoder_path, "W_dec", &d->dir.dirs, &d->dir.n, &d->dir.d, err);
+        ms_status st = app_report_read_matrix(d->decoder_path, "W_dec", &d->dir.dirs, &d->dir.n, &d->dir.d, err);
         d->have_dir = st == MS_OK;
         return st;
     }
     if (!ms_path_exists(d->saelens_path)) return MS_OK;
     ms_safetensors stf = {0};
-    ms_status st = ms_st_open(&stf, d->saelens_path, err);
-    const ms_st_tensor *t = st ? NULL : ms_st_find(&stf, "W_dec");
+    ms_status st = ms_safetensors_open(&stf, d->saelens_path, err);
+    const ms_safetensors_tensor *t = st ? NULL : ms_safetensors_find(&stf, "W_dec");
     if (!st && (!t || t->ndim != 2))
         st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: expected a 2-D tensor W_dec", d->saelens_path);
     if (!st && !(d->dir.dirs = malloc((size_t)(t->numel ? t->numel : 1) * sizeof *d->dir.dirs)))
         st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
-    if (!st) st = ms_st_read_f32(&stf, t, d->dir.dirs, err);
+    if (!st) st = ms_safetensors_read_f32(&stf, t, d->dir.dirs, err);
     if (!st) {
         d->dir.n = t->shape[0], d->dir.d = t->shape[1];
         d->have_dir = true;
         free(d->decoder_path);
         d->decoder_path = strdup(d->saelens_path); /* for messages */
     }
-    ms_st_close(&stf);
+    ms_safetensors_close(&stf);
     return st;
 }
 
@@ -386,27 +386,27 @@ static ms_status read_decoder(rdict *d, ms_err *err)
  * analysis file must exist) and those models' neurons (when analyze wrote them). */
 static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *err)
 {
-    ms_job_sae *saes = NULL;
+    app_job_sae *saes = NULL;
     int ns = 0;
-    ms_status st = ms_job_saes(cfg, &saes, &ns, err);
+    ms_status st = app_job_saes(cfg, &saes, &ns, err);
     if (st) return st;
     rdict *d = calloc((size_t)ns + MS_JOB_MAX_MODELS, sizeof *d);
     if (!d) {
-        ms_job_saes_free(saes, ns);
+        app_job_saes_free(saes, ns);
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     }
     int n = 0;
     for (int i = 0; i < ns && !st; i++) {
-        if (!ms_job_analyzes_model(cfg, saes[i].model)) { /* B's numbers: universality, summary.json */
+        if (!app_job_analyzes_model(cfg, saes[i].model)) { /* B's numbers: universality, summary.json */
             ms_log("report: %s (model %s) not shown: analyze covers model A's and the control's SAEs (its eval "
-                   "and universality numbers are in summary.json)", saes[i].name, ms_job_model_name(saes[i].model));
+                   "and universality numbers are in summary.json)", saes[i].name, app_job_model_name(saes[i].model));
             continue;
         }
         rdict *r = &d[n++];
         snprintf(r->name, sizeof r->name, "%s", saes[i].name);
         r->kind = "features";
         r->model = saes[i].model;
-        r->analysis_path = ms_job_analysis_path(cfg, saes[i].name, saes[i].dir);
+        r->analysis_path = app_job_analysis_path(cfg, saes[i].name, saes[i].dir);
         r->eval_path = ms_path_join(saes[i].dir, "eval.json");
         r->decoder_path = ms_path_join(saes[i].dir, "sae.h5");
         r->saelens_path = ms_path_join(saes[i].dir, "saelens/sae_weights.safetensors");
@@ -417,32 +417,32 @@ static ms_status list_dicts(const ms_config *cfg, rdict **out, int *nd, ms_err *
                             saes[i].name, r->analysis_path);
     }
     for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
-        if (!ms_job_analyzes_model(cfg, m)) continue;
-        char *p = ms_job_neurons_analysis_path(cfg, m);
+        if (!app_job_analyzes_model(cfg, m)) continue;
+        char *p = app_job_neurons_analysis_path(cfg, m);
         if (p && ms_path_exists(p)) {
             rdict *r = &d[n++];
-            snprintf(r->name, sizeof r->name, "%s", ms_job_neurons_name(m));
+            snprintf(r->name, sizeof r->name, "%s", app_job_neurons_name(m));
             r->kind = "neurons";
             r->model = m;
             r->analysis_path = p;
             /* no eval file of its own: the page reads the neurons section of its model's SAEs' eval.json */
         } else {
             ms_log("report: no neuron analysis for model %s (%s): the report shows its features only",
-                   ms_job_model_name(m), p ? p : "?");
+                   app_job_model_name(m), p ? p : "?");
             free(p);
         }
     }
-    ms_job_saes_free(saes, ns);
+    app_job_saes_free(saes, ns);
     *out = d;
     *nd = n;
     return st;
 }
 
-ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
+ms_status app_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
 {
     rdict *ds = NULL;
     int nd = 0;
-    ms_rbuf b = {0};
+    app_rbuf b = {0};
     int32_t *ids = NULL;
     float *cos = NULL, *work = NULL;
     char *final = ms_path_join(cfg->run.out_dir, "report");
@@ -455,11 +455,11 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
     int64_t total_units = 0, max_n = 0;
     for (int i = 0; i < nd && !st; i++) {
         rdict *d = &ds[i];
-        if ((st = ms_ranalysis_open(&d->an, d->analysis_path, err))) break;
+        if ((st = app_ranalysis_open(&d->an, d->analysis_path, err))) break;
         if ((st = check_token_ids(&d->an, err))) break;
         total_units += d->an.n_units;
         if (d->kind[0] == 'n') { /* identity dictionary */
-            d->dir = (ms_rdict){.dirs = NULL, .n = d->an.n_units, .d = d->an.n_units};
+            d->dir = (app_rdict){.dirs = NULL, .n = d->an.n_units, .d = d->an.n_units};
             d->have_dir = true;
         } else {
             if ((st = read_decoder(d, err))) break;
@@ -468,7 +468,7 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
                                 d->decoder_path, (long long)d->dir.n, d->analysis_path, (long long)d->an.n_units);
                 break;
             }
-            if (d->have_dir) ms_rdict_normalize(&d->dir);
+            if (d->have_dir) app_rdict_normalize(&d->dir);
             else ms_log("report: %s: no sae.h5 or SAELens weights: no nearest units for it", d->name);
         }
         if (d->dir.n > max_n) max_n = d->dir.n;
@@ -488,19 +488,19 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
     /* run.js */
     if (!st) {
         js_open(&b, "run");
-        ms_rbuf_puts(&b, "{\"name\":");
-        ms_rbuf_str(&b, cfg->run.name, strlen(cfg->run.name));
-        ms_rbuf_printf(&b, ",\"config_hash\":\"%s\",\"version\":\"%s\",\"dicts\":[", cfg->hash, MS_VERSION_STRING);
+        app_rbuf_puts(&b, "{\"name\":");
+        app_rbuf_str(&b, cfg->run.name, strlen(cfg->run.name));
+        app_rbuf_printf(&b, ",\"config_hash\":\"%s\",\"version\":\"%s\",\"dicts\":[", cfg->hash, MS_VERSION_STRING);
         for (int i = 0; i < nd && !st; i++) {
-            if (i) ms_rbuf_puts(&b, ",");
+            if (i) app_rbuf_puts(&b, ",");
             st = run_entry(&ds[i], &b, err);
         }
-        ms_rbuf_puts(&b, "],\"universality\":");
+        app_rbuf_puts(&b, "],\"universality\":");
         if (!st) st = universality_entry(cfg, &b, err);
-        ms_rbuf_puts(&b, "}");
+        app_rbuf_puts(&b, "}");
         js_close(&b);
         char *p = ms_path_join(data, "run.js");
-        if (!st) st = p ? ms_rbuf_write(&b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        if (!st) st = p ? app_rbuf_write(&b, p, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         free(p);
     }
     ms_progress prog;
@@ -548,7 +548,7 @@ ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err)
     }
     for (int i = 0; i < nd; i++) rdict_free(&ds[i]);
     free(ds);
-    ms_rbuf_free(&b);
+    app_rbuf_free(&b);
     free(ids), free(cos), free(work);
     free(final), free(root), free(data);
     return st;

@@ -8,6 +8,6 @@
 /* Writes <run.out_dir>/report/ (index.html, assets, data/ .js files) from every SAE's eval.json and
  * analysis file and the neuron analysis; built under a temporary name and renamed when whole.
  * Not collective: rank 0 calls it, the stage agrees afterwards. Facts go into rec. */
-ms_status ms_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err);
+ms_status app_report_build(const ms_config *cfg, ms_runrec *rec, ms_err *err);
 
 #endif

@@ -21,7 +21,7 @@ static bool is_global(const char *name)
 }
 
 typedef struct walk {
-    ms_ranalysis *a;
+    app_ranalysis *a;
     int cap;
     bool oom;
 } walk;
@@ -33,14 +33,14 @@ static int visit(const ms_h5_dsinfo *ds, void *op)
     if ((ds->kind == MS_H5_INT || ds->kind == MS_H5_FLOAT) && strlen(name) < 128) {
         if (w->a->n_ds == w->cap) {
             int cap = w->cap ? 2 * w->cap : 32;
-            ms_rds *p = realloc(w->a->ds, (size_t)cap * sizeof *p);
+            app_rds *p = realloc(w->a->ds, (size_t)cap * sizeof *p);
             if (!p) {
                 w->oom = true;
                 return 1;
             }
             w->a->ds = p, w->cap = cap;
         }
-        ms_rds *d = &w->a->ds[w->a->n_ds++];
+        app_rds *d = &w->a->ds[w->a->n_ds++];
         memset(d, 0, sizeof *d);
         snprintf(d->name, sizeof d->name, "%s", name);
         d->rank = ds->rank;
@@ -74,7 +74,7 @@ static bool attr_i64(ms_h5id f, const char *name, int64_t *v)
     return ok;
 }
 
-ms_status ms_ranalysis_open(ms_ranalysis *a, const char *path, ms_err *err)
+ms_status app_ranalysis_open(app_ranalysis *a, const char *path, ms_err *err)
 {
     memset(a, 0, sizeof *a);
     a->hid = -1;
@@ -108,7 +108,7 @@ ms_status ms_ranalysis_open(ms_ranalysis *a, const char *path, ms_err *err)
     return MS_OK;
 }
 
-void ms_ranalysis_close(ms_ranalysis *a)
+void app_ranalysis_close(app_ranalysis *a)
 {
     if (a->path && a->hid >= 0) ms_h5_file_close(a->hid);
     free(a->path);
@@ -117,7 +117,7 @@ void ms_ranalysis_close(ms_ranalysis *a)
     a->hid = -1;
 }
 
-const ms_rds *ms_ranalysis_find(const ms_ranalysis *a, const char *name)
+const app_rds *app_ranalysis_find(const app_ranalysis *a, const char *name)
 {
     for (int i = 0; i < a->n_ds; i++)
         if (strcmp(a->ds[i].name, name) == 0) return &a->ds[i];
@@ -125,7 +125,7 @@ const ms_rds *ms_ranalysis_find(const ms_ranalysis *a, const char *name)
 }
 
 typedef struct attr_ctx {
-    ms_rbuf *b;
+    app_rbuf *b;
     int n;
     ms_h5id loc;
 } attr_ctx;
@@ -139,31 +139,31 @@ static int attr_visit(const char *name, void *op)
     if ((cls == MS_H5_INT || cls == MS_H5_FLOAT) && np >= 1 && np <= 4096) {
         double *v = malloc((size_t)np * sizeof *v);
         if (v && ms_h5_attr_read_f64(c->loc, name, v) >= 0) {
-            ms_rbuf_puts(c->b, c->n++ ? "," : "");
-            ms_rbuf_str(c->b, name, strlen(name));
-            ms_rbuf_puts(c->b, ":");
-            if (rank >= 1) ms_rbuf_puts(c->b, "[");
+            app_rbuf_puts(c->b, c->n++ ? "," : "");
+            app_rbuf_str(c->b, name, strlen(name));
+            app_rbuf_puts(c->b, ":");
+            if (rank >= 1) app_rbuf_puts(c->b, "[");
             for (int64_t i = 0; i < np; i++) {
-                if (i) ms_rbuf_puts(c->b, ",");
-                ms_rbuf_num(c->b, v[i]);
+                if (i) app_rbuf_puts(c->b, ",");
+                app_rbuf_num(c->b, v[i]);
             }
-            if (rank >= 1) ms_rbuf_puts(c->b, "]");
+            if (rank >= 1) app_rbuf_puts(c->b, "]");
         }
         free(v);
     } else if (cls == MS_H5_STRING && np == 1) {
         char *str = ms_h5_attr_read_str(c->loc, name);
         if (str) {
-            ms_rbuf_puts(c->b, c->n++ ? "," : "");
-            ms_rbuf_str(c->b, name, strlen(name));
-            ms_rbuf_puts(c->b, ":");
-            ms_rbuf_str(c->b, str, strlen(str));
+            app_rbuf_puts(c->b, c->n++ ? "," : "");
+            app_rbuf_str(c->b, name, strlen(name));
+            app_rbuf_puts(c->b, ":");
+            app_rbuf_str(c->b, str, strlen(str));
         }
         free(str);
     }
     return 0;
 }
 
-ms_status ms_ranalysis_attrs_json(const ms_ranalysis *a, ms_rbuf *b, ms_err *err)
+ms_status app_ranalysis_attrs_json(const app_ranalysis *a, app_rbuf *b, ms_err *err)
 {
     attr_ctx c = {.b = b, .loc = a->hid};
     if (ms_h5_attr_iterate(a->hid, attr_visit, &c) < 0) return ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read the root attributes", a->path);
@@ -171,7 +171,7 @@ ms_status ms_ranalysis_attrs_json(const ms_ranalysis *a, ms_rbuf *b, ms_err *err
 }
 
 /* Reads elements [u0,u1) x (rest of the dims) of ds as doubles into a malloc'd array. */
-static ms_status read_slab(const ms_ranalysis *a, const ms_rds *ds, int64_t u0, int64_t u1, double **out,
+static ms_status read_slab(const app_ranalysis *a, const app_rds *ds, int64_t u0, int64_t u1, double **out,
                            size_t *count, ms_err *err)
 {
     *out = NULL;
@@ -187,7 +187,7 @@ static ms_status read_slab(const ms_ranalysis *a, const ms_rds *ds, int64_t u0, 
     if (!v) return ms_err_set(err, MS_ERR_NOMEM, "report: %s: out of memory reading %s", a->path, ds->name);
     int rc = -1;
     ms_h5id d = ms_h5_dataset_open(a->hid, ds->name);
-    if (d >= 0) rc = ms_h5_dataset_read(d, MS_ST_F64, ds->rank, start, cnt, v);
+    if (d >= 0) rc = ms_h5_dataset_read(d, MS_SAFETENSORS_F64, ds->rank, start, cnt, v);
     ms_h5_dataset_close(d);
     if (rc < 0) {
         free(v);
@@ -198,23 +198,23 @@ static ms_status read_slab(const ms_ranalysis *a, const ms_rds *ds, int64_t u0, 
 }
 
 /* Nested arrays over dims [lev, rank) of v (row-major), from *pos on. */
-static void emit(ms_rbuf *b, const double *v, size_t *pos, const int64_t *dims, int lev, int rank, bool is_int)
+static void emit(app_rbuf *b, const double *v, size_t *pos, const int64_t *dims, int lev, int rank, bool is_int)
 {
     if (lev == rank) {
         double x = v[(*pos)++];
-        if (is_int) ms_rbuf_int(b, (int64_t)x);
-        else ms_rbuf_num(b, x);
+        if (is_int) app_rbuf_int(b, (int64_t)x);
+        else app_rbuf_num(b, x);
         return;
     }
-    ms_rbuf_puts(b, "[");
+    app_rbuf_puts(b, "[");
     for (int64_t i = 0; i < dims[lev]; i++) {
-        if (i) ms_rbuf_puts(b, ",");
+        if (i) app_rbuf_puts(b, ",");
         emit(b, v, pos, dims, lev + 1, rank, is_int);
     }
-    ms_rbuf_puts(b, "]");
+    app_rbuf_puts(b, "]");
 }
 
-ms_status ms_ranalysis_slab_json(const ms_ranalysis *a, const ms_rds *ds, int64_t u0, int64_t u1, ms_rbuf *b,
+ms_status app_ranalysis_slab_json(const app_ranalysis *a, const app_rds *ds, int64_t u0, int64_t u1, app_rbuf *b,
                                  ms_err *err)
 {
     double *v;
@@ -230,7 +230,7 @@ ms_status ms_ranalysis_slab_json(const ms_ranalysis *a, const ms_rds *ds, int64_
     return MS_OK;
 }
 
-ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, const int64_t *idx, int64_t u0, int64_t u1,
+ms_status app_ranalysis_pick_i32(const app_ranalysis *a, const app_rds *ds, const int64_t *idx, int64_t u0, int64_t u1,
                                 int32_t *out, ms_err *err)
 {
     /* one element per unit: a (u1-u0, 1, ..., 1) hyperslab, so memory is one value per unit */
@@ -245,13 +245,13 @@ ms_status ms_ranalysis_pick_i32(const ms_ranalysis *a, const ms_rds *ds, const i
     if (u1 <= u0) return MS_OK;
     int rc = -1;
     ms_h5id d = ms_h5_dataset_open(a->hid, ds->name);
-    if (d >= 0) rc = ms_h5_dataset_read(d, MS_ST_I32, ds->rank, start, cnt, out);
+    if (d >= 0) rc = ms_h5_dataset_read(d, MS_SAFETENSORS_I32, ds->rank, start, cnt, out);
     ms_h5_dataset_close(d);
     if (rc < 0) return ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
     return MS_OK;
 }
 
-ms_status ms_ranalysis_check_ids(const ms_ranalysis *a, const ms_rds *ds, int64_t n_vocab, ms_err *err)
+ms_status app_ranalysis_check_ids(const app_ranalysis *a, const app_rds *ds, int64_t n_vocab, ms_err *err)
 {
     int64_t per = 1; /* values per unit */
     for (int i = 1; i < ds->rank; i++) per *= ds->dims[i];
@@ -267,7 +267,7 @@ ms_status ms_ranalysis_check_ids(const ms_ranalysis *a, const ms_rds *ds, int64_
         int64_t start[8] = {0}, cnt[8];
         for (int i = 0; i < ds->rank; i++) cnt[i] = i ? ds->dims[i] : u1 - u0;
         start[0] = u0;
-        int rc = ms_h5_dataset_read(d, MS_ST_I32, ds->rank, start, cnt, buf);
+        int rc = ms_h5_dataset_read(d, MS_SAFETENSORS_I32, ds->rank, start, cnt, buf);
         if (rc < 0) st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read dataset %s", a->path, ds->name);
         for (int64_t i = 0; !st && i < (u1 - u0) * per; i++)
             if (buf[i] < -1 || buf[i] >= n_vocab)
@@ -282,7 +282,7 @@ ms_status ms_ranalysis_check_ids(const ms_ranalysis *a, const ms_rds *ds, int64_
     return st;
 }
 
-ms_status ms_report_read_matrix(const char *path, const char *name, float **out, int64_t *rows, int64_t *cols,
+ms_status app_report_read_matrix(const char *path, const char *name, float **out, int64_t *rows, int64_t *cols,
                                 ms_err *err)
 {
     *out = NULL;
@@ -299,7 +299,7 @@ ms_status ms_report_read_matrix(const char *path, const char *name, float **out,
         size_t cnt = (size_t)(dims[0] * dims[1]);
         float *m = malloc((cnt ? cnt : 1) * sizeof *m);
         if (!m) st = ms_err_set(err, MS_ERR_NOMEM, "report: %s: out of memory reading %s", path, name);
-        else if (ms_h5_dataset_read(d, MS_ST_F32, 2, NULL, NULL, m) < 0) {
+        else if (ms_h5_dataset_read(d, MS_SAFETENSORS_F32, 2, NULL, NULL, m) < 0) {
             free(m);
             st = ms_err_set(err, MS_ERR_FORMAT, "report: %s: cannot read %s", path, name);
         } else {
@@ -311,11 +311,11 @@ ms_status ms_report_read_matrix(const char *path, const char *name, float **out,
     return st;
 }
 
-ms_status ms_ranalysis_vocab(const ms_ranalysis *a, int64_t **offsets, int64_t *n_tokens, unsigned char **bytes,
+ms_status app_ranalysis_vocab(const app_ranalysis *a, int64_t **offsets, int64_t *n_tokens, unsigned char **bytes,
                              ms_err *err)
 {
     *offsets = NULL, *bytes = NULL, *n_tokens = 0;
-    const ms_rds *o = ms_ranalysis_find(a, "vocab_offsets"), *b = ms_ranalysis_find(a, "vocab_bytes");
+    const app_rds *o = app_ranalysis_find(a, "vocab_offsets"), *b = app_ranalysis_find(a, "vocab_bytes");
     if (!o || !b || o->rank != 1 || b->rank != 1 || o->dims[0] < 1) return MS_OK;
     int64_t *off = malloc((size_t)o->dims[0] * sizeof *off);
     unsigned char *raw = malloc((size_t)(b->dims[0] ? b->dims[0] : 1));
@@ -324,8 +324,8 @@ ms_status ms_ranalysis_vocab(const ms_ranalysis *a, int64_t **offsets, int64_t *
         ms_h5id d1 = ms_h5_dataset_open(a->hid, "vocab_offsets");
         ms_h5id d2 = ms_h5_dataset_open(a->hid, "vocab_bytes");
         if (d1 >= 0 && d2 >= 0) {
-            rc = ms_h5_dataset_read(d1, MS_ST_I64, 1, NULL, NULL, off);
-            if (rc >= 0 && b->dims[0]) rc = ms_h5_dataset_read(d2, MS_ST_U8, 1, NULL, NULL, raw);
+            rc = ms_h5_dataset_read(d1, MS_SAFETENSORS_I64, 1, NULL, NULL, off);
+            if (rc >= 0 && b->dims[0]) rc = ms_h5_dataset_read(d2, MS_SAFETENSORS_U8, 1, NULL, NULL, raw);
         }
         ms_h5_dataset_close(d1);
         ms_h5_dataset_close(d2);

@@ -8,19 +8,19 @@
 
 #include "report.h"
 
-void ms_rbuf_free(ms_rbuf *b)
+void app_rbuf_free(app_rbuf *b)
 {
     free(b->p);
     memset(b, 0, sizeof *b);
 }
 
-void ms_rbuf_clear(ms_rbuf *b)
+void app_rbuf_clear(app_rbuf *b)
 {
     b->len = 0;
     if (b->p) b->p[0] = 0;
 }
 
-static bool grow(ms_rbuf *b, size_t extra)
+static bool grow(app_rbuf *b, size_t extra)
 {
     if (b->oom) return false;
     if (b->len + extra + 1 <= b->cap) return true;
@@ -36,7 +36,7 @@ static bool grow(ms_rbuf *b, size_t extra)
     return true;
 }
 
-void ms_rbuf_put(ms_rbuf *b, const char *s, size_t n)
+void app_rbuf_put(app_rbuf *b, const char *s, size_t n)
 {
     if (!grow(b, n)) return;
     memcpy(b->p + b->len, s, n);
@@ -44,9 +44,9 @@ void ms_rbuf_put(ms_rbuf *b, const char *s, size_t n)
     b->p[b->len] = 0;
 }
 
-void ms_rbuf_puts(ms_rbuf *b, const char *s) { ms_rbuf_put(b, s, strlen(s)); }
+void app_rbuf_puts(app_rbuf *b, const char *s) { app_rbuf_put(b, s, strlen(s)); }
 
-void ms_rbuf_printf(ms_rbuf *b, const char *fmt, ...)
+void app_rbuf_printf(app_rbuf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -59,22 +59,22 @@ void ms_rbuf_printf(ms_rbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-void ms_rbuf_num(ms_rbuf *b, double v)
+void app_rbuf_num(app_rbuf *b, double v)
 {
     if (!isfinite(v)) {
-        ms_rbuf_put(b, "null", 4);
+        app_rbuf_put(b, "null", 4);
         return;
     }
     if (v == 0) { /* most window activations: skip printf */
-        ms_rbuf_put(b, "0", 1);
+        app_rbuf_put(b, "0", 1);
         return;
     }
     char t[32];
     int n = snprintf(t, sizeof t, "%.5g", v);
-    ms_rbuf_put(b, t, (size_t)n);
+    app_rbuf_put(b, t, (size_t)n);
 }
 
-void ms_rbuf_int(ms_rbuf *b, int64_t v)
+void app_rbuf_int(app_rbuf *b, int64_t v)
 {
     char t[24], *e = t + sizeof t, *p = e;
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
@@ -83,7 +83,7 @@ void ms_rbuf_int(ms_rbuf *b, int64_t v)
         u /= 10;
     } while (u);
     if (v < 0) *--p = '-';
-    ms_rbuf_put(b, p, (size_t)(e - p));
+    app_rbuf_put(b, p, (size_t)(e - p));
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
@@ -107,38 +107,38 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-void ms_rbuf_str(ms_rbuf *b, const char *s, size_t n)
+void app_rbuf_str(app_rbuf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
-    ms_rbuf_put(b, "\"", 1);
+    app_rbuf_put(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         unsigned c = u[i];
         if (c == '"' || c == '\\') {
             char t[2] = {'\\', (char)c};
-            ms_rbuf_put(b, t, 2);
+            app_rbuf_put(b, t, 2);
             i++;
         } else if (c < 0x20 || c == 0x7f) {
-            ms_rbuf_printf(b, "\\u%04x", c);
+            app_rbuf_printf(b, "\\u%04x", c);
             i++;
         } else {
             size_t l = utf8_len(u + i, n - i);
             if (l == 0) {
-                ms_rbuf_puts(b, "\\ufffd");
+                app_rbuf_puts(b, "\\ufffd");
                 i++;
             } else if (l == 3 && u[i] == 0xe2 && u[i + 1] == 0x80 && (u[i + 2] == 0xa8 || u[i + 2] == 0xa9)) {
                 /* U+2028/2029 end a line in older JavaScript parsers */
-                ms_rbuf_printf(b, "\\u202%c", u[i + 2] == 0xa8 ? '8' : '9');
+                app_rbuf_printf(b, "\\u202%c", u[i + 2] == 0xa8 ? '8' : '9');
                 i += 3;
             } else {
-                ms_rbuf_put(b, s + i, l);
+                app_rbuf_put(b, s + i, l);
                 i += l;
             }
         }
     }
-    ms_rbuf_put(b, "\"", 1);
+    app_rbuf_put(b, "\"", 1);
 }
 
-ms_status ms_rbuf_write(const ms_rbuf *b, const char *path, ms_err *err)
+ms_status app_rbuf_write(const app_rbuf *b, const char *path, ms_err *err)
 {
     if (b->oom) return ms_err_set(err, MS_ERR_NOMEM, "report: %s: out of memory while building the file", path);
     FILE *f = fopen(path, "wb");

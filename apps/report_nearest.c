@@ -7,7 +7,7 @@
 
 #include "report.h"
 
-void ms_rdict_normalize(ms_rdict *dict)
+void app_rdict_normalize(app_rdict *dict)
 {
     if (!dict->dirs) return;
     for (int64_t i = 0; i < dict->n; i++) {
@@ -34,7 +34,7 @@ static void insert(int32_t *ids, float *cos, int k, int32_t id, float c)
     cos[i] = c;
 }
 
-void ms_rdict_nearest(int32_t *ids, float *cos, const ms_rdict *a, int64_t r0, int64_t r1, const ms_rdict *b, int k,
+void app_rdict_nearest(int32_t *ids, float *cos, const app_rdict *a, int64_t r0, int64_t r1, const app_rdict *b, int k,
                       float *work)
 {
     int64_t m = r1 - r0, n = b->n, d = a->d;

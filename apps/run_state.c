@@ -10,7 +10,7 @@
 
 #include "run_state.h"
 
-void ms_unit_hash(ms_unit *u)
+void app_unit_hash(app_unit *u)
 {
     uint64_t h = ms_fnv1a64(u->keys ? u->keys : "", u->keys ? strlen(u->keys) : 0, 0);
     for (int i = 0; i < u->n_inputs; i++) {
@@ -22,7 +22,7 @@ void ms_unit_hash(ms_unit *u)
     snprintf(u->hash, sizeof u->hash, "%016llx", (unsigned long long)h);
 }
 
-void ms_unit_input(ms_unit *u, const char *unit, const char *hash)
+void app_unit_input(app_unit *u, const char *unit, const char *hash)
 {
     if (u->n_inputs >= MS_UNIT_MAX_INPUTS) return;
     snprintf(u->inputs[u->n_inputs].unit, sizeof u->inputs[0].unit, "%s", unit);
@@ -37,7 +37,7 @@ static char *marker_path(const char *out_dir, const char *unit)
     return ms_path_join(out_dir, name);
 }
 
-bool ms_unit_read(const char *out_dir, const char *unit, ms_unit_record *r)
+bool app_unit_read(const char *out_dir, const char *unit, app_unit_record *r)
 {
     memset(r, 0, sizeof *r);
     char *p = marker_path(out_dir, unit), *text = NULL;
@@ -78,7 +78,7 @@ bool ms_unit_read(const char *out_dir, const char *unit, ms_unit_record *r)
                 ok = false; /* a damaged record: not trusted, the unit runs again */
                 break;
             }
-            ms_unit_output *u = &r->outputs[r->n_outputs++];
+            app_unit_output *u = &r->outputs[r->n_outputs++];
             u->path = strdup(path->valuestring);
             u->size = (int64_t)size->valuedouble;
             u->mtime_ns = strtoll(mt->valuestring, NULL, 10);
@@ -87,11 +87,11 @@ bool ms_unit_read(const char *out_dir, const char *unit, ms_unit_record *r)
         }
     }
     cJSON_Delete(j);
-    if (!(ok && r->keys)) ms_unit_record_free(r);
+    if (!(ok && r->keys)) app_unit_record_free(r);
     return ok && r->keys;
 }
 
-void ms_unit_record_free(ms_unit_record *r)
+void app_unit_record_free(app_unit_record *r)
 {
     free(r->keys);
     r->keys = NULL;
@@ -135,10 +135,10 @@ static cJSON *outputs_json(char *const *outputs, int n, ms_err *err)
     return a;
 }
 
-bool ms_unit_outputs_whole(const ms_unit_record *r, char *why, size_t n)
+bool app_unit_outputs_whole(const app_unit_record *r, char *why, size_t n)
 {
     for (int i = 0; i < r->n_outputs; i++) {
-        const ms_unit_output *o = &r->outputs[i];
+        const app_unit_output *o = &r->outputs[i];
         struct stat sb;
         if (stat(o->path, &sb) != 0) {
             snprintf(why, n, "its output %s is gone", o->path);
@@ -165,7 +165,7 @@ bool ms_unit_outputs_whole(const ms_unit_record *r, char *why, size_t n)
     return true;
 }
 
-ms_status ms_unit_write(const char *out_dir, const ms_unit *u, bool complete, double seconds,
+ms_status app_unit_write(const char *out_dir, const app_unit *u, bool complete, double seconds,
                         char *const *outputs, int n_outputs, ms_err *err)
 {
     cJSON *outs = complete ? outputs_json(outputs, n_outputs, err) : NULL;
@@ -243,7 +243,7 @@ static void diff_keys(const char *old, const char *new_, char *out, size_t n)
     if (more) snprintf(out + strlen(out), n - strlen(out), " and %d more", more);
 }
 
-void ms_unit_why(const ms_unit *u, const ms_unit_record *r, char *why, size_t n)
+void app_unit_why(const app_unit *u, const app_unit_record *r, char *why, size_t n)
 {
     why[0] = '\0';
     diff_keys(r->keys, u->keys ? u->keys : "", why, n);

@@ -84,7 +84,7 @@ static cJSON *last_jsonl(const char *path, const char *split)
     return best;
 }
 
-static cJSON *sae_entry(const ms_job_sae *s)
+static cJSON *sae_entry(const app_job_sae *s)
 {
     /* eval.json's layout: docs/eval.md */
     static const char *const eval_keys[] = {"l0=reconstruction.l0", "fvu=reconstruction.fvu",
@@ -95,7 +95,7 @@ static cJSON *sae_entry(const ms_job_sae *s)
                                              "final_dead", "final_ultralow", "final_rare", NULL};
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", s->name);
-    cJSON_AddStringToObject(o, "model", ms_job_model_name(s->model));
+    cJSON_AddStringToObject(o, "model", app_job_model_name(s->model));
     cJSON_AddNumberToObject(o, "d_sae", (double)s->d_sae);
     cJSON_AddStringToObject(o, "dir", s->dir);
     cJSON *ev = read_json(s->dir, "eval.json");
@@ -116,7 +116,7 @@ static cJSON *sae_entry(const ms_job_sae *s)
     return o;
 }
 
-static cJSON *model_entry(const ms_config *cfg, int model, const ms_job_sae *saes, int n)
+static cJSON *model_entry(const ms_config *cfg, int model, const app_job_sae *saes, int n)
 {
     static const char *const loss_keys[] = {"loss_clean=loss.clean", "loss_zero=loss.zero", NULL};
     ms_config mc;
@@ -130,7 +130,7 @@ static cJSON *model_entry(const ms_config *cfg, int model, const ms_job_sae *sae
     for (int i = 0; i < n && !ev; i++)
         if (saes[i].model == model) ev = read_json(saes[i].dir, "eval.json");
     char reason[256];
-    snprintf(reason, sizeof reason, "no eval.json for an SAE of model %s: run `monosem eval`", ms_job_model_name(model));
+    snprintf(reason, sizeof reason, "no eval.json for an SAE of model %s: run `monosem eval`", app_job_model_name(model));
     copy_numbers(o, ev, loss_keys, reason);
     cJSON_Delete(ev);
     char *lp = ms_path_join(mc.train_model.dir, "log.jsonl");
@@ -204,25 +204,25 @@ static cJSON *analysis_medians(const char *path)
 
 /* Features vs neurons: the analyze stage's measure medians per SAE and for the neurons of model
  * A (and of the control R),
- * from the analysis.h5 files where analyze writes them (ms_job_analysis_path) by
+ * from the analysis.h5 files where analyze writes them (app_job_analysis_path) by
  * default; read when present. */
-static cJSON *features_vs_neurons(const ms_config *cfg, const ms_job_sae *saes, int n)
+static cJSON *features_vs_neurons(const ms_config *cfg, const app_job_sae *saes, int n)
 {
     cJSON *o = cJSON_CreateObject();
     bool any = false;
     for (int m = 0; m < MS_JOB_MAX_MODELS; m++) {
-        if (!ms_job_analyzes_model(cfg, m)) continue;
-        char *np = ms_job_neurons_analysis_path(cfg, m);
+        if (!app_job_analyzes_model(cfg, m)) continue;
+        char *np = app_job_neurons_analysis_path(cfg, m);
         cJSON *nm = np ? analysis_medians(np) : NULL;
         free(np);
         any = any || nm;
         if (nm)
-            cJSON_AddItemToObject(o, ms_job_neurons_name(m), nm);
+            cJSON_AddItemToObject(o, app_job_neurons_name(m), nm);
         else
-            cJSON_AddNullToObject(o, ms_job_neurons_name(m));
+            cJSON_AddNullToObject(o, app_job_neurons_name(m));
     }
     for (int i = 0; i < n; i++) {
-        char *p = ms_job_analysis_path(cfg, saes[i].name, saes[i].dir);
+        char *p = app_job_analysis_path(cfg, saes[i].name, saes[i].dir);
         cJSON *m = p ? analysis_medians(p) : NULL;
         free(p);
         any = any || m;
@@ -237,12 +237,12 @@ static cJSON *features_vs_neurons(const ms_config *cfg, const ms_job_sae *saes, 
     return o;
 }
 
-ms_status ms_run_summary_write(const ms_config *cfg, const ms_unit_outcome *outcomes, int n_outcomes, double seconds,
+ms_status app_run_summary_write(const ms_config *cfg, const app_unit_outcome *outcomes, int n_outcomes, double seconds,
                                ms_err *err)
 {
-    ms_job_sae *saes = NULL;
+    app_job_sae *saes = NULL;
     int n = 0;
-    ms_status st = ms_job_saes(cfg, &saes, &n, err);
+    ms_status st = app_job_saes(cfg, &saes, &n, err);
     if (st) return st;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "job", cfg->path);
@@ -251,7 +251,7 @@ ms_status ms_run_summary_write(const ms_config *cfg, const ms_unit_outcome *outc
     cJSON_AddStringToObject(root, "version", MS_VERSION_STRING);
     cJSON *models = cJSON_AddObjectToObject(root, "models");
     for (int m = 0; m < MS_JOB_MAX_MODELS; m++)
-        if (ms_job_has_model(cfg, m)) cJSON_AddItemToObject(models, ms_job_model_name(m), model_entry(cfg, m, saes, n));
+        if (app_job_has_model(cfg, m)) cJSON_AddItemToObject(models, app_job_model_name(m), model_entry(cfg, m, saes, n));
     cJSON *arr = cJSON_AddArrayToObject(root, "saes");
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, sae_entry(&saes[i]));
     cJSON_AddItemToObject(root, "features_vs_neurons", features_vs_neurons(cfg, saes, n));
@@ -311,6 +311,6 @@ ms_status ms_run_summary_write(const ms_config *cfg, const ms_unit_outcome *outc
     cJSON_free(text);
     free(path);
     cJSON_Delete(root);
-    ms_job_saes_free(saes, n);
+    app_job_saes_free(saes, n);
     return st;
 }

@@ -85,17 +85,17 @@ ms_status app_sae_ckpt_write(const char *path, const ms_sae *sae, const app_trai
     s[CK_ARCH] = sae->hp.arch;
     const int64_t np = (int64_t)sae->layout.n_params, ds = sae->hp.d_sae;
     int64_t hist0[2] = {0, 0};
-    ms_st_item items[] = {
-        {"params", MS_ST_F32, 1, {np}, sae->params},
-        {"adam_m", MS_ST_F32, 1, {np}, sae->adam_m},
-        {"adam_v", MS_ST_F32, 1, {np}, sae->adam_v},
-        {"since_fired", MS_ST_I64, 1, {ds}, sae->since_fired},
-        {"fire_count", MS_ST_I64, 1, {ds}, t->fire_count},
-        {"fire_start", MS_ST_I64, 1, {ds}, t->fire_start},
-        {"fire_prev", MS_ST_I64, 2, {2, ds}, t->fire_prev},
-        {"resample_window", MS_ST_I64, 1, {ds + 1}, t->win_fired},
-        {"state", MS_ST_I64, 1, {CK_N}, s},
-        {"resample_history", MS_ST_I64, 2, {t->n_hist, 2}, t->n_hist ? t->history : hist0},
+    ms_safetensors_item items[] = {
+        {"params", MS_SAFETENSORS_F32, 1, {np}, sae->params},
+        {"adam_m", MS_SAFETENSORS_F32, 1, {np}, sae->adam_m},
+        {"adam_v", MS_SAFETENSORS_F32, 1, {np}, sae->adam_v},
+        {"since_fired", MS_SAFETENSORS_I64, 1, {ds}, sae->since_fired},
+        {"fire_count", MS_SAFETENSORS_I64, 1, {ds}, t->fire_count},
+        {"fire_start", MS_SAFETENSORS_I64, 1, {ds}, t->fire_start},
+        {"fire_prev", MS_SAFETENSORS_I64, 2, {2, ds}, t->fire_prev},
+        {"resample_window", MS_SAFETENSORS_I64, 1, {ds + 1}, t->win_fired},
+        {"state", MS_SAFETENSORS_I64, 1, {CK_N}, s},
+        {"resample_history", MS_SAFETENSORS_I64, 2, {t->n_hist, 2}, t->n_hist ? t->history : hist0},
     };
     char ranks[16];
     snprintf(ranks, sizeof ranks, "%d", n_ranks);
@@ -107,7 +107,7 @@ ms_status app_sae_ckpt_write(const char *path, const ms_sae *sae, const app_trai
                           "n_ranks", ranks, "version", MS_VERSION_STRING, "result_keys", keys,
                           "activations_id", acts_id};
     /* the replaced checkpoint stays as .prev: the fallback if this one is found corrupt */
-    ms_status st = ms_st_write_rotate(path, items, (int)(sizeof items / sizeof items[0]), meta, 6, err);
+    ms_status st = ms_safetensors_write_rotate(path, items, (int)(sizeof items / sizeof items[0]), meta, 6, err);
     free(keys);
     return st;
 }
@@ -116,8 +116,8 @@ ms_status app_sae_ckpt_write(const char *path, const ms_sae *sae, const app_trai
 static ms_status st_read_i64(const ms_safetensors *f, const char *name, int64_t n, int64_t *dst,
                              ms_err *err)
 {
-    const ms_st_tensor *t = ms_st_find(f, name);
-    if (!t || t->dtype != MS_ST_I64 || (int64_t)t->numel != n)
+    const ms_safetensors_tensor *t = ms_safetensors_find(f, name);
+    if (!t || t->dtype != MS_SAFETENSORS_I64 || (int64_t)t->numel != n)
         return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor %s: expected I64 with %lld elements",
                           f->path, name, (long long)n);
     if (n == 0) return MS_OK;
@@ -172,10 +172,10 @@ ms_status app_sae_ckpt_read(const char *path, ms_sae *sae, app_train_state *t, c
 {
     ms_safetensors f;
     memset(&f, 0, sizeof f);
-    ms_status st = ms_st_open(&f, path, err);
+    ms_status st = ms_safetensors_open(&f, path, err);
     if (st) return st;
-    const char *h = ms_st_meta(&f, "config_hash"), *keys = ms_st_meta(&f, "result_keys"),
-               *ids = ms_st_meta(&f, "activations_id");
+    const char *h = ms_safetensors_meta(&f, "config_hash"), *keys = ms_safetensors_meta(&f, "result_keys"),
+               *ids = ms_safetensors_meta(&f, "activations_id");
     int64_t s[CK_N];
     char acts_id[512];
     acts_identity(am, acts_id, sizeof acts_id);
@@ -204,31 +204,31 @@ ms_status app_sae_ckpt_read(const char *path, ms_sae *sae, app_train_state *t, c
                         (long long)s[CK_D_SAE], (long long)s[CK_BATCH], (long long)sae->hp.d_in,
                         (long long)sae->hp.d_sae, (long long)cfg->sae.batch);
     const int64_t np = (int64_t)sae->layout.n_params, ds = sae->hp.d_sae;
-    const ms_st_tensor *tt;
+    const ms_safetensors_tensor *tt;
     const char *fl[3] = {"params", "adam_m", "adam_v"};
     float *dst[3] = {sae->params, sae->adam_m, sae->adam_v};
     for (int i = 0; i < 3 && !st; i++) {
-        tt = ms_st_find(&f, fl[i]);
-        if (!tt || tt->dtype != MS_ST_F32 || (int64_t)tt->numel != np)
+        tt = ms_safetensors_find(&f, fl[i]);
+        if (!tt || tt->dtype != MS_SAFETENSORS_F32 || (int64_t)tt->numel != np)
             st = ms_err_set(err, MS_ERR_FORMAT, "%s: tensor %s: expected F32 with %lld elements",
                             path, fl[i], (long long)np);
         else
-            st = ms_st_read_f32(&f, tt, dst[i], err);
+            st = ms_safetensors_read_f32(&f, tt, dst[i], err);
     }
     if (!st) st = st_read_i64(&f, "since_fired", ds, sae->since_fired, err);
     if (!st) st = st_read_i64(&f, "fire_count", ds, t->fire_count, err);
     if (!st) st = st_read_i64(&f, "fire_start", ds, t->fire_start, err);
-    if (!st && ms_st_find(&f, "fire_prev")) /* absent in checkpoints before the window */
+    if (!st && ms_safetensors_find(&f, "fire_prev")) /* absent in checkpoints before the window */
         st = st_read_i64(&f, "fire_prev", 2 * ds, t->fire_prev, err);
-    if (!st && ms_st_find(&f, "resample_window")) /* absent before the density criterion: zeros */
+    if (!st && ms_safetensors_find(&f, "resample_window")) /* absent before the density criterion: zeros */
         st = st_read_i64(&f, "resample_window", ds + 1, t->win_fired, err);
-    if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
+    if (!st && (tt = ms_safetensors_find(&f, "resample_history")) && tt->ndim == 2) {
         int64_t nh = tt->shape[0];
         if (nh < 0 || (s[CK_STEP] >= 0 && nh > s[CK_STEP])) /* <= one resampling per step */
             st = ms_err_set(err, MS_ERR_FORMAT, "%s: corrupt checkpoint: %lld resample_history rows at step %lld",
                             path, (long long)nh, (long long)s[CK_STEP]);
     }
-    if (!st && (tt = ms_st_find(&f, "resample_history")) && tt->ndim == 2) {
+    if (!st && (tt = ms_safetensors_find(&f, "resample_history")) && tt->ndim == 2) {
         int64_t nh = tt->shape[0];
         free(t->history);
         t->history = malloc((size_t)(nh + 1) * 2 * sizeof *t->history);
@@ -252,7 +252,7 @@ ms_status app_sae_ckpt_read(const char *path, ms_sae *sae, app_train_state *t, c
         memcpy(&sae->input_scale, &fb, 4);
         memcpy(&t->loss_ref, &s[CK_LOSSREF_BITS], 8);
     }
-    ms_st_close(&f);
+    ms_safetensors_close(&f);
     return st;
 }
 

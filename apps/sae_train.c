@@ -131,7 +131,7 @@ static ms_status trainer_step(app_trainer *tr, double *lr, ms_err *err)
 
 /* After the last step: the final weights' densities over the file's first rows, in file order
  * (whole global batches, each rank its slice), counted as eval counts them
- * (ms_eval_density_stats: dead = never fired, ultralow / rare = alive below the cut), so the
+ * (ms_density_stats: dead = never fired, ultralow / rare = alive below the cut), so the
  * training-time numbers describe the dictionary training ends with, not a window of weights
  * that kept moving; log10d gets the densities. Integer counts, summed once: the same on any
  * rank count. COLLECTIVE. */
@@ -172,8 +172,8 @@ static ms_status trainer_final_densities(app_trainer *tr, ms_err *err)
     st = ms_comm_agree(tr->comm, st, err);
     if (!st) st = ms_comm_allreduce_f64(tr->comm, fires, (size_t)m + 1, err); /* counts < 2^53: exact */
     if (!st) {
-        ms_eval_density d;
-        ms_eval_density_stats(&d, fires, m, fires[m], cfg->sae.ultralow_density, cfg->sae.rare_density);
+        ms_density d;
+        ms_density_stats(&d, fires, m, fires[m], cfg->sae.ultralow_density, cfg->sae.rare_density);
         res->final_rows = (int64_t)fires[m];
         res->final_dead = d.dead, res->final_ultralow = d.ultralow, res->final_rare = d.rare;
         for (int64_t j = 0; j < m; j++) tr->log10d[j] = (float)log10(fires[j] / fires[m] + 1e-10);

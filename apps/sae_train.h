@@ -19,7 +19,7 @@
 /* Fills hp from the job's (derived) sae section: arch, d_sae, k, coefficients, lr, Adam,
  * schedules. d_in and max_batch come from the data file and the rank count. Only training
  * builds an SAE from the job; everything after it opens what training saved
- * (ms_sae_open_saelens), so the two can never disagree. */
+ * (ms_saelens_open), so the two can never disagree. */
 void app_sae_hparams_from_config(ms_sae_hparams *hp, const ms_config *cfg, int64_t d_in,
                                  int64_t max_batch);
 
@@ -145,7 +145,7 @@ typedef struct app_train_result {
     double loss, mse, fvu, l0, l1; /* last step's global metrics */
     int64_t dead, ultralow, rare;  /* the training window's estimates (app_train_densities) */
     /* the final weights over the file's first final_rows rows (sae.final_density_rows, whole
-     * batches), counted as eval counts (ms_eval_density_stats); final_rows 0 = not measured */
+     * batches), counted as eval counts (ms_density_stats); final_rows 0 = not measured */
     int64_t final_rows, final_dead, final_ultralow, final_rare;
     int64_t skipped_rows;  /* non-finite rows skipped */
     double tokens_per_s;   /* over the steps run in this process */

@@ -51,11 +51,11 @@ ms_status app_trainer_write_outputs(app_trainer *tr, ms_err *err)
         snprintf(steps_s, sizeof steps_s, "%lld", (long long)sae->step);
         snprintf(dsae_s, sizeof dsae_s, "%lld", (long long)ds);
         snprintf(scale_s, sizeof scale_s, "%.9g", (double)sae->input_scale);
-        ms_st_item items[] = {
-            {"W_enc", MS_ST_F32, 2, {d, ds}, We},     {"b_enc", MS_ST_F32, 1, {ds}, be},
-            {"W_dec", MS_ST_F32, 2, {ds, d}, Wd},     {"b_dec", MS_ST_F32, 1, {d}, bd},
-            {"threshold", MS_ST_F32, 1, {ds}, th},    {"log10_density", MS_ST_F32, 1, {ds}, tr->log10d},
-            {"resample_history", MS_ST_I64, 2, {tr->t.n_hist, 2}, tr->t.history ? tr->t.history : (int64_t *)buf},
+        ms_safetensors_item items[] = {
+            {"W_enc", MS_SAFETENSORS_F32, 2, {d, ds}, We},     {"b_enc", MS_SAFETENSORS_F32, 1, {ds}, be},
+            {"W_dec", MS_SAFETENSORS_F32, 2, {ds, d}, Wd},     {"b_dec", MS_SAFETENSORS_F32, 1, {d}, bd},
+            {"threshold", MS_SAFETENSORS_F32, 1, {ds}, th},    {"log10_density", MS_SAFETENSORS_F32, 1, {ds}, tr->log10d},
+            {"resample_history", MS_SAFETENSORS_I64, 2, {tr->t.n_hist, 2}, tr->t.history ? tr->t.history : (int64_t *)buf},
         };
         const char *attrs[] = {"arch", ms_enum_name("sae.arch", sae->hp.arch), "hook", tr->meta.hook,
                                "activations", cfg->sae.activations, "config_hash", cfg->hash,
@@ -79,7 +79,7 @@ ms_status app_trainer_write_outputs(app_trainer *tr, ms_err *err)
                           .l1_coefficient = cfg->sae.l1_coeff,
                           .training_tokens = tr->t.tokens,
                           .density_source = src};
-    return ms_sae_save_saelens(sae, tr->lens_dir, tr->log10d, &lm, err);
+    return ms_saelens_save(sae, tr->lens_dir, tr->log10d, &lm, err);
 }
 
 /* The run record's facts and times. Local (rank 0's record is the one written). */

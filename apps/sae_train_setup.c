@@ -106,7 +106,7 @@ ms_status app_trainer_open(app_trainer *tr, ms_err *err)
                         (long long)tr->B, (long long)(tr->steps * tr->B));
     if (!st && cfg->sae.init && *cfg->sae.init) {
         int64_t di = 0, dsae = 0;
-        st = ms_sae_saelens_dims(cfg->sae.init, &di, &dsae, err);
+        st = ms_saelens_dims(cfg->sae.init, &di, &dsae, err);
         if (!st && (di != m->d || dsae != cfg->sae.d_sae))
             st = ms_err_set(err, MS_ERR_STATE,
                             "%s/cfg.json: d_in %lld, d_sae %lld; this run has d_in %lld (from "
@@ -124,7 +124,7 @@ static ms_status trainer_init_fresh(app_trainer *tr, ms_err *err)
     const ms_config *cfg = tr->cfg;
     ms_rng_init(&tr->t.rng, (uint64_t)cfg->run.seed, 0x5ae);
     ms_sae_init_params(&tr->sae, &tr->t.rng);
-    if (cfg->sae.init && *cfg->sae.init) return ms_sae_load_saelens(&tr->sae, cfg->sae.init, err);
+    if (cfg->sae.init && *cfg->sae.init) return ms_saelens_load(&tr->sae, cfg->sae.init, err);
     const int64_t d = tr->d;
     int64_t n = cfg->sae.median_samples < tr->meta.n_rows ? cfg->sae.median_samples : tr->meta.n_rows;
     float *smp = malloc((size_t)(n * d) * sizeof *smp); /* (n, d) */

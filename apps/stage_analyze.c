@@ -12,13 +12,13 @@
 /* Bytes of unit activations held per encode (whole contexts, at least one). */
 #define ENCODE_BYTES ((int64_t)64 << 20)
 
-static void az_free(az *a)
+static void analyzer_free(analyzer *a)
 {
     for (int i = 0; i < a->n_dicts; i++) {
         dict *d = &a->dicts[i];
         if (d->have_sae) ms_sae_free(&d->sae);
         if (d->have_an) ms_analysis_free(&d->an);
-        if (d->have_spill) ms_spill_free(&d->spill);
+        if (d->have_spill) app_spill_free(&d->spill);
         free(d->source);
         free(d->out_path);
         free(d->f);
@@ -28,7 +28,7 @@ static void az_free(az *a)
         for (int m = 0; m < N_MEASURES; m++) free(d->measure[m]);
     }
     free(a->dicts);
-    ms_job_saes_free(a->saes, a->n_saes_all);
+    app_job_saes_free(a->saes, a->n_saes_all);
     ms_tokset_close(&a->ts);
     if (a->have_model) ms_model_free(&a->model);
     ms_model_acts_free(&a->acts);
@@ -36,13 +36,13 @@ static void az_free(az *a)
 }
 
 /* One SAE: opened from its SAELens directory (weights, architecture, k), encode buffers. Local. */
-static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *err)
+static ms_status dict_load_sae(analyzer *a, dict *dc, const app_job_sae *js, ms_err *err)
 {
     const ms_config *cfg = a->cfg;
     snprintf(dc->name, sizeof dc->name, "%s", js->name);
     dc->is_sae = true;
     dc->source = strdup(js->dir);
-    dc->out_path = ms_job_analysis_path(cfg, js->name, js->dir);
+    dc->out_path = app_job_analysis_path(cfg, js->name, js->dir);
     char *sl = ms_path_join(js->dir, "saelens");
     if (!dc->source || !dc->out_path || !sl) {
         free(sl);
@@ -58,7 +58,7 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
     /* the one way a trained SAE is opened: from what training saved (its cfg.json names the
      * architecture, k, threshold), never rebuilt from the job */
     ms_saelens_info info;
-    ms_status st = ms_sae_open_saelens(&dc->sae, sl, a->enc_ctx * a->T, &info, err);
+    ms_status st = ms_saelens_open(&dc->sae, sl, a->enc_ctx * a->T, &info, err);
     dc->have_sae = !st;
     if (!st && dc->sae.hp.d_in != a->d)
         st = ms_err_set(err, MS_ERR_STATE, "%s/cfg.json: d_in %" PRId64 " but hook %s of %s has width %d", sl,
@@ -72,7 +72,7 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
     if (!dc->f || !dc->dirs) return ms_err_set(err, MS_ERR_NOMEM, "analyze: out of memory for SAE %s", js->name);
     memset(dc->f, 0, (size_t)(a->enc_ctx * a->T) * (size_t)dc->U * sizeof *dc->f);
     ms_sae_export(&dc->sae, NULL, NULL, dc->dirs, NULL, NULL);
-    st = ms_spill_init(&dc->spill, cfg->analyze.scratch_dir, dc->U, err);
+    st = app_spill_init(&dc->spill, cfg->analyze.scratch_dir, dc->U, err);
     dc->have_spill = !st;
     return st;
 }
@@ -83,7 +83,7 @@ static ms_status dict_load_sae(az *a, dict *dc, const ms_job_sae *js, ms_err *er
  * top-k stores of every dictionary within this node's available memory per rank. Identical on
  * every rank but the memory figure: a rank whose node lacks it fails, and the agreement after
  * setup stops every rank with its message. */
-static ms_status check_bounds(const az *a, const ms_analysis_opts *o, ms_err *err)
+static ms_status check_bounds(const analyzer *a, const ms_analysis_opts *o, ms_err *err)
 {
     const ms_config *cfg = a->cfg;
     char at[4200];
@@ -114,7 +114,7 @@ static ms_status check_bounds(const az *a, const ms_analysis_opts *o, ms_err *er
     return MS_OK;
 }
 
-static ms_status az_prepare(az *a, ms_err *err)
+static ms_status analyzer_prepare(analyzer *a, ms_err *err)
 {
     const ms_config *cfg = a->cfg;
     const ms_comm *comm = &a->app->comm;
@@ -128,7 +128,7 @@ static ms_status az_prepare(az *a, ms_err *err)
     if (st) return st;
     a->d = ms_hook_dim(mc, a->hook);
     a->T = cfg->corpus.context;
-    if ((st = ms_app_check_model_fit(cfg, a->model_dir, mc->n_ctx, mc->d_vocab, &a->ts, err))) return st;
+    if ((st = app_check_model_fit(cfg, a->model_dir, mc->n_ctx, mc->d_vocab, &a->ts, err))) return st;
     int64_t avail = ms_tokset_n_contexts(&a->ts, a->T, false);
     a->n_ctx = (cfg->analyze.tokens + a->T - 1) / a->T;
     if (a->n_ctx > avail) a->n_ctx = avail;
@@ -140,21 +140,21 @@ static ms_status az_prepare(az *a, ms_err *err)
     ms_shard_range(a->n_blocks, comm->rank, comm->size, &a->blk0, &a->blk1);
     a->last_resid = (ms_hook){mc->n_layers - 1, MS_HOOK_RESID_POST};
     a->ln_needed = mc->normalization != MS_NORM_NONE;
-    a->logits_ok = ms_logit_path_supported(a->hook);
+    a->logits_ok = app_logit_path_supported(a->hook);
 
-    st = ms_job_saes(cfg, &a->saes, &a->n_saes, err);
+    st = app_job_saes(cfg, &a->saes, &a->n_saes, err);
     if (st) return st;
     /* this model's SAEs and neurons (the paper's dashboards); model B's SAEs are compared with
      * A's by `monosem compare` (universality) and evaluated by `monosem eval` */
     int keep = 0;
     for (int i = 0; i < a->n_saes; i++) {
         if (a->saes[i].model == a->which) {
-            ms_job_sae t = a->saes[keep];
+            app_job_sae t = a->saes[keep];
             a->saes[keep++] = a->saes[i];
             a->saes[i] = t;
-        } else if (a->which == 0 && !ms_job_analyzes_model(cfg, a->saes[i].model)) {
+        } else if (a->which == 0 && !app_job_analyzes_model(cfg, a->saes[i].model)) {
             ms_log("analyze: %s (model %s) skipped: analyze covers model A's and the control's SAEs and neurons",
-                   a->saes[i].name, ms_job_model_name(a->saes[i].model));
+                   a->saes[i].name, app_job_model_name(a->saes[i].model));
         }
     }
     a->n_saes_all = a->n_saes;
@@ -166,7 +166,7 @@ static ms_status az_prepare(az *a, ms_err *err)
     for (int i = 0; i < a->n_saes; i++) {
         int64_t dsae = 0;
         char *sl = ms_path_join(a->saes[i].dir, "saelens");
-        st = sl ? ms_sae_saelens_dims(sl, NULL, &dsae, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        st = sl ? ms_saelens_dims(sl, NULL, &dsae, err) : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         free(sl);
         if (st) return st;
         if (dsae > max_units) max_units = dsae;
@@ -181,10 +181,10 @@ static ms_status az_prepare(az *a, ms_err *err)
     for (int i = 0; i < a->n_saes && !st; i++) st = dict_load_sae(a, &a->dicts[i], &a->saes[i], err);
     if (st) return st;
     dict *nd = &a->dicts[a->n_saes];
-    snprintf(nd->name, sizeof nd->name, "%s", ms_job_neurons_name(a->which));
+    snprintf(nd->name, sizeof nd->name, "%s", app_job_neurons_name(a->which));
     nd->U = a->d;
     nd->source = strdup(a->model_dir);
-    nd->out_path = ms_job_neurons_analysis_path(cfg, a->which);
+    nd->out_path = app_job_neurons_analysis_path(cfg, a->which);
     if (!nd->source || !nd->out_path) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     if ((st = check_bounds(a, &o, err))) return st;
     for (int i = 0; i < a->n_dicts && !st; i++) {
@@ -200,7 +200,7 @@ static ms_status az_prepare(az *a, ms_err *err)
 }
 
 /* Σ of the final LayerNorm's scale √(var + eps) over the rows of resid (n, C), fixed point. */
-static void ln_accumulate(az *a, const float *resid, int64_t n)
+static void ln_accumulate(analyzer *a, const float *resid, int64_t n)
 {
     const int C = a->model.cfg.d_model;
     for (int64_t r = 0; r < n; r++) {
@@ -218,7 +218,7 @@ static void ln_accumulate(az *a, const float *resid, int64_t n)
 /* One pass over this rank's blocks: forward, encoders (pass 1; pass 2 reads their codes back),
  * and the pass's scan. Local. */
 /* One block of contexts: forward to the hook, encode, scan. Local. */
-static ms_status az_block(az *a, int pass, int64_t blk, ms_err *err)
+static ms_status analyzer_block(analyzer *a, int pass, int64_t blk, ms_err *err)
 {
     const int64_t T = a->T;
     const ms_comm *comm = &a->app->comm;
@@ -244,9 +244,9 @@ static ms_status az_block(az *a, int pass, int64_t blk, ms_err *err)
                 t = ms_time_now();
                 if (dc->is_sae && pass == 1) { /* encode, and keep the sparse codes for pass 2 */
                     ms_sae_encode(&dc->sae, dc->f, x + e0 * T * a->d, ne * T);
-                    st = ms_spill_write(&dc->spill, dc->f, ne * T, err);
+                    st = app_spill_write(&dc->spill, dc->f, ne * T, err);
                 } else if (dc->is_sae) {
-                    st = ms_spill_read(&dc->spill, dc->f, ne * T, err);
+                    st = app_spill_read(&dc->spill, dc->f, ne * T, err);
                 }
                 if (st) return st;
                 if (dc->is_sae) acts = dc->f;
@@ -270,13 +270,13 @@ static ms_status az_block(az *a, int pass, int64_t blk, ms_err *err)
  * largest share), agreeing on stop signals after each, so a SIGTERM on any rank stops all of
  * them at the same block; a rank that failed keeps joining the rounds without working. Returns
  * MS_INTERRUPTED (err set) when a signal stopped the pass. */
-static ms_status az_pass(az *a, int pass, ms_err *err)
+static ms_status analyzer_pass(analyzer *a, int pass, ms_err *err)
 {
     const ms_comm *comm = &a->app->comm;
     const int64_t rounds = (a->n_blocks + comm->size - 1) / comm->size;
     ms_status st = MS_OK;
     for (int64_t k = 0; k < rounds; k++) {
-        if (!st && a->blk0 + k < a->blk1) st = az_block(a, pass, a->blk0 + k, err);
+        if (!st && a->blk0 + k < a->blk1) st = analyzer_block(a, pass, a->blk0 + k, err);
         int sig = ms_comm_signal_agree(comm, (int64_t)(pass - 1) * rounds + k + 1); /* rounds over both passes */
         if (sig && !st)
             st = ms_err_set(err, MS_INTERRUPTED,
@@ -291,12 +291,12 @@ static ms_status az_pass(az *a, int pass, ms_err *err)
 
 /* Logit effects of every dictionary: chunks spread over ranks, summed (exact: other rows are 0).
  * COLLECTIVE. Results into the arrays (U, L) of each dict on every rank. */
-static ms_status az_logits(az *a, int di, int64_t *top_ids, float *top, int64_t *bot_ids, float *bot, ms_err *err)
+static ms_status analyzer_logits(analyzer *a, int di, int64_t *top_ids, float *top, int64_t *bot_ids, float *bot, ms_err *err)
 {
     const ms_comm *comm = &a->app->comm;
     dict *dc = &a->dicts[di];
     int L = (int)a->cfg->analyze.n_logits;
-    ms_status st = ms_logit_effects(&a->model, a->hook, dc->is_sae ? dc->dirs : NULL, dc->U, a->ln_scale, L,
+    ms_status st = app_logit_effects(&a->model, a->hook, dc->is_sae ? dc->dirs : NULL, dc->U, a->ln_scale, L,
                                     comm->rank, comm->size, top_ids, top, bot_ids, bot, err);
     st = ms_comm_agree(comm, st, err);
     size_t n = (size_t)dc->U * (size_t)L;
@@ -309,11 +309,11 @@ static ms_status az_logits(az *a, int di, int64_t *top_ids, float *top, int64_t 
 
 
 /* One model's dictionaries (its SAEs and neurons), with facts in app's run record. COLLECTIVE. */
-static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms_err *err)
+static ms_status analyze_model(app_ctx *app, int model, const char *model_dir, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
-    az a;
+    analyzer a;
     memset(&a, 0, sizeof a);
     a.app = app;
     a.cfg = cfg;
@@ -326,7 +326,7 @@ static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms
     int64_t nv = 0;
 
     ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: all ranks stop at the same block, exit 75 */
-    ms_status st = az_prepare(&a, err);
+    ms_status st = analyzer_prepare(&a, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     if (comm->rank == 0) {
@@ -343,7 +343,7 @@ static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms
 
     /* pass 1: top-k, counts, sums, the LayerNorm scale */
     double t1 = ms_time_now();
-    st = az_pass(&a, 1, err);
+    st = analyzer_pass(&a, 1, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     for (int i = 0; i < a.n_dicts && !st; i++) st = ms_analysis_reduce_top(&a.dicts[i].an, comm, err);
@@ -355,11 +355,11 @@ static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms
     double pass1_s = ms_time_now() - t1;
 
     /* pass 2: interval samples and histograms, the max now known; SAE codes from the scratch file */
-    for (int i = 0; i < a.n_saes && !st; i++) st = ms_spill_rewind(&a.dicts[i].spill, err);
+    for (int i = 0; i < a.n_saes && !st; i++) st = app_spill_rewind(&a.dicts[i].spill, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     double t2 = ms_time_now();
-    st = az_pass(&a, 2, err);
+    st = analyzer_pass(&a, 2, err);
     st = ms_comm_agree(comm, st, err);
     if (st) goto done;
     for (int i = 0; i < a.n_dicts && !st; i++) st = ms_analysis_reduce_intervals(&a.dicts[i].an, comm, err);
@@ -385,7 +385,7 @@ static ms_status analyze_model(ms_app *app, int model, const char *model_dir, ms
         bot = malloc(n * sizeof *bot + 1);
         st = top_ids && bot_ids && top && bot ? MS_OK : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         st = ms_comm_agree(comm, st, err);
-        if (!st && a.logits_ok) st = az_logits(&a, i, top_ids, top, bot_ids, bot, err);
+        if (!st && a.logits_ok) st = analyzer_logits(&a, i, top_ids, top, bot_ids, bot, err);
         if (!st && comm->rank == 0) st = app_analyze_finish_dict(&a, i, top_ids, top, bot_ids, bot, voff, vbytes, nv, err);
         st = ms_comm_agree(comm, st, err);
         free(top_ids), free(bot_ids), free(top), free(bot);
@@ -425,19 +425,19 @@ done:
     }
     ms_runrec_time(&app->rec, "analyze.total", ms_time_now() - t_start);
     free(top_ids), free(bot_ids), free(top), free(bot), free(voff), free(vbytes);
-    az_free(&a);
+    analyzer_free(&a);
     return st;
 }
 
 /* Model A, then the control R with its own run record (<out_dir>/run-analyze-r.yaml). */
-ms_status ms_stage_analyze(ms_app *app, ms_err *err)
+ms_status app_stage_analyze(app_ctx *app, ms_err *err)
 {
     ms_status st = analyze_model(app, 0, app->cfg.model.dir, err);
-    if (st || !ms_job_has_model(&app->cfg, 2)) return st;
+    if (st || !app_job_has_model(&app->cfg, 2)) return st;
     ms_config r;
     if ((st = ms_config_derive_model(&app->cfg, 2, &r, err))) return st;
     ms_log("== analyze: the control model R (untrained, %s)", r.model.dir);
-    ms_app sub = *app;
+    app_ctx sub = *app;
     ms_runrec_init(&sub.rec, "analyze-r");
     st = analyze_model(&sub, 2, r.model.dir, err);
     ms_err rerr = {0};

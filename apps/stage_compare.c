@@ -127,7 +127,7 @@ static ms_status prepare(cmp *c, ms_err *err)
     if (!c->tokens) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int m = 0; m < N_MODELS; m++) {
         if (!c->model_loaded[m]) continue;
-        if ((st = ms_app_check_model_fit(cfg, dirs[m], c->model[m].cfg.n_ctx, c->model[m].cfg.d_vocab, &c->ts, err)))
+        if ((st = app_check_model_fit(cfg, dirs[m], c->model[m].cfg.n_ctx, c->model[m].cfg.d_vocab, &c->ts, err)))
             return st;
         st = ms_model_acts_init(&c->acts[m], &c->model[m].cfg, (int)c->B, (int)c->T, MS_ACTS_NO_LOGITS, err);
         if (st) return st;
@@ -140,7 +140,7 @@ static ms_status prepare(cmp *c, ms_err *err)
         if (!sl) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         /* opened from what training saved (architecture, k, threshold), as eval does */
         ms_saelens_info info;
-        st = ms_sae_open_saelens(&s->sae, sl, (int64_t)rows, &info, err);
+        st = ms_saelens_open(&s->sae, sl, (int64_t)rows, &info, err);
         const int64_t d_in = st ? 0 : s->sae.hp.d_in, d_sae = st ? 0 : s->sae.hp.d_sae;
         if (!st && (d_in != c->d || d_sae != s->js->d_sae))
             st = ms_err_set(err, MS_ERR_STATE, "%s/cfg.json: d_in %lld, d_sae %lld; the job says d_in %d (%s), d_sae %lld",
@@ -255,10 +255,10 @@ static void cmp_free(cmp *c)
     }
     free(c->tokens);
     ms_tokset_close(&c->ts);
-    ms_job_saes_free(c->jobs, c->n_saes);
+    app_job_saes_free(c->jobs, c->n_saes);
 }
 
-ms_status ms_stage_compare(ms_app *app, ms_err *err)
+ms_status app_stage_compare(app_ctx *app, ms_err *err)
 {
     cmp c;
     memset(&c, 0, sizeof c);
@@ -267,10 +267,10 @@ ms_status ms_stage_compare(ms_app *app, ms_err *err)
     const ms_comm *comm = &app->comm;
     double t0 = ms_time_now();
     ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: all ranks stop at the same batch, exit 75 */
-    ms_status st = ms_job_saes(c.cfg, &c.jobs, &c.n_saes, err);
+    ms_status st = app_job_saes(c.cfg, &c.jobs, &c.n_saes, err);
     c.have_m[0] = true;
     for (int m = 1; m < N_MODELS && !st; m++)
-        if (ms_job_has_model(c.cfg, m)) {
+        if (app_job_has_model(c.cfg, m)) {
             st = ms_config_derive_model(c.cfg, m, &c.cfg_m[m], err);
             c.have_m[m] = st == MS_OK;
         }

@@ -1,7 +1,7 @@
 /* `monosem config [job.yaml]`: print the fully resolved job (every default filled in) once. */
 #include "app.h"
 
-ms_status ms_stage_config(ms_app *app, ms_err *err)
+ms_status app_stage_config(app_ctx *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK;
     printf("# monosem %s resolved config of %s (hash %s)\n", MS_VERSION_STRING,

@@ -17,7 +17,7 @@
 static int write_rows(ms_h5id dset, int rank, const int64_t *dims, int64_t b0, int64_t nb, const float *buf)
 {
     int64_t start[3] = {b0, 0, 0}, count[3] = {nb, dims[1], rank > 2 ? dims[2] : 1};
-    return ms_h5_dataset_write(dset, MS_ST_F32, rank, start, count, buf);
+    return ms_h5_dataset_write(dset, MS_SAFETENSORS_F32, rank, start, count, buf);
 }
 
 /* Contexts must fit the model's n_ctx and its vocabulary. */
@@ -49,12 +49,12 @@ static ms_status pick_slice(const char *batch_opt, int B, int T, int V, int *sli
     return MS_OK;
 }
 
-ms_status ms_stage_forward(ms_app *app, ms_err *err)
+ms_status app_stage_forward(app_ctx *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK;
-    const char *mdir = ms_app_positional(app, 0), *tpath = ms_app_positional(app, 1);
-    const char *hook_name = ms_app_option(app, "hook"), *out = ms_app_option(app, "out");
-    const char *batch_opt = ms_app_option(app, "batch");
+    const char *mdir = app_positional(app, 0), *tpath = app_positional(app, 1);
+    const char *hook_name = app_option(app, "hook"), *out = app_option(app, "out");
+    const char *batch_opt = app_option(app, "batch");
     if (!mdir || !tpath || !out)
         return ms_err_set(err, MS_ERR_USAGE, "usage: monosem forward MODEL_DIR TOKENS --hook NAME --out out.h5 [--batch N]");
     if (!hook_name) hook_name = "blocks.0.mlp.hook_post";
@@ -91,9 +91,9 @@ ms_status ms_stage_forward(ms_app *app, ms_err *err)
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
     int64_t dims_l[3] = {B, T, V}, dims_s[2] = {B, T - 1}, dims_h[3] = {B, T, d};
     f = ms_h5_file_create(tmp);
-    if (f < 0 || (dl = ms_h5_dataset_create(f, "logits", MS_ST_F32, 3, dims_l)) < 0 ||
-        (dloss = ms_h5_dataset_create(f, "loss", MS_ST_F32, 2, dims_s)) < 0 ||
-        (dh = ms_h5_dataset_create(f, "hook", MS_ST_F32, 3, dims_h)) < 0) {
+    if (f < 0 || (dl = ms_h5_dataset_create(f, "logits", MS_SAFETENSORS_F32, 3, dims_l)) < 0 ||
+        (dloss = ms_h5_dataset_create(f, "loss", MS_SAFETENSORS_F32, 2, dims_s)) < 0 ||
+        (dh = ms_h5_dataset_create(f, "hook", MS_SAFETENSORS_F32, 3, dims_h)) < 0) {
         rc = ms_err_set(err, MS_ERR_IO, "%s: cannot create the HDF5 file or its datasets: %s", out,
                         ms_create_error(tmp));
         goto done;

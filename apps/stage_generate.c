@@ -63,10 +63,10 @@ static ms_status gen_prepare(gen *g, char model_sha[65], ms_err *err)
         *err = e2;
         return MS_ERR_CONFIG;
     }
-    if ((st = ms_app_check_model_fit(cfg, cfg->model.dir, mc->n_ctx, mc->d_vocab, &g->ts, err))) return st;
+    if ((st = app_check_model_fit(cfg, cfg->model.dir, mc->n_ctx, mc->d_vocab, &g->ts, err))) return st;
     g->d = ms_hook_dim(mc, g->hook);
     int64_t T = cfg->corpus.context;
-    ms_gen_plan_init(&g->plan, ms_tokset_n_contexts(&g->ts, T, false), cfg->generate.tokens, T,
+    app_gen_plan_init(&g->plan, ms_tokset_n_contexts(&g->ts, T, false), cfg->generate.tokens, T,
                      cfg->generate.sample_per_context, cfg->generate.shard_contexts);
     if (g->plan.n_contexts == 0)
         return ms_err_set(err, MS_ERR_STATE,
@@ -213,7 +213,7 @@ static ms_status gen_open(gen *g, ms_err *err)
 {
     const ms_comm *comm = &g->app->comm;
     int32_t exists = 0;
-    if (comm->rank == 0) exists = ms_path_exists(g->partial) && !ms_app_flag(g->app, "force");
+    if (comm->rank == 0) exists = ms_path_exists(g->partial) && !app_flag(g->app, "force");
     ms_status st = ms_comm_bcast(comm, &exists, sizeof exists, 0, err);
     if (st) return st;
     if (exists) {
@@ -253,7 +253,7 @@ static ms_status gen_open(gen *g, ms_err *err)
 /* Steps 0-1: the model's files readable (a missing model must not cost a rewritten token
  * directory), then the token shards, tokenizing the corpus first unless it is up to date (the
  * tokenize stage checks its fingerprint and is a no-op then); tokens_fp from rank 0. COLLECTIVE. */
-static ms_status gen_inputs(ms_app *app, char tokens_fp[17], ms_err *err)
+static ms_status gen_inputs(app_ctx *app, char tokens_fp[17], ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
@@ -276,10 +276,10 @@ static ms_status gen_inputs(ms_app *app, char tokens_fp[17], ms_err *err)
     if (cfg->corpus.n_paths > 0) {
         /* without this stage's options: `generate --force` redoes the activations, not the
          * tokenization */
-        ms_app sub = *app;
+        app_ctx sub = *app;
         sub.argc = 0;
         sub.argv = NULL;
-        st = ms_stage_tokenize(&sub, err);
+        st = app_stage_tokenize(&sub, err);
         app->rec = sub.rec;
         if (st) return st;
     }
@@ -341,7 +341,7 @@ static ms_status gen_start(gen *g, ms_err *err)
     ms_status st = gen_open(g, err);
     if (st) return st;
     g->todo_shards = g->plan.n_shards - g->n_done_before;
-    ms_gen_serve_points(g);
+    app_gen_serve_points(g);
     int64_t T = g->plan.context;
     if (comm->rank == 0) {
         ms_queue_init(&g->q, g->plan.n_shards, g->done, comm->size - 1);
@@ -349,7 +349,7 @@ static ms_status gen_start(gen *g, ms_err *err)
         for (int64_t s = 0; s < g->plan.n_shards; s++)
             if (!g->done[s]) {
                 int64_t c0, c1;
-                ms_gen_shard_contexts(&g->plan, s, &c0, &c1);
+                app_gen_shard_contexts(&g->plan, s, &c0, &c1);
                 tok_todo += (c1 - c0) * T;
             }
         ms_log("generate: %" PRId64 " contexts x %" PRId64 " tokens, %" PRId64 " sampled each -> %"
@@ -371,7 +371,7 @@ static ms_status gen_run(gen *g, double *work_s, ms_err *err)
     const ms_comm *comm = &g->app->comm;
     const char *out = g->cfg->generate.out;
     double t_work = ms_time_now();
-    ms_status st = ms_gen_work(g, err);
+    ms_status st = app_gen_work(g, err);
     st = ms_comm_agree(comm, st, err);
     *work_s = ms_time_now() - t_work;
     if (st == MS_ERR_IO) gen_full_disk_hint(g, err);
@@ -412,7 +412,7 @@ static ms_status gen_run(gen *g, double *work_s, ms_err *err)
 /* Step 7: totals over ranks, the log line and the run record's facts. COLLECTIVE. */
 static void gen_report(gen *g, double work_s)
 {
-    ms_app *app = g->app;
+    app_ctx *app = g->app;
     const ms_comm *comm = &app->comm;
     const ms_actmeta *m = &g->meta;
     int64_t tot[3] = {g->tokens_mine, g->shards_mine, g->bytes_written};
@@ -439,7 +439,7 @@ static void gen_report(gen *g, double work_s)
     ms_runrec_fact(&app->rec, "generate.model_sha256", "%s", m->model_sha256);
 }
 
-static ms_status generate_one(ms_app *app, ms_err *err)
+static ms_status generate_one(app_ctx *app, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
@@ -462,7 +462,7 @@ static ms_status generate_one(ms_app *app, ms_err *err)
     /* 3. up to date? */
     const char *out = cfg->generate.out;
     int32_t skip = 0;
-    if (comm->rank == 0 && !ms_app_flag(app, "force")) skip = gen_up_to_date(&g, out);
+    if (comm->rank == 0 && !app_flag(app, "force")) skip = gen_up_to_date(&g, out);
     ms_comm_bcast(comm, &skip, sizeof skip, 0, NULL);
     if (skip) {
         ms_log("generate: %s is up to date (%" PRId64 " rows of %s, fingerprint %s); --force to redo",
@@ -490,4 +490,4 @@ done:
 }
 
 /* Model A, then model B when the job has one (--only A|B picks one). */
-ms_status ms_stage_generate(ms_app *app, ms_err *err) { return ms_job_each_model(app, generate_one, err); }
+ms_status app_stage_generate(app_ctx *app, ms_err *err) { return app_job_each_model(app, generate_one, err); }

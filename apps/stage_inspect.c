@@ -182,12 +182,12 @@ static ms_status inspect(const char *path, int64_t want_rows, bool all_dims, ms_
     return st;
 }
 
-ms_status ms_stage_inspect(ms_app *app, ms_err *err)
+ms_status app_stage_inspect(app_ctx *app, ms_err *err)
 {
-    const char *path = ms_app_positional(app, 0);
+    const char *path = app_positional(app, 0);
     if (!path) return ms_err_set(err, MS_ERR_USAGE, "usage: monosem %s", app->def->usage);
     int64_t rows = 65536;
-    const char *r = ms_app_option(app, "rows");
+    const char *r = app_option(app, "rows");
     if (r) {
         char *end = NULL;
         long long v = strtoll(r, &end, 10);
@@ -197,7 +197,7 @@ ms_status ms_stage_inspect(ms_app *app, ms_err *err)
     }
     ms_status st = MS_OK;
     if (app->comm.rank == 0) {
-        st = inspect(path, rows, ms_app_flag(app, "all"), err);
+        st = inspect(path, rows, app_flag(app, "all"), err);
         fflush(stdout);
     }
     return st;

@@ -3,11 +3,11 @@
 #include "app.h"
 #include "report_build.h"
 
-ms_status ms_stage_report(ms_app *app, ms_err *err)
+ms_status app_stage_report(app_ctx *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK;
     double t0 = ms_time_now();
-    ms_status st = ms_report_build(&app->cfg, &app->rec, err);
+    ms_status st = app_report_build(&app->cfg, &app->rec, err);
     ms_runrec_time(&app->rec, "report", ms_time_now() - t0);
     return st;
 }

@@ -17,7 +17,7 @@ static const char *const pipeline[] = {"tokenizer-train", "tokenize", "train-mod
 #define MAX_UNITS 256
 
 typedef struct plan_unit {
-    ms_unit u;
+    app_unit u;
     const char *stage;
     char only[64];   /* --only value ("" = none) */
     int model;       /* 0/1/2 (A/B/R) for per-model units */
@@ -28,7 +28,7 @@ typedef struct plan_unit {
 typedef struct run_plan {
     plan_unit units[MAX_UNITS];
     int n;
-    ms_job_sae *saes;
+    app_job_sae *saes;
     int n_saes;
     ms_config model_cfg[MS_JOB_MAX_MODELS]; /* zeroed for a model the job lacks */
     ms_config *sae_cfg; /* n_saes derived configs */
@@ -64,9 +64,9 @@ static ms_status add_unit(run_plan *p, const char *stage, const char *name, cons
     if (!(pu->u.keys = ms_config_subset(cfg, prefixes, exclude))) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n_inputs; i++) {
         const char *h = unit_hash_of(p, inputs[i]);
-        if (h) ms_unit_input(&pu->u, inputs[i], h);
+        if (h) app_unit_input(&pu->u, inputs[i], h);
     }
-    ms_unit_hash(&pu->u);
+    app_unit_hash(&pu->u);
     p->n++;
     return MS_OK;
 }
@@ -77,7 +77,7 @@ static void plan_free(run_plan *p)
     for (int m = 0; m < MS_JOB_MAX_MODELS; m++) ms_config_free(&p->model_cfg[m]);
     for (int i = 0; p->sae_cfg && i < p->n_saes; i++) ms_config_free(&p->sae_cfg[i]);
     free(p->sae_cfg);
-    ms_job_saes_free(p->saes, p->n_saes);
+    app_job_saes_free(p->saes, p->n_saes);
 }
 
 /* The units of the whole pipeline, from the configuration alone (identical on every rank). */
@@ -97,11 +97,11 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     static const char *const analyze_keys[] = {"analyze.", NULL};
     static const char *const compare_keys[] = {"compare.", "model.hook", NULL};
     static const char *const none[] = {"-", NULL};
-    ms_status st = ms_job_saes(cfg, &p->saes, &p->n_saes, err);
+    ms_status st = app_job_saes(cfg, &p->saes, &p->n_saes, err);
     if (st) return st;
     bool several = false; /* per-model units say which model (--only) when the job has several */
     for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
-        if (!ms_job_has_model(cfg, m)) continue;
+        if (!app_job_has_model(cfg, m)) continue;
         st = ms_config_derive_model(cfg, m, &p->model_cfg[m], err);
         several = several || m > 0;
     }
@@ -114,22 +114,22 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     st = add_unit(p, "tokenizer-train", "tokenizer-train", cfg, tok_keys, NULL, NULL, 0, err);
     if (!st) st = add_unit(p, "tokenize", "tokenize", cfg, corpus_keys, NULL, in_tok, 1, err);
     for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
-        if (!ms_job_has_model(cfg, m)) continue;
+        if (!app_job_has_model(cfg, m)) continue;
         char name[80];
-        snprintf(name, sizeof name, "train-model%s", ms_job_model_suffix(m));
+        snprintf(name, sizeof name, "train-model%s", app_job_model_suffix(m));
         st = add_unit(p, "train-model", name, &p->model_cfg[m], tm_keys, tm_excl, in_corpus, 1, err);
         if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m > 0;
-        if (!st && several) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
+        if (!st && several) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", app_job_model_name(m));
     }
     for (int m = 0; m < MS_JOB_MAX_MODELS && !st; m++) {
-        if (!ms_job_has_model(cfg, m)) continue;
+        if (!app_job_has_model(cfg, m)) continue;
         char name[80], tm[80];
-        snprintf(name, sizeof name, "generate%s", ms_job_model_suffix(m));
-        snprintf(tm, sizeof tm, "train-model%s", ms_job_model_suffix(m));
+        snprintf(name, sizeof name, "generate%s", app_job_model_suffix(m));
+        snprintf(tm, sizeof tm, "train-model%s", app_job_model_suffix(m));
         const char *in[] = {"tokenize", tm};
         st = add_unit(p, "generate", name, &p->model_cfg[m], gen_keys, gen_excl, in, 2, err);
         if (!st) p->units[p->n - 1].model = m, p->units[p->n - 1].own_record = m > 0;
-        if (!st && several) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", ms_job_model_name(m));
+        if (!st && several) snprintf(p->units[p->n - 1].only, sizeof p->units[0].only, "%s", app_job_model_name(m));
     }
     const char *trained[MS_UNIT_MAX_INPUTS];
     int n_trained = 0;
@@ -137,7 +137,7 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     for (int i = 0; i < p->n_saes && !st; i++) {
         char name[80], gen[80];
         snprintf(name, sizeof name, "train-%s", p->saes[i].name);
-        snprintf(gen, sizeof gen, "generate%s", ms_job_model_suffix(p->saes[i].model));
+        snprintf(gen, sizeof gen, "generate%s", app_job_model_suffix(p->saes[i].model));
         const char *in[] = {gen};
         st = add_unit(p, "train", name, &p->sae_cfg[i], sae_keys, sae_excl, in, 1, err);
         if (st) break;
@@ -152,8 +152,8 @@ static ms_status plan_build(run_plan *p, const ms_config *cfg, ms_err *err)
     }
     if (st) return st;
     trained[n_trained++] = "train-model";
-    if (ms_job_has_model(cfg, 1)) trained[n_trained++] = "train-model-b";
-    if (ms_job_has_model(cfg, 2)) trained[n_trained++] = "train-model-r";
+    if (app_job_has_model(cfg, 1)) trained[n_trained++] = "train-model-b";
+    if (app_job_has_model(cfg, 2)) trained[n_trained++] = "train-model-r";
     trained[n_trained++] = "tokenize";
     st = add_unit(p, "eval", "eval", cfg, eval_keys, NULL, trained, n_trained, err);
     if (!st) st = add_unit(p, "analyze", "analyze", cfg, analyze_keys, NULL, trained, n_trained, err);
@@ -275,10 +275,10 @@ static void unit_outputs(const run_plan *p, const plan_unit *pu, const ms_config
         free(d);
     } else if (!strcmp(s, "analyze")) { /* every dictionary's analysis.h5 */
         for (int i = 0; i < p->n_saes; i++)
-            if (ms_job_analyzes_model(cfg, p->saes[i].model))
-                out_add(o, ms_job_analysis_path(cfg, p->saes[i].name, p->saes[i].dir), true);
+            if (app_job_analyzes_model(cfg, p->saes[i].model))
+                out_add(o, app_job_analysis_path(cfg, p->saes[i].name, p->saes[i].dir), true);
         for (int m = 0; m < MS_JOB_MAX_MODELS; m++)
-            if (ms_job_analyzes_model(cfg, m)) out_add(o, ms_job_neurons_analysis_path(cfg, m), true);
+            if (app_job_analyzes_model(cfg, m)) out_add(o, app_job_neurons_analysis_path(cfg, m), true);
     }
 }
 
@@ -305,10 +305,10 @@ static bool clear_for_redo(const run_plan *p, const plan_unit *pu)
 
 enum { DO_SKIP = 0, DO_RUN, DO_RESUME, DO_REDO };
 
-static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, ms_unit_outcome *out, ms_err *err)
+static ms_status run_unit(app_ctx *app, const run_plan *p, const plan_unit *pu, app_unit_outcome *out, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
-    const ms_stage *def = ms_stage_find(pu->stage);
+    const app_stage *def = app_stage_find(pu->stage);
     char label[128];
     snprintf(label, sizeof label, "%s%s%s", pu->stage, pu->only[0] ? " " : "", pu->only);
     snprintf(out->unit, sizeof out->unit, "%s", pu->u.name);
@@ -321,8 +321,8 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
     /* rank 0 decides from its records; every rank follows */
     int32_t dec[2] = {DO_RUN, 0}; /* action, force */
     if (app->comm.rank == 0) {
-        ms_unit_record r;
-        bool have = ms_unit_read(cfg->run.out_dir, pu->u.name, &r);
+        app_unit_record r;
+        bool have = app_unit_read(cfg->run.out_dir, pu->u.name, &r);
         bool same = have && strcmp(r.hash, pu->u.hash) == 0;
         out_list now;
         unit_outputs(p, pu, cfg, &now);
@@ -330,7 +330,7 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
         out_list_free(&now);
         char why[600] = "";
         /* a record says what the unit made; the files must still be that (size, sha256) */
-        bool whole = present && (!have || !r.has_outputs || ms_unit_outputs_whole(&r, why, sizeof why));
+        bool whole = present && (!have || !r.has_outputs || app_unit_outputs_whole(&r, why, sizeof why));
         if (have && same && r.complete && whole) {
             dec[0] = DO_SKIP;
             snprintf(out->note, sizeof out->note, "up to date (hash %s)", pu->u.hash);
@@ -340,7 +340,7 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
             dec[1] = !strcmp(pu->stage, "generate");
         } else if (have && !same) {
             dec[0] = DO_REDO;
-            ms_unit_why(&pu->u, &r, out->note, sizeof out->note);
+            app_unit_why(&pu->u, &r, out->note, sizeof out->note);
             dec[1] = clear_for_redo(p, pu);
         } else if (have && !r.complete) {
             dec[0] = DO_RESUME;
@@ -348,7 +348,7 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
         } else if (have) {
             snprintf(out->note, sizeof out->note, "outputs missing: running again");
         }
-        if (have) ms_unit_record_free(&r);
+        if (have) app_unit_record_free(&r);
     }
     ms_status st = ms_comm_bcast(&app->comm, dec, sizeof dec, 0, err);
     if (st) return st;
@@ -373,14 +373,14 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
     }
 
     ms_err werr = {0};
-    ms_status wst = app->comm.rank == 0 ? ms_unit_write(cfg->run.out_dir, &pu->u, false, 0, NULL, 0, &werr) : MS_OK;
+    ms_status wst = app->comm.rank == 0 ? app_unit_write(cfg->run.out_dir, &pu->u, false, 0, NULL, 0, &werr) : MS_OK;
     if ((wst = ms_comm_agree(&app->comm, wst, &werr))) return ms_err_set(err, wst, "%s", werr.msg);
 
     char *argv[4] = {0};
     int argc = 0;
     if (pu->only[0]) argv[argc++] = "--only", argv[argc++] = (char *)pu->only;
     if (dec[1]) argv[argc++] = "--force";
-    ms_app sub = *app;
+    app_ctx sub = *app;
     sub.def = def;
     sub.stage = def->name;
     sub.argc = argc;
@@ -392,10 +392,10 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
     double t0 = ms_time_now();
     ms_lock locks[MS_APP_MAX_LOCKS];
     int n_locks = 0;
-    st = ms_app_lock_outputs(&sub, def->name, locks, &n_locks, err);
+    st = app_lock_outputs(&sub, def->name, locks, &n_locks, err);
     if (!st) st = def->run(&sub, err);
     st = ms_comm_agree(&app->comm, st, err);
-    ms_app_unlock(locks, n_locks);
+    app_unlock(locks, n_locks);
     out->seconds = ms_time_now() - t0;
     ms_err rerr = {0};
     ms_status rst = MS_OK;
@@ -406,14 +406,14 @@ static ms_status run_unit(ms_app *app, const run_plan *p, const plan_unit *pu, m
         out_list made;
         unit_outputs(p, pu, cfg, &made);
         wst = made.nomem ? ms_err_set(&werr, MS_ERR_NOMEM, "out of memory")
-                         : ms_unit_write(cfg->run.out_dir, &pu->u, true, out->seconds, made.v, made.n, &werr);
+                         : app_unit_write(cfg->run.out_dir, &pu->u, true, out->seconds, made.v, made.n, &werr);
         out_list_free(&made);
     }
     if ((wst = ms_comm_agree(&app->comm, wst, &werr))) return ms_err_set(err, wst, "%s", werr.msg);
     return MS_OK;
 }
 
-ms_status ms_stage_run(ms_app *app, ms_err *err)
+ms_status app_stage_run(app_ctx *app, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     for (int i = 0; i < cfg->run.n_stages; i++) {
@@ -431,7 +431,7 @@ ms_status ms_stage_run(ms_app *app, ms_err *err)
     run_plan *p = calloc(1, sizeof *p);
     if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     ms_status st = plan_build(p, cfg, err);
-    ms_unit_outcome *outc = st ? NULL : calloc((size_t)p->n, sizeof *outc);
+    app_unit_outcome *outc = st ? NULL : calloc((size_t)p->n, sizeof *outc);
     if (!st && !outc) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     int n_out = 0;
     double t0 = ms_time_now();
@@ -451,7 +451,7 @@ ms_status ms_stage_run(ms_app *app, ms_err *err)
     if (!st) {
         double secs = ms_time_now() - t0;
         ms_err serr = {0};
-        ms_status sst = app->comm.rank == 0 ? ms_run_summary_write(cfg, outc, n_out, secs, &serr) : MS_OK;
+        ms_status sst = app->comm.rank == 0 ? app_run_summary_write(cfg, outc, n_out, secs, &serr) : MS_OK;
         if ((sst = ms_comm_agree(&app->comm, sst, &serr))) st = ms_err_set(err, sst, "%s", serr.msg);
         char *dash = ms_path_join(cfg->run.out_dir, "report/index.html");
         int have_dash = app->comm.rank == 0 && dash && ms_path_exists(dash);

@@ -13,7 +13,7 @@ static ms_status encode_cb(void *ctx, const char *text, size_t len, int32_t **id
     return ms_tokenizer_encode(ctx, text, len, ids, n, cap, err);
 }
 
-ms_status ms_stage_tokenize(ms_app *app, ms_err *err)
+ms_status app_stage_tokenize(app_ctx *app, ms_err *err)
 {
     const ms_config *cfg = &app->cfg;
     const ms_comm *comm = &app->comm;
@@ -54,7 +54,7 @@ ms_status ms_stage_tokenize(ms_app *app, ms_err *err)
 
     /* Up to date? Rank 0 decides, everyone follows. */
     int32_t skip = 0;
-    if (comm->rank == 0 && !ms_app_flag(app, "force")) {
+    if (comm->rank == 0 && !app_flag(app, "force")) {
         char old[17];
         skip = ms_corpus_manifest_fingerprint(dir, old) && strcmp(old, fp) == 0;
     }

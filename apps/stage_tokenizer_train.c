@@ -31,11 +31,11 @@ static ms_status open_input(const char *path, FILE **f, ms_err *err)
     return MS_OK;
 }
 
-static ms_status load_tok(ms_app *app, ms_tokenizer **tok, const char **in_path, ms_err *err)
+static ms_status load_tok(app_ctx *app, ms_tokenizer **tok, const char **in_path, ms_err *err)
 {
-    const char *vocab = ms_app_positional(app, 0), *merges = ms_app_positional(app, 1);
-    *in_path = ms_app_positional(app, 2);
-    if (!vocab || !merges || ms_app_positional(app, 3))
+    const char *vocab = app_positional(app, 0), *merges = app_positional(app, 1);
+    *in_path = app_positional(app, 2);
+    if (!vocab || !merges || app_positional(app, 3))
         return ms_err_set(err, MS_ERR_USAGE, "usage: monosem %s VOCAB MERGES [FILE]  (FILE or stdin)", app->stage);
     return ms_tokenizer_load(tok, vocab, merges, err);
 }
@@ -130,7 +130,7 @@ static ms_status encode_piece(void *ctx, const char *text, size_t len, ms_err *e
     return st;
 }
 
-ms_status ms_stage_encode(ms_app *app, ms_err *err)
+ms_status app_stage_encode(app_ctx *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK;
     const char *path = NULL;
@@ -148,7 +148,7 @@ ms_status ms_stage_encode(ms_app *app, ms_err *err)
     return st;
 }
 
-ms_status ms_stage_decode(ms_app *app, ms_err *err)
+ms_status app_stage_decode(app_ctx *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK;
     ms_tokenizer *tok = NULL;
@@ -226,13 +226,13 @@ static ms_status count_piece(void *ctx, const char *text, size_t len, ms_err *er
     return ms_bpe_counter_add(ctx, text, len, err);
 }
 
-ms_status ms_stage_tokenizer_train(ms_app *app, ms_err *err)
+ms_status app_stage_tokenizer_train(app_ctx *app, ms_err *err)
 {
     if (app->comm.rank != 0) return MS_OK; /* one rank: counting is I/O-bound, merging serial */
     const ms_config *cfg = &app->cfg;
     /* never replace tokenizer files silently: they may be GPT-2's own, or the vocabulary an
      * existing model and activations file were made with */
-    if (ms_path_exists(cfg->tokenizer.vocab) && ms_path_exists(cfg->tokenizer.merges) && !ms_app_flag(app, "force")) {
+    if (ms_path_exists(cfg->tokenizer.vocab) && ms_path_exists(cfg->tokenizer.merges) && !app_flag(app, "force")) {
         ms_log("tokenizer-train: %s and %s exist: kept (--force retrains and replaces them)", cfg->tokenizer.vocab,
                cfg->tokenizer.merges);
         return MS_OK;

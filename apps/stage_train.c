@@ -7,13 +7,13 @@
 #include "sae_train.h"
 
 /* One SAE: train (resuming from its checkpoint if there is one) and record. COLLECTIVE. */
-static ms_status train_one(ms_app *app, const ms_job_sae *s, ms_err *err)
+static ms_status train_one(app_ctx *app, const app_job_sae *s, ms_err *err)
 {
     ms_config d;
     ms_status st = ms_config_derive_sae(&app->cfg, s->index, &d, err);
     if (st) return st; /* a pure function of the config: identical on every rank */
     if (app->cfg.n_saes > 0) ms_log("== train %s: d_sae %lld, model %s -> %s", s->name, (long long)d.sae.d_sae,
-                                    ms_job_model_name(s->model), d.sae.out_dir);
+                                    app_job_model_name(s->model), d.sae.out_dir);
     /* one SAE (the sae section): its facts are the stage's record; several: each SAE gets
      * its own record beside its outputs, and one line in the stage's record */
     const bool single = app->cfg.n_saes == 0;
@@ -23,7 +23,7 @@ static ms_status train_one(ms_app *app, const ms_job_sae *s, ms_err *err)
     app_train_result res;
     memset(&res, 0, sizeof res);
     ms_lock lk = {.fd = -1};
-    st = ms_app_lock_dir(app, d.sae.out_dir, &lk, err); /* one run per SAE directory */
+    st = app_lock_dir(app, d.sae.out_dir, &lk, err); /* one run per SAE directory */
     if (!st) st = app_sae_train(&d, &app->comm, r, &res, err);
     st = ms_comm_agree(&app->comm, st, err);
     ms_lock_release(&lk);
@@ -33,7 +33,7 @@ static ms_status train_one(ms_app *app, const ms_job_sae *s, ms_err *err)
     rst = ms_comm_agree(&app->comm, rst, &rerr);
     if (st == MS_OK && !single)
         ms_runrec_fact(&app->rec, s->name, "d_sae %lld, model %s, %lld steps, L0 %.2f, FVU %.4f, dead %lld -> %s",
-                       (long long)d.sae.d_sae, ms_job_model_name(s->model), (long long)res.steps, res.l0, res.fvu,
+                       (long long)d.sae.d_sae, app_job_model_name(s->model), (long long)res.steps, res.l0, res.fvu,
                        (long long)res.dead, d.sae.out_dir);
     ms_config_free(&d);
     if (st) return st;
@@ -41,14 +41,14 @@ static ms_status train_one(ms_app *app, const ms_job_sae *s, ms_err *err)
     return MS_OK;
 }
 
-ms_status ms_stage_train(ms_app *app, ms_err *err)
+ms_status app_stage_train(app_ctx *app, ms_err *err)
 {
     ms_signals_install(); /* SIGTERM/SIGINT/SIGUSR1: checkpoint at the next step, exit 75 */
-    ms_job_sae *saes = NULL;
+    app_job_sae *saes = NULL;
     int n = 0;
-    ms_status st = ms_job_saes(&app->cfg, &saes, &n, err);
+    ms_status st = app_job_saes(&app->cfg, &saes, &n, err);
     if (st) return st;
-    const char *only = ms_app_option(app, "only");
+    const char *only = app_option(app, "only");
     bool found = false;
     for (int i = 0; i < n && st == MS_OK; i++) {
         if (only && strcmp(only, saes[i].name) != 0) continue;
@@ -62,6 +62,6 @@ ms_status ms_stage_train(ms_app *app, ms_err *err)
         st = ms_err_set(err, MS_ERR_USAGE, "monosem train --only %s: the job has no SAE of that name (it has: %s)",
                         only, names);
     }
-    ms_job_saes_free(saes, n);
+    app_job_saes_free(saes, n);
     return st;
 }

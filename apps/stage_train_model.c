@@ -72,10 +72,10 @@ static char *ckpt_job_keys(const char *path)
 {
     ms_safetensors f;
     char *k = NULL;
-    if (ms_st_open(&f, path, NULL) != MS_OK) return NULL;
-    const char *v = ms_st_meta(&f, "job_keys");
+    if (ms_safetensors_open(&f, path, NULL) != MS_OK) return NULL;
+    const char *v = ms_safetensors_meta(&f, "job_keys");
     if (v) k = strdup(v);
-    ms_st_close(&f);
+    ms_safetensors_close(&f);
     return k;
 }
 
@@ -104,7 +104,7 @@ static ms_status unigram_init(trainer *t, ms_err *err)
     }
     st = ms_comm_agree(t->comm, st, err);
     if (st == MS_OK) st = ms_comm_allreduce_i64(t->comm, counts, (size_t)V, err);
-    if (st == MS_OK) ms_unigram_logprobs(t->unigram, counts, V);
+    if (st == MS_OK) ms_train_unigram_logprobs(t->unigram, counts, V);
     free(counts);
     free(blk);
     return st;
@@ -293,7 +293,7 @@ static ms_status trainer_start(trainer *t, ms_err *err)
 
 /* The final model (rank 0 saves and checks it reloads identically), a held-out evaluation if
  * the loop ran none, and the run record's facts. COLLECTIVE. */
-static ms_status trainer_finish(ms_app *app, trainer *t, ms_err *err)
+static ms_status trainer_finish(app_ctx *app, trainer *t, ms_err *err)
 {
     const ms_config *cfg = t->cfg;
     const ms_comm *comm = t->comm;
@@ -347,7 +347,7 @@ static ms_status trainer_finish(ms_app *app, trainer *t, ms_err *err)
     return MS_OK;
 }
 
-static ms_status train_model_one(ms_app *app, ms_err *err)
+static ms_status train_model_one(app_ctx *app, ms_err *err)
 {
     trainer tr;
     memset(&tr, 0, sizeof tr);
@@ -373,4 +373,4 @@ static ms_status train_model_one(ms_app *app, ms_err *err)
 }
 
 /* Model A, then model B when the job has one (--only A|B picks one). */
-ms_status ms_stage_train_model(ms_app *app, ms_err *err) { return ms_job_each_model(app, train_model_one, err); }
+ms_status app_stage_train_model(app_ctx *app, ms_err *err) { return app_job_each_model(app, train_model_one, err); }

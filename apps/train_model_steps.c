@@ -144,17 +144,17 @@ static ms_status train_step(trainer *t, double *loss_out, double *lr_out, double
     if (!isfinite(loss))
         return ms_err_set(err, MS_ERR_NUMERIC, "train-model: loss is %g at step %" PRId64 " (lower train_model.lr?)",
                           loss, step);
-    double norm = ms_grad_norm(t->grads, np);
+    double norm = ms_train_grad_norm(t->grads, np);
     if (cfg->train_model.grad_clip > 0 && norm > cfg->train_model.grad_clip) {
         float f = (float)(cfg->train_model.grad_clip / norm);
         for (size_t i = 0; i < np; i++) t->grads[i] *= f;
     }
-    double lr = ms_lr_schedule(step, cfg->train_model.warmup_steps, steps, cfg->train_model.lr,
+    double lr = ms_train_lr_schedule(step, cfg->train_model.warmup_steps, steps, cfg->train_model.lr,
                                cfg->train_model.min_lr_frac);
     for (int i = 0; i < t->m.n_tensors; i++) {
         const ms_model_tensor *tt = &t->m.tensors[i];
         float wd = ms_model_tensor_decays(tt) ? (float)cfg->train_model.weight_decay : 0.0f;
-        ms_adamw_update(t->m.params + tt->offset, t->grads + tt->offset, t->adam_m + tt->offset,
+        ms_train_adamw_update(t->m.params + tt->offset, t->grads + tt->offset, t->adam_m + tt->offset,
                         t->adam_v + tt->offset, tt->numel, (float)lr, (float)cfg->train_model.beta1,
                         (float)cfg->train_model.beta2, 1e-8f, wd, step + 1);
     }

@@ -32,7 +32,7 @@ int main(int argc, char **argv)
     int B = 32, T = 128, V = 50257, d_sae = 2048, batches = 4, reps = 3;
     const char *dir = "/tmp/monosem_bench_eval";
     ms_err err = {0};
-    ms_app app;
+    app_ctx app;
     memset(&app, 0, sizeof app);
     if (ms_comm_init(&app.comm, &argc, &argv, &err)) die(&err);
     ms_log_init(app.comm.rank);
@@ -119,7 +119,7 @@ int main(int argc, char **argv)
         }
         free(z);
         ms_saelens_meta meta = {.hook_name = "blocks.0.mlp.hook_post", .context_size = T};
-        if (ms_sae_save_saelens(&sae, lens, NULL, &meta, &err)) die(&err);
+        if (ms_saelens_save(&sae, lens, NULL, &meta, &err)) die(&err);
         ms_sae_free(&sae);
     }
     snprintf(job, sizeof job, "%s/job.yaml", dir);
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     const double N = (double)(n_tok - 1);
 
     /* eval with one SAE and with two (best of reps each) */
-    ms_job_sae js[2];
+    app_job_sae js[2];
     memset(js, 0, sizeof js);
     for (int k = 0; k < 2; k++) {
         snprintf(js[k].name, sizeof js[k].name, "sae%d", k);
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
             }
             ms_runrec_init(&app.rec, "eval");
             double t0 = bench_now();
-            if (ms_eval_run(&app, js, ns, &err)) die(&err);
+            if (app_eval_run(&app, js, ns, &err)) die(&err);
             double dt = bench_now() - t0;
             if (dt < best[ns - 1]) best[ns - 1] = dt;
             double sp = timer(&app.rec, "spliced_forward") / ns;

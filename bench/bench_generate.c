@@ -127,7 +127,7 @@ int main(int argc, char **argv)
              "model: {dir: %s/model, hook: blocks.0.mlp.hook_post, n_ctx: %d}\n"
              "generate: {out: %s/acts.h5, sample_per_context: %" PRId64 ", dtype: %s, shard_contexts: 256, batch: 32}\n",
              dir, CTX, dir, dir, CTX, dir, sample, dtype);
-    ms_app app;
+    app_ctx app;
     memset(&app, 0, sizeof app);
     app.comm = comm;
     if (ms_config_parse(&app.cfg, "bench.yaml", yaml, strlen(yaml), NULL, 0, NULL, &err)) die("config", &err);
@@ -167,7 +167,7 @@ int main(int argc, char **argv)
         ms_runrec_init(&app.rec, "generate");
         ms_comm_barrier(&comm);
         double t = bench_now();
-        ms_status st = ms_stage_generate(&app, &err);
+        ms_status st = app_stage_generate(&app, &err);
         st = ms_comm_agree(&comm, st, &err);
         double wall = bench_now() - t;
         if (st) die("generate", &err);

@@ -75,12 +75,12 @@ int main(int argc, char **argv)
         double t2 = bench_now();
         if (ms_comm_allreduce_f32(&comm, g, np + 2, &err)) die(&err);
         double t3 = bench_now();
-        double norm = ms_grad_norm(g, np);
+        double norm = ms_train_grad_norm(g, np);
         if (norm > 1.0)
             for (size_t i = 0; i < np; i++) g[i] *= (float)(1.0 / norm);
         for (int i = 0; i < m.n_tensors; i++) {
             const ms_model_tensor *t = &m.tensors[i];
-            ms_adamw_update(m.params + t->offset, g + t->offset, am + t->offset, av + t->offset, t->numel, 1e-3f,
+            ms_train_adamw_update(m.params + t->offset, g + t->offset, am + t->offset, av + t->offset, t->numel, 1e-3f,
                             0.9f, 0.95f, 1e-8f, ms_model_tensor_decays(t) ? 0.1f : 0.0f, it + 1);
         }
         double t4 = bench_now();

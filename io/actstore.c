@@ -403,7 +403,7 @@ ms_status ms_actwriter_write_rows(ms_actwriter *w, int64_t row0, int64_t n, cons
             w->scratch = s;
             w->scratch_n = need;
         }
-        ms_float_to_half_n(w->scratch, acts, need);
+        ms_half_from_float_n(w->scratch, acts, need);
         buf = w->scratch;
         mt = w->f16;
     }

@@ -1,5 +1,5 @@
 /* Choosing the checkpoint to resume from: the latest if it verifies (sha256 of its data), else
- * the previous one kept by ms_st_write_rotate, with a message naming the corrupt file. */
+ * the previous one kept by ms_safetensors_write_rotate, with a message naming the corrupt file. */
 #include "monosem/io.h"
 
 #include <errno.h>
@@ -11,12 +11,12 @@ static bool ckpt_good(const char *path, ms_err *why)
 {
     ms_safetensors st;
     ms_err_clear(why);
-    if (ms_st_open(&st, path, why)) return false;
-    bool has = ms_st_meta(&st, MS_ST_CHECKSUM_KEY) != NULL;
-    ms_st_close(&st);
+    if (ms_safetensors_open(&st, path, why)) return false;
+    bool has = ms_safetensors_meta(&st, MS_SAFETENSORS_CHECKSUM_KEY) != NULL;
+    ms_safetensors_close(&st);
     if (!has) {
         ms_err_set(why, MS_ERR_FORMAT, "%s: no %s in its header (damaged, or written without checksums)", path,
-                   MS_ST_CHECKSUM_KEY);
+                   MS_SAFETENSORS_CHECKSUM_KEY);
         return false;
     }
     return true;

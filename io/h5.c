@@ -278,20 +278,20 @@ int ms_h5_dataset_dims(ms_h5id d, int *rank, int64_t dims[MS_H5_MAX_RANK])
 }
 
 /* The native memory type of a dtype; -1 for the ones the helpers do not handle. */
-static hid_t mem_type(ms_st_dtype t)
+static hid_t mem_type(ms_safetensors_dtype t)
 {
     switch (t) {
-    case MS_ST_F32: return H5T_NATIVE_FLOAT;
-    case MS_ST_F64: return H5T_NATIVE_DOUBLE;
-    case MS_ST_I64: return H5T_NATIVE_INT64;
-    case MS_ST_I32: return H5T_NATIVE_INT32;
-    case MS_ST_U8: return H5T_NATIVE_UCHAR;
+    case MS_SAFETENSORS_F32: return H5T_NATIVE_FLOAT;
+    case MS_SAFETENSORS_F64: return H5T_NATIVE_DOUBLE;
+    case MS_SAFETENSORS_I64: return H5T_NATIVE_INT64;
+    case MS_SAFETENSORS_I32: return H5T_NATIVE_INT32;
+    case MS_SAFETENSORS_U8: return H5T_NATIVE_UCHAR;
     default: return -1;
     }
 }
 
 /* Reads or writes (write = true) a hyperslab start/count of d, or the whole dataset (start NULL). */
-static int dataset_io(hid_t d, bool write, ms_st_dtype mem, int rank, const int64_t *start, const int64_t *count,
+static int dataset_io(hid_t d, bool write, ms_safetensors_dtype mem, int rank, const int64_t *start, const int64_t *count,
                       void *buf)
 {
     hid_t mt = mem_type(mem);
@@ -311,7 +311,7 @@ static int dataset_io(hid_t d, bool write, ms_st_dtype mem, int rank, const int6
     return rc < 0 ? -1 : 0;
 }
 
-int ms_h5_dataset_read(ms_h5id d, ms_st_dtype mem, int rank, const int64_t *start, const int64_t *count, void *out)
+int ms_h5_dataset_read(ms_h5id d, ms_safetensors_dtype mem, int rank, const int64_t *start, const int64_t *count, void *out)
 {
     int rc;
     H5E_BEGIN_TRY { rc = dataset_io(d, false, mem, rank, start, count, out); }
@@ -319,15 +319,15 @@ int ms_h5_dataset_read(ms_h5id d, ms_st_dtype mem, int rank, const int64_t *star
     return rc < 0 ? -1 : 0;
 }
 
-int ms_h5_dataset_write(ms_h5id d, ms_st_dtype mem, int rank, const int64_t *start, const int64_t *count,
+int ms_h5_dataset_write(ms_h5id d, ms_safetensors_dtype mem, int rank, const int64_t *start, const int64_t *count,
                         const void *buf)
 {
     return dataset_io(d, true, mem, rank, start, count, (void *)buf) < 0 ? -1 : 0;
 }
 
-ms_h5id ms_h5_dataset_create(ms_h5id f, const char *name, ms_st_dtype type, int rank, const int64_t *dims)
+ms_h5id ms_h5_dataset_create(ms_h5id f, const char *name, ms_safetensors_dtype type, int rank, const int64_t *dims)
 {
-    if (type != MS_ST_F32 || rank < 1 || rank > MS_H5_MAX_RANK) return -1;
+    if (type != MS_SAFETENSORS_F32 || rank < 1 || rank > MS_H5_MAX_RANK) return -1;
     hsize_t h[MS_H5_MAX_RANK];
     for (int i = 0; i < rank; i++) h[i] = (hsize_t)dims[i];
     hid_t sp = H5Screate_simple(rank, h, NULL);
@@ -347,7 +347,7 @@ static hid_t tensor_dcpl(int ndim, const hsize_t *dims, size_t esize)
 {
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     if (dcpl < 0 || ndim == 0) return dcpl;
-    hsize_t chunk[MS_ST_MAX_DIMS], row = esize;
+    hsize_t chunk[MS_SAFETENSORS_MAX_DIMS], row = esize;
     for (int k = 0; k < ndim; k++) {
         if (dims[k] == 0) return dcpl;
         chunk[k] = dims[k];
@@ -362,7 +362,7 @@ static hid_t tensor_dcpl(int ndim, const hsize_t *dims, size_t esize)
     return dcpl;
 }
 
-ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
+ms_status ms_h5_write_tensors(const char *path, const ms_safetensors_item *items, int n_items,
                               const char *const *attr_kv, int n_attr, ms_err *err)
 {
     /* The file is built in memory (HDF5's core driver, no backing store) and written with
@@ -380,22 +380,22 @@ ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_i
     if (file < 0) return ms_err_set(err, MS_ERR_NOMEM, "%s: cannot create the file in memory", path);
     herr_t r = 0;
     for (int i = 0; i < n_items && r >= 0; i++) {
-        const ms_st_item *it = &items[i];
-        hsize_t dims[MS_ST_MAX_DIMS];
+        const ms_safetensors_item *it = &items[i];
+        hsize_t dims[MS_SAFETENSORS_MAX_DIMS];
         for (int k = 0; k < it->ndim; k++) dims[k] = (hsize_t)it->shape[k];
         hid_t ft, mt;
         switch (it->dtype) {
-        case MS_ST_F32: ft = H5T_IEEE_F32LE, mt = H5T_NATIVE_FLOAT; break;
-        case MS_ST_I64: ft = H5T_STD_I64LE, mt = H5T_NATIVE_INT64; break;
-        case MS_ST_I32: ft = H5T_STD_I32LE, mt = H5T_NATIVE_INT32; break;
-        case MS_ST_U8: ft = H5T_STD_U8LE, mt = H5T_NATIVE_UINT8; break;
+        case MS_SAFETENSORS_F32: ft = H5T_IEEE_F32LE, mt = H5T_NATIVE_FLOAT; break;
+        case MS_SAFETENSORS_I64: ft = H5T_STD_I64LE, mt = H5T_NATIVE_INT64; break;
+        case MS_SAFETENSORS_I32: ft = H5T_STD_I32LE, mt = H5T_NATIVE_INT32; break;
+        case MS_SAFETENSORS_U8: ft = H5T_STD_U8LE, mt = H5T_NATIVE_UINT8; break;
         default:
             H5Fclose(file);
             return ms_err_set(err, MS_ERR_USAGE, "%s: tensor %s: only F32, I64, I32, U8 supported",
                               path, it->name);
         }
         hid_t sp = it->ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(it->ndim, dims, NULL);
-        hid_t dcpl = tensor_dcpl(it->ndim, dims, ms_st_dtype_size(it->dtype));
+        hid_t dcpl = tensor_dcpl(it->ndim, dims, ms_safetensors_dtype_size(it->dtype));
         hid_t ds = dcpl < 0 ? -1 : H5Dcreate2(file, it->name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         r = ds < 0 ? -1 : H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, it->data);
         if (ds >= 0) H5Dclose(ds);

@@ -29,7 +29,7 @@ float ms_half_to_float(uint16_t h)
     return f;
 }
 
-uint16_t ms_float_to_half(float f)
+uint16_t ms_half_from_float(float f)
 {
     uint32_t x;
     memcpy(&x, &f, 4);
@@ -74,7 +74,7 @@ __attribute__((target("avx,f16c"))) static void f2h_hw(uint16_t *out, const floa
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(out + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) out[i] = ms_float_to_half(in[i]);
+    for (; i < n; i++) out[i] = ms_half_from_float(in[i]);
 }
 
 static bool have_f16c(void)
@@ -124,11 +124,11 @@ void ms_half_to_float_n(float *out, const uint16_t *in, size_t n)
         for (size_t i = 0; i < n; i++) out[i] = ms_half_to_float(in[i]);
 }
 
-void ms_float_to_half_n(uint16_t *out, const float *in, size_t n)
+void ms_half_from_float_n(uint16_t *out, const float *in, size_t n)
 {
     if (have_f16c()) {
         f2h_hw(out, in, n);
         return;
     }
-    for (size_t i = 0; i < n; i++) out[i] = ms_float_to_half(in[i]);
+    for (size_t i = 0; i < n; i++) out[i] = ms_half_from_float(in[i]);
 }

@@ -14,24 +14,24 @@
 static const struct {
     const char *name;
     size_t size;
-} st_dtypes[MS_ST_DTYPE_COUNT] = {
-    [MS_ST_F32] = {"F32", 4}, [MS_ST_F16] = {"F16", 2}, [MS_ST_BF16] = {"BF16", 2},
-    [MS_ST_F64] = {"F64", 8}, [MS_ST_I64] = {"I64", 8}, [MS_ST_I32] = {"I32", 4},
-    [MS_ST_I16] = {"I16", 2}, [MS_ST_I8] = {"I8", 1},   [MS_ST_U8] = {"U8", 1},
-    [MS_ST_BOOL] = {"BOOL", 1},
+} st_dtypes[MS_SAFETENSORS_DTYPE_COUNT] = {
+    [MS_SAFETENSORS_F32] = {"F32", 4}, [MS_SAFETENSORS_F16] = {"F16", 2}, [MS_SAFETENSORS_BF16] = {"BF16", 2},
+    [MS_SAFETENSORS_F64] = {"F64", 8}, [MS_SAFETENSORS_I64] = {"I64", 8}, [MS_SAFETENSORS_I32] = {"I32", 4},
+    [MS_SAFETENSORS_I16] = {"I16", 2}, [MS_SAFETENSORS_I8] = {"I8", 1},   [MS_SAFETENSORS_U8] = {"U8", 1},
+    [MS_SAFETENSORS_BOOL] = {"BOOL", 1},
 };
 
-size_t ms_st_dtype_size(ms_st_dtype d)
+size_t ms_safetensors_dtype_size(ms_safetensors_dtype d)
 {
-    return (unsigned)d < MS_ST_DTYPE_COUNT ? st_dtypes[d].size : 0;
+    return (unsigned)d < MS_SAFETENSORS_DTYPE_COUNT ? st_dtypes[d].size : 0;
 }
 
-const char *ms_st_dtype_name(ms_st_dtype d)
+const char *ms_safetensors_dtype_name(ms_safetensors_dtype d)
 {
-    return (unsigned)d < MS_ST_DTYPE_COUNT ? st_dtypes[d].name : "?";
+    return (unsigned)d < MS_SAFETENSORS_DTYPE_COUNT ? st_dtypes[d].name : "?";
 }
 
-void ms_st_close(ms_safetensors *st)
+void ms_safetensors_close(ms_safetensors *st)
 {
     if (!st) return;
     if (st->f) fclose(st->f);
@@ -55,12 +55,12 @@ static bool json_uint(const cJSON *j, uint64_t *out)
 
 static int cmp_name(const void *a, const void *b)
 {
-    return strcmp((*(const ms_st_tensor *const *)a)->name, (*(const ms_st_tensor *const *)b)->name);
+    return strcmp((*(const ms_safetensors_tensor *const *)a)->name, (*(const ms_safetensors_tensor *const *)b)->name);
 }
 
 static int cmp_begin(const void *a, const void *b)
 {
-    const ms_st_tensor *x = *(const ms_st_tensor *const *)a, *y = *(const ms_st_tensor *const *)b;
+    const ms_safetensors_tensor *x = *(const ms_safetensors_tensor *const *)a, *y = *(const ms_safetensors_tensor *const *)b;
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
@@ -86,12 +86,12 @@ static ms_status parse_meta(ms_safetensors *st, const cJSON *e, const char *path
     return MS_OK;
 }
 
-/* t's 'shape' sh: at most MS_ST_MAX_DIMS non-negative integers whose product cannot overflow. */
-static ms_status parse_shape(ms_st_tensor *t, const cJSON *sh, const char *key, const char *path, ms_err *err)
+/* t's 'shape' sh: at most MS_SAFETENSORS_MAX_DIMS non-negative integers whose product cannot overflow. */
+static ms_status parse_shape(ms_safetensors_tensor *t, const cJSON *sh, const char *key, const char *path, ms_err *err)
 {
-    if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MS_ST_MAX_DIMS)
+    if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MS_SAFETENSORS_MAX_DIMS)
         return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected 'shape' as an array of at most %d integers",
-                          path, key, MS_ST_MAX_DIMS);
+                          path, key, MS_SAFETENSORS_MAX_DIMS);
     uint64_t numel = 1;
     for (const cJSON *s = sh->child; s; s = s->next) {
         uint64_t v;
@@ -110,7 +110,7 @@ static ms_status parse_shape(ms_st_tensor *t, const cJSON *sh, const char *key, 
 
 /* One tensor entry e (its name already in t): dtype, shape, and data_offsets inside the data
  * section and spanning exactly dtype x shape. */
-static ms_status parse_tensor(ms_st_tensor *t, const cJSON *e, const char *key, uint64_t data_len,
+static ms_status parse_tensor(ms_safetensors_tensor *t, const cJSON *e, const char *key, uint64_t data_len,
                               const char *path, ms_err *err)
 {
     if (!cJSON_IsObject(e)) return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected an object", path, key);
@@ -120,11 +120,11 @@ static ms_status parse_tensor(ms_st_tensor *t, const cJSON *e, const char *key, 
     if (!cJSON_IsString(dt))
         return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': expected a string 'dtype'", path, key);
     int d = -1;
-    for (int k = 0; k < MS_ST_DTYPE_COUNT; k++)
+    for (int k = 0; k < MS_SAFETENSORS_DTYPE_COUNT; k++)
         if (strcmp(dt->valuestring, st_dtypes[k].name) == 0) d = k;
     if (d < 0)
         return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.32s'", path, key, dt->valuestring);
-    t->dtype = (ms_st_dtype)d;
+    t->dtype = (ms_safetensors_dtype)d;
     ms_status rc = parse_shape(t, sh, key, path, err);
     if (rc) return rc;
     const uint64_t numel = t->numel;
@@ -149,7 +149,7 @@ static ms_status parse_tensor(ms_st_tensor *t, const cJSON *e, const char *key, 
  * with many tensors). */
 static ms_status check_unique(const ms_safetensors *st, const char *path, ms_err *err)
 {
-    ms_st_tensor **order = malloc(((size_t)st->n + 1) * sizeof *order);
+    ms_safetensors_tensor **order = malloc(((size_t)st->n + 1) * sizeof *order);
     if (!order) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
     ms_status rc = MS_OK;
     for (int i = 0; i < st->n; i++) order[i] = &st->tensors[i];
@@ -170,7 +170,7 @@ static ms_status check_unique(const ms_safetensors *st, const char *path, ms_err
     return rc;
 }
 
-ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *json, size_t len,
+ms_status ms_safetensors_parse_header(ms_safetensors *st, const char *path, const char *json, size_t len,
                              uint64_t data_len, ms_err *err)
 {
     memset(st, 0, sizeof *st);
@@ -195,7 +195,7 @@ ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *j
             rc = parse_meta(st, e, path, err);
             continue;
         }
-        ms_st_tensor *t = &st->tensors[st->n];
+        ms_safetensors_tensor *t = &st->tensors[st->n];
         t->name = strdup(key);
         if (!t->name) {
             rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", path);
@@ -207,11 +207,11 @@ ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *j
     if (!rc) rc = check_unique(st, path, err);
 done:
     cJSON_Delete(root);
-    if (rc != MS_OK) ms_st_close(st);
+    if (rc != MS_OK) ms_safetensors_close(st);
     return rc;
 }
 
-ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err)
+ms_status ms_safetensors_open(ms_safetensors *st, const char *path, ms_err *err)
 {
     memset(st, 0, sizeof *st);
     FILE *f = fopen(path, "rb");
@@ -229,11 +229,11 @@ ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err)
     }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | lenb[i];
-    if (n > MS_ST_MAX_HEADER || n > fsize - 8) {
+    if (n > MS_SAFETENSORS_MAX_HEADER || n > fsize - 8) {
         fclose(f);
         return ms_err_set(err, MS_ERR_FORMAT,
                           "%s: safetensors header length %llu runs past the end of the file (%llu bytes) or the %u-byte limit",
-                          path, (unsigned long long)n, (unsigned long long)fsize, MS_ST_MAX_HEADER);
+                          path, (unsigned long long)n, (unsigned long long)fsize, MS_SAFETENSORS_MAX_HEADER);
     }
     char *hdr = malloc(n + 1);
     if (!hdr) {
@@ -245,7 +245,7 @@ ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err)
         fclose(f);
         return ms_err_set(err, MS_ERR_IO, "%s: short read of the header", path);
     }
-    ms_status rc = ms_st_parse_header(st, path, hdr, n, fsize - 8 - n, err);
+    ms_status rc = ms_safetensors_parse_header(st, path, hdr, n, fsize - 8 - n, err);
     free(hdr);
     if (rc != MS_OK) {
         fclose(f);
@@ -253,21 +253,21 @@ ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err)
     }
     st->f = f;
     st->data_start = 8 + n;
-    rc = ms_st_verify(st, err);
-    if (rc != MS_OK) ms_st_close(st);
+    rc = ms_safetensors_verify(st, err);
+    if (rc != MS_OK) ms_safetensors_close(st);
     return rc;
 }
 
 /* The data section's sha256, streamed from the file (page cache makes the later tensor reads
  * cheap). Measured on this machine: see docs/formats.md. */
-ms_status ms_st_verify(const ms_safetensors *st, ms_err *err)
+ms_status ms_safetensors_verify(const ms_safetensors *st, ms_err *err)
 {
-    const char *want = ms_st_meta(st, MS_ST_CHECKSUM_KEY);
+    const char *want = ms_safetensors_meta(st, MS_SAFETENSORS_CHECKSUM_KEY);
     if (!want) return MS_OK; /* files from other tools carry none */
     if (!st->f) return MS_OK;
     if (strlen(want) != 64)
         return ms_err_set(err, MS_ERR_FORMAT, "%s: corrupt: __metadata__ %s is not 64 hex digits", st->path,
-                          MS_ST_CHECKSUM_KEY);
+                          MS_SAFETENSORS_CHECKSUM_KEY);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char *chunk = malloc(1 << 20);
     if (!ctx || !chunk) {
@@ -305,14 +305,14 @@ ms_status ms_st_verify(const ms_safetensors *st, ms_err *err)
     return MS_OK;
 }
 
-const ms_st_tensor *ms_st_find(const ms_safetensors *st, const char *name)
+const ms_safetensors_tensor *ms_safetensors_find(const ms_safetensors *st, const char *name)
 {
     for (int i = 0; i < st->n; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
     return NULL;
 }
 
-const char *ms_st_meta(const ms_safetensors *st, const char *key)
+const char *ms_safetensors_meta(const ms_safetensors *st, const char *key)
 {
     for (int i = 0; i < st->n_meta; i++)
         if (strcmp(st->meta[2 * i], key) == 0) return st->meta[2 * i + 1];
@@ -343,16 +343,16 @@ static float f16_to_f32(uint16_t h)
     return f;
 }
 
-ms_status ms_st_read_f32(const ms_safetensors *st, const ms_st_tensor *t, float *dst, ms_err *err)
+ms_status ms_safetensors_read_f32(const ms_safetensors *st, const ms_safetensors_tensor *t, float *dst, ms_err *err)
 {
     if (!st->f) return ms_err_set(err, MS_ERR_STATE, "%s: tensor '%s': no file to read from", st->path, t->name);
-    if (t->dtype != MS_ST_F32 && t->dtype != MS_ST_F16 && t->dtype != MS_ST_BF16 && t->dtype != MS_ST_F64)
+    if (t->dtype != MS_SAFETENSORS_F32 && t->dtype != MS_SAFETENSORS_F16 && t->dtype != MS_SAFETENSORS_BF16 && t->dtype != MS_SAFETENSORS_F64)
         return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': dtype %s, expected F32, F16, BF16 or F64",
-                          st->path, t->name, ms_st_dtype_name(t->dtype));
-    size_t es = ms_st_dtype_size(t->dtype);
+                          st->path, t->name, ms_safetensors_dtype_name(t->dtype));
+    size_t es = ms_safetensors_dtype_size(t->dtype);
     if (fseeko(st->f, (off_t)(st->data_start + t->begin), SEEK_SET) != 0)
         return ms_err_set(err, MS_ERR_IO, "%s: tensor '%s': seek failed: %s", st->path, t->name, strerror(errno));
-    if (t->dtype == MS_ST_F32) {
+    if (t->dtype == MS_SAFETENSORS_F32) {
         if (fread(dst, 4, t->numel, st->f) != t->numel)
             return ms_err_set(err, MS_ERR_IO, "%s: tensor '%s': short read (file truncated?)", st->path, t->name);
         return MS_OK; /* little-endian host assumed (x86-64, aarch64) */
@@ -365,11 +365,11 @@ ms_status ms_st_read_f32(const ms_safetensors *st, const ms_st_tensor *t, float 
         if (fread(buf, es, k, st->f) != k)
             return ms_err_set(err, MS_ERR_IO, "%s: tensor '%s': short read (file truncated?)", st->path, t->name);
         for (size_t i = 0; i < k; i++) {
-            if (t->dtype == MS_ST_F16) {
+            if (t->dtype == MS_SAFETENSORS_F16) {
                 uint16_t h;
                 memcpy(&h, buf + 2 * i, 2);
                 dst[done + i] = f16_to_f32(h);
-            } else if (t->dtype == MS_ST_BF16) {
+            } else if (t->dtype == MS_SAFETENSORS_BF16) {
                 uint16_t h;
                 memcpy(&h, buf + 2 * i, 2);
                 uint32_t bits = (uint32_t)h << 16;
@@ -385,10 +385,10 @@ ms_status ms_st_read_f32(const ms_safetensors *st, const ms_st_tensor *t, float 
     return MS_OK;
 }
 
-ms_status ms_st_read_f32_shaped(const ms_safetensors *st, const char *name, int ndim,
+ms_status ms_safetensors_read_f32_shaped(const ms_safetensors *st, const char *name, int ndim,
                                 const int64_t *shape, float *dst, ms_err *err)
 {
-    const ms_st_tensor *t = ms_st_find(st, name);
+    const ms_safetensors_tensor *t = ms_safetensors_find(st, name);
     if (!t) return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s' is missing", st->path, name);
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
@@ -402,7 +402,7 @@ ms_status ms_st_read_f32_shaped(const ms_safetensors *st, const char *name, int 
         return ms_err_set(err, MS_ERR_FORMAT, "%s: tensor '%s': shape (%s), expected (%s)", st->path, name,
                           got, want);
     }
-    return ms_st_read_f32(st, t, dst, err);
+    return ms_safetensors_read_f32(st, t, dst, err);
 }
 
 /* The header text is built by hand so tensors keep the caller's order. */
@@ -445,14 +445,14 @@ static bool buf_json_str(char **b, size_t *n, size_t *cap, const char *s)
 }
 
 /* sha256 (hex) of the items' data, in order: the data section the writer lays out. */
-static void items_sha256(const ms_st_item *items, int n_items, char out[65])
+static void items_sha256(const ms_safetensors_item *items, int n_items, char out[65])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     for (int i = 0; i < n_items; i++) {
         uint64_t numel = 1;
         for (int k = 0; k < items[i].ndim; k++) numel *= (uint64_t)items[i].shape[k];
-        size_t bytes = (size_t)(numel * ms_st_dtype_size(items[i].dtype));
+        size_t bytes = (size_t)(numel * ms_safetensors_dtype_size(items[i].dtype));
         if (bytes) EVP_DigestUpdate(ctx, items[i].data, bytes);
     }
     unsigned char d[EVP_MAX_MD_SIZE];
@@ -462,7 +462,7 @@ static void items_sha256(const ms_st_item *items, int n_items, char out[65])
     for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-static ms_status st_write(const char *path, const ms_st_item *items, int n_items, const char *const *meta_kv,
+static ms_status st_write(const char *path, const ms_safetensors_item *items, int n_items, const char *const *meta_kv,
                           int n_meta, bool keep_prev, ms_err *err)
 {
     char *h = NULL;
@@ -472,25 +472,25 @@ static ms_status st_write(const char *path, const ms_st_item *items, int n_items
     bool ok = buf_put(&h, &hn, &hcap, "{", 1);
     ok = ok && buf_put(&h, &hn, &hcap, "\"__metadata__\":{", 16);
     for (int i = 0; i < n_meta && ok; i++) {
-        if (strcmp(meta_kv[2 * i], MS_ST_CHECKSUM_KEY) == 0) continue; /* ours is written below */
+        if (strcmp(meta_kv[2 * i], MS_SAFETENSORS_CHECKSUM_KEY) == 0) continue; /* ours is written below */
         ok = buf_json_str(&h, &hn, &hcap, meta_kv[2 * i]) && buf_put(&h, &hn, &hcap, ":", 1) &&
              buf_json_str(&h, &hn, &hcap, meta_kv[2 * i + 1]) && buf_put(&h, &hn, &hcap, ",", 1);
     }
-    ok = ok && buf_json_str(&h, &hn, &hcap, MS_ST_CHECKSUM_KEY) && buf_put(&h, &hn, &hcap, ":", 1) &&
+    ok = ok && buf_json_str(&h, &hn, &hcap, MS_SAFETENSORS_CHECKSUM_KEY) && buf_put(&h, &hn, &hcap, ":", 1) &&
          buf_json_str(&h, &hn, &hcap, sum) && buf_put(&h, &hn, &hcap, "}", 1);
     n_meta = 1; /* the header has a __metadata__ entry: tensors follow a comma */
     uint64_t off = 0;
     uint64_t *sizes = calloc((size_t)n_items + 1, sizeof *sizes);
     if (!sizes) ok = false;
     for (int i = 0; i < n_items && ok; i++) {
-        const ms_st_item *it = &items[i];
+        const ms_safetensors_item *it = &items[i];
         uint64_t numel = 1;
         for (int k = 0; k < it->ndim; k++) numel *= (uint64_t)it->shape[k];
-        sizes[i] = numel * ms_st_dtype_size(it->dtype);
+        sizes[i] = numel * ms_safetensors_dtype_size(it->dtype);
         char tmp[128];
         if (i || n_meta > 0) ok = buf_put(&h, &hn, &hcap, ",", 1);
         ok = ok && buf_json_str(&h, &hn, &hcap, it->name);
-        int k = snprintf(tmp, sizeof tmp, ":{\"dtype\":\"%s\",\"shape\":[", ms_st_dtype_name(it->dtype));
+        int k = snprintf(tmp, sizeof tmp, ":{\"dtype\":\"%s\",\"shape\":[", ms_safetensors_dtype_name(it->dtype));
         ok = ok && buf_put(&h, &hn, &hcap, tmp, (size_t)k);
         for (int d = 0; d < it->ndim && ok; d++) {
             k = snprintf(tmp, sizeof tmp, "%s%lld", d ? "," : "", (long long)it->shape[d]);
@@ -543,13 +543,13 @@ static ms_status st_write(const char *path, const ms_st_item *items, int n_items
     return MS_OK;
 }
 
-ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
+ms_status ms_safetensors_write(const char *path, const ms_safetensors_item *items, int n_items,
                       const char *const *meta_kv, int n_meta, ms_err *err)
 {
     return st_write(path, items, n_items, meta_kv, n_meta, false, err);
 }
 
-ms_status ms_st_write_rotate(const char *path, const ms_st_item *items, int n_items,
+ms_status ms_safetensors_write_rotate(const char *path, const ms_safetensors_item *items, int n_items,
                              const char *const *meta_kv, int n_meta, ms_err *err)
 {
     return st_write(path, items, n_items, meta_kv, n_meta, true, err);

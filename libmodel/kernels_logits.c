@@ -206,7 +206,7 @@ static void klref_range(void *vctx, int64_t n0, int64_t n1)
                    x->V);
 }
 
-void ms_kl_ref_fill(float *probs, double *pdot, double *psum, const float *logits, const float *lse, int N,
+void ms_logits_kl_ref_fill(float *probs, double *pdot, double *psum, const float *logits, const float *lse, int N,
                     int V)
 {
     klref_ctx x = {probs, pdot, psum, logits, lse, V};

@@ -14,7 +14,7 @@ static ms_status read_tl(ms_model *m, const ms_safetensors *st, ms_err *err)
 {
     for (int i = 0; i < m->n_tensors; i++) {
         const ms_model_tensor *t = &m->tensors[i];
-        ms_status rc = ms_st_read_f32_shaped(st, t->name, t->ndim, t->shape, m->params + t->offset, err);
+        ms_status rc = ms_safetensors_read_f32_shaped(st, t->name, t->ndim, t->shape, m->params + t->offset, err);
         if (rc) return rc;
     }
     return MS_OK;
@@ -38,7 +38,7 @@ static ms_status read_hf(ms_model *m, const ms_safetensors *st, const char *pre,
     do {                                                                              \
         int64_t sh_[2] = {s0, s1};                                                    \
         snprintf(nm, sizeof nm, "%s" fmt, pre, __VA_ARGS__);                          \
-        rc = ms_st_read_f32_shaped(st, nm, nd, sh_, dst, err);                        \
+        rc = ms_safetensors_read_f32_shaped(st, nm, nd, sh_, dst, err);                        \
         if (rc) goto done;                                                            \
     } while (0)
     RD(w->W_E, 2, V, C, "%s", "wte.weight");
@@ -73,9 +73,9 @@ static ms_status read_hf(ms_model *m, const ms_safetensors *st, const char *pre,
         RD(w->lnf_w, 1, C, 0, "%s", "ln_f.weight");
         RD(w->lnf_b, 1, C, 0, "%s", "ln_f.bias");
     }
-    if (ms_st_find(st, "lm_head.weight")) {
+    if (ms_safetensors_find(st, "lm_head.weight")) {
         int64_t sh[2] = {V, C};
-        rc = ms_st_read_f32_shaped(st, "lm_head.weight", 2, sh, tmp, err);
+        rc = ms_safetensors_read_f32_shaped(st, "lm_head.weight", 2, sh, tmp, err);
         if (rc) goto done;
     } else {
         memcpy(tmp, w->W_E, (size_t)V * C * sizeof(float)); /* tied embeddings */
@@ -99,18 +99,18 @@ ms_status ms_model_load_files(ms_model *m, const char *config_path, const char *
     rc = ms_model_init(m, &cfg, err);
     if (rc) return rc;
     ms_safetensors st;
-    rc = ms_st_open(&st, weights_path, err);
+    rc = ms_safetensors_open(&st, weights_path, err);
     if (rc) {
         ms_model_free(m);
         return rc;
     }
-    if (ms_st_find(&st, "wte.weight"))
+    if (ms_safetensors_find(&st, "wte.weight"))
         rc = read_hf(m, &st, "", err);
-    else if (ms_st_find(&st, "transformer.wte.weight"))
+    else if (ms_safetensors_find(&st, "transformer.wte.weight"))
         rc = read_hf(m, &st, "transformer.", err);
     else
         rc = read_tl(m, &st, err);
-    ms_st_close(&st);
+    ms_safetensors_close(&st);
     if (rc == MS_OK) {
         for (size_t i = 0; i < m->n_params; i++)
             if (!isfinite(m->params[i])) {
@@ -138,7 +138,7 @@ ms_status ms_model_save(const ms_model *m, const char *dir, ms_err *err)
     if (rc) return rc;
     char *cp = ms_path_join(dir, "config.json"), *wp = ms_path_join(dir, "model.safetensors");
     char *json = ms_model_config_json(&m->cfg);
-    ms_st_item *items = calloc((size_t)m->n_tensors, sizeof *items);
+    ms_safetensors_item *items = calloc((size_t)m->n_tensors, sizeof *items);
     if (!cp || !wp || !json || !items) {
         rc = ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory", dir);
         goto done;
@@ -146,13 +146,13 @@ ms_status ms_model_save(const ms_model *m, const char *dir, ms_err *err)
     for (int i = 0; i < m->n_tensors; i++) {
         const ms_model_tensor *t = &m->tensors[i];
         items[i].name = t->name;
-        items[i].dtype = MS_ST_F32;
+        items[i].dtype = MS_SAFETENSORS_F32;
         items[i].ndim = t->ndim;
         for (int d = 0; d < t->ndim; d++) items[i].shape[d] = t->shape[d];
         items[i].data = m->params + t->offset;
     }
     const char *meta[] = {"format", "pt", "producer", ("monosem " MS_VERSION_STRING)};
-    rc = ms_st_write(wp, items, m->n_tensors, meta, 2, err);
+    rc = ms_safetensors_write(wp, items, m->n_tensors, meta, 2, err);
     if (rc == MS_OK) rc = ms_file_write_atomic(cp, json, strlen(json), err);
 done:
     free(items);

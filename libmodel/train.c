@@ -143,7 +143,7 @@ ms_status ms_model_backward(const ms_model *m, ms_model_acts *a, ms_model_backbu
 
 /* ===================================================================== optimizer */
 
-double ms_lr_schedule(int64_t step, int64_t warmup, int64_t total, double lr, double min_frac)
+double ms_train_lr_schedule(int64_t step, int64_t warmup, int64_t total, double lr, double min_frac)
 {
     if (warmup > 0 && step < warmup) return lr * (double)(step + 1) / (double)warmup;
     double span = (double)(total - warmup);
@@ -154,7 +154,7 @@ double ms_lr_schedule(int64_t step, int64_t warmup, int64_t total, double lr, do
     return lr * (min_frac + (1.0 - min_frac) * coef);
 }
 
-double ms_grad_norm(const float *g, size_t n)
+double ms_train_grad_norm(const float *g, size_t n)
 {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
@@ -171,7 +171,7 @@ bool ms_model_tensor_decays(const ms_model_tensor *t)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
-void ms_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+void ms_train_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int64_t t)
 {
     const float bc1 = 1.0f / (1.0f - powf(beta1, (float)t));
@@ -186,7 +186,7 @@ void ms_adamw_update(float *p, const float *g, float *m, float *v, size_t n, flo
     }
 }
 
-void ms_unigram_logprobs(double *logp, const int64_t *counts, int V)
+void ms_train_unigram_logprobs(double *logp, const int64_t *counts, int V)
 {
     double total = 0;
     for (int v = 0; v < V; v++) total += (double)counts[v] + 1.0;
@@ -200,7 +200,7 @@ ms_status ms_train_checkpoint_save(const char *path, const ms_model *m, const fl
                                    ms_err *err)
 {
     const int n = m->n_tensors;
-    ms_st_item *items = calloc((size_t)3 * n, sizeof *items);
+    ms_safetensors_item *items = calloc((size_t)3 * n, sizeof *items);
     char (*names)[MS_MODEL_MAX_NAME + 8] = calloc((size_t)3 * n, sizeof *names);
     if (!items || !names) {
         free(items);
@@ -212,10 +212,10 @@ ms_status ms_train_checkpoint_save(const char *path, const ms_model *m, const fl
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < n; i++) {
             const ms_model_tensor *t = &m->tensors[i];
-            ms_st_item *it = &items[k * n + i];
+            ms_safetensors_item *it = &items[k * n + i];
             snprintf(names[k * n + i], sizeof names[0], "%s%s", pre[k], t->name);
             it->name = names[k * n + i];
-            it->dtype = MS_ST_F32;
+            it->dtype = MS_SAFETENSORS_F32;
             it->ndim = t->ndim;
             for (int d = 0; d < t->ndim; d++) it->shape[d] = t->shape[d];
             it->data = src[k] + t->offset;
@@ -229,7 +229,7 @@ ms_status ms_train_checkpoint_save(const char *path, const ms_model *m, const fl
                           "fingerprint", info->fingerprint, "n_ranks", ranks, "config",
                           cfgjson ? cfgjson : "{}", "job_keys", info->job_keys};
     /* the replaced checkpoint stays as .prev: the fallback if this one is found corrupt */
-    ms_status st = ms_st_write_rotate(path, items, 3 * n, meta, info->job_keys ? 7 : 6, err);
+    ms_status st = ms_safetensors_write_rotate(path, items, 3 * n, meta, info->job_keys ? 7 : 6, err);
     free(cfgjson);
     free(items);
     free(names);
@@ -240,11 +240,11 @@ ms_status ms_train_checkpoint_load(const char *path, ms_model *m, float *adam_m,
                                    ms_train_ckpt_info *info, ms_err *err)
 {
     ms_safetensors st;
-    ms_status rc = ms_st_open(&st, path, err);
+    ms_status rc = ms_safetensors_open(&st, path, err);
     if (rc != MS_OK) return rc;
-    const char *fmt = ms_st_meta(&st, "format"), *step = ms_st_meta(&st, "step"),
-               *pos = ms_st_meta(&st, "data_position"), *fp = ms_st_meta(&st, "fingerprint"),
-               *ranks = ms_st_meta(&st, "n_ranks");
+    const char *fmt = ms_safetensors_meta(&st, "format"), *step = ms_safetensors_meta(&st, "step"),
+               *pos = ms_safetensors_meta(&st, "data_position"), *fp = ms_safetensors_meta(&st, "fingerprint"),
+               *ranks = ms_safetensors_meta(&st, "n_ranks");
     if (!fmt || strcmp(fmt, "monosem-train-checkpoint-v1") != 0 || !step || !pos || !fp || !ranks) {
         rc = ms_err_set(err, MS_ERR_FORMAT,
                         "%s: expected a monosem training checkpoint (metadata format, step, "
@@ -271,9 +271,9 @@ ms_status ms_train_checkpoint_load(const char *path, ms_model *m, float *adam_m,
             const ms_model_tensor *t = &m->tensors[i];
             char name[MS_MODEL_MAX_NAME + 8];
             snprintf(name, sizeof name, "%s%s", pre[k], t->name);
-            rc = ms_st_read_f32_shaped(&st, name, t->ndim, t->shape, dst[k] + t->offset, err);
+            rc = ms_safetensors_read_f32_shaped(&st, name, t->ndim, t->shape, dst[k] + t->offset, err);
         }
 done:
-    ms_st_close(&st);
+    ms_safetensors_close(&st);
     return rc;
 }

@@ -22,13 +22,13 @@ static const char *arch_saelens(int arch)
 
 static bool has_threshold(int arch) { return arch == MS_SAE_JUMPRELU || arch == MS_SAE_BATCHTOPK; }
 
-ms_status ms_sae_write_sparsity(const char *dir, const float *log10_density, int64_t d_sae,
+ms_status ms_saelens_write_sparsity(const char *dir, const float *log10_density, int64_t d_sae,
                                 const char *source, ms_err *err)
 {
-    ms_st_item sp = {"sparsity", MS_ST_F32, 1, {d_sae}, log10_density};
+    ms_safetensors_item sp = {"sparsity", MS_SAFETENSORS_F32, 1, {d_sae}, log10_density};
     const char *meta[] = {"format", "pt", "density_source", source ? source : "unknown"};
     char *p = ms_path_join(dir, "sparsity.safetensors");
-    ms_status st = p ? ms_st_write(p, &sp, 1, meta, 2, err)
+    ms_status st = p ? ms_safetensors_write(p, &sp, 1, meta, 2, err)
                      : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     free(p);
     return st;
@@ -80,7 +80,7 @@ static char *cfg_json(const ms_sae *sae, const ms_saelens_meta *m)
     return text;
 }
 
-ms_status ms_sae_save_saelens(const ms_sae *sae, const char *dir, const float *log10_density,
+ms_status ms_saelens_save(const ms_sae *sae, const char *dir, const float *log10_density,
                               const ms_saelens_meta *meta, ms_err *err)
 {
     ms_status st = ms_mkdirs(dir, err);
@@ -92,21 +92,21 @@ ms_status ms_sae_save_saelens(const ms_sae *sae, const char *dir, const float *l
           *th = bd + din;
     bool has_th = has_threshold(sae->hp.arch);
     ms_sae_export(sae, We, be, Wd, bd, has_th ? th : NULL);
-    ms_st_item items[5] = {
-        {"W_enc", MS_ST_F32, 2, {din, dsae}, We},
-        {"b_enc", MS_ST_F32, 1, {dsae}, be},
-        {"W_dec", MS_ST_F32, 2, {dsae, din}, Wd},
-        {"b_dec", MS_ST_F32, 1, {din}, bd},
-        {"threshold", MS_ST_F32, 1, {dsae}, th},
+    ms_safetensors_item items[5] = {
+        {"W_enc", MS_SAFETENSORS_F32, 2, {din, dsae}, We},
+        {"b_enc", MS_SAFETENSORS_F32, 1, {dsae}, be},
+        {"W_dec", MS_SAFETENSORS_F32, 2, {dsae, din}, Wd},
+        {"b_dec", MS_SAFETENSORS_F32, 1, {din}, bd},
+        {"threshold", MS_SAFETENSORS_F32, 1, {dsae}, th},
     };
     char *p = ms_path_join(dir, "sae_weights.safetensors");
     const char *stmeta[] = {"format", "pt"};
-    st = p ? ms_st_write(p, items, has_th ? 5 : 4, stmeta, 1, err)
+    st = p ? ms_safetensors_write(p, items, has_th ? 5 : 4, stmeta, 1, err)
            : ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     free(p);
     free(buf);
     if (!st && log10_density)
-        st = ms_sae_write_sparsity(dir, log10_density, dsae, meta ? meta->density_source : NULL, err);
+        st = ms_saelens_write_sparsity(dir, log10_density, dsae, meta ? meta->density_source : NULL, err);
     if (st) return st;
     char *json = cfg_json(sae, meta);
     if (!json) return ms_err_set(err, MS_ERR_NOMEM, "%s: out of memory for cfg.json", dir);
@@ -156,7 +156,7 @@ static int64_t int_member(const cJSON *o, const char *key)
                : -1;
 }
 
-ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err)
+ms_status ms_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err)
 {
     cJSON *j = NULL;
     ms_status st = read_cfg(dir, &j, err);
@@ -182,13 +182,13 @@ static ms_status check_finite(const char *path, const char *name, const float *x
     return MS_OK;
 }
 
-ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err)
+ms_status ms_saelens_load(ms_sae *sae, const char *dir, ms_err *err)
 {
     char *p = ms_path_join(dir, "sae_weights.safetensors");
     if (!p) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     ms_safetensors st_file;
     memset(&st_file, 0, sizeof st_file);
-    ms_status st = ms_st_open(&st_file, p, err);
+    ms_status st = ms_safetensors_open(&st_file, p, err);
     const int64_t din = sae->hp.d_in, dsae = sae->hp.d_sae;
     float *buf = malloc(sae->layout.n_params * sizeof *buf + sizeof(float));
     if (!st && !buf) st = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
@@ -196,13 +196,13 @@ ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err)
         float *We = buf, *be = We + din * dsae, *Wd = be + dsae, *bd = Wd + dsae * din,
               *th = bd + din;
         int64_t s_we[2] = {din, dsae}, s_wd[2] = {dsae, din}, s_be[1] = {dsae}, s_bd[1] = {din};
-        st = ms_st_read_f32_shaped(&st_file, "W_enc", 2, s_we, We, err);
-        if (!st) st = ms_st_read_f32_shaped(&st_file, "b_enc", 1, s_be, be, err);
-        if (!st) st = ms_st_read_f32_shaped(&st_file, "W_dec", 2, s_wd, Wd, err);
-        if (!st) st = ms_st_read_f32_shaped(&st_file, "b_dec", 1, s_bd, bd, err);
+        st = ms_safetensors_read_f32_shaped(&st_file, "W_enc", 2, s_we, We, err);
+        if (!st) st = ms_safetensors_read_f32_shaped(&st_file, "b_enc", 1, s_be, be, err);
+        if (!st) st = ms_safetensors_read_f32_shaped(&st_file, "W_dec", 2, s_wd, Wd, err);
+        if (!st) st = ms_safetensors_read_f32_shaped(&st_file, "b_dec", 1, s_bd, bd, err);
         bool th_ok = false;
-        if (!st && ms_st_find(&st_file, "threshold")) {
-            st = ms_st_read_f32_shaped(&st_file, "threshold", 1, s_be, th, err);
+        if (!st && ms_safetensors_find(&st_file, "threshold")) {
+            st = ms_safetensors_read_f32_shaped(&st_file, "threshold", 1, s_be, th, err);
             th_ok = !st;
         }
         if (!st) st = check_finite(p, "W_enc", We, din * dsae, err);
@@ -212,7 +212,7 @@ ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err)
         if (!st && th_ok) st = check_finite(p, "threshold", th, dsae, err);
         if (!st) ms_sae_import(sae, We, be, Wd, bd, th_ok ? th : NULL);
     }
-    ms_st_close(&st_file);
+    ms_safetensors_close(&st_file);
     free(buf);
     free(p);
     return st;
@@ -223,7 +223,7 @@ static void copy_str(char *dst, size_t n, const cJSON *v)
     snprintf(dst, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
 }
 
-ms_status ms_sae_open_saelens(ms_sae *sae, const char *dir, int64_t max_batch,
+ms_status ms_saelens_open(ms_sae *sae, const char *dir, int64_t max_batch,
                               ms_saelens_info *info, ms_err *err)
 {
     memset(sae, 0, sizeof *sae);
@@ -285,7 +285,7 @@ ms_status ms_sae_open_saelens(ms_sae *sae, const char *dir, int64_t max_batch,
     cJSON_Delete(j);
     if (!st) st = ms_sae_init(sae, &hp, err);
     if (!st) {
-        st = ms_sae_load_saelens(sae, dir, err);
+        st = ms_saelens_load(sae, dir, err);
         if (st) ms_sae_free(sae);
     }
     return st;

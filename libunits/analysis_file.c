@@ -59,10 +59,10 @@ static ms_status flatten(const ms_topk *t, int64_t T, flat *f, ms_err *err)
     return MS_OK;
 }
 
-static ms_st_item item(const char *name, ms_st_dtype dt, const void *data, int ndim, int64_t d0,
+static ms_safetensors_item item(const char *name, ms_safetensors_dtype dt, const void *data, int ndim, int64_t d0,
                        int64_t d1, int64_t d2, int64_t d3)
 {
-    ms_st_item it = {.name = name, .dtype = dt, .ndim = ndim, .data = data};
+    ms_safetensors_item it = {.name = name, .dtype = dt, .ndim = ndim, .data = data};
     int64_t d[4] = {d0, d1, d2, d3};
     for (int i = 0; i < ndim; i++) it.shape[i] = d[i];
     return it;
@@ -132,49 +132,49 @@ ms_status ms_analysis_write(const ms_analysis *a, const ms_analysis_extra *x, co
     ms_density_edges(dedges);
     if (!st) st = measure_dists(a, x, &md, err);
 
-    ms_st_item it[MAX_ITEMS];
+    ms_safetensors_item it[MAX_ITEMS];
     int n = 0;
     if (!st) {
-        it[n++] = item("count", MS_ST_I64, a->count, 1, U, 0, 0, 0);
-        it[n++] = item("density", MS_ST_F32, density, 1, U, 0, 0, 0);
-        it[n++] = item("max_act", MS_ST_F32, a->max, 1, U, 0, 0, 0);
-        it[n++] = item("mean_act", MS_ST_F32, mean, 1, U, 0, 0, 0);
-        it[n++] = item("top_act", MS_ST_F32, top.act, 2, U, K, 0, 0);
-        it[n++] = item("top_ctx", MS_ST_I64, top.ctx, 2, U, K, 0, 0);
-        it[n++] = item("top_pos", MS_ST_I64, top.pos, 2, U, K, 0, 0);
-        it[n++] = item("top_tokens", MS_ST_I32, top.tokens, 3, U, K, W, 0);
-        it[n++] = item("top_token_acts", MS_ST_F32, top.tacts, 3, U, K, W, 0);
-        it[n++] = item("interval_edges", MS_ST_F32, edges, 2, U, I + 1, 0, 0);
-        it[n++] = item("interval_count", MS_ST_I64, a->iv_count, 2, U, I, 0, 0);
-        it[n++] = item("interval_act", MS_ST_F32, iv.act, 3, U, I, S, 0);
-        it[n++] = item("interval_ctx", MS_ST_I64, iv.ctx, 3, U, I, S, 0);
-        it[n++] = item("interval_pos", MS_ST_I64, iv.pos, 3, U, I, S, 0);
-        it[n++] = item("interval_tokens", MS_ST_I32, iv.tokens, 4, U, I, S, W);
-        it[n++] = item("interval_token_acts", MS_ST_F32, iv.tacts, 4, U, I, S, W);
-        it[n++] = item("hist", MS_ST_I64, a->hist, 2, U, NB, 0, 0);
+        it[n++] = item("count", MS_SAFETENSORS_I64, a->count, 1, U, 0, 0, 0);
+        it[n++] = item("density", MS_SAFETENSORS_F32, density, 1, U, 0, 0, 0);
+        it[n++] = item("max_act", MS_SAFETENSORS_F32, a->max, 1, U, 0, 0, 0);
+        it[n++] = item("mean_act", MS_SAFETENSORS_F32, mean, 1, U, 0, 0, 0);
+        it[n++] = item("top_act", MS_SAFETENSORS_F32, top.act, 2, U, K, 0, 0);
+        it[n++] = item("top_ctx", MS_SAFETENSORS_I64, top.ctx, 2, U, K, 0, 0);
+        it[n++] = item("top_pos", MS_SAFETENSORS_I64, top.pos, 2, U, K, 0, 0);
+        it[n++] = item("top_tokens", MS_SAFETENSORS_I32, top.tokens, 3, U, K, W, 0);
+        it[n++] = item("top_token_acts", MS_SAFETENSORS_F32, top.tacts, 3, U, K, W, 0);
+        it[n++] = item("interval_edges", MS_SAFETENSORS_F32, edges, 2, U, I + 1, 0, 0);
+        it[n++] = item("interval_count", MS_SAFETENSORS_I64, a->iv_count, 2, U, I, 0, 0);
+        it[n++] = item("interval_act", MS_SAFETENSORS_F32, iv.act, 3, U, I, S, 0);
+        it[n++] = item("interval_ctx", MS_SAFETENSORS_I64, iv.ctx, 3, U, I, S, 0);
+        it[n++] = item("interval_pos", MS_SAFETENSORS_I64, iv.pos, 3, U, I, S, 0);
+        it[n++] = item("interval_tokens", MS_SAFETENSORS_I32, iv.tokens, 4, U, I, S, W);
+        it[n++] = item("interval_token_acts", MS_SAFETENSORS_F32, iv.tacts, 4, U, I, S, W);
+        it[n++] = item("hist", MS_SAFETENSORS_I64, a->hist, 2, U, NB, 0, 0);
         if (x->logit_top_ids) {
             int64_t L = x->n_logits;
-            it[n++] = item("logit_top_ids", MS_ST_I32, x->logit_top_ids, 2, U, L, 0, 0);
-            it[n++] = item("logit_top", MS_ST_F32, x->logit_top, 2, U, L, 0, 0);
-            it[n++] = item("logit_bottom_ids", MS_ST_I32, x->logit_bottom_ids, 2, U, L, 0, 0);
-            it[n++] = item("logit_bottom", MS_ST_F32, x->logit_bottom, 2, U, L, 0, 0);
+            it[n++] = item("logit_top_ids", MS_SAFETENSORS_I32, x->logit_top_ids, 2, U, L, 0, 0);
+            it[n++] = item("logit_top", MS_SAFETENSORS_F32, x->logit_top, 2, U, L, 0, 0);
+            it[n++] = item("logit_bottom_ids", MS_SAFETENSORS_I32, x->logit_bottom_ids, 2, U, L, 0, 0);
+            it[n++] = item("logit_bottom", MS_SAFETENSORS_F32, x->logit_bottom, 2, U, L, 0, 0);
         }
-        it[n++] = item("top_token", MS_ST_I32, x->top_token, 1, U, 0, 0, 0);
-        if (x->ultralow) it[n++] = item("ultralow", MS_ST_U8, x->ultralow, 1, U, 0, 0, 0);
-        it[n++] = item("top_token_share", MS_ST_F32, x->top_token_share, 1, U, 0, 0, 0);
-        it[n++] = item("eff_tokens", MS_ST_F32, x->eff_tokens, 1, U, 0, 0, 0);
-        it[n++] = item("logit_agreement", MS_ST_F32, x->logit_agreement, 1, U, 0, 0, 0);
+        it[n++] = item("top_token", MS_SAFETENSORS_I32, x->top_token, 1, U, 0, 0, 0);
+        if (x->ultralow) it[n++] = item("ultralow", MS_SAFETENSORS_U8, x->ultralow, 1, U, 0, 0, 0);
+        it[n++] = item("top_token_share", MS_SAFETENSORS_F32, x->top_token_share, 1, U, 0, 0, 0);
+        it[n++] = item("eff_tokens", MS_SAFETENSORS_F32, x->eff_tokens, 1, U, 0, 0, 0);
+        it[n++] = item("logit_agreement", MS_SAFETENSORS_F32, x->logit_agreement, 1, U, 0, 0, 0);
         for (int m = 0; m < 3; m++) {
-            it[n++] = item(md.hname[m], MS_ST_I64, md.hist[m], 1, MEASURE_BINS, 0, 0, 0);
-            it[n++] = item(md.ename[m], MS_ST_F32, md.edges[m], 1, MEASURE_BINS + 1, 0, 0, 0);
+            it[n++] = item(md.hname[m], MS_SAFETENSORS_I64, md.hist[m], 1, MEASURE_BINS, 0, 0, 0);
+            it[n++] = item(md.ename[m], MS_SAFETENSORS_F32, md.edges[m], 1, MEASURE_BINS + 1, 0, 0, 0);
         }
         if (x->density_hist) { /* the log10-density histogram every stage shares (density.c) */
-            it[n++] = item("log10_density_hist", MS_ST_I64, x->density_hist, 1, MS_DENSITY_HIST_BINS, 0, 0, 0);
-            it[n++] = item("log10_density_edges", MS_ST_F32, dedges, 1, MS_DENSITY_HIST_BINS + 1, 0, 0, 0);
+            it[n++] = item("log10_density_hist", MS_SAFETENSORS_I64, x->density_hist, 1, MS_DENSITY_HIST_BINS, 0, 0, 0);
+            it[n++] = item("log10_density_edges", MS_SAFETENSORS_F32, dedges, 1, MS_DENSITY_HIST_BINS + 1, 0, 0, 0);
         }
         if (x->vocab_offsets) {
-            it[n++] = item("vocab_offsets", MS_ST_I64, x->vocab_offsets, 1, x->n_vocab + 1, 0, 0, 0);
-            it[n++] = item("vocab_bytes", MS_ST_U8, x->vocab_bytes, 1, x->vocab_offsets[x->n_vocab], 0, 0, 0);
+            it[n++] = item("vocab_offsets", MS_SAFETENSORS_I64, x->vocab_offsets, 1, x->n_vocab + 1, 0, 0, 0);
+            it[n++] = item("vocab_bytes", MS_SAFETENSORS_U8, x->vocab_bytes, 1, x->vocab_offsets[x->n_vocab], 0, 0, 0);
         }
     }
     const char *kv[2 * MAX_ATTRS];

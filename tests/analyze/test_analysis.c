@@ -166,22 +166,22 @@ static void test_spill_round_trip(void **state)
 {
     (void)state;
     ms_err e = {0};
-    ms_spill sp;
-    assert_int_equal(ms_spill_init(&sp, NULL, 5, &e), MS_OK);
+    app_spill sp;
+    assert_int_equal(app_spill_init(&sp, NULL, 5, &e), MS_OK);
     float rows[3 * 5] = {0, 1.5f, 0, 0, -2.0f, 0, 0, 0, 0, 0, 3e-30f, 0, 0, 7.0f, 1e30f};
-    assert_int_equal(ms_spill_write(&sp, rows, 2, &e), MS_OK);
-    assert_int_equal(ms_spill_write(&sp, rows + 10, 1, &e), MS_OK);
+    assert_int_equal(app_spill_write(&sp, rows, 2, &e), MS_OK);
+    assert_int_equal(app_spill_write(&sp, rows + 10, 1, &e), MS_OK);
     assert_int_equal(sp.bytes, 3 * 4 + 8 * 5);
-    assert_int_equal(ms_spill_rewind(&sp, &e), MS_OK);
+    assert_int_equal(app_spill_rewind(&sp, &e), MS_OK);
     float back[3 * 5];
     memset(back, 0xff, sizeof back);
-    assert_int_equal(ms_spill_read(&sp, back, 1, &e), MS_OK);
-    assert_int_equal(ms_spill_read(&sp, back + 5, 2, &e), MS_OK);
+    assert_int_equal(app_spill_read(&sp, back, 1, &e), MS_OK);
+    assert_int_equal(app_spill_read(&sp, back + 5, 2, &e), MS_OK);
     assert_memory_equal(back, rows, sizeof rows);
-    assert_int_not_equal(ms_spill_read(&sp, back, 1, &e), MS_OK); /* past the end: an error */
-    ms_spill_free(&sp);
-    ms_spill bad;
-    assert_int_equal(ms_spill_init(&bad, "/proc/version/x", 5, &e), MS_ERR_IO);
+    assert_int_not_equal(app_spill_read(&sp, back, 1, &e), MS_OK); /* past the end: an error */
+    app_spill_free(&sp);
+    app_spill bad;
+    assert_int_equal(app_spill_init(&bad, "/proc/version/x", 5, &e), MS_ERR_IO);
 }
 
 int main(void)

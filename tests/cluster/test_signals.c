@@ -1,5 +1,5 @@
 /* Stop signals arriving while a checkpoint is written (a timer sends SIGTERM every 50 us during
- * ms_st_write of 4 MB, five times): the process lives on, the flag and count record them, and
+ * ms_safetensors_write of 4 MB, five times): the process lives on, the flag and count record them, and
  * every file reads back whole and exact. */
 #include <setjmp.h>
 #include <signal.h>
@@ -34,18 +34,18 @@ static void test_signals_during_checkpoint_write(void **s)
     struct itimerspec every = {{0, 50000}, {0, 50000}}, off = {{0, 0}, {0, 0}};
     for (int round = 0; round < 5; round++) {
         for (int64_t i = 0; i < n; i++) x[i] = (float)(i % 9973) * 0.5f + (float)round;
-        ms_st_item it = {"w", MS_ST_F32, 1, {n}, x};
+        ms_safetensors_item it = {"w", MS_SAFETENSORS_F32, 1, {n}, x};
         const char *meta[] = {"round", "r"};
         ms_err err = {0};
         assert_int_equal(timer_settime(timer, 0, &every, NULL), 0);
-        ms_status st = ms_st_write(path, &it, 1, meta, 1, &err);
+        ms_status st = ms_safetensors_write(path, &it, 1, meta, 1, &err);
         assert_int_equal(timer_settime(timer, 0, &off, NULL), 0);
         assert_int_equal(st, MS_OK);
         ms_safetensors f;
-        assert_int_equal(ms_st_open(&f, path, &err), MS_OK);
+        assert_int_equal(ms_safetensors_open(&f, path, &err), MS_OK);
         int64_t shape[1] = {n};
-        assert_int_equal(ms_st_read_f32_shaped(&f, "w", 1, shape, back, &err), MS_OK);
-        ms_st_close(&f);
+        assert_int_equal(ms_safetensors_read_f32_shaped(&f, "w", 1, shape, back, &err), MS_OK);
+        ms_safetensors_close(&f);
         assert_memory_equal(x, back, sizeof(float) * (size_t)n);
     }
     timer_delete(timer);

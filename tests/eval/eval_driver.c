@@ -8,7 +8,7 @@
 
 int main(int argc, char **argv)
 {
-    ms_app app;
+    app_ctx app;
     memset(&app, 0, sizeof app);
     ms_err err = {0};
     ms_status st = ms_comm_init(&app.comm, &argc, &argv, &err);
@@ -16,7 +16,7 @@ int main(int argc, char **argv)
     ms_log_init(app.comm.rank);
     char *text = NULL;
     size_t len = 0;
-    ms_job_sae *saes = NULL;
+    app_job_sae *saes = NULL;
     int n = argc - 2;
     if (argc < 3) st = ms_err_set(&err, MS_ERR_USAGE, "usage: eval_driver JOB.yaml SAE_DIR...");
     if (!st) st = ms_file_read_all(argv[1], &text, &len, &err);
@@ -36,11 +36,11 @@ int main(int argc, char **argv)
         app.have_cfg = true;
         ms_blas_threads_set(&app.comm, app.cfg.run.blas_threads);
         ms_runrec_init(&app.rec, "eval");
-        st = ms_eval_run(&app, saes, n, &err);
+        st = app_eval_run(&app, saes, n, &err);
         st = ms_comm_agree(&app.comm, st, &err);
     }
     if (st && app.comm.rank == 0) fprintf(stderr, "%s\n", err.msg);
-    if (saes) ms_job_saes_free(saes, n);
+    if (saes) app_job_saes_free(saes, n);
     free(text);
     ms_config_free(&app.cfg);
     ms_comm_finalize(&app.comm);

@@ -1,6 +1,6 @@
 /* Test driver: for each recipe, a random SAE (input scale ≠ 1 for april-2024, a trained-like
  * threshold for jumprelu/batchtopk) encodes random inputs with monosem's own inference, is
- * exported with ms_sae_save_saelens, and read back with ms_sae_open_saelens (what eval uses).
+ * exported with ms_saelens_save, and read back with ms_saelens_open (what eval uses).
  * Writes OUT/<arch>/{x.f32, f.f32, f_reopened.f32} and OUT/<arch>/saelens/.
  * usage: saelens_driver OUT */
 #include <stdio.h>
@@ -55,8 +55,8 @@ int main(int argc, char **argv)
                                 .dataset_path = "acts.h5", .context_size = 128, .l1_coefficient = 1e-3,
                                 .training_tokens = 12345, .density_source = "test"};
         ms_saelens_info info;
-        if (ms_sae_save_saelens(&sae, lens, dens, &meta, &err) ||
-            ms_sae_open_saelens(&back, lens, ROWS, &info, &err))
+        if (ms_saelens_save(&sae, lens, dens, &meta, &err) ||
+            ms_saelens_open(&back, lens, ROWS, &info, &err))
             return fprintf(stderr, "%s\n", err.msg), 1;
         ms_sae_encode(&back, f2, x, ROWS);
         fails += write_f32(dir, "x.f32", x, ROWS * D_IN) + write_f32(dir, "f.f32", f, ROWS * D_SAE) +

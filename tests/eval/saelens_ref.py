@@ -3,7 +3,7 @@
 
 For every recipe (relu-l1, topk, batchtopk, jumprelu, april-2024 with an input scale) the
 driver writes a random SAE's export plus inputs x and monosem's own feature activations f
-(computed before the export, input scale applied), and f re-read through ms_sae_open_saelens.
+(computed before the export, input scale applied), and f re-read through ms_saelens_open.
 This test loads the directory the way SAELens v6 does, key by key:
   - cfg.json: `metadata.sae_lens_version` must be present (else SAELens runs its pre-6
     conversion); required d_in, d_sae, dtype; the architecture picks the config class and its

@@ -15,8 +15,8 @@ static void test_density_stats(void **state)
 {
     (void)state;
     const double fires[5] = {0, 1, 5, 100, 0};
-    ms_eval_density d;
-    ms_eval_density_stats(&d, fires, 5, 100.0, 0.02, 0.06);
+    ms_density d;
+    ms_density_stats(&d, fires, 5, 100.0, 0.02, 0.06);
     assert_int_equal(d.dead, 2);
     assert_int_equal(d.ultralow, 1); /* 0.01 < 0.02 */
     assert_int_equal(d.rare, 2);     /* 0.01, 0.05 < 0.06; dead ones are not rare */
@@ -24,27 +24,27 @@ static void test_density_stats(void **state)
     assert_true(fabs(d.min_detectable - 0.01) < 1e-15);
     /* log10 0.01 = -2 -> bin 32; log10 0.05 = -1.30 -> bin 34; density 1 -> the last bin */
     int64_t total = 0;
-    for (int b = 0; b < MS_EVAL_HIST_BINS; b++) total += d.hist[b];
+    for (int b = 0; b < MS_DENSITY_HIST_BINS; b++) total += d.hist[b];
     assert_int_equal(total, 3);
     assert_int_equal(d.hist[32], 1);
     assert_int_equal(d.hist[34], 1);
-    assert_int_equal(d.hist[MS_EVAL_HIST_BINS - 1], 1);
+    assert_int_equal(d.hist[MS_DENSITY_HIST_BINS - 1], 1);
 }
 
 static void test_derive(void **state)
 {
     (void)state;
     /* 2 tokens, d_in 2, d_sae 3: x = (1,0), (3,2); mean (2,1); Σ‖x − mean‖² = 2 + 2 = 4 */
-    double glob[EVG_FIXED] = {2, 2 * 4.0};
-    double hook[EVH_FIXED + 2] = {2 * 5.0, 2 * 0.5, 3, 2, 1};
-    double sae[EVS_FIXED + 3 + 2] = {0};
-    sae[EVS_LOSS] = 2 * 4.25, sae[EVS_KL] = 0.2, sae[EVS_SSE] = 1.0, sae[EVS_X_SQ] = 1 + 13;
-    sae[EVS_COS] = 1.8, sae[EVS_COS_ROWS] = 2, sae[EVS_RATIO] = 1.6, sae[EVS_NZ_ROWS] = 2;
-    sae[EVS_L0] = 3, sae[EVS_L1] = 5;
-    sae[EVS_FIXED + 0] = 2, sae[EVS_FIXED + 1] = 1, sae[EVS_FIXED + 2] = 0;
-    sae[EVS_FIXED + 3] = 4, sae[EVS_FIXED + 4] = 2; /* Σx */
-    ms_eval_result r;
-    ms_eval_derive(&r, glob, hook, sae, 2, 3, 1e-6, 1e-4);
+    double glob[EVAL_GLOB_FIXED] = {2, 2 * 4.0};
+    double hook[EVAL_HOOK_FIXED + 2] = {2 * 5.0, 2 * 0.5, 3, 2, 1};
+    double sae[EVAL_SAE_FIXED + 3 + 2] = {0};
+    sae[EVAL_SAE_LOSS] = 2 * 4.25, sae[EVAL_SAE_KL] = 0.2, sae[EVAL_SAE_SSE] = 1.0, sae[EVAL_SAE_X_SQ] = 1 + 13;
+    sae[EVAL_SAE_COS] = 1.8, sae[EVAL_SAE_COS_ROWS] = 2, sae[EVAL_SAE_RATIO] = 1.6, sae[EVAL_SAE_NZ_ROWS] = 2;
+    sae[EVAL_SAE_L0] = 3, sae[EVAL_SAE_L1] = 5;
+    sae[EVAL_SAE_FIXED + 0] = 2, sae[EVAL_SAE_FIXED + 1] = 1, sae[EVAL_SAE_FIXED + 2] = 0;
+    sae[EVAL_SAE_FIXED + 3] = 4, sae[EVAL_SAE_FIXED + 4] = 2; /* Σx */
+    app_eval_result r;
+    app_eval_derive(&r, glob, hook, sae, 2, 3, 1e-6, 1e-4);
     assert_true(fabs(r.loss_clean - 4.0) < 1e-12 && fabs(r.loss_sae - 4.25) < 1e-12);
     assert_true(fabs(r.loss_zero - 5.0) < 1e-12);
     assert_true(fabs(r.loss_recovered - 0.75) < 1e-12); /* (5 − 4.25)/(5 − 4) */

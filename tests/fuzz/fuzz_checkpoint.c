@@ -62,7 +62,7 @@ static void write_seeds(const char *dir)
     ms_sae_init_params(&sae, &rng);
     snprintf(p, sizeof p, "%s/saelens", fz_tmpdir());
     ms_saelens_meta lm = {.hook_name = "blocks.0.mlp.hook_post"};
-    if (ms_sae_save_saelens(&sae, p, NULL, &lm, &err)) abort();
+    if (ms_saelens_save(&sae, p, NULL, &lm, &err)) abort();
     snprintf(q, sizeof q, "%s/seed_saelens_dir", dir);
     o = fopen(q, "wb");
     fputc(2, o);
@@ -126,7 +126,7 @@ static void fuzz_saelens_dir(const uint8_t *data, size_t size)
     fz_write(1, "sae_weights.safetensors", b, nb);
     int64_t din = 0, dsae = 0;
     ms_err err = {0};
-    ms_status st = ms_sae_saelens_dims(fz_tmpdir(), &din, &dsae, &err);
+    ms_status st = ms_saelens_dims(fz_tmpdir(), &din, &dsae, &err);
     fz_check_err(st, &err);
     if (st != MS_OK) return;
     if (din < 1 || dsae < 1) abort();
@@ -139,7 +139,7 @@ static void fuzz_saelens_dir(const uint8_t *data, size_t size)
     if (hp.k > dsae) hp.k = dsae;
     ms_sae sae;
     if (ms_sae_init(&sae, &hp, &err) != MS_OK) return;
-    st = ms_sae_load_saelens(&sae, fz_tmpdir(), &err);
+    st = ms_saelens_load(&sae, fz_tmpdir(), &err);
     fz_check_err(st, &err);
     ms_sae_free(&sae);
 }

@@ -13,19 +13,19 @@
 static void test_plan_sizes(void **state)
 {
     (void)state;
-    ms_gen_plan p;
-    ms_gen_plan_init(&p, 1000, 0, 128, 64, 256);
+    app_gen_plan p;
+    app_gen_plan_init(&p, 1000, 0, 128, 64, 256);
     assert_int_equal(p.n_contexts, 1000);
     assert_int_equal(p.n_shards, 4);
     assert_int_equal(p.n_rows, 64000);
     /* tokens rounds up to whole contexts, capped at what the corpus has */
-    ms_gen_plan_init(&p, 1000, 129, 128, 64, 256);
+    app_gen_plan_init(&p, 1000, 129, 128, 64, 256);
     assert_int_equal(p.n_contexts, 2);
     assert_int_equal(p.n_shards, 1);
-    ms_gen_plan_init(&p, 10, 1 << 30, 128, 4, 3);
+    app_gen_plan_init(&p, 10, 1 << 30, 128, 4, 3);
     assert_int_equal(p.n_contexts, 10);
     assert_int_equal(p.n_shards, 4);
-    ms_gen_plan_init(&p, 0, 0, 128, 4, 3);
+    app_gen_plan_init(&p, 0, 0, 128, 4, 3);
     assert_int_equal(p.n_contexts, 0);
     assert_int_equal(p.n_shards, 0);
 }
@@ -33,13 +33,13 @@ static void test_plan_sizes(void **state)
 static void test_shards_cover_once(void **state)
 {
     (void)state;
-    ms_gen_plan p;
-    ms_gen_plan_init(&p, 1001, 0, 16, 4, 37);
+    app_gen_plan p;
+    app_gen_plan_init(&p, 1001, 0, 16, 4, 37);
     int *seen = calloc(1001, sizeof *seen);
     int64_t prev_end = 0;
     for (int64_t s = 0; s < p.n_shards; s++) {
         int64_t c0, c1;
-        ms_gen_shard_contexts(&p, s, &c0, &c1);
+        app_gen_shard_contexts(&p, s, &c0, &c1);
         assert_int_equal(c0, prev_end);
         assert_true(c1 > c0 && c1 - c0 <= 37);
         for (int64_t c = c0; c < c1; c++) seen[c]++;
@@ -58,7 +58,7 @@ static void test_positions(void **state)
     int32_t a[K], b[K], c[K];
     int hist[T] = {0};
     for (int64_t ctx = 0; ctx < 2000; ctx++) {
-        ms_gen_sample_positions(a, T, K, 1234, ctx, scratch);
+        app_gen_sample_positions(a, T, K, 1234, ctx, scratch);
         for (int k = 0; k < K; k++) {
             assert_true(a[k] >= 0 && a[k] < T);
             if (k) assert_true(a[k] > a[k - 1]); /* distinct, ascending */
@@ -68,16 +68,16 @@ static void test_positions(void **state)
     /* uniform: each position picked ~2000*K/T = 625 times */
     for (int t = 0; t < T; t++) assert_true(hist[t] > 500 && hist[t] < 750);
     /* a pure function of (seed, ctx) */
-    ms_gen_sample_positions(a, T, K, 1234, 77, scratch);
-    ms_gen_sample_positions(b, T, K, 1234, 77, scratch);
+    app_gen_sample_positions(a, T, K, 1234, 77, scratch);
+    app_gen_sample_positions(b, T, K, 1234, 77, scratch);
     assert_memory_equal(a, b, sizeof a);
-    ms_gen_sample_positions(b, T, K, 1234, 78, scratch);
-    ms_gen_sample_positions(c, T, K, 1235, 77, scratch);
+    app_gen_sample_positions(b, T, K, 1234, 78, scratch);
+    app_gen_sample_positions(c, T, K, 1235, 77, scratch);
     assert_true(memcmp(a, b, sizeof a) != 0);
     assert_true(memcmp(a, c, sizeof a) != 0);
     /* K == T: every position */
     int32_t all[T];
-    ms_gen_sample_positions(all, T, T, 9, 3, scratch);
+    app_gen_sample_positions(all, T, T, 9, 3, scratch);
     for (int t = 0; t < T; t++) assert_int_equal(all[t], t);
 }
 
@@ -92,18 +92,18 @@ static void test_gather(void **state)
     int64_t scratch[T];
     for (int i = 0; i < NB * T * D; i++) act[i] = (float)i;
     for (int i = 0; i < NB * T * D; i++) act[i] = (float)i * 0.37f - 3.0f;
-    ms_gen_gather(out, MS_DTYPE_F32, index, act, NB, T, D, K, 42, 100, scratch);
-    ms_gen_gather(out16, MS_DTYPE_F16, index16, act, NB, T, D, K, 42, 100, scratch);
+    app_gen_gather(out, MS_DTYPE_F32, index, act, NB, T, D, K, 42, 100, scratch);
+    app_gen_gather(out16, MS_DTYPE_F16, index16, act, NB, T, D, K, 42, 100, scratch);
     assert_memory_equal(index, index16, sizeof index);
     for (int b = 0; b < NB; b++) {
-        ms_gen_sample_positions(pos, T, K, 42, 100 + b, scratch);
+        app_gen_sample_positions(pos, T, K, 42, 100 + b, scratch);
         for (int k = 0; k < K; k++) {
             int r = b * K + k;
             assert_int_equal(index[2 * r], 100 + b);
             assert_int_equal(index[2 * r + 1], pos[k]);
             for (int j = 0; j < D; j++) {
                 assert_true(out[r * D + j] == act[(b * T + pos[k]) * D + j]);
-                assert_int_equal(out16[r * D + j], ms_float_to_half(act[(b * T + pos[k]) * D + j]));
+                assert_int_equal(out16[r * D + j], ms_half_from_float(act[(b * T + pos[k]) * D + j]));
             }
         }
     }
@@ -132,8 +132,8 @@ static void test_f2h(void **state)
         uint32_t v = (uint32_t)ms_splitmix64(&s);
         memcpy(&x[n++], &v, 4);
     }
-    ms_gen_f2h(a, x, N);
-    ms_float_to_half_n(b, x, N);
+    app_gen_f2h(a, x, N);
+    ms_half_from_float_n(b, x, N);
     size_t bad = 0;
     for (size_t i = 0; i < N; i++) bad += a[i] != b[i]; /* NaN payloads included */
     assert_int_equal(bad, 0);

@@ -54,42 +54,42 @@ static void test_st_roundtrip(void **state)
     uint16_t f16[3] = {0x3E00, 0xC000, 0x0001}; /* 1.5, -2, smallest subnormal */
     uint16_t bf16[2] = {0x4020, 0xBF80};        /* 2.5, -1 */
     int32_t i32[2] = {7, 8};
-    ms_st_item items[] = {
-        {"a.f32", MS_ST_F32, 2, {2, 3}, f32},
-        {"b.f16", MS_ST_F16, 1, {3}, f16},
-        {"c \"quoted\"", MS_ST_BF16, 1, {2}, bf16},
-        {"d.i32", MS_ST_I32, 1, {2}, i32},
-        {"e.empty", MS_ST_F32, 2, {0, 4}, NULL},
+    ms_safetensors_item items[] = {
+        {"a.f32", MS_SAFETENSORS_F32, 2, {2, 3}, f32},
+        {"b.f16", MS_SAFETENSORS_F16, 1, {3}, f16},
+        {"c \"quoted\"", MS_SAFETENSORS_BF16, 1, {2}, bf16},
+        {"d.i32", MS_SAFETENSORS_I32, 1, {2}, i32},
+        {"e.empty", MS_SAFETENSORS_F32, 2, {0, 4}, NULL},
     };
     const char *meta[] = {"format", "pt", "note", "a\\b\n"};
     ms_err err = {0};
     const char *path = tmp_path("rt.safetensors");
-    assert_int_equal(ms_st_write(path, items, 5, meta, 2, &err), MS_OK);
+    assert_int_equal(ms_safetensors_write(path, items, 5, meta, 2, &err), MS_OK);
     ms_safetensors st;
-    assert_int_equal(ms_st_open(&st, path, &err), MS_OK);
+    assert_int_equal(ms_safetensors_open(&st, path, &err), MS_OK);
     assert_int_equal(st.n, 5);
     assert_int_equal(st.data_start % 8, 0);
-    assert_string_equal(ms_st_meta(&st, "note"), "a\\b\n");
+    assert_string_equal(ms_safetensors_meta(&st, "note"), "a\\b\n");
     float out[6];
     int64_t sh[2] = {2, 3};
-    assert_int_equal(ms_st_read_f32_shaped(&st, "a.f32", 2, sh, out, &err), MS_OK);
+    assert_int_equal(ms_safetensors_read_f32_shaped(&st, "a.f32", 2, sh, out, &err), MS_OK);
     assert_memory_equal(out, f32, sizeof f32);
-    assert_int_equal(ms_st_read_f32(&st, ms_st_find(&st, "b.f16"), out, &err), MS_OK);
+    assert_int_equal(ms_safetensors_read_f32(&st, ms_safetensors_find(&st, "b.f16"), out, &err), MS_OK);
     assert_true(out[0] == 1.5f && out[1] == -2.0f && out[2] == ldexpf(1.0f, -24));
-    assert_int_equal(ms_st_read_f32(&st, ms_st_find(&st, "c \"quoted\""), out, &err), MS_OK);
+    assert_int_equal(ms_safetensors_read_f32(&st, ms_safetensors_find(&st, "c \"quoted\""), out, &err), MS_OK);
     assert_true(out[0] == 2.5f && out[1] == -1.0f);
-    assert_int_equal(ms_st_find(&st, "e.empty")->numel, 0);
-    assert_int_equal(ms_st_read_f32(&st, ms_st_find(&st, "d.i32"), out, &err), MS_ERR_FORMAT);
+    assert_int_equal(ms_safetensors_find(&st, "e.empty")->numel, 0);
+    assert_int_equal(ms_safetensors_read_f32(&st, ms_safetensors_find(&st, "d.i32"), out, &err), MS_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "d.i32"));
     assert_non_null(strstr(err.msg, "rt.safetensors"));
     ms_err_clear(&err);
     int64_t bad[2] = {3, 2};
-    assert_int_equal(ms_st_read_f32_shaped(&st, "a.f32", 2, bad, out, &err), MS_ERR_FORMAT);
+    assert_int_equal(ms_safetensors_read_f32_shaped(&st, "a.f32", 2, bad, out, &err), MS_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "shape (2,3), expected (3,2)"));
     ms_err_clear(&err);
-    assert_int_equal(ms_st_read_f32_shaped(&st, "zzz", 1, bad, out, &err), MS_ERR_FORMAT);
+    assert_int_equal(ms_safetensors_read_f32_shaped(&st, "zzz", 1, bad, out, &err), MS_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "'zzz' is missing"));
-    ms_st_close(&st);
+    ms_safetensors_close(&st);
 }
 
 static void test_st_header_errors(void **state)
@@ -126,7 +126,7 @@ static void test_st_header_errors(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ms_safetensors st;
         ms_err err = {0};
-        ms_status rc = ms_st_parse_header(&st, "x.safetensors", cases[i].json, strlen(cases[i].json),
+        ms_status rc = ms_safetensors_parse_header(&st, "x.safetensors", cases[i].json, strlen(cases[i].json),
                                           cases[i].data_len, &err);
         if (rc != MS_ERR_FORMAT || !strstr(err.msg, cases[i].expect) || !strstr(err.msg, "x.safetensors"))
             fail_msg("case %zu (%s): rc %d msg '%s', expected '%s'", i, cases[i].json, rc, err.msg, cases[i].expect);
@@ -138,11 +138,11 @@ static void test_st_header_errors(void **state)
                      "\"c\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[8,16]}}";
     ms_safetensors st;
     ms_err err = {0};
-    assert_int_equal(ms_st_parse_header(&st, "ok", ok, strlen(ok), 16, &err), MS_OK);
+    assert_int_equal(ms_safetensors_parse_header(&st, "ok", ok, strlen(ok), 16, &err), MS_OK);
     assert_int_equal(st.n, 3);
-    assert_int_equal(ms_st_find(&st, "b")->numel, 1);
-    assert_string_equal(ms_st_meta(&st, "k"), "v");
-    ms_st_close(&st);
+    assert_int_equal(ms_safetensors_find(&st, "b")->numel, 1);
+    assert_string_equal(ms_safetensors_meta(&st, "k"), "v");
+    ms_safetensors_close(&st);
 }
 
 static void test_st_file_errors(void **state)
@@ -154,10 +154,10 @@ static void test_st_file_errors(void **state)
     FILE *f = fopen(p, "wb");
     fwrite("\x05\x00\x00", 1, 3, f);
     fclose(f);
-    assert_int_equal(ms_st_open(&st, p, &err), MS_ERR_FORMAT);
+    assert_int_equal(ms_safetensors_open(&st, p, &err), MS_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "short.safetensors"));
     ms_err_clear(&err);
-    assert_int_equal(ms_st_open(&st, tmp_path("does-not-exist"), &err), MS_ERR_IO);
+    assert_int_equal(ms_safetensors_open(&st, tmp_path("does-not-exist"), &err), MS_ERR_IO);
 }
 
 /* ---------------------------------------------------------------- kernels */

@@ -15,11 +15,11 @@
 
 static void expect_str(const char *in, size_t n, const char *want)
 {
-    ms_rbuf b = {0};
-    ms_rbuf_str(&b, in, n);
+    app_rbuf b = {0};
+    app_rbuf_str(&b, in, n);
     assert_false(b.oom);
     assert_string_equal(b.p, want);
-    ms_rbuf_free(&b);
+    app_rbuf_free(&b);
 }
 
 static void test_json_strings(void **state)
@@ -41,28 +41,28 @@ static void test_json_strings(void **state)
 static void test_json_numbers(void **state)
 {
     (void)state;
-    ms_rbuf b = {0};
-    ms_rbuf_num(&b, NAN);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_num(&b, INFINITY);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_num(&b, 0.000123456789);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_num(&b, -2.5);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_num(&b, 0.0);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_num(&b, -0.0);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_int(&b, 0);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_int(&b, -1);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_int(&b, INT64_MIN);
-    ms_rbuf_puts(&b, ",");
-    ms_rbuf_int(&b, 1234567890123);
+    app_rbuf b = {0};
+    app_rbuf_num(&b, NAN);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_num(&b, INFINITY);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_num(&b, 0.000123456789);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_num(&b, -2.5);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_num(&b, 0.0);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_num(&b, -0.0);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_int(&b, 0);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_int(&b, -1);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_int(&b, INT64_MIN);
+    app_rbuf_puts(&b, ",");
+    app_rbuf_int(&b, 1234567890123);
     assert_string_equal(b.p, "null,null,0.00012346,-2.5,0,0,0,-1,-9223372036854775808,1234567890123");
-    ms_rbuf_free(&b);
+    app_rbuf_free(&b);
 }
 
 static void test_nearest(void **state)
@@ -71,13 +71,13 @@ static void test_nearest(void **state)
     /* a: 2 directions in 3-D; b: 4 directions (two identical, so a tie) */
     float a[] = {1, 0, 0, 0, 3, 4}; /* (2, 3) */
     float b[] = {0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0, 1}; /* (4, 3) */
-    ms_rdict da = {a, 2, 3}, db = {b, 4, 3};
-    ms_rdict_normalize(&da);
-    ms_rdict_normalize(&db);
+    app_rdict da = {a, 2, 3}, db = {b, 4, 3};
+    app_rdict_normalize(&da);
+    app_rdict_normalize(&db);
     assert_float_equal(a[4], 0.6f, 1e-6);
     int32_t ids[2 * 5];
     float cos[2 * 5], work[2 * 4];
-    ms_rdict_nearest(ids, cos, &da, 0, 2, &db, 5, work);
+    app_rdict_nearest(ids, cos, &da, 0, 2, &db, 5, work);
     /* row 0 = e0: cos 0.707 with b1 and b2 (tie: 1 before 2), then 0 for b0 and b3 */
     assert_int_equal(ids[0], 1);
     assert_int_equal(ids[1], 2);
@@ -94,17 +94,17 @@ static void test_nearest(void **state)
     assert_float_equal(cos[5], 0.8f, 1e-6);
 
     /* the identity dictionary (neurons): a feature's nearest neurons are its largest components */
-    ms_rdict id3 = {NULL, 3, 3};
+    app_rdict id3 = {NULL, 3, 3};
     int32_t ids2[2 * 2];
     float cos2[2 * 2], work2[2 * 3];
-    ms_rdict_nearest(ids2, cos2, &da, 0, 2, &id3, 2, work2);
+    app_rdict_nearest(ids2, cos2, &da, 0, 2, &id3, 2, work2);
     assert_int_equal(ids2[0], 0);
     assert_float_equal(cos2[0], 1.0f, 1e-6);
     assert_int_equal(ids2[2], 2);
     assert_int_equal(ids2[3], 1);
     assert_float_equal(cos2[3], 0.6f, 1e-6);
     /* ... and a neuron's nearest features are the features' components along it (rows 1..2) */
-    ms_rdict_nearest(ids2, cos2, &id3, 1, 3, &da, 2, work2);
+    app_rdict_nearest(ids2, cos2, &id3, 1, 3, &da, 2, work2);
     assert_int_equal(ids2[0], 1); /* neuron 1: feature 1 (0.6) before feature 0 (0) */
     assert_float_equal(cos2[0], 0.6f, 1e-6);
     assert_int_equal(ids2[1], 0);

@@ -72,18 +72,18 @@ static void test_half_roundtrip(void **state)
     for (uint32_t h = 0; h < 65536; h++) {
         float f = ms_half_to_float((uint16_t)h);
         if (isnan(f)) {
-            assert_true(isnan(ms_half_to_float(ms_float_to_half(f))));
+            assert_true(isnan(ms_half_to_float(ms_half_from_float(f))));
             continue;
         }
-        assert_int_equal(ms_float_to_half(f), h);
+        assert_int_equal(ms_half_from_float(f), h);
     }
     /* rounding: halfway between 1 and 1+2^-10 goes to even (1); just above goes up */
-    assert_int_equal(ms_float_to_half(1.0f + 0x1p-11f), 0x3c00);
-    assert_int_equal(ms_float_to_half(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);
-    assert_int_equal(ms_float_to_half(65520.0f), 0x7c00); /* rounds past max half: inf */
-    assert_int_equal(ms_float_to_half(65519.0f), 0x7bff);
-    assert_int_equal(ms_float_to_half(0x1p-25f), 0);      /* tie to even (0) */
-    assert_int_equal(ms_float_to_half(0x1.8p-25f), 1);    /* smallest subnormal */
+    assert_int_equal(ms_half_from_float(1.0f + 0x1p-11f), 0x3c00);
+    assert_int_equal(ms_half_from_float(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);
+    assert_int_equal(ms_half_from_float(65520.0f), 0x7c00); /* rounds past max half: inf */
+    assert_int_equal(ms_half_from_float(65519.0f), 0x7bff);
+    assert_int_equal(ms_half_from_float(0x1p-25f), 0);      /* tie to even (0) */
+    assert_int_equal(ms_half_from_float(0x1.8p-25f), 1);    /* smallest subnormal */
 }
 
 /* The vector conversions (F16C when the CPU has it) equal the scalar ones bit for bit: every
@@ -112,9 +112,9 @@ static void test_half_vector_equals_scalar(void **state)
         bits[4 * i + 3] = u ^ 0x00400001u;  /* quiet-bit / payload flips, arbitrary values */
     }
     memcpy(f, bits, N * sizeof *f);
-    ms_float_to_half_n(h2, f, N);
+    ms_half_from_float_n(h2, f, N);
     for (uint32_t i = 0; i < N; i++) {
-        uint16_t s = ms_float_to_half(f[i]);
+        uint16_t s = ms_half_from_float(f[i]);
         if (s != h2[i]) fail_msg("float bits 0x%08x: vector 0x%04x, scalar 0x%04x", bits[i], h2[i], s);
     }
     free(h), free(h2), free(f), free(bits);
@@ -176,7 +176,7 @@ static void test_store_roundtrip_and_resume(void **state)
     float y[100 * 5];
     assert_int_equal(ms_actfile_read(f, 0, n, y, &err), MS_OK);
     for (int i = 0; i < n * d; i++)
-        assert_int_equal(ms_float_to_half(y[i]), ms_float_to_half(x[i])); /* exact f16 */
+        assert_int_equal(ms_half_from_float(y[i]), ms_half_from_float(x[i])); /* exact f16 */
     int32_t idx2[200], tok2[32];
     assert_int_equal(ms_actfile_read_index(f, 0, n, idx2, &err), MS_OK);
     assert_memory_equal(idx, idx2, sizeof idx);

@@ -53,26 +53,26 @@ int main(int argc, char **argv)
         return 1;
     }
     float loss = (float)a.mean_loss;
-    ms_st_item *items = calloc((size_t)2 * m.n_tensors + 3, sizeof *items);
+    ms_safetensors_item *items = calloc((size_t)2 * m.n_tensors + 3, sizeof *items);
     char (*names)[80] = calloc((size_t)m.n_tensors, sizeof *names);
     int n = 0;
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < m.n_tensors; i++) {
             const ms_model_tensor *t = &m.tensors[i];
-            ms_st_item *it = &items[n++];
+            ms_safetensors_item *it = &items[n++];
             if (k) snprintf(names[i], sizeof names[i], "grad.%s", t->name);
             it->name = k ? names[i] : t->name;
-            it->dtype = MS_ST_F32;
+            it->dtype = MS_SAFETENSORS_F32;
             it->ndim = t->ndim;
             for (int d = 0; d < t->ndim; d++) it->shape[d] = t->shape[d];
             it->data = (k ? g : m.params) + t->offset;
         }
-    items[n++] = (ms_st_item){.name = "tokens", .dtype = MS_ST_I32, .ndim = 2, .shape = {B, T}, .data = tokens};
-    items[n++] = (ms_st_item){.name = "targets", .dtype = MS_ST_I32, .ndim = 2, .shape = {B, T}, .data = targets};
-    items[n++] = (ms_st_item){.name = "loss", .dtype = MS_ST_F32, .ndim = 1, .shape = {1}, .data = &loss};
+    items[n++] = (ms_safetensors_item){.name = "tokens", .dtype = MS_SAFETENSORS_I32, .ndim = 2, .shape = {B, T}, .data = tokens};
+    items[n++] = (ms_safetensors_item){.name = "targets", .dtype = MS_SAFETENSORS_I32, .ndim = 2, .shape = {B, T}, .data = targets};
+    items[n++] = (ms_safetensors_item){.name = "loss", .dtype = MS_SAFETENSORS_F32, .ndim = 1, .shape = {1}, .data = &loss};
     char *cj = ms_model_config_json(&c);
     const char *meta[] = {"config", cj};
-    if (ms_st_write(argv[1], items, n, meta, 1, &err)) {
+    if (ms_safetensors_write(argv[1], items, n, meta, 1, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

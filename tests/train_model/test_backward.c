@@ -167,7 +167,7 @@ static void test_naive_vs_blas(void **s)
         assert_true(d <= 1e-5 + 1e-4 * fabs(f.grads[k]));
         mx = d > mx ? d : mx;
     }
-    assert_true(ms_grad_norm(blas, f.m.n_params) > 1e-3); /* not trivially zero */
+    assert_true(ms_train_grad_norm(blas, f.m.n_params) > 1e-3); /* not trivially zero */
     free(blas);
     fx_free(&f);
 }
@@ -215,14 +215,14 @@ static void test_schedule_adamw(void **s)
 {
     (void)s;
     /* warm-up is linear, the peak is lr, the end is lr * min_frac, monotone decay after */
-    assert_true(fabs(ms_lr_schedule(0, 10, 100, 1e-3, 0.1) - 1e-4) < 1e-12);
-    assert_true(fabs(ms_lr_schedule(9, 10, 100, 1e-3, 0.1) - 1e-3) < 1e-12);
-    assert_true(fabs(ms_lr_schedule(100, 10, 100, 1e-3, 0.1) - 1e-4) < 1e-12);
-    assert_true(fabs(ms_lr_schedule(55, 10, 100, 1e-3, 0.1) - 5.5e-4) < 1e-9);
-    for (int k = 10; k < 100; k++) assert_true(ms_lr_schedule(k + 1, 10, 100, 1, 0) <= ms_lr_schedule(k, 10, 100, 1, 0));
+    assert_true(fabs(ms_train_lr_schedule(0, 10, 100, 1e-3, 0.1) - 1e-4) < 1e-12);
+    assert_true(fabs(ms_train_lr_schedule(9, 10, 100, 1e-3, 0.1) - 1e-3) < 1e-12);
+    assert_true(fabs(ms_train_lr_schedule(100, 10, 100, 1e-3, 0.1) - 1e-4) < 1e-12);
+    assert_true(fabs(ms_train_lr_schedule(55, 10, 100, 1e-3, 0.1) - 5.5e-4) < 1e-9);
+    for (int k = 10; k < 100; k++) assert_true(ms_train_lr_schedule(k + 1, 10, 100, 1, 0) <= ms_train_lr_schedule(k, 10, 100, 1, 0));
     /* AdamW against the closed form of two steps */
     float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, -0.25f}, m[2] = {0}, v[2] = {0};
-    ms_adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.99f, 1e-8f, 0.5f, 1);
+    ms_train_adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.99f, 1e-8f, 0.5f, 1);
     /* step 1: mhat = g, vhat = g^2 -> update = sign(g) */
     assert_true(fabsf(p[0] - (1.0f * (1 - 0.05f) - 0.1f)) < 1e-6f);
     assert_true(fabsf(p[1] - (-2.0f * (1 - 0.05f) + 0.1f)) < 1e-6f);
@@ -235,7 +235,7 @@ static void test_schedule_adamw(void **s)
     /* unigram */
     int64_t counts[3] = {2, 0, 5};
     double lp[3];
-    ms_unigram_logprobs(lp, counts, 3);
+    ms_train_unigram_logprobs(lp, counts, 3);
     assert_true(fabs(lp[2] - log(6.0 / 10.0)) < 1e-12);
 }
 

@@ -342,85 +342,85 @@ void ms_lock_release(ms_lock *l);
  * raw little-endian data (offsets relative to the end of the header). The reader validates
  * the header fully (dtype, shape, offsets inside the data and matching dtype x shape, no
  * overlaps) before any tensor is read.
- * Conventions: shapes are row-major int64 dims (ndim <= MS_ST_MAX_DIMS), offsets in bytes; an
- * ms_safetensors owns every string and array in it (ms_st_close frees them, also after a failed
+ * Conventions: shapes are row-major int64 dims (ndim <= MS_SAFETENSORS_MAX_DIMS), offsets in bytes; an
+ * ms_safetensors owns every string and array in it (ms_safetensors_close frees them, also after a failed
  * open); items and metadata passed to the writers stay the caller's. Writers are atomic
  * (temp file, fsync, rename). Not collective; one handle per thread (reads share no state). */
 
-typedef enum ms_st_dtype {
-    MS_ST_F32 = 0, MS_ST_F16, MS_ST_BF16, MS_ST_F64,
-    MS_ST_I64, MS_ST_I32, MS_ST_I16, MS_ST_I8, MS_ST_U8, MS_ST_BOOL,
-    MS_ST_DTYPE_COUNT
-} ms_st_dtype;
+typedef enum ms_safetensors_dtype {
+    MS_SAFETENSORS_F32 = 0, MS_SAFETENSORS_F16, MS_SAFETENSORS_BF16, MS_SAFETENSORS_F64,
+    MS_SAFETENSORS_I64, MS_SAFETENSORS_I32, MS_SAFETENSORS_I16, MS_SAFETENSORS_I8, MS_SAFETENSORS_U8, MS_SAFETENSORS_BOOL,
+    MS_SAFETENSORS_DTYPE_COUNT
+} ms_safetensors_dtype;
 
-#define MS_ST_MAX_DIMS 8
-#define MS_ST_MAX_HEADER (100u << 20) /* as the reference implementation */
+#define MS_SAFETENSORS_MAX_DIMS 8
+#define MS_SAFETENSORS_MAX_HEADER (100u << 20) /* as the reference implementation */
 
-typedef struct ms_st_tensor {
+typedef struct ms_safetensors_tensor {
     char *name;
-    ms_st_dtype dtype;
+    ms_safetensors_dtype dtype;
     int ndim;
-    int64_t shape[MS_ST_MAX_DIMS];
+    int64_t shape[MS_SAFETENSORS_MAX_DIMS];
     uint64_t numel;
     uint64_t begin, end; /* byte offsets into the data section */
-} ms_st_tensor;
+} ms_safetensors_tensor;
 
 typedef struct ms_safetensors {
     char *path;            /* for messages */
     FILE *f;               /* NULL for a header parsed from memory */
     uint64_t data_start;   /* file offset of the data section (8 + N) */
     uint64_t data_len;     /* bytes in the data section */
-    ms_st_tensor *tensors; /* n entries, in header order */
+    ms_safetensors_tensor *tensors; /* n entries, in header order */
     int n;
     char **meta;           /* n_meta key/value pairs: meta[2i], meta[2i+1] */
     int n_meta;
 } ms_safetensors;
 
 /* Bytes per element of a dtype; its safetensors name ("F32"...). */
-size_t ms_st_dtype_size(ms_st_dtype d);
-const char *ms_st_dtype_name(ms_st_dtype d);
+size_t ms_safetensors_dtype_size(ms_safetensors_dtype d);
+const char *ms_safetensors_dtype_name(ms_safetensors_dtype d);
 
 /* Parses a JSON header (not NUL-terminated, len bytes) for a data section of data_len bytes
  * into st (st->f stays NULL). Pure: this is what the fuzzer drives. On error st is freed. */
-ms_status ms_st_parse_header(ms_safetensors *st, const char *path, const char *json, size_t len,
+ms_status ms_safetensors_parse_header(ms_safetensors *st, const char *path, const char *json, size_t len,
                              uint64_t data_len, ms_err *err);
-/* Opens path and parses its header. Caller closes with ms_st_close (also on a zeroed st). */
-ms_status ms_st_open(ms_safetensors *st, const char *path, ms_err *err);
-void ms_st_close(ms_safetensors *st);
+/* Opens path and parses its header. Caller closes with ms_safetensors_close (also on a zeroed st). */
+ms_status ms_safetensors_open(ms_safetensors *st, const char *path, ms_err *err);
+void ms_safetensors_close(ms_safetensors *st);
 /* The tensor called name, or NULL. */
-const ms_st_tensor *ms_st_find(const ms_safetensors *st, const char *name);
+const ms_safetensors_tensor *ms_safetensors_find(const ms_safetensors *st, const char *name);
 /* Value of a __metadata__ key, or NULL. */
-const char *ms_st_meta(const ms_safetensors *st, const char *key);
+const char *ms_safetensors_meta(const ms_safetensors *st, const char *key);
 /* Reads tensor t converted to float32 into dst (t->numel floats). F32/F16/BF16/F64 only;
  * other dtypes are MS_ERR_FORMAT naming the file and tensor. */
-ms_status ms_st_read_f32(const ms_safetensors *st, const ms_st_tensor *t, float *dst,
+ms_status ms_safetensors_read_f32(const ms_safetensors *st, const ms_safetensors_tensor *t, float *dst,
                          ms_err *err);
 /* Finds `name`, checks it has exactly the given shape, reads it as float32. Errors: missing
  * tensor, wrong shape, unsupported dtype, short read -- each naming file and tensor. */
-ms_status ms_st_read_f32_shaped(const ms_safetensors *st, const char *name, int ndim,
+ms_status ms_safetensors_read_f32_shaped(const ms_safetensors *st, const char *name, int ndim,
                                 const int64_t *shape, float *dst, ms_err *err);
 
 /* One tensor to write: data holds numel(shape) elements of dtype, little-endian. */
-typedef struct ms_st_item {
+typedef struct ms_safetensors_item {
     const char *name;
-    ms_st_dtype dtype;
+    ms_safetensors_dtype dtype;
     int ndim;
-    int64_t shape[MS_ST_MAX_DIMS];
+    int64_t shape[MS_SAFETENSORS_MAX_DIMS];
     const void *data;
-} ms_st_item;
+} ms_safetensors_item;
 /* Writes items (in order, data 8-byte aligned) and optional metadata key/value pairs to
- * path.tmp.<pid>, fsyncs and renames to path. The metadata also gets MS_ST_CHECKSUM_KEY: the
- * sha256 (hex) of the whole data section, which ms_st_open verifies (other tools ignore it). */
-ms_status ms_st_write(const char *path, const ms_st_item *items, int n_items,
+ * path.tmp.<pid>, fsyncs and renames to path. The metadata also gets MS_SAFETENSORS_CHECKSUM_KEY: the
+ * sha256 (hex) of the whole data section, which ms_safetensors_open verifies (other tools ignore it). */
+ms_status ms_safetensors_write(const char *path, const ms_safetensors_item *items, int n_items,
                       const char *const *meta_kv, int n_meta, ms_err *err);
 /* Same, keeping the file it replaces as path.prev (checkpoints: the fallback when the latest is
  * found corrupt; see ms_ckpt_pick). */
-ms_status ms_st_write_rotate(const char *path, const ms_st_item *items, int n_items,
+ms_status ms_safetensors_write_rotate(const char *path, const ms_safetensors_item *items, int n_items,
                              const char *const *meta_kv, int n_meta, ms_err *err);
-#define MS_ST_CHECKSUM_KEY "data_sha256"
-/* Verifies the data section against MS_ST_CHECKSUM_KEY (MS_ERR_FORMAT "...: corrupt: ..."
- * naming the file); MS_OK when the file records none. ms_st_open calls it. */
-ms_status ms_st_verify(const ms_safetensors *st, ms_err *err);
+#define MS_SAFETENSORS_CHECKSUM_KEY "data_sha256"
+/* Verifies the data section against MS_SAFETENSORS_CHECKSUM_KEY (MS_ERR_FORMAT "...: corrupt: ..."
+ * naming the file); MS_OK when the file records none. ms_safetensors_open calls it. */
+ms_status ms_safetensors_verify(const ms_safetensors *st, ms_err *err);
 
 /* Which checkpoint to resume from (io/checkpoint.c). Not collective (rank 0 decides, then
  * broadcasts). path is tried first, then path.prev; a file that fails to open or verify, or
@@ -539,9 +539,9 @@ ms_status ms_actfile_open_any(ms_actfile **f, const char *path, ms_actmeta *meta
  * forces the scalar path, read on every _n call: how tests and benchmarks compare the two
  * paths (not a test hook of ms_testhook's kind: it changes no behaviour, only the route). */
 float ms_half_to_float(uint16_t h);
-uint16_t ms_float_to_half(float f);
+uint16_t ms_half_from_float(float f);
 void ms_half_to_float_n(float *out, const uint16_t *in, size_t n);
-void ms_float_to_half_n(uint16_t *out, const float *in, size_t n);
+void ms_half_from_float_n(uint16_t *out, const float *in, size_t n);
 
 /* ---- shuffled data-parallel row stream for training (io/actstream.c).
  * The file's rows are cut into blocks of block_rows. Epoch e visits the blocks in a seeded
@@ -610,7 +610,7 @@ uint64_t ms_splitmix64(uint64_t *state);
  * words the one-line ms_err message, naming the file. Handles are owned by whoever opened
  * them and closed with the matching _close. Serial driver only, never collective: call on one
  * rank (the parallel activations store has its own writer). Not thread-safe (HDF5 is built
- * without thread safety). Element types are ms_st_dtype values (F32, F64, I64, I32, U8). */
+ * without thread safety). Element types are ms_safetensors_dtype values (F32, F64, I64, I32, U8). */
 typedef int64_t ms_h5id;
 #define MS_H5_MAX_RANK 8
 
@@ -621,7 +621,7 @@ void ms_h5_quiet(void);
 /* Writes tensors (F32, I64, I32 or U8 items, any shape) as root datasets of an HDF5 file, plus
  * string attributes (key/value pairs) on the root, built in memory then written atomically to
  * path. Not collective (serial driver): call on one rank. */
-ms_status ms_h5_write_tensors(const char *path, const ms_st_item *items, int n_items,
+ms_status ms_h5_write_tensors(const char *path, const ms_safetensors_item *items, int n_items,
                               const char *const *attr_kv, int n_attr, ms_err *err);
 
 /* Files: an existing file read-only (-1 if absent or not HDF5), or a new one (truncating). */
@@ -665,11 +665,11 @@ int ms_h5_dataset_dims(ms_h5id d, int *rank, int64_t dims[MS_H5_MAX_RANK]);
 /* Reads (writes) the hyperslab start/count (rank entries each) of d, converted from (to) mem
  * elements in out (buf), row-major; start == NULL means the whole dataset. An empty count
  * reads nothing and succeeds. */
-int ms_h5_dataset_read(ms_h5id d, ms_st_dtype mem, int rank, const int64_t *start, const int64_t *count, void *out);
-int ms_h5_dataset_write(ms_h5id d, ms_st_dtype mem, int rank, const int64_t *start, const int64_t *count,
+int ms_h5_dataset_read(ms_h5id d, ms_safetensors_dtype mem, int rank, const int64_t *start, const int64_t *count, void *out);
+int ms_h5_dataset_write(ms_h5id d, ms_safetensors_dtype mem, int rank, const int64_t *start, const int64_t *count,
                         const void *buf);
-/* A contiguous little-endian dataset of dims (rank >= 1); only MS_ST_F32 for now. */
-ms_h5id ms_h5_dataset_create(ms_h5id f, const char *name, ms_st_dtype type, int rank, const int64_t *dims);
+/* A contiguous little-endian dataset of dims (rank >= 1); only MS_SAFETENSORS_F32 for now. */
+ms_h5id ms_h5_dataset_create(ms_h5id f, const char *name, ms_safetensors_dtype type, int rank, const int64_t *dims);
 
 /* ===================================================================== corpus */
 /* Documents are read one at a time (memory bounded by the largest document); token shards

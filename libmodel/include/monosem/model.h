@@ -355,7 +355,7 @@ typedef struct ms_kl_ref {
     const double *pdot, *psum;
 } ms_kl_ref;
 /* Fills probs (may be logits itself: in place), pdot and psum from logits (n,V) and lse (n). */
-void ms_kl_ref_fill(float *probs, double *pdot, double *psum, const float *logits, const float *lse,
+void ms_logits_kl_ref_fill(float *probs, double *pdot, double *psum, const float *logits, const float *lse,
                     int n, int V);
 /* ms_model_unembed with the KL against a reference in probability form (ref non-NULL: kl (n)). */
 ms_status ms_model_unembed_kl(const ms_model *m, float *logits, float *lse, float *losses, float *kl,
@@ -401,19 +401,19 @@ ms_status ms_model_backward(const ms_model *m, ms_model_acts *acts, ms_model_bac
 
 /* Learning rate at step (0-based): linear warm-up to lr over `warmup` steps, then cosine decay
  * to lr * min_frac at step `total`. */
-double ms_lr_schedule(int64_t step, int64_t warmup, int64_t total, double lr, double min_frac);
+double ms_train_lr_schedule(int64_t step, int64_t warmup, int64_t total, double lr, double min_frac);
 /* Global L2 norm of n floats (accumulated in double). */
-double ms_grad_norm(const float *g, size_t n);
+double ms_train_grad_norm(const float *g, size_t n);
 /* True for tensors that get weight decay: the matrices (TransformerLens leaf W_*), not
  * biases or LayerNorm weights. */
 bool ms_model_tensor_decays(const ms_model_tensor *t);
 /* One AdamW step (PyTorch semantics, decoupled decay) over n entries; t is the 1-based step
  * count for bias correction. */
-void ms_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
+void ms_train_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
                      float beta1, float beta2, float eps, float weight_decay, int64_t t);
 
 /* Unigram baseline: log-probabilities (V) from token counts with add-one smoothing. */
-void ms_unigram_logprobs(double *logp, const int64_t *counts, int V);
+void ms_train_unigram_logprobs(double *logp, const int64_t *counts, int V);
 
 /* Checkpoint of a training run: one safetensors file with the weights under their
  * TransformerLens names, the Adam moments as "adam_m.<name>" / "adam_v.<name>", and metadata

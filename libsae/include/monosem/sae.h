@@ -287,15 +287,15 @@ typedef struct ms_saelens_meta {
 
 /* Writes cfg.json, sae_weights.safetensors and, if log10_density is non-NULL,
  * sparsity.safetensors into dir (created), each atomically. meta may be NULL. */
-ms_status ms_sae_save_saelens(const ms_sae *sae, const char *dir, const float *log10_density,
+ms_status ms_saelens_save(const ms_sae *sae, const char *dir, const float *log10_density,
                               const ms_saelens_meta *meta, ms_err *err);
 /* Writes (replaces) dir/sparsity.safetensors: log10_density (d_sae) and its source. */
-ms_status ms_sae_write_sparsity(const char *dir, const float *log10_density, int64_t d_sae,
+ms_status ms_saelens_write_sparsity(const char *dir, const float *log10_density, int64_t d_sae,
                                 const char *source, ms_err *err);
 /* Reads DIR/cfg.json's d_in and d_sae into *d_in, *d_sae (either may be NULL). */
-ms_status ms_sae_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err);
+ms_status ms_saelens_dims(const char *dir, int64_t *d_in, int64_t *d_sae, ms_err *err);
 /* Loads DIR/sae_weights.safetensors into an initialised sae of matching shapes (import). */
-ms_status ms_sae_load_saelens(ms_sae *sae, const char *dir, ms_err *err);
+ms_status ms_saelens_load(ms_sae *sae, const char *dir, ms_err *err);
 
 /* What cfg.json says about an SAE (v6 metadata, or the older flat layout). */
 typedef struct ms_saelens_info {
@@ -313,7 +313,7 @@ typedef struct ms_saelens_info {
  * SAELens), jumprelu: z·[z > θ] — and loads the weights with input_scale 1 (the export folds
  * any scale in). apply_b_dec_to_input false or a normalize_activations other than "none" are
  * MS_ERR_UNSUPPORTED. On error sae is left freed. */
-ms_status ms_sae_open_saelens(ms_sae *sae, const char *dir, int64_t max_batch,
+ms_status ms_saelens_open(ms_sae *sae, const char *dir, int64_t max_batch,
                               ms_saelens_info *info, ms_err *err);
 
 #ifdef __cplusplus
