@@ -107,17 +107,28 @@ static ms_status set_node(walk *wk, const field *f, yaml_node_t *v, const where 
     return cfg_where_err(wk->err, &w, "key '%s': expected %s, got %s", f->key, exp, node_kind(v));
 }
 
+/* One mapping pair: its key's name, its value and the key's place; an error if the key is not a scalar. */
+static ms_status pair_key(walk *wk, const yaml_node_pair_t *p, const char **kname, yaml_node_t **v, where *kw)
+{
+    yaml_node_t *k = yaml_document_get_node(wk->doc, p->key);
+    *v = yaml_document_get_node(wk->doc, p->value);
+    *kw = (where){wk->name, (int)k->start_mark.line + 1, (int)k->start_mark.column + 1};
+    if (k->type != YAML_SCALAR_NODE) return cfg_where_err(wk->err, kw, "expected a key name, got %s", node_kind(k));
+    *kname = (const char *)k->data.scalar.value;
+    return MS_OK;
+}
+
 static ms_status parse_saes(walk *wk, yaml_node_t *v, const where *kw);
 
 static ms_status walk_mapping(walk *wk, yaml_node_t *map, const char *prefix)
 {
     /* duplicate keys inside one mapping are caught here even for sections */
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(wk->doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(wk->doc, p->value);
-        where kw = {wk->name, (int)k->start_mark.line + 1, (int)k->start_mark.column + 1};
-        if (k->type != YAML_SCALAR_NODE) return cfg_where_err(wk->err, &kw, "expected a key name, got %s", node_kind(k));
-        const char *kname = (const char *)k->data.scalar.value;
+        yaml_node_t *v;
+        where kw;
+        const char *kname = NULL;
+        ms_status kst = pair_key(wk, p, &kname, &v, &kw);
+        if (kst) return kst;
         for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
             yaml_node_t *k2 = yaml_document_get_node(wk->doc, q->key);
             if (k2->type == YAML_SCALAR_NODE && strcmp((const char *)k2->data.scalar.value, kname) == 0)
@@ -178,11 +189,11 @@ static char *entry_override(const walk *wk, const field *f, yaml_node_t *v)
 static ms_status entry_keys(walk *wk, ms_sae_entry *e, yaml_node_t *map, const char *prefix)
 {
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(wk->doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(wk->doc, p->value);
-        where kw = {wk->name, (int)k->start_mark.line + 1, (int)k->start_mark.column + 1};
-        if (k->type != YAML_SCALAR_NODE) return cfg_where_err(wk->err, &kw, "expected a key name, got %s", node_kind(k));
-        const char *kname = (const char *)k->data.scalar.value;
+        yaml_node_t *v;
+        where kw;
+        const char *kname = NULL;
+        ms_status kst = pair_key(wk, p, &kname, &v, &kw);
+        if (kst) return kst;
         if (strcmp(prefix, "sae") == 0 && (strcmp(kname, "name") == 0 || strcmp(kname, "model") == 0)) {
             if (v->type != YAML_SCALAR_NODE || is_null_scalar(v))
                 return cfg_where_err(wk->err, &kw, "key 'saes.%s': expected %s, got %s", kname,
