@@ -29,7 +29,7 @@ void app_gen_shard_contexts(const app_gen_plan *p, int64_t s, int64_t *c0, int64
     if (*c0 > *c1) *c0 = *c1;
 }
 
-/* A Fisher-Yates permutation keyed by (seed, context) via ms_perm_seeded; its first K entries,
+/* A Fisher-Yates permutation keyed by (seed, context) via ms_rng_perm; its first K entries,
  * sorted. Sorting makes the rows of a context follow the text order (readable dashboards). */
 void app_gen_sample_positions(int32_t *pos, int64_t T, int64_t K, uint64_t seed, int64_t ctx,
                              int64_t *scratch)
@@ -40,7 +40,7 @@ void app_gen_sample_positions(int32_t *pos, int64_t T, int64_t K, uint64_t seed,
         return;
     }
     /* "b" = 0x67656e ("gen") keeps this stream apart from other users of the same seed */
-    ms_perm_seeded(scratch, T, seed, (uint64_t)ctx, 0x67656eu);
+    ms_rng_perm(scratch, T, seed, (uint64_t)ctx, 0x67656eu);
     /* insertion sort of K values: K <= T <= a few thousand, cheap next to the forward */
     for (int64_t i = 0; i < K; i++) {
         int32_t v = (int32_t)scratch[i];

@@ -9,14 +9,6 @@
 
 /* ------------------------------------------------------------------ data order */
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 void train_model_order_init(data_order *o, int64_t n, uint64_t seed)
 {
     o->n = n;
@@ -31,7 +23,7 @@ static uint64_t feistel(const data_order *o, uint64_t x, uint64_t key)
     const uint64_t mask = ((uint64_t)1 << o->half) - 1;
     uint64_t l = x >> o->half, r = x & mask;
     for (uint64_t round = 0; round < 4; round++) {
-        uint64_t f = mix64(r ^ mix64(key + round)) & mask;
+        uint64_t f = ms_rng_hash(r ^ ms_rng_hash(key + round)) & mask;
         uint64_t t = l ^ f;
         l = r;
         r = t;
@@ -41,7 +33,7 @@ static uint64_t feistel(const data_order *o, uint64_t x, uint64_t key)
 
 static int64_t data_context(const data_order *o, int64_t g)
 {
-    uint64_t key = mix64(o->seed ^ mix64((uint64_t)(g / o->n) + 0x7472616eULL));
+    uint64_t key = ms_rng_hash(o->seed ^ ms_rng_hash((uint64_t)(g / o->n) + 0x7472616eULL));
     uint64_t x = (uint64_t)(g % o->n);
     do x = feistel(o, x, key);
     while (x >= (uint64_t)o->n);

@@ -44,7 +44,7 @@ static void setup(const char *dir, int64_t n)
     FILE *f = fopen(path, "wb");
     uint64_t s = 42;
     for (int i = 0; i < 32 * CTX && f; i++) {
-        int32_t t = (int32_t)(ms_splitmix64(&s) % V);
+        int32_t t = (int32_t)(ms_rng_next(&s) % V);
         fwrite(&t, sizeof t, 1, f);
     }
     if (f) fclose(f);
@@ -65,7 +65,7 @@ static void setup(const char *dir, int64_t n)
             int64_t k = todo < (1 << 20) ? todo : (1 << 20);
             /* Zipf-like ids (small ids common), as in text: s*s/V skews toward 0 */
             for (int64_t i = 0; i < k; i++) {
-                uint64_t r = ms_splitmix64(&s) % V;
+                uint64_t r = ms_rng_next(&s) % V;
                 buf[i] = (int32_t)(r * r / V);
             }
             if (ms_tokshard_append(w, buf, (size_t)k, &err)) die("token shard", &err);
@@ -146,7 +146,7 @@ int main(int argc, char **argv)
         die("model", &err);
     int32_t *tok = malloc(32 * CTX * sizeof *tok);
     uint64_t s = 7;
-    for (int i = 0; i < 32 * CTX; i++) tok[i] = (int32_t)(ms_splitmix64(&s) % V);
+    for (int i = 0; i < 32 * CTX; i++) tok[i] = (int32_t)(ms_rng_next(&s) % V);
     ms_forward_opts o = {.stop_after = &h};
     int iters = 40;
     ms_model_forward(&m, &a, tok, 32, CTX, &o, &err); /* warm-up */

@@ -7,32 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t ms_splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-void ms_perm_seeded(int64_t *perm, int64_t n, uint64_t seed, uint64_t a, uint64_t b)
-{
-    uint64_t st = seed;
-    uint64_t k = ms_splitmix64(&st);
-    st = k ^ (a * 0xd1b54a32d192ed03ull);
-    k = ms_splitmix64(&st);
-    st = k ^ (b * 0xabc98388fb8fac03ull);
-    for (int64_t i = 0; i < n; i++) perm[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
-        /* multiply-shift bounded draw: deterministic, bias < 2^-40 for any n we use */
-        uint64_t r = ms_splitmix64(&st);
-        int64_t j = (int64_t)(((unsigned __int128)r * (uint64_t)(i + 1)) >> 64);
-        int64_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
-}
-
 struct ms_actstream {
     ms_actfile *f;
     ms_actstream_opts o;
@@ -182,7 +156,7 @@ static void epoch_blocks(ms_actstream *s, int64_t epoch)
 {
     if (s->bperm_epoch == epoch) return;
     if (s->o.shuffle)
-        ms_perm_seeded(s->bperm, s->nblocks, s->o.seed, (uint64_t)epoch, 0);
+        ms_rng_perm(s->bperm, s->nblocks, s->o.seed, (uint64_t)epoch, 0);
     else
         for (int64_t i = 0; i < s->nblocks; i++) s->bperm[i] = i;
     s->bperm_epoch = epoch;
@@ -247,7 +221,7 @@ static ms_status load_window(ms_actstream *s, int64_t g0, ms_err *err)
     s->wlen = ng;
     s->cur_bad = s->nraw - ng;
     if (s->o.shuffle)
-        ms_perm_seeded(s->sigma, ng, s->o.seed, (uint64_t)s->pos.epoch,
+        ms_rng_perm(s->sigma, ng, s->o.seed, (uint64_t)s->pos.epoch,
                        (uint64_t)s->pos.window + 1);
     else
         for (int64_t i = 0; i < ng; i++) s->sigma[i] = i;

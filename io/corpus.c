@@ -305,14 +305,6 @@ ms_status ms_doc_reader_next(ms_doc_reader *r, ms_doc *doc, bool *got, ms_err *e
 
 /* ===================================================================== held-out split */
 
-static uint64_t splitmix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 bool ms_corpus_is_heldout(uint64_t seed, const char *path, int64_t doc_index, double fraction)
 {
     if (fraction <= 0) return false;
@@ -320,7 +312,7 @@ bool ms_corpus_is_heldout(uint64_t seed, const char *path, int64_t doc_index, do
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     uint64_t h = ms_fnv1a64(base, strlen(base), 0);
-    h = splitmix64(h ^ splitmix64(seed ^ 0x6d6f6e6f73656d31ULL) ^ splitmix64((uint64_t)doc_index));
+    h = ms_rng_hash(h ^ ms_rng_hash(seed ^ 0x6d6f6e6f73656d31ULL) ^ ms_rng_hash((uint64_t)doc_index));
     double u = (double)(h >> 11) * 0x1.0p-53;
     return u < fraction;
 }

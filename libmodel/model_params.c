@@ -199,14 +199,6 @@ ms_status ms_model_init(ms_model *m, const ms_model_config *cfg, ms_err *err)
     return rc;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void ms_model_init_random(ms_model *m, uint64_t seed, float std)
 {
     uint64_t s = seed;
@@ -224,7 +216,7 @@ void ms_model_init_random(ms_model *m, uint64_t seed, float std)
             float sd = std;
             if (strstr(t->name, "W_O") || strstr(t->name, "W_out")) sd *= resid_scale;
             for (size_t k = 0; k < t->numel; k += 2) { /* Box-Muller */
-                double u1 = ((splitmix64(&s) >> 11) + 1.0) * 0x1p-53, u2 = (splitmix64(&s) >> 11) * 0x1p-53;
+                double u1 = ((ms_rng_next(&s) >> 11) + 1.0) * 0x1p-53, u2 = (ms_rng_next(&s) >> 11) * 0x1p-53;
                 double r = sqrt(-2.0 * log(u1));
                 p[k] = (float)(sd * r * cos(2 * M_PI * u2));
                 if (k + 1 < t->numel) p[k + 1] = (float)(sd * r * sin(2 * M_PI * u2));

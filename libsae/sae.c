@@ -1,40 +1,10 @@
-/* libsae/sae.c: the SplitMix64 RNG, the hyper-parameter check, the step statistics' accessors
- * and export/import of the weights (allocation: sae_params.c; the step: sae_forward.c,
- * sae_backward.c, sae_adam.c). */
+/* libsae/sae.c: the hyper-parameter check, the step statistics' accessors and export/import
+ * of the weights (allocation: sae_params.c; the step: sae_forward.c, sae_backward.c,
+ * sae_adam.c; the RNG, ms_rng, is io's: monosem/rng.h). */
 #include "sae_internal.h"
 
 #include <math.h>
 #include <string.h>
-
-/* ===================================================================== RNG */
-
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-void ms_rng_init(ms_rng *r, uint64_t seed, uint64_t stream)
-{
-    r->key = mix64(mix64(seed) ^ (stream * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
-    r->counter = 0;
-}
-
-uint64_t ms_rng_u64(ms_rng *r)
-{
-    uint64_t c = r->counter++;
-    return mix64(mix64(r->key + c * 0x9e3779b97f4a7c15ULL) ^ r->key);
-}
-
-double ms_rng_uniform(ms_rng *r) { return (double)(ms_rng_u64(r) >> 11) * 0x1.0p-53; }
-
-double ms_rng_normal(ms_rng *r)
-{
-    double u1 = 1.0 - ms_rng_uniform(r); /* (0,1] */
-    double u2 = ms_rng_uniform(r);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
 
 /* ===================================================================== hyper-parameters */
 

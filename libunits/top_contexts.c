@@ -148,18 +148,8 @@ uint64_t ms_topk_key_act(float a)
     return (uint64_t)(UINT32_MAX - b);
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 uint64_t ms_analysis_hash(uint64_t seed, int64_t unit, int64_t pos)
 {
-    uint64_t u = mix64(seed ^ ((uint64_t)unit + 1) * 0x9e3779b97f4a7c15ull);
-    return mix64(u ^ ((uint64_t)pos + 1) * 0xd1b54a32d192ed03ull);
+    uint64_t u = ms_rng_mix(seed ^ ((uint64_t)unit + 1) * MS_RNG_GAMMA);
+    return ms_rng_mix(u ^ ((uint64_t)pos + 1) * 0xd1b54a32d192ed03ull);
 }

@@ -32,15 +32,8 @@ ms_status ms_analysis_init(ms_analysis *a, int64_t n_units, const ms_analysis_op
         ms_analysis_free(a);
         return ms_err_set(err, MS_ERR_NOMEM, "analysis: out of memory for %lld units", (long long)n_units);
     }
-    for (int64_t u = 0; u < n_units; u++) {
-        uint64_t x = o->seed ^ ((uint64_t)u + 1) * 0x9e3779b97f4a7c15ull; /* the hash's unit half */
-        x ^= x >> 30;
-        x *= 0xbf58476d1ce4e5b9ull;
-        x ^= x >> 27;
-        x *= 0x94d049bb133111ebull;
-        x ^= x >> 31;
-        a->unit_hash[u] = x;
-    }
+    for (int64_t u = 0; u < n_units; u++) /* the unit half of ms_analysis_hash */
+        a->unit_hash[u] = ms_rng_mix(o->seed ^ ((uint64_t)u + 1) * MS_RNG_GAMMA);
     return MS_OK;
 }
 
@@ -145,12 +138,7 @@ void ms_analysis_scan_intervals(ms_analysis *a, const float *acts, const int32_t
                     a->iv_count[u * I + i]++;
                     a->hist[u * NB + h]++;
                     /* the hash of docs/analysis.md, its unit half precomputed */
-                    uint64_t z = a->unit_hash[u] ^ pmix;
-                    z ^= z >> 30;
-                    z *= 0xbf58476d1ce4e5b9ull;
-                    z ^= z >> 27;
-                    z *= 0x94d049bb133111ebull;
-                    z ^= z >> 31;
+                    uint64_t z = ms_rng_mix(a->unit_hash[u] ^ pmix);
                     int64_t slot = u * I + i;
                     if (z > ms_topk_bar(&a->iv, slot)) continue;
                     ms_topk_entry *e = ms_topk_push(&a->iv, slot, z, pos);

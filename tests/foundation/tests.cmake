@@ -1,6 +1,7 @@
-# Foundation tests: config parser, queue/sharding/progress (unit), MPI module and bad job files (mpi).
+# Foundation tests: config parser, queue/sharding/progress and the RNG (unit), MPI module and bad job files (mpi).
 ms_unit_test(test_config SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c LIBS msjob)
 ms_unit_test(test_queue SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_queue.c LIBS msio)
+ms_unit_test(test_rng SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_rng.c LIBS msio)
 add_executable(test_comm_mpi ${CMAKE_CURRENT_LIST_DIR}/test_comm_mpi.c)
 target_link_libraries(test_comm_mpi PRIVATE msio)
 ms_mpi_test(comm_mpi_2 2 COMMAND $<TARGET_FILE:test_comm_mpi>)

@@ -129,7 +129,7 @@ static void test_f2h(void **state)
     }
     uint64_t s = 99;
     while (n < N) {
-        uint32_t v = (uint32_t)ms_splitmix64(&s);
+        uint32_t v = (uint32_t)ms_rng_next(&s);
         memcpy(&x[n++], &v, 4);
     }
     app_gen_f2h(a, x, N);

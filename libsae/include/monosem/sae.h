@@ -52,7 +52,7 @@ extern "C" {
  * Results are deterministic for a given thread count (per-feature sums run in a fixed order).
  * One ms_sae is not safe to use from two threads at once (the step and encode share its
  * workspace); distinct ms_sae objects are independent.
- * Files: sae.c (RNG, hparams check, stats, export/import), sae_params.c (allocation, init),
+ * Files: sae.c (hparams check, stats, export/import), sae_params.c (allocation, init),
  * sae_encode.c (encoder, encode/decode), sae_forward.c + sae_backward.c (forward_backward),
  * sae_adam.c (step, schedules), sae_resample.c, saelens.c; kernels sae_kernels.c.
  *
@@ -63,23 +63,6 @@ extern "C" {
  * Memory: the workspace holds two (max_batch, d_sae) float buffers plus sparse lists sized for
  * 12% of them (topk: max_batch·k) — about 11·max_batch·d_sae bytes.
  */
-
-/* ===================================================================== RNG */
-
-/* Counter-based RNG: output i is a pure function of (key, i). State is two integers: save
- * them to checkpoint; the same seed gives the same stream on every rank. */
-typedef struct ms_rng {
-    uint64_t key;
-    uint64_t counter;
-} ms_rng;
-
-/* key derived from (seed, stream) so independent purposes get independent streams. */
-void ms_rng_init(ms_rng *r, uint64_t seed, uint64_t stream);
-uint64_t ms_rng_u64(ms_rng *r);
-/* Uniform in [0,1) with 53 random bits. */
-double ms_rng_uniform(ms_rng *r);
-/* Standard normal (Box-Muller, consumes two outputs). */
-double ms_rng_normal(ms_rng *r);
 
 /* ===================================================================== hyper-parameters */
 
@@ -150,7 +133,7 @@ typedef struct ms_sae {
 ms_status ms_sae_init(ms_sae *sae, const ms_sae_hparams *hp, ms_err *err);
 void ms_sae_free(ms_sae *sae);
 
-/* Fresh parameters, identical on every rank for the same rng state:
+/* Fresh parameters, identical on every rank for the same rng state (ms_rng: monosem/rng.h):
  * - relu-l1: W_enc and W_dec independent Kaiming-uniform (bound √(6/fan_in), fan_in d_in
  *   resp. d_sae), then W_dec rows normalised to unit norm (the paper: untied).
  * - topk, batchtopk, jumprelu: W_dec Kaiming-uniform, rows normalised, W_enc = W_decᵀ.
